@@ -1,0 +1,101 @@
+"""Checkpoints: a folder with meta.json (configs, data summary, held-out files) and weights.
+
+Written under a temporary name and renamed, so a crash never leaves half a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, ModelConfig, TrainConfig
+from .model import ADTR
+
+FORMAT = "adtr-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+@dataclass
+class Checkpoint:
+    model: ADTR
+    train: TrainConfig
+    data: dict[str, Any] = field(default_factory=dict)  # summary of what it was trained on
+    heldout: list[str] = field(default_factory=list)  # good images kept out of training
+    history: list[dict[str, Any]] = field(default_factory=list)  # one entry per training run
+    backbone_weights: str | None = None
+
+    @property
+    def cfg(self) -> ModelConfig:
+        return self.model.cfg
+
+
+def refuse_existing(path: Path) -> None:
+    if path.exists():
+        raise FileExistsError(f"{path}: already exists (refusing to overwrite; pick another path or remove it)")
+
+
+def save(ck: Checkpoint, path: str | Path) -> Path:
+    path = Path(path)
+    refuse_existing(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        meta = {
+            "format": FORMAT,
+            "model": ck.cfg.to_dict(),
+            "train": asdict(ck.train),
+            "data": ck.data,
+            "heldout": ck.heldout,
+            "history": ck.history,
+            "backbone_weights": ck.backbone_weights,
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        ck.model.backbone.save_weights(str(tmp / "backbone.h5"))
+        ck.model.reconstructor.save_weights(str(tmp / "reconstructor.h5"))
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def load(path: str | Path, expect: ModelConfig | None = None) -> Checkpoint:
+    """Load a checkpoint; with expect, refuse one trained for another configuration."""
+    path = Path(path)
+    meta_path = path / "meta.json"
+    if not meta_path.is_file():
+        raise CheckpointError(f"{path}: not a checkpoint (no meta.json)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{meta_path}: malformed JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{meta_path}: format is not {FORMAT}")
+    try:
+        cfg = ModelConfig.from_dict(meta["model"])
+        tcfg = TrainConfig(**meta["train"])
+    except (KeyError, TypeError, ConfigError) as e:
+        raise CheckpointError(f"{meta_path}: bad configuration ({e})") from None
+    if expect is not None and expect.fingerprint() != cfg.fingerprint():
+        diff = sorted(k for k, v in expect.to_dict().items() if cfg.to_dict().get(k) != v)
+        raise CheckpointError(f"{path}: checkpoint is for another configuration (differs in {', '.join(diff)})")
+    model = ADTR(cfg)
+    for part in ("backbone", "reconstructor"):
+        wpath = path / f"{part}.h5"
+        if not wpath.is_file():
+            raise CheckpointError(f"{wpath}: missing")
+        try:
+            getattr(model, part).load_weights(str(wpath))
+        except (ValueError, OSError) as e:
+            raise CheckpointError(f"{wpath}: weights do not fit the configuration ({str(e).splitlines()[0]})") from None
+    return Checkpoint(
+        model, tcfg, meta.get("data", {}), meta.get("heldout", []), meta.get("history", []), meta.get("backbone_weights")
+    )

@@ -1,0 +1,224 @@
+"""`python -m adtr`: synth, train, eval, export, ablate, demo.
+
+Every expected failure (bad folder, bad image, unknown preset, wrong checkpoint, an
+output that exists) is one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .data import DataError
+    from .tflite_c import TFLiteCError
+
+    return (UsageError, DataError, ConfigError, CheckpointError, TFLiteCError, FileExistsError, FileNotFoundError, ValueError)
+
+
+def cmd_synth(a: argparse.Namespace) -> None:
+    from . import synth
+
+    for cat in a.categories:
+        if cat not in synth.CATEGORIES:
+            raise UsageError(f"unknown category {cat!r} (choose from {', '.join(synth.CATEGORIES)})")
+    for cat in a.categories:
+        spec = synth.SynthSpec(cat, a.size, a.train, a.test_good, a.test_defect, a.seed)
+        print(synth.write_category(Path(a.out), spec))
+
+
+def _preset_config(a: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from .config import preset
+
+    p = preset(a.preset)
+    model = p.model.replace(seed=a.seed) if a.seed is not None else p.model
+    return model, p.train
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from . import checkpoint, train
+    from .checkpoint import refuse_existing
+    from .data import Dataset
+
+    out = Path(a.out)
+    refuse_existing(out)
+    ds = Dataset(a.data)
+    if a.plus:
+        if not a.init:
+            raise UsageError("--plus needs --from CHECKPOINT (an ADTR model to fine-tune)")
+        expect = _preset_config(a)[0] if a.preset_given else None
+        ck = checkpoint.load(a.init, expect)
+        defects = Dataset(a.defects) if a.defects else None
+        if defects is None and not a.synthetic:
+            raise UsageError("--plus needs labelled anomalies: --defects DIR (MVTec layout) or --synthetic N")
+        ck = train.finetune_plus(ck, ds, defects=defects, synthetic=a.synthetic, pixel=a.labels == "pixel", epochs=a.epochs)
+    else:
+        cfg, tcfg = _preset_config(a)
+        ck = train.train(cfg, tcfg, ds, backbone_weights=a.backbone_weights, epochs=a.epochs)
+    print(checkpoint.save(ck, out))
+
+
+def cmd_eval(a: argparse.Namespace) -> None:
+    import numpy as np
+
+    from . import checkpoint, evaluate
+    from .data import Dataset
+
+    ds = Dataset(a.data)
+    if bool(a.checkpoint) == bool(a.graph):
+        raise UsageError("give exactly one of --checkpoint or --graph")
+    if a.checkpoint:
+        ck = checkpoint.load(a.checkpoint)
+        split = ds.test(ck.cfg.input_size)
+        print(evaluate.evaluate_maps(ck.model.maps(split.images), split, ck.cfg.pool_kernel).line(str(a.checkpoint)))
+        return
+    graph = Path(a.graph)
+    meta = _read_metadata(graph)
+    split = ds.test(int(meta["input"]["width"]))
+    if a.c_library:
+        from .tflite_c import CInterpreter
+
+        with CInterpreter(graph, a.c_library) as it:
+            scale, zero = it.output_quant
+            maps = np.stack([(it.run(im)[0].astype(np.float32) - zero) * scale for im in split.images])
+    else:
+        maps = evaluate.graph_maps(evaluate.runner_for(graph), split.images)
+    print(evaluate.evaluate_maps(maps, split, int(meta["pool_kernel"])).line(str(graph)))
+
+
+def _read_metadata(graph: Path) -> dict:  # type: ignore[type-arg]
+    import json
+
+    from .export import metadata_path
+
+    if not graph.is_file():
+        raise UsageError(f"{graph}: graph file not found")
+    mp = metadata_path(graph)
+    try:
+        return json.loads(mp.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{mp}: metadata missing beside the graph") from None
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{mp}: malformed JSON ({e})") from None
+
+
+def cmd_export(a: argparse.Namespace) -> None:
+    from . import checkpoint, export
+    from .data import Dataset
+
+    if not a.tflite and not a.onnx:
+        raise UsageError("nothing to export: give --tflite PATH and/or --onnx PATH")
+    ck = checkpoint.load(a.checkpoint)
+    version = a.version or f"{Path(a.checkpoint).name}"
+    if a.tflite:
+        calib = Dataset(a.data).train(ck.cfg.input_size)[: a.calibration]
+        meta = export.export_tflite(ck, Path(a.tflite), calib, version)
+        print(f"{a.tflite}: threshold {meta['threshold']:.4f}, normal mean {meta['normal_scores']['mean']:.4f}")
+    if a.onnx:
+        meta = export.export_onnx(ck, Path(a.onnx), version)
+        print(f"{a.onnx}: threshold {meta['threshold']:.4f}, normal mean {meta['normal_scores']['mean']:.4f}")
+
+
+def cmd_ablate(a: argparse.Namespace) -> None:
+    from . import ablate
+    from .data import Dataset
+
+    cfg, tcfg = _preset_config(a)
+    rows = ablate.run(cfg, tcfg, Dataset(a.data), epochs=a.epochs)
+    print(ablate.table(rows))
+
+
+def cmd_demo(a: argparse.Namespace) -> None:
+    from . import demo
+
+    demo.build(Path(a.out), Path(a.work), epochs=a.epochs)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="adtr", description="ADTR anomaly detection toolkit")
+    p.add_argument("-v", "--verbose", action="store_true", help="log training progress")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("synth", help="generate line-like image sets in MVTec-AD layout")
+    s.add_argument("--out", required=True)
+    s.add_argument("--categories", nargs="+", default=["weave", "brushed_metal", "printed_part"])
+    s.add_argument("--size", type=int, default=224)
+    s.add_argument("--train", type=int, default=100, help="good training images per category")
+    s.add_argument("--test-good", type=int, default=20)
+    s.add_argument("--test-defect", type=int, default=8, help="test images per defect kind")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(fn=cmd_synth)
+
+    def model_args(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--preset", default=None, help="tiny (CPU, minutes) or paper (EfficientNet-B4, 4+4 layers)")
+        q.add_argument("--seed", type=int, default=None)
+        q.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+
+    t = sub.add_parser("train", help="train ADTR on good images, or fine-tune ADTR+ with --plus")
+    t.add_argument("--data", required=True, help="category folder in MVTec-AD layout")
+    t.add_argument("--out", required=True, help="checkpoint folder to create")
+    model_args(t)
+    t.add_argument("--backbone-weights", help="ImageNet weights file for the efficientnet backbones (.h5)")
+    t.add_argument("--plus", action="store_true", help="ADTR+ fine-tuning with labelled anomalies")
+    t.add_argument("--from", dest="init", help="checkpoint to fine-tune (with --plus)")
+    t.add_argument("--defects", help="MVTec-layout folder of labelled defects (test/<kind> + ground_truth)")
+    t.add_argument("--synthetic", type=int, default=0, help="use N synthetic anomalies instead of --defects")
+    t.add_argument("--labels", choices=["pixel", "image"], default="pixel")
+    t.set_defaults(fn=cmd_train)
+
+    e = sub.add_parser("eval", help="image and pixel AUROC on a test split")
+    e.add_argument("--data", required=True)
+    e.add_argument("--checkpoint")
+    e.add_argument("--graph", help="exported .tflite or .onnx (metadata JSON beside it)")
+    e.add_argument("--c-library", help="run a .tflite on this libtensorflowlite_c.so instead of Python's interpreter")
+    e.set_defaults(fn=cmd_eval)
+
+    x = sub.add_parser("export", help="int8 TFLite and ONNX graphs with metadata")
+    x.add_argument("--checkpoint", required=True)
+    x.add_argument("--data", required=True, help="category folder; its train/good calibrates the int8 ranges")
+    x.add_argument("--tflite")
+    x.add_argument("--onnx")
+    x.add_argument("--calibration", type=int, default=64, help="calibration images")
+    x.add_argument("--version", help="model version string (default: the checkpoint's name)")
+    x.set_defaults(fn=cmd_export)
+
+    b = sub.add_parser("ablate", help="ADTR vs no query embedding vs conv reconstruction (seed section 3.2)")
+    b.add_argument("--data", required=True)
+    model_args(b)
+    b.set_defaults(fn=cmd_ablate)
+
+    d = sub.add_parser("demo", help="rebuild models/demo from a fixed seed")
+    d.add_argument("--out", default="models/demo")
+    d.add_argument("--work", default="build/demo-work", help="scratch folder for the data and checkpoint")
+    d.add_argument("--epochs", type=int, default=None)
+    d.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parser().parse_args(argv)
+    if hasattr(a, "preset"):
+        a.preset_given = a.preset is not None
+        a.preset = a.preset or "tiny"
+    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(message)s")
+    try:
+        a.fn(a)
+    except _expected_errors() as e:
+        msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+        print(f"adtr {a.cmd}: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0

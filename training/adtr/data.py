@@ -1,0 +1,122 @@
+"""Reads an MVTec-AD-layout folder: train/good, test/good, test/<defect>, ground_truth.
+
+Every problem is a DataError naming the file or folder, so the CLI can print one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+class DataError(ValueError):
+    """A dataset folder or file that cannot be used."""
+
+
+@dataclass
+class Split:
+    """Images resized to the model's input, with labels and masks for test splits."""
+
+    images: np.ndarray  # (N, S, S, 3) uint8
+    labels: np.ndarray  # (N,) 0 good, 1 defective
+    masks: np.ndarray  # (N, S, S) uint8 in {0, 1}
+    paths: list[Path]
+    kinds: list[str]  # "good" or the defect folder's name
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def load_image(path: Path, size: int, *, mode: str = "RGB", expect: tuple[int, int] | None = None) -> np.ndarray:
+    """Load and resize (bilinear for RGB, nearest for masks) to size x size."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if expect is not None and im.size != expect:
+                raise DataError(f"{path}: image is {im.size[0]}x{im.size[1]}, the others are {expect[0]}x{expect[1]}")
+            im = im.convert(mode)
+            if im.size != (size, size):
+                im = im.resize((size, size), Image.NEAREST if mode == "L" else Image.BILINEAR)
+            return np.asarray(im)
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise DataError(f"{path}: not a readable image ({e.__class__.__name__})") from None
+
+
+class Dataset:
+    """One category folder in MVTec-AD layout."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataError(f"{self.root}: dataset folder not found")
+        self.train_dir = self.root / "train" / "good"
+        self.test_dir = self.root / "test"
+        if not self.train_dir.is_dir():
+            raise DataError(f"{self.train_dir}: missing (expected MVTec-AD layout: train/good, test/<kind>, ground_truth/<kind>)")
+        self._size: tuple[int, int] | None = None
+
+    def _load(self, path: Path, size: int, mode: str = "RGB") -> np.ndarray:
+        # MVTec categories have one image size; a mixed folder is almost always a mistake.
+        if mode == "RGB" and self._size is None:
+            with Image.open(path) as im:
+                self._size = im.size
+        return load_image(path, size, mode=mode, expect=self._size if mode == "RGB" else None)
+
+    def train_paths(self) -> list[Path]:
+        paths = _images_in(self.train_dir)
+        if not paths:
+            raise DataError(f"{self.train_dir}: no images")
+        return paths
+
+    def train(self, size: int) -> np.ndarray:
+        return np.stack([self._load(p, size) for p in self.train_paths()])
+
+    def summary(self, size: int, **extra: int) -> dict[str, object]:
+        """What a model was trained on, for its metadata."""
+        kinds = sorted(d.name for d in self.test_dir.iterdir() if d.is_dir()) if self.test_dir.is_dir() else []
+        return {
+            "root": str(self.root),
+            "category": self.root.name,
+            "train_good": len(self.train_paths()),
+            "source_size": list(self._size) if self._size else None,
+            "model_input": size,
+            "test_kinds": kinds,
+            **extra,
+        }
+
+    def test(self, size: int, *, need_both: bool = True) -> Split:
+        if not self.test_dir.is_dir():
+            raise DataError(f"{self.test_dir}: missing")
+        images, labels, masks, paths, kinds = [], [], [], [], []
+        for kind_dir in sorted(d for d in self.test_dir.iterdir() if d.is_dir()):
+            kind = kind_dir.name
+            for p in _images_in(kind_dir):
+                images.append(self._load(p, size))
+                paths.append(p)
+                kinds.append(kind)
+                if kind == "good":
+                    labels.append(0)
+                    masks.append(np.zeros((size, size), np.uint8))
+                    continue
+                labels.append(1)
+                mp = self.root / "ground_truth" / kind / f"{p.stem}_mask.png"
+                if not mp.is_file():
+                    raise DataError(f"{mp}: mask missing for {p}")
+                masks.append((self._load(mp, size, "L") > 127).astype(np.uint8))
+        if not images:
+            raise DataError(f"{self.test_dir}: no images")
+        if need_both and len(set(labels)) < 2:
+            raise DataError(f"{self.test_dir}: needs both good and defective images to score AUROC")
+        return Split(np.stack(images), np.array(labels), np.stack(masks), paths, kinds)
+
+    def labelled_defects(self, size: int, kinds: list[str] | None = None) -> Split:
+        """Defective images with masks for ADTR+ (a test-like folder of a line's collected defects)."""
+        split = self.test(size, need_both=False)
+        keep = [i for i, k in enumerate(split.kinds) if k != "good" and (kinds is None or k in kinds)]
+        return Split(split.images[keep], split.labels[keep], split.masks[keep], [split.paths[i] for i in keep], [split.kinds[i] for i in keep])

@@ -1,0 +1,176 @@
+"""Export: a full-integer int8 TFLite graph and a float ONNX graph, each with metadata.
+
+The TFLite graph takes uint8 RGB at the model's size (normalisation is inside) and
+outputs the int8 low-resolution anomaly map with its quantisation parameters. It is
+built so that TFLite 2.9 (the daemon's C library) runs it; the metadata JSON beside it
+tells the daemon everything model-specific.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import tensorflow as tf
+
+from . import scoring
+from .checkpoint import Checkpoint, refuse_existing
+from .data import load_image
+
+METADATA_FORMAT = "adtr-model/1"
+# Why 4 sigma: on a reject station a false reject costs one good part, a miss costs a
+# customer complaint; 4 sigma of held-out good scores keeps false rejects rare while
+# staying close to the good distribution. `adtrd calibrate` refines it on the line.
+THRESHOLD_SIGMAS = 4.0
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def metadata_path(graph: Path) -> Path:
+    return graph.with_suffix(graph.suffix + ".json")
+
+
+def convert_int8(ck: Checkpoint, calibration: np.ndarray) -> bytes:
+    """Full-integer conversion; calibration are good uint8 images (N, S, S, 3)."""
+    conv = tf.lite.TFLiteConverter.from_keras_model(ck.model.export_model())
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+
+    def representative() -> Any:
+        for im in calibration:
+            yield [im[None].astype(np.float32)]
+
+    conv.representative_dataset = representative
+    # BUILTINS_INT8 only: conversion fails rather than leave a float op behind.
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.uint8
+    conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+def convert_onnx(ck: Checkpoint, opset: int = 13) -> bytes:
+    import tf2onnx
+
+    model = ck.model.export_model()
+    size = ck.cfg.input_size
+    spec = (tf.TensorSpec((1, size, size, 3), tf.float32, name="image"),)
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset)
+    return proto.SerializeToString()
+
+
+def _normal_stats(scores: np.ndarray) -> dict[str, float]:
+    return {
+        "count": int(len(scores)),
+        "mean": float(scores.mean()),
+        "std": float(scores.std()),
+        "min": float(scores.min()),
+        "max": float(scores.max()),
+    }
+
+
+def suggested_threshold(scores: np.ndarray) -> float:
+    return float(max(scores.mean() + THRESHOLD_SIGMAS * scores.std(), scores.max()))
+
+
+def build_metadata(
+    ck: Checkpoint,
+    graph_path: Path,
+    graph: bytes,
+    runner: Callable[[np.ndarray], np.ndarray],
+    heldout: np.ndarray,
+    output: dict[str, Any],
+    version: str,
+) -> dict[str, Any]:
+    """Metadata for one exported graph; normal-score statistics come from the graph itself."""
+    cfg = ck.cfg
+    maps = np.stack([runner(im) for im in heldout])
+    _, scores = scoring.score_maps(maps, cfg.input_size, cfg.pool_kernel)
+    stats = _normal_stats(scores)
+    return {
+        "format": METADATA_FORMAT,
+        "model_version": version,
+        "graph": graph_path.name,
+        "sha256": hashlib.sha256(graph).hexdigest(),
+        "input": {
+            "width": cfg.input_size, "height": cfg.input_size, "channels": 3,
+            "layout": "NHWC", "colour": "RGB",
+            "dtype": "uint8" if graph_path.suffix == ".tflite" else "float32",
+            "range": [0, 255], "normalisation": "in graph",
+        },
+        "output": output,
+        "stride": cfg.stride,
+        "grid": [cfg.grid, cfg.grid],
+        "upsample": scoring.UPSAMPLE,
+        "pool_kernel": cfg.pool_kernel,
+        "image_score": "max of stride-1 unpadded average pool of the upsampled map",
+        "normal_scores": stats,
+        "threshold": suggested_threshold(scores),
+        "threshold_rule": f"max(mean + {THRESHOLD_SIGMAS:g} std, max) of held-out good images",
+        "model": cfg.to_dict(),
+        "training": {"data": ck.data, "history": ck.history, "heldout_images": len(heldout)},
+    }
+
+
+def load_heldout(ck: Checkpoint) -> np.ndarray:
+    if not ck.heldout:
+        raise ValueError("checkpoint has no held-out good images to calibrate the threshold")
+    return np.stack([load_image(Path(p), ck.cfg.input_size) for p in ck.heldout])
+
+
+def export_tflite(ck: Checkpoint, out: Path, calibration: np.ndarray, version: str) -> dict[str, Any]:
+    """Write out (.tflite) and out.json; refuses to overwrite either."""
+    from .evaluate import TFLiteRunner
+
+    meta_out = metadata_path(out)
+    refuse_existing(out)
+    refuse_existing(meta_out)
+    graph = convert_int8(ck, calibration)
+    # Scored through a scratch copy so nothing lands at `out` unless both files are good.
+    with tempfile.TemporaryDirectory() as d:
+        scratch = Path(d) / out.name
+        scratch.write_bytes(graph)
+        runner = TFLiteRunner(scratch)
+        scale, zero = runner.out["quantization"]
+        output = {
+            "shape": [int(v) for v in runner.out["shape"]], "dtype": "int8",
+            "scale": float(scale), "zero_point": int(zero), "meaning": "anomaly map s(u) = ||f - f^||_2",
+        }
+        meta = build_metadata(ck, out, graph, runner, load_heldout(ck), output, version)
+    meta["quantisation"] = {"kind": "full-integer int8", "calibration_images": int(len(calibration)),
+                            "converter": f"tensorflow {tf.__version__}", "runs_on": "TFLite >= 2.9"}
+    _write_atomic(out, graph)
+    _write_atomic(meta_out, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    return meta
+
+
+def export_onnx(ck: Checkpoint, out: Path, version: str) -> dict[str, Any]:
+    from .evaluate import ONNXRunner
+
+    meta_out = metadata_path(out)
+    refuse_existing(out)
+    refuse_existing(meta_out)
+    graph = convert_onnx(ck)
+    with tempfile.TemporaryDirectory() as d:
+        scratch = Path(d) / out.name
+        scratch.write_bytes(graph)
+        runner = ONNXRunner(scratch)
+        output = {"shape": [1, ck.cfg.grid, ck.cfg.grid], "dtype": "float32", "meaning": "anomaly map s(u) = ||f - f^||_2"}
+        meta = build_metadata(ck, out, graph, runner, load_heldout(ck), output, version)
+    meta["quantisation"] = {"kind": "none (float32)"}
+    _write_atomic(out, graph)
+    _write_atomic(meta_out, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    return meta

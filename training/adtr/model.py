@@ -1,0 +1,300 @@
+"""The ADTR network (You et al., ICONIP 2022) in Keras, built from a ModelConfig.
+
+Frozen backbone -> features at stride 16 -> 1x1 projection -> transformer encoder and a
+decoder fed by a learnable query embedding -> back-projection -> anomaly map
+s(u) = ||f(:,u) - f^(:,u)||_2. Ops are kept to those TFLite 2.9 runs in int8.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from .config import ConfigError, ModelConfig
+
+keras = tf.keras
+layers = tf.keras.layers
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+# Keras EfficientNet layer names ending stages 1-4 as UniAD takes them (timm's
+# features at strides 2, 4, 8, 16: 24+32+56+160 = 272 channels for B4).
+_EFFICIENTNET_STAGES = {
+    "efficientnet-b0": ("block1a_project_bn", "block2b_add", "block3b_add", "block5c_add"),
+    "efficientnet-b4": ("block1b_add", "block2d_add", "block3d_add", "block5f_add"),
+}
+
+
+class FeatureNorm(layers.Layer):
+    """Per-channel standardisation with statistics fitted once on good images.
+
+    Random features have channels of very different scale; without this the MSE is
+    dominated by a few of them. The statistics are weights, so they travel with the
+    checkpoint and fold into the exported graph.
+    """
+
+    def build(self, input_shape: tf.TensorShape) -> None:
+        c = int(input_shape[-1])
+        self.mean = self.add_weight(name="mean", shape=(c,), initializer="zeros", trainable=False)
+        self.inv_std = self.add_weight(name="inv_std", shape=(c,), initializer="ones", trainable=False)
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        return (x - self.mean) * self.inv_std
+
+    def fit(self, features: np.ndarray) -> None:
+        flat = features.reshape(-1, features.shape[-1]).astype(np.float64)
+        self.mean.assign(flat.mean(0).astype(np.float32))
+        self.inv_std.assign((1.0 / (flat.std(0) + 1e-3)).astype(np.float32))
+
+
+def _random_cnn(cfg: ModelConfig, x: tf.Tensor) -> list[tf.Tensor]:
+    """Four stages of two seeded, frozen 3x3 convs each: strides 2, 4, 8, 16.
+
+    Random features stand in for ImageNet ones where none can be had (see README).
+    """
+    outs = []
+    init_seed = cfg.seed * 1000
+    for i, c in enumerate(cfg.cnn_channels):
+        for j, stride in enumerate((2, 1)):
+            init_seed += 1
+            x = layers.Conv2D(
+                c, 3, strides=stride, padding="same", use_bias=False,
+                kernel_initializer=keras.initializers.HeNormal(seed=init_seed),
+                name=f"cnn{i + 1}_{j + 1}",
+            )(x)
+            x = layers.ReLU(name=f"cnn{i + 1}_{j + 1}_relu")(x)
+        outs.append(x)
+    return outs
+
+
+def build_backbone(cfg: ModelConfig, weights: str | Path | None = None) -> keras.Model:
+    """Image (float RGB in [0, 255]) -> concatenated stride-16 features, frozen."""
+    size = cfg.input_size
+    inp = keras.Input((size, size, 3), name="image")
+    if cfg.backbone == "random-cnn":
+        if weights is not None:
+            raise ConfigError("backbone random-cnn takes no weights file")
+        x = layers.Rescaling(1.0 / (255.0 * IMAGENET_STD), offset=-IMAGENET_MEAN / IMAGENET_STD, name="normalise")(inp)
+        stages = _random_cnn(cfg, x)
+    else:
+        if weights is not None and not Path(weights).is_file():
+            raise ConfigError(f"{weights}: backbone weights file not found")
+        ctor = {"efficientnet-b0": keras.applications.EfficientNetB0, "efficientnet-b4": keras.applications.EfficientNetB4}[cfg.backbone]
+        # Keras EfficientNet normalises 0..255 input itself, so the graph takes raw RGB.
+        try:
+            net = ctor(include_top=False, weights=str(weights) if weights else None, input_tensor=inp)
+        except (ValueError, OSError) as e:
+            raise ConfigError(f"{weights}: cannot load {cfg.backbone} weights: {str(e).splitlines()[0]}") from None
+        stages = [net.get_layer(n).output for n in _EFFICIENTNET_STAGES[cfg.backbone]]
+    g = cfg.grid
+    resized = []
+    for i, t in enumerate(stages):
+        h = int(t.shape[1])
+        if h > g:
+            # UniAD resizes bilinearly; average pooling is the anti-aliased form of the
+            # same downsampling and stays exact in int8.
+            t = layers.AveragePooling2D(h // g, name=f"stage{i + 1}_pool")(t)
+        elif h < g:
+            t = layers.UpSampling2D(g // h, interpolation="bilinear", name=f"stage{i + 1}_up")(t)
+        resized.append(t)
+    f = layers.Concatenate(name="features")(resized)
+    if cfg.feature_norm:
+        f = FeatureNorm(name="feature_norm")(f)
+    model = keras.Model(inp, f, name="backbone")
+    model.trainable = False
+    return model
+
+
+class Attention(layers.Layer):
+    """Multi-head attention from Dense and matmul only (no einsum), so it lowers to
+    FULLY_CONNECTED / BATCH_MATMUL / SOFTMAX, which TFLite 2.9 runs in int8."""
+
+    def __init__(self, dim: int, heads: int, dropout: float, **kw: object) -> None:
+        super().__init__(**kw)
+        self.dim, self.heads = dim, heads
+        self.q = layers.Dense(dim, name="q")
+        self.k = layers.Dense(dim, name="k")
+        self.v = layers.Dense(dim, name="v")
+        self.o = layers.Dense(dim, name="o")
+        self.drop = layers.Dropout(dropout)
+
+    def _split(self, x: tf.Tensor) -> tf.Tensor:
+        n = x.shape[1]
+        x = tf.reshape(x, (-1, n, self.heads, self.dim // self.heads))
+        return tf.transpose(x, (0, 2, 1, 3))
+
+    def call(self, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        n = q.shape[1]
+        qh = self._split(self.q(q)) * (1.0 / math.sqrt(self.dim // self.heads))
+        kh = self._split(self.k(k))
+        vh = self._split(self.v(v))
+        att = tf.nn.softmax(tf.matmul(qh, kh, transpose_b=True), axis=-1)
+        att = self.drop(att, training=training)
+        out = tf.transpose(tf.matmul(att, vh), (0, 2, 1, 3))
+        return self.o(tf.reshape(out, (-1, n, self.dim)))
+
+
+class _FFN(layers.Layer):
+    def __init__(self, dim: int, ffn: int, dropout: float, **kw: object) -> None:
+        super().__init__(**kw)
+        self.a = layers.Dense(ffn, activation="relu", name="ffn1")
+        self.b = layers.Dense(dim, name="ffn2")
+        self.drop = layers.Dropout(dropout)
+
+    def call(self, x: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        return self.b(self.drop(self.a(x), training=training))
+
+
+class EncoderLayer(layers.Layer):
+    """DETR/UniAD post-norm encoder layer; the positional embedding is added to q and k."""
+
+    def __init__(self, cfg: ModelConfig, **kw: object) -> None:
+        super().__init__(**kw)
+        self.attn = Attention(cfg.hidden, cfg.heads, cfg.dropout, name="self_attn")
+        self.ffn = _FFN(cfg.hidden, cfg.ffn, cfg.dropout, name="ffn")
+        self.n1 = layers.LayerNormalization(epsilon=1e-5, name="norm1")
+        self.n2 = layers.LayerNormalization(epsilon=1e-5, name="norm2")
+        self.d1 = layers.Dropout(cfg.dropout)
+        self.d2 = layers.Dropout(cfg.dropout)
+
+    def call(self, x: tf.Tensor, pos: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        qk = x + pos
+        x = self.n1(x + self.d1(self.attn(qk, qk, x, training=training), training=training))
+        return self.n2(x + self.d2(self.ffn(x, training=training), training=training))
+
+
+class DecoderLayer(layers.Layer):
+    """DETR/UniAD post-norm decoder layer: self-attention, cross-attention to the encoder's memory, FFN."""
+
+    def __init__(self, cfg: ModelConfig, **kw: object) -> None:
+        super().__init__(**kw)
+        self.self_attn = Attention(cfg.hidden, cfg.heads, cfg.dropout, name="self_attn")
+        self.cross_attn = Attention(cfg.hidden, cfg.heads, cfg.dropout, name="cross_attn")
+        self.ffn = _FFN(cfg.hidden, cfg.ffn, cfg.dropout, name="ffn")
+        self.n1 = layers.LayerNormalization(epsilon=1e-5, name="norm1")
+        self.n2 = layers.LayerNormalization(epsilon=1e-5, name="norm2")
+        self.n3 = layers.LayerNormalization(epsilon=1e-5, name="norm3")
+        self.drops = [layers.Dropout(cfg.dropout) for _ in range(3)]
+
+    def call(self, tgt: tf.Tensor, memory: tf.Tensor, pos: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        q = tgt + pos
+        t = self.self_attn(q, q, tgt, training=training)
+        tgt = self.n1(tgt + self.drops[0](t, training=training))
+        t = self.cross_attn(tgt + pos, memory + pos, memory, training=training)
+        tgt = self.n2(tgt + self.drops[1](t, training=training))
+        return self.n3(tgt + self.drops[2](self.ffn(tgt, training=training), training=training))
+
+
+class Embedding(layers.Layer):
+    """A learned (K, D) table broadcast over the batch: positions, or the decoder's queries."""
+
+    def __init__(self, k: int, d: int, seed: int, **kw: object) -> None:
+        super().__init__(**kw)
+        self.k, self.d, self.seed = k, d, seed
+
+    def build(self, input_shape: tf.TensorShape) -> None:
+        # UniAD initialises both tables uniformly in [0, 1) (nn.init.uniform_).
+        self.table = self.add_weight(
+            name="table", shape=(1, self.k, self.d),
+            initializer=keras.initializers.RandomUniform(0.0, 1.0, seed=self.seed),
+        )
+
+    def call(self, like: tf.Tensor) -> tf.Tensor:
+        return tf.broadcast_to(self.table, tf.shape(like))
+
+
+def _conv_budget(cfg: ModelConfig, channels: int) -> int:
+    """Number of 3x3 conv layers whose parameters match the transformer's (ablation)."""
+    if cfg.conv_layers:
+        return cfg.conv_layers
+    d, f = cfg.hidden, cfg.ffn
+    enc = 4 * d * d + 2 * d * f
+    dec = 8 * d * d + 2 * d * f
+    total = cfg.enc_layers * enc + cfg.dec_layers * dec + 2 * cfg.grid**2 * d
+    return max(1, round(total / (9 * d * d)))
+
+
+def build_reconstructor(cfg: ModelConfig, channels: int) -> keras.Model:
+    """Features (B, g, g, C) -> reconstructed features f^ of the same shape."""
+    g = cfg.grid
+    inp = keras.Input((g, g, channels), name="features")
+    if cfg.reconstructor == "conv":
+        x = layers.Conv2D(cfg.hidden, 1, name="input_proj")(inp)
+        for i in range(_conv_budget(cfg, channels)):
+            x = layers.Conv2D(cfg.hidden, 3, padding="same", activation="relu", name=f"conv{i + 1}")(x)
+        out = layers.Conv2D(channels, 1, name="output_proj")(x)
+        return keras.Model(inp, out, name="conv_reconstructor")
+    k = g * g
+    tokens = layers.Reshape((k, channels), name="tokens")(inp)
+    x = layers.Dense(cfg.hidden, name="input_proj")(tokens)
+    pos = Embedding(k, cfg.hidden, cfg.seed * 1000 + 101, name="pos_embed")(x)
+    memory = x
+    for i in range(cfg.enc_layers):
+        memory = EncoderLayer(cfg, name=f"enc{i + 1}")(memory, pos)
+    if cfg.query_embedding:
+        tgt = Embedding(k, cfg.hidden, cfg.seed * 1000 + 102, name="query_embed")(x)
+    else:
+        tgt = memory
+    for i in range(cfg.dec_layers):
+        tgt = DecoderLayer(cfg, name=f"dec{i + 1}")(tgt, memory, pos)
+    out = layers.Dense(channels, name="output_proj")(tgt)
+    out = layers.Reshape((g, g, channels), name="reconstruction")(out)
+    return keras.Model(inp, out, name="adtr_reconstructor")
+
+
+class ADTR:
+    """A backbone and a reconstructor that together map images to anomaly maps."""
+
+    def __init__(self, cfg: ModelConfig, backbone_weights: str | Path | None = None) -> None:
+        self.cfg = cfg.validate()
+        tf.keras.utils.set_random_seed(cfg.seed)
+        self.backbone = build_backbone(cfg, backbone_weights)
+        self.channels = int(self.backbone.output.shape[-1])
+        self.reconstructor = build_reconstructor(cfg, self.channels)
+
+    def feature_norm(self) -> FeatureNorm | None:
+        try:
+            layer = self.backbone.get_layer("feature_norm")
+        except ValueError:
+            return None
+        return layer if isinstance(layer, FeatureNorm) else None
+
+    def features(self, images: np.ndarray, batch: int = 32) -> np.ndarray:
+        """uint8 or float images (N, S, S, 3) -> features (N, g, g, C) float32."""
+        out = [self.backbone(images[i : i + batch].astype(np.float32), training=False).numpy() for i in range(0, len(images), batch)]
+        return np.concatenate(out) if out else np.zeros((0, self.cfg.grid, self.cfg.grid, self.channels), np.float32)
+
+    def maps_from_features(self, feats: np.ndarray, batch: int = 32) -> np.ndarray:
+        out = []
+        for i in range(0, len(feats), batch):
+            f = feats[i : i + batch]
+            r = self.reconstructor(f, training=False).numpy()
+            out.append(np.sqrt(((f - r) ** 2).sum(-1)))
+        return np.concatenate(out) if out else np.zeros((0, self.cfg.grid, self.cfg.grid), np.float32)
+
+    def maps(self, images: np.ndarray) -> np.ndarray:
+        """Images -> low-resolution anomaly maps (N, g, g)."""
+        return self.maps_from_features(self.features(images))
+
+    def export_model(self) -> keras.Model:
+        """uint8-range RGB image -> anomaly map (1, g, g): the graph the daemon runs."""
+        size = self.cfg.input_size
+        inp = keras.Input((size, size, 3), batch_size=1, name="image")
+        f = self.backbone(inp, training=False)
+        r = self.reconstructor(f, training=False)
+        d = layers.Subtract(name="difference")([f, r])
+        s = AnomalyMap(name="anomaly_map")(d)
+        return keras.Model(inp, s, name="adtr")
+
+
+class AnomalyMap(layers.Layer):
+    """s(u) = ||d(:, u)||_2 over channels (eq. 3)."""
+
+    def call(self, d: tf.Tensor) -> tf.Tensor:
+        # ||d|| = d . (d / ||d||): TFLite has int8 L2_NORMALIZATION but no int8 SQRT,
+        # and this keeps the whole graph integer.
+        return tf.reduce_sum(d * tf.math.l2_normalize(d, axis=-1, epsilon=1e-12), axis=-1)
