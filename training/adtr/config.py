@@ -30,6 +30,7 @@ class ModelConfig:
     cnn_channels: tuple[int, ...] = (16, 32, 64, 96)
     # Per-channel standardisation of backbone features, fitted on the training images.
     feature_norm: bool = False
+    feature_clip: float = 4.0  # standardised features are clipped to +-this (feature_norm only)
     reconstructor: str = "transformer"
     hidden: int = 256
     heads: int = 8
@@ -64,6 +65,8 @@ class ModelConfig:
             raise ConfigError(f"dropout {self.dropout}: must be in [0, 1)")
         if not 0 < self.pool_kernel <= self.input_size:
             raise ConfigError(f"pool_kernel {self.pool_kernel}: must be in (0, input_size]")
+        if self.feature_clip <= 0:
+            raise ConfigError(f"feature_clip {self.feature_clip}: must be positive")
         if self.backbone == "random-cnn" and len(self.cnn_channels) != 4:
             raise ConfigError("cnn_channels: the random-cnn backbone has exactly 4 stages")
         return self
@@ -127,7 +130,7 @@ PRESETS: dict[str, Preset] = {
             dec_layers=2,
             dropout=0.0,
         ),
-        TrainConfig(epochs=60, lr=2e-3, weight_decay=1e-4, batch=16, lr_drop_epoch=45, plus_epochs=20),
+        TrainConfig(epochs=150, lr=2e-3, weight_decay=1e-4, batch=16, lr_drop_epoch=120, plus_epochs=30),
     ),
 }
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
-from . import scoring
+from . import anomalies, scoring
 from .checkpoint import Checkpoint, refuse_existing
 from .data import load_image
 
@@ -45,8 +45,18 @@ def metadata_path(graph: Path) -> Path:
     return graph.with_suffix(graph.suffix + ".json")
 
 
+def calibration_set(good: np.ndarray, seed: int) -> np.ndarray:
+    """Good images plus a third as many synthetic anomalies.
+
+    Ranges calibrated on good images alone clip every anomaly's map at the largest
+    good value, leaving almost no margin between a defect and the threshold.
+    """
+    bad, _ = anomalies.make(good, max(1, len(good) // 3), seed + 11)
+    return np.concatenate([good, bad])
+
+
 def convert_int8(ck: Checkpoint, calibration: np.ndarray) -> bytes:
-    """Full-integer conversion; calibration are good uint8 images (N, S, S, 3)."""
+    """Full-integer conversion; calibration are uint8 images (N, S, S, 3)."""
     conv = tf.lite.TFLiteConverter.from_keras_model(ck.model.export_model())
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
 
@@ -131,13 +141,14 @@ def load_heldout(ck: Checkpoint) -> np.ndarray:
     return np.stack([load_image(Path(p), ck.cfg.input_size) for p in ck.heldout])
 
 
-def export_tflite(ck: Checkpoint, out: Path, calibration: np.ndarray, version: str) -> dict[str, Any]:
-    """Write out (.tflite) and out.json; refuses to overwrite either."""
+def export_tflite(ck: Checkpoint, out: Path, good: np.ndarray, version: str) -> dict[str, Any]:
+    """Write out (.tflite) and out.json; good images calibrate the int8 ranges."""
     from .evaluate import TFLiteRunner
 
     meta_out = metadata_path(out)
     refuse_existing(out)
     refuse_existing(meta_out)
+    calibration = calibration_set(good, ck.cfg.seed)
     graph = convert_int8(ck, calibration)
     # Scored through a scratch copy so nothing lands at `out` unless both files are good.
     with tempfile.TemporaryDirectory() as d:
@@ -150,7 +161,7 @@ def export_tflite(ck: Checkpoint, out: Path, calibration: np.ndarray, version: s
             "scale": float(scale), "zero_point": int(zero), "meaning": "anomaly map s(u) = ||f - f^||_2",
         }
         meta = build_metadata(ck, out, graph, runner, load_heldout(ck), output, version)
-    meta["quantisation"] = {"kind": "full-integer int8", "calibration_images": int(len(calibration)),
+    meta["quantisation"] = {"kind": "full-integer int8", "calibration_images": {"good": int(len(good)), "synthetic_anomalies": int(len(calibration) - len(good))},
                             "converter": f"tensorflow {tf.__version__}", "runs_on": "TFLite >= 2.9"}
     _write_atomic(out, graph)
     _write_atomic(meta_out, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())

@@ -42,13 +42,23 @@ class FeatureNorm(layers.Layer):
         self.mean = self.add_weight(name="mean", shape=(c,), initializer="zeros", trainable=False)
         self.inv_std = self.add_weight(name="inv_std", shape=(c,), initializer="ones", trainable=False)
 
+    def __init__(self, clip: float, **kw: object) -> None:
+        super().__init__(**kw)
+        self.clip = clip
+
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        return (x - self.mean) * self.inv_std
+        # Clipping: random ReLU channels that rarely fire have heavy tails, which would
+        # dominate both the MSE and the int8 ranges; anomalies still stand out at the clip.
+        return tf.clip_by_value((x - self.mean) * self.inv_std, -self.clip, self.clip)
 
     def fit(self, features: np.ndarray) -> None:
         flat = features.reshape(-1, features.shape[-1]).astype(np.float64)
+        std = flat.std(0)
+        # Floor at a quarter of the median: a near-constant channel carries no signal,
+        # and dividing by its tiny std would amplify noise (and int8 rounding) into it.
+        floor = max(0.25 * float(np.median(std)), 1e-6)
         self.mean.assign(flat.mean(0).astype(np.float32))
-        self.inv_std.assign((1.0 / (flat.std(0) + 1e-3)).astype(np.float32))
+        self.inv_std.assign((1.0 / np.maximum(std, floor)).astype(np.float32))
 
 
 def _random_cnn(cfg: ModelConfig, x: tf.Tensor) -> list[tf.Tensor]:
@@ -100,13 +110,56 @@ def build_backbone(cfg: ModelConfig, weights: str | Path | None = None) -> keras
             t = layers.AveragePooling2D(h // g, name=f"stage{i + 1}_pool")(t)
         elif h < g:
             t = layers.UpSampling2D(g // h, interpolation="bilinear", name=f"stage{i + 1}_up")(t)
+        if cfg.feature_norm:
+            # Per stage, before the concatenation: stages differ in scale by 10x or more,
+            # and one int8 scale for all of them would round the small ones away.
+            t = FeatureNorm(cfg.feature_clip, name=f"stage{i + 1}_norm")(t)
         resized.append(t)
     f = layers.Concatenate(name="features")(resized)
-    if cfg.feature_norm:
-        f = FeatureNorm(name="feature_norm")(f)
     model = keras.Model(inp, f, name="backbone")
     model.trainable = False
     return model
+
+
+def _channel_mean(x: tf.Tensor) -> tf.Tensor:
+    """Mean over the last axis as a matmul with a constant 1/D column.
+
+    TFLite lowers it to FULLY_CONNECTED, whose int8 kernel rounds identically in 2.9
+    and later releases; its MEAN kernel does not (one step apart, then amplified).
+    """
+    d = int(x.shape[-1])
+    return tf.matmul(x, tf.constant(np.full((d, 1), 1.0 / d, np.float32)))
+
+
+def _l2_normalize(x: tf.Tensor) -> tf.Tensor:
+    """x / ||x|| over the last axis, shaped so the converter emits L2_NORMALIZATION.
+
+    The reshape keeps the converter from fusing a preceding Sub and the Square into
+    SQUARED_DIFFERENCE, which would hide the pattern. L2_NORMALIZATION squares and
+    sums in int32 inside its kernel, where int8 RSQRT/SQRT would lose the small values.
+    """
+    shape = tf.shape(x)
+    flat = tf.reshape(x, (-1, int(x.shape[-1])))
+    return tf.reshape(tf.math.l2_normalize(flat, axis=-1), shape)
+
+
+class LayerNorm(layers.Layer):
+    """LayerNormalization written as sqrt(D) * l2_normalize(x - mean(x)) * gamma + beta.
+
+    The same function as keras' LayerNormalization (up to where epsilon enters), but
+    built from ops whose int8 kernels agree between TFLite 2.9 and the converter's own
+    interpreter; keras' version lowers to MEAN and RSQRT, which do not.
+    """
+
+    def build(self, input_shape: tf.TensorShape) -> None:
+        d = int(input_shape[-1])
+        self.gamma = self.add_weight(name="gamma", shape=(d,), initializer="ones")
+        self.beta = self.add_weight(name="beta", shape=(d,), initializer="zeros")
+        self.root_d = math.sqrt(d)
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        n = _l2_normalize(x - _channel_mean(x))
+        return n * (self.gamma * self.root_d) + self.beta
 
 
 class Attention(layers.Layer):
@@ -156,8 +209,8 @@ class EncoderLayer(layers.Layer):
         super().__init__(**kw)
         self.attn = Attention(cfg.hidden, cfg.heads, cfg.dropout, name="self_attn")
         self.ffn = _FFN(cfg.hidden, cfg.ffn, cfg.dropout, name="ffn")
-        self.n1 = layers.LayerNormalization(epsilon=1e-5, name="norm1")
-        self.n2 = layers.LayerNormalization(epsilon=1e-5, name="norm2")
+        self.n1 = LayerNorm(name="norm1")
+        self.n2 = LayerNorm(name="norm2")
         self.d1 = layers.Dropout(cfg.dropout)
         self.d2 = layers.Dropout(cfg.dropout)
 
@@ -175,9 +228,9 @@ class DecoderLayer(layers.Layer):
         self.self_attn = Attention(cfg.hidden, cfg.heads, cfg.dropout, name="self_attn")
         self.cross_attn = Attention(cfg.hidden, cfg.heads, cfg.dropout, name="cross_attn")
         self.ffn = _FFN(cfg.hidden, cfg.ffn, cfg.dropout, name="ffn")
-        self.n1 = layers.LayerNormalization(epsilon=1e-5, name="norm1")
-        self.n2 = layers.LayerNormalization(epsilon=1e-5, name="norm2")
-        self.n3 = layers.LayerNormalization(epsilon=1e-5, name="norm3")
+        self.n1 = LayerNorm(name="norm1")
+        self.n2 = LayerNorm(name="norm2")
+        self.n3 = LayerNorm(name="norm3")
         self.drops = [layers.Dropout(cfg.dropout) for _ in range(3)]
 
     def call(self, tgt: tf.Tensor, memory: tf.Tensor, pos: tf.Tensor, training: bool | None = None) -> tf.Tensor:
@@ -256,12 +309,22 @@ class ADTR:
         self.channels = int(self.backbone.output.shape[-1])
         self.reconstructor = build_reconstructor(cfg, self.channels)
 
-    def feature_norm(self) -> FeatureNorm | None:
-        try:
-            layer = self.backbone.get_layer("feature_norm")
-        except ValueError:
-            return None
-        return layer if isinstance(layer, FeatureNorm) else None
+    def feature_norms(self) -> list[FeatureNorm]:
+        return [layer for layer in self.backbone.layers if isinstance(layer, FeatureNorm)]
+
+    def fit_feature_norms(self, images: np.ndarray, batch: int = 32) -> None:
+        """Fit every FeatureNorm on the features that reach it from these images."""
+        norms = self.feature_norms()
+        if not norms:
+            return
+        net = keras.Model(self.backbone.input, [n.input for n in norms])
+        outs: list[list[np.ndarray]] = [[] for _ in norms]
+        for i in range(0, len(images), batch):
+            res = net(images[i : i + batch].astype(np.float32), training=False)
+            for acc, r in zip(outs, res if isinstance(res, (list, tuple)) else [res]):
+                acc.append(r.numpy())
+        for n, acc in zip(norms, outs):
+            n.fit(np.concatenate(acc))
 
     def features(self, images: np.ndarray, batch: int = 32) -> np.ndarray:
         """uint8 or float images (N, S, S, 3) -> features (N, g, g, C) float32."""
@@ -295,6 +358,9 @@ class AnomalyMap(layers.Layer):
     """s(u) = ||d(:, u)||_2 over channels (eq. 3)."""
 
     def call(self, d: tf.Tensor) -> tf.Tensor:
-        # ||d|| = d . (d / ||d||): TFLite has int8 L2_NORMALIZATION but no int8 SQRT,
-        # and this keeps the whole graph integer.
-        return tf.reduce_sum(d * tf.math.l2_normalize(d, axis=-1, epsilon=1e-12), axis=-1)
+        # ||d|| = d . (d / ||d||): TFLite has no int8 SQRT, int8 RSQRT differs between
+        # releases, and squaring in int8 loses every small difference. The channel sum
+        # is a matmul with ones for the same reason as _channel_mean.
+        c = int(d.shape[-1])
+        s = tf.matmul(d * _l2_normalize(d), tf.constant(np.ones((c, 1), np.float32)))
+        return s[..., 0]

@@ -39,15 +39,6 @@ def split_heldout(paths: list[Path], fraction: float, seed: int) -> tuple[np.nda
     return np.sort(order[k:]), np.sort(order[:k])
 
 
-def _fit_features(model: ADTR, images: np.ndarray) -> np.ndarray:
-    feats = model.features(images)
-    norm = model.feature_norm()
-    if norm is not None:
-        norm.fit(feats)  # features were computed with the identity; apply the fitted stats
-        feats = ((feats - norm.mean.numpy()) * norm.inv_std.numpy()).astype(np.float32)
-    return feats
-
-
 def train(
     cfg: ModelConfig,
     tcfg: TrainConfig,
@@ -64,7 +55,8 @@ def train(
     tr, ho = split_heldout(paths, heldout_fraction, cfg.seed)
     model = ADTR(cfg, backbone_weights)
     t0 = time.monotonic()
-    feats = _fit_features(model, images[tr])
+    model.fit_feature_norms(images[tr])
+    feats = model.features(images[tr])
     log.info("features %s in %.1fs", feats.shape, time.monotonic() - t0)
     rec = model.reconstructor
     steps = int(np.ceil(len(feats) / tcfg.batch))

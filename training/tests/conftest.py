@@ -1,0 +1,50 @@
+"""Shared fixtures: one generated category and one tiny model trained on it per session.
+
+Training happens once (session scope) because the tests that need a model all ask
+questions of the same one; the data set is generated here by the code under test.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+from adtr import checkpoint, synth, train  # noqa: E402
+from adtr.config import preset  # noqa: E402
+from adtr.data import Dataset  # noqa: E402
+
+CATEGORY = os.environ.get("ADTR_TEST_CATEGORY", "printed_part")
+SEED = 1  # not the demo's seed: the test trains its own model on its own images
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    root = tmp_path_factory.mktemp("data")
+    return Dataset(synth.write_category(root, synth.SynthSpec(CATEGORY, seed=SEED)))
+
+
+@pytest.fixture(scope="session")
+def trained(dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    p = preset("tiny")
+    ck = train.train(p.model.replace(seed=SEED), p.train, dataset)
+    return checkpoint.save(ck, tmp_path_factory.mktemp("ck") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def split(dataset: Dataset):  # type: ignore[no-untyped-def]
+    return dataset.test(preset("tiny").model.input_size)
+
+
+@pytest.fixture(scope="session")
+def exported(trained: Path, dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from adtr import export
+
+    ck = checkpoint.load(trained)
+    out = tmp_path_factory.mktemp("export")
+    export.export_tflite(ck, out / "m.tflite", dataset.train(ck.cfg.input_size)[:64], "test")
+    export.export_onnx(ck, out / "m.onnx", "test")
+    return {"tflite": out / "m.tflite", "onnx": out / "m.onnx"}

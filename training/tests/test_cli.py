@@ -1,0 +1,96 @@
+"""Bad input: one line on stderr naming the file and the problem, exit status 2, nothing half-written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from adtr import synth
+from adtr.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    return code, err
+
+
+def small_set(root: Path) -> Path:
+    return synth.write_category(root, synth.SynthSpec("weave", size=32, n_train=4, n_test_good=1, n_test_defect=1))
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_missing_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run(capsys, "train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "ck"))
+    assert code == 2
+    assert one_line(err) == f"adtr train: {tmp_path / 'nope'}: dataset folder not found"
+    assert not (tmp_path / "ck").exists()
+
+
+def test_malformed_dataset_names_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "cat" / "test").mkdir(parents=True)
+    code, err = run(capsys, "train", "--data", str(tmp_path / "cat"), "--out", str(tmp_path / "ck"))
+    assert code == 2 and "train/good: missing" in one_line(err)
+
+
+def test_mixed_image_sizes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = small_set(tmp_path)
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(root / "train" / "good" / "999.png")
+    code, err = run(capsys, "train", "--data", str(root), "--out", str(tmp_path / "ck"), "--epochs", "1")
+    line = one_line(err)
+    assert code == 2 and "999.png: image is 40x40, the others are 32x32" in line
+    assert not (tmp_path / "ck").exists()
+
+
+def test_unreadable_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = small_set(tmp_path)
+    (root / "train" / "good" / "000.png").write_bytes(b"\x89PNG truncated")
+    code, err = run(capsys, "train", "--data", str(root), "--out", str(tmp_path / "ck"), "--epochs", "1")
+    assert code == 2 and "000.png: not a readable image" in one_line(err)
+
+
+def test_unknown_preset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = small_set(tmp_path)
+    code, err = run(capsys, "train", "--data", str(root), "--out", str(tmp_path / "ck"), "--preset", "huge")
+    assert code == 2 and one_line(err) == "adtr train: unknown preset 'huge' (choose from paper, tiny)"
+
+
+def test_unknown_category(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run(capsys, "synth", "--out", str(tmp_path), "--categories", "wood")
+    assert code == 2 and "unknown category 'wood'" in one_line(err)
+
+
+def test_checkpoint_from_another_configuration(trained: Path, dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    code, err = run(capsys, "train", "--plus", "--from", str(trained), "--preset", "paper", "--synthetic", "4",
+                    "--data", str(dataset.root), "--out", str(tmp_path / "plus"))
+    line = one_line(err)
+    assert code == 2 and f"{trained}: checkpoint is for another configuration" in line and "backbone" in line
+
+
+def test_not_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run(capsys, "export", "--checkpoint", str(tmp_path), "--data", str(tmp_path), "--tflite", str(tmp_path / "m.tflite"))
+    assert code == 2 and one_line(err) == f"adtr export: {tmp_path}: not a checkpoint (no meta.json)"
+
+
+def test_export_path_exists(trained: Path, dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    target = tmp_path / "m.tflite"
+    target.write_bytes(b"precious")
+    code, err = run(capsys, "export", "--checkpoint", str(trained), "--data", str(dataset.root), "--tflite", str(target))
+    assert code == 2 and one_line(err) == f"adtr export: {target}: already exists (refusing to overwrite; pick another path or remove it)"
+    assert target.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
+
+
+def test_train_output_exists(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = small_set(tmp_path)
+    (tmp_path / "ck").mkdir()
+    code, err = run(capsys, "train", "--data", str(root), "--out", str(tmp_path / "ck"))
+    assert code == 2 and "ck: already exists" in one_line(err)

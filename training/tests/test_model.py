@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from adtr.config import ConfigError, ModelConfig, preset
+from adtr.model import ADTR, build_reconstructor
+
+
+def test_paper_preset_is_the_papers_model() -> None:
+    cfg = preset("paper").model
+    assert (cfg.input_size, cfg.hidden, cfg.heads, cfg.ffn, cfg.enc_layers, cfg.dec_layers) == (224, 256, 8, 1024, 4, 4)
+    m = ADTR(cfg)
+    # EfficientNet-B4 stages 1-4 at stride 16: 24+32+56+160 channels on a 14x14 grid.
+    assert m.backbone.output.shape[1:] == (14, 14, 272)
+    assert not m.backbone.trainable_weights  # frozen
+    names = [w.name for w in m.reconstructor.weights]
+    assert sum("enc" in n and "self_attn/q/kernel" in n for n in names) == 4
+    assert sum("dec" in n and "cross_attn/q/kernel" in n for n in names) == 4
+    q = [w for w in m.reconstructor.weights if "query_embed" in w.name]
+    assert len(q) == 1 and q[0].shape == (1, 196, 256)  # one learnable query per token
+
+
+def test_without_query_embedding_has_no_query_table() -> None:
+    cfg = preset("tiny").model.replace(query_embedding=False)
+    rec = build_reconstructor(cfg, 32)
+    assert not [w for w in rec.weights if "query_embed" in w.name]
+    assert [w for w in rec.weights if "pos_embed" in w.name]
+
+
+def test_conv_reconstructor_budget_matches_transformer() -> None:
+    cfg = preset("tiny").model
+    count = lambda m: sum(int(np.prod(w.shape)) for w in m.trainable_weights)  # noqa: E731
+    t = count(build_reconstructor(cfg, 208))
+    c = count(build_reconstructor(cfg.replace(reconstructor="conv"), 208))
+    assert 0.5 < c / t < 1.6
+
+
+def test_maps_are_the_l2_norm_of_the_feature_difference() -> None:
+    m = ADTR(preset("tiny").model)
+    imgs = np.random.default_rng(0).integers(0, 255, (2, 224, 224, 3)).astype(np.uint8)
+    f = m.features(imgs)
+    r = m.reconstructor(f).numpy()
+    np.testing.assert_allclose(m.maps(imgs), np.sqrt(((f - r) ** 2).sum(-1)), rtol=1e-4)
+    # and the exported graph's head (written for int8 conversion) computes the same
+    exp = m.export_model()
+    np.testing.assert_allclose(exp(imgs[:1].astype(np.float32)).numpy(), m.maps(imgs[:1]), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"backbone": "resnet9"}, "backbone 'resnet9' unknown"),  # unknown backbone
+        ({"input_size": 200}, "multiple of stride"),  # not a multiple of 16
+        ({"hidden": 30, "heads": 4}, "not divisible"),  # heads must split hidden
+        ({"reconstructor": "mlp"}, "reconstructor 'mlp' unknown"),  # unknown reconstructor
+        ({"dropout": 1.0}, "dropout"),  # out of range
+    ],
+)
+def test_config_validation(change: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        preset("tiny").model.replace(**change)
+
+
+def test_unknown_preset_and_config_roundtrip() -> None:
+    with pytest.raises(ConfigError, match="unknown preset 'huge'"):
+        preset("huge")
+    cfg = preset("tiny").model
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="unknown model config keys: colour"):
+        ModelConfig.from_dict({**cfg.to_dict(), "colour": 1})
