@@ -64,8 +64,11 @@ class Dataset:
     def _load(self, path: Path, size: int, mode: str = "RGB") -> np.ndarray:
         # MVTec categories have one image size; a mixed folder is almost always a mistake.
         if mode == "RGB" and self._size is None:
-            with Image.open(path) as im:
-                self._size = im.size
+            try:
+                with Image.open(path) as im:
+                    self._size = im.size
+            except (UnidentifiedImageError, OSError) as e:
+                raise DataError(f"{path}: not a readable image ({e.__class__.__name__})") from None
         return load_image(path, size, mode=mode, expect=self._size if mode == "RGB" else None)
 
     def train_paths(self) -> list[Path]:

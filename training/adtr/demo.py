@@ -26,6 +26,9 @@ CATEGORY = "printed_part"
 SEED = 0
 GOOD_FRAMES = 8
 FRAMES_PER_DEFECT = 2
+# More parts and epochs than the test's tiny run: the demo is built once, not in CI.
+TRAIN_IMAGES = 200
+EPOCHS = 300
 GRAPH = "adtr.tflite"
 ONNX = "adtr.onnx"
 
@@ -75,9 +78,9 @@ def build(out: Path, work: Path, epochs: int | None = None) -> None:
     if work.exists():
         shutil.rmtree(work)
     p = preset("tiny")
-    data = synth.write_category(work / "data", synth.SynthSpec(CATEGORY, seed=SEED))
+    data = synth.write_category(work / "data", synth.SynthSpec(CATEGORY, n_train=TRAIN_IMAGES, seed=SEED))
     ds = Dataset(data)
-    ck = train.train(p.model.replace(seed=SEED), p.train, ds, epochs=epochs)
+    ck = train.train(p.model.replace(seed=SEED), p.train, ds, epochs=epochs or EPOCHS)
     ckpath = checkpoint.save(ck, work / "checkpoint")
     ck = checkpoint.load(ckpath)
     stage = work / "out"

@@ -305,6 +305,9 @@ class ADTR:
     def __init__(self, cfg: ModelConfig, backbone_weights: str | Path | None = None) -> None:
         self.cfg = cfg.validate()
         tf.keras.utils.set_random_seed(cfg.seed)
+        # Same seed, same model: TF's multi-threaded reductions are otherwise free to
+        # sum in any order, and two runs of `make demo-model` would differ.
+        tf.config.experimental.enable_op_determinism()
         self.backbone = build_backbone(cfg, backbone_weights)
         self.channels = int(self.backbone.output.shape[-1])
         self.reconstructor = build_reconstructor(cfg, self.channels)

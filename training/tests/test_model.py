@@ -70,3 +70,20 @@ def test_unknown_preset_and_config_roundtrip() -> None:
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ConfigError, match="unknown model config keys: colour"):
         ModelConfig.from_dict({**cfg.to_dict(), "colour": 1})
+
+
+def test_backbone_weights_come_from_a_local_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Stand-in for Keras' efficientnetb0_notop.h5: same architecture, known weights.
+    src = tf.keras.applications.EfficientNetB0(include_top=False, weights=None, input_shape=(224, 224, 3))
+    path = tmp_path / "efficientnetb0_notop.h5"
+    src.save_weights(str(path))
+    cfg = preset("tiny").model.replace(backbone="efficientnet-b0", feature_norm=False)
+    m = ADTR(cfg, backbone_weights=path)
+    assert m.backbone.output.shape[1:] == (14, 14, 16 + 24 + 40 + 112)
+    w = m.backbone.get_layer("stem_conv").get_weights()[0]
+    np.testing.assert_array_equal(w, src.get_layer("stem_conv").get_weights()[0])
+    with pytest.raises(ConfigError, match="backbone weights file not found"):
+        ADTR(cfg, backbone_weights=tmp_path / "missing.h5")
+    (tmp_path / "bad.h5").write_bytes(b"not hdf5")
+    with pytest.raises(ConfigError, match="bad.h5: cannot load efficientnet-b0 weights"):
+        ADTR(cfg, backbone_weights=tmp_path / "bad.h5")

@@ -1,0 +1,170 @@
+// Package capture provides frame sources: each frame carries a sequence number, a
+// monotonic timestamp and RGB pixels already fitted to the model's input size.
+package capture
+
+import (
+	"errors"
+	"fmt"
+	"image"
+	"image/draw"
+	_ "image/jpeg" // replay reads JPEG
+	_ "image/png"  // and PNG
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Sentinel errors.
+var (
+	ErrSource = errors.New("capture: source")
+	ErrFrame  = errors.New("capture: frame")
+	ErrEOF    = errors.New("capture: end of frames")
+)
+
+// Fit is how a frame of another size reaches the model's input size.
+type Fit int
+
+const (
+	FitResize Fit = iota // bilinear resize of the whole frame
+	FitCrop              // centre crop; the frame must be at least as large
+)
+
+func (f Fit) String() string {
+	switch f {
+	case FitResize:
+		return "resize"
+	case FitCrop:
+		return "crop"
+	}
+	return fmt.Sprintf("fit(%d)", int(f))
+}
+
+// Frame is one captured frame. Pixels is W*H*3 RGB, owned by the source and valid
+// until the source is closed; Err is set for a frame that could not be read, which
+// the pipeline still decides (by the fail-safe rule) rather than skipping.
+type Frame struct {
+	Seq    uint64
+	Time   time.Time // time.Now(): carries the monotonic clock reading
+	Name   string
+	Pixels []byte
+	Err    error
+}
+
+// Size is the model input a source fits frames to.
+type Size struct{ W, H int }
+
+var imageExts = map[string]bool{".png": true, ".jpg": true, ".jpeg": true}
+
+// ListImages returns the images of a directory sorted by name, or the file itself.
+func ListImages(path string) ([]string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSource, err)
+	}
+	if !st.IsDir() {
+		return []string{path}, nil
+	}
+	ents, err := os.ReadDir(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSource, err)
+	}
+	var out []string
+	for _, e := range ents {
+		if !e.IsDir() && imageExts[strings.ToLower(filepath.Ext(e.Name()))] {
+			out = append(out, filepath.Join(path, e.Name()))
+		}
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: %s: no .png or .jpg images", ErrSource, path)
+	}
+	return out, nil
+}
+
+// LoadRGB decodes an image file and fits it to size as packed RGB.
+func LoadRGB(path string, size Size, fit Fit) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrFrame, err)
+	}
+	defer f.Close()
+	img, _, err := image.Decode(f)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: not a readable image (%v)", ErrFrame, path, err)
+	}
+	return FitRGB(img, size, fit, path)
+}
+
+// FitRGB converts img to packed RGB at size, by resize or centre crop.
+func FitRGB(img image.Image, size Size, fit Fit, name string) ([]byte, error) {
+	b := img.Bounds()
+	rgba := image.NewRGBA(image.Rect(0, 0, b.Dx(), b.Dy()))
+	draw.Draw(rgba, rgba.Bounds(), img, b.Min, draw.Src)
+	w, h := b.Dx(), b.Dy()
+	out := make([]byte, size.W*size.H*3)
+	switch {
+	case w == size.W && h == size.H:
+		for i, j := 0, 0; i < len(out); i, j = i+3, j+4 {
+			out[i], out[i+1], out[i+2] = rgba.Pix[j], rgba.Pix[j+1], rgba.Pix[j+2]
+		}
+	case fit == FitCrop:
+		if w < size.W || h < size.H {
+			return nil, fmt.Errorf("%w: %s: %dx%d is smaller than the model's %dx%d (use fit: resize)", ErrFrame, name, w, h, size.W, size.H)
+		}
+		x0, y0 := (w-size.W)/2, (h-size.H)/2
+		for y := 0; y < size.H; y++ {
+			for x := 0; x < size.W; x++ {
+				s := rgba.PixOffset(x0+x, y0+y)
+				d := (y*size.W + x) * 3
+				out[d], out[d+1], out[d+2] = rgba.Pix[s], rgba.Pix[s+1], rgba.Pix[s+2]
+			}
+		}
+	default:
+		resizeBilinear(rgba, out, size)
+	}
+	return out, nil
+}
+
+// resizeBilinear uses half-pixel centres (as PIL and OpenCV do for upscaling).
+func resizeBilinear(src *image.RGBA, dst []byte, size Size) {
+	w, h := src.Bounds().Dx(), src.Bounds().Dy()
+	sx, sy := float64(w)/float64(size.W), float64(h)/float64(size.H)
+	for y := 0; y < size.H; y++ {
+		fy := (float64(y)+0.5)*sy - 0.5
+		y0 := clamp(int(floor(fy)), 0, h-1)
+		y1 := clamp(y0+1, 0, h-1)
+		wy := fy - floor(fy)
+		if fy < 0 {
+			wy = 0
+		}
+		for x := 0; x < size.W; x++ {
+			fx := (float64(x)+0.5)*sx - 0.5
+			x0 := clamp(int(floor(fx)), 0, w-1)
+			x1 := clamp(x0+1, 0, w-1)
+			wx := fx - floor(fx)
+			if fx < 0 {
+				wx = 0
+			}
+			for c := 0; c < 3; c++ {
+				p00 := float64(src.Pix[src.PixOffset(x0, y0)+c])
+				p01 := float64(src.Pix[src.PixOffset(x1, y0)+c])
+				p10 := float64(src.Pix[src.PixOffset(x0, y1)+c])
+				p11 := float64(src.Pix[src.PixOffset(x1, y1)+c])
+				v := (p00*(1-wx)+p01*wx)*(1-wy) + (p10*(1-wx)+p11*wx)*wy
+				dst[(y*size.W+x)*3+c] = byte(v + 0.5)
+			}
+		}
+	}
+}
+
+func floor(v float64) float64 {
+	i := float64(int(v))
+	if v < i {
+		return i - 1
+	}
+	return i
+}
+
+func clamp(v, lo, hi int) int { return max(lo, min(v, hi)) }

@@ -1,0 +1,128 @@
+package config_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/adtrd/adtrd/config"
+	"github.com/adtrd/adtrd/internal/testlib"
+)
+
+// The annotated example documents the defaults: it must parse to exactly Default().
+func TestExampleIsTheDefaults(t *testing.T) {
+	got, err := config.Load(filepath.Join(testlib.Root(), "config", "example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.Default()
+	want.Model.Path = testlib.Demo("adtr.tflite")
+	want.Capture.Replay.Path = testlib.Demo("frames")
+	if want.Model.External.Options == nil {
+		want.Model.External.Options = map[string]string{}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("example.yaml differs from Default():\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// writeCfg writes a config beside symlinks to the demo model and frames.
+func writeCfg(t *testing.T, body string) string {
+	t.Helper()
+	dir := t.TempDir()
+	os.Symlink(testlib.Demo("adtr.tflite"), filepath.Join(dir, "m.tflite"))
+	os.Symlink(testlib.Demo("adtr.tflite.json"), filepath.Join(dir, "m.tflite.json"))
+	os.Symlink(testlib.Demo("frames"), filepath.Join(dir, "frames"))
+	p := filepath.Join(dir, "adtrd.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const base = "model:\n  path: m.tflite\ncapture:\n  replay:\n    path: frames\n"
+
+func TestValidFile(t *testing.T) {
+	p := writeCfg(t, base+"threshold: 12.5\noutput:\n  reject:\n    pulse: 20ms\n    delay: 1.5s\nlog:\n  format: json\n")
+	c, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Threshold != 12.5 || time.Duration(c.Output.Reject.Delay) != 1500*time.Millisecond || c.Log.Format != config.LogJSON {
+		t.Fatalf("%+v", c)
+	}
+	if c.Model.Path != filepath.Join(filepath.Dir(p), "m.tflite") {
+		t.Fatalf("relative path not resolved: %s", c.Model.Path)
+	}
+}
+
+func TestEveryKindOfErrorNamesKeyAndLine(t *testing.T) {
+	tests := []struct {
+		name string
+		body string
+		want []string // each must appear, in order of line
+	}{
+		// a key the schema does not have, and its line
+		{"unknown key", base + "treshold: 3\n", []string{"line 6: treshold: unknown key"}},
+		// nested unknown key: the full path
+		{"unknown nested", base + "output:\n  reject:\n    width: 3ms\n", []string{"line 8: output.reject.width: unknown key"}},
+		// a string where an integer belongs
+		{"wrong type", "model:\n  path: m.tflite\n  threads: many\ncapture:\n  replay:\n    path: frames\n", []string{`line 3: model.threads: want an integer, got string "many"`}},
+		// a scalar where a mapping belongs
+		{"not a mapping", base + "log: loud\n", []string{"line 6: log: want a mapping, got string"}},
+		// an enum value outside its set
+		{"bad enum", base + "fail_safe: maybe\n", []string{`line 6: fail_safe: "maybe" is not one of reject, pass`}},
+		// a duration without a unit
+		{"bad duration", base + "output:\n  reject:\n    pulse: 50\n", []string{`line 8: output.reject.pulse: "50" is not a duration like 50ms`}},
+		// out of range numbers
+		{"range", base + "capture:\n  queue: 0\n", []string{"capture.queue: 0 out of range 1..64"}},
+		// files that are not there
+		{"missing model", "model:\n  path: nope.tflite\ncapture:\n  replay:\n    path: frames\n", []string{"line 2: model.path: model", "nope.tflite not found"}},
+		// the same key twice
+		{"duplicate", base + "threshold: 1\nthreshold: 2\n", []string{"line 7: threshold: duplicate key"}},
+		// broken YAML
+		{"syntax", "model: [\n", []string{"(syntax)"}},
+		// several problems: all of them, not only the first
+		{"all at once", base + "treshold: 3\nfail_safe: maybe\nlog:\n  level: loud\n", []string{"line 6: treshold", "line 7: fail_safe", "line 9: log.level"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.Load(writeCfg(t, tc.body))
+			if !errors.Is(err, config.ErrInvalid) {
+				t.Fatalf("err = %v, want ErrInvalid", err)
+			}
+			msg := err.Error()
+			if strings.Contains(msg, "\n") {
+				t.Fatalf("not one line: %q", msg)
+			}
+			at := 0
+			for _, w := range tc.want {
+				i := strings.Index(msg[at:], w)
+				if i < 0 {
+					t.Fatalf("%q missing (in order) from %q", w, msg)
+				}
+				at += i
+			}
+			var list *config.Errors
+			if !errors.As(err, &list) || list.File == "" {
+				t.Fatalf("not an *Errors naming the file: %v", err)
+			}
+		})
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(base))
+	f.Add([]byte("model: {path: 3}\nthreshold: -1\n"))
+	f.Add([]byte("capture:\n  replay:\n    fps: .inf\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, err := config.Parse("fuzz.yaml", b)
+		if err != nil && !errors.Is(err, config.ErrInvalid) {
+			t.Fatalf("error not wrapped in ErrInvalid: %v", err)
+		}
+	})
+}

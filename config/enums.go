@@ -1,0 +1,156 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// enum is the shared YAML behaviour of the string-valued enums below: a closed set of
+// names, decoded strictly, each with its own iota value.
+func decodeEnum[T ~int](n *yaml.Node, names []string, out *T) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	for i, name := range names {
+		if s == name {
+			*out = T(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is not one of %s", s, strings.Join(names, ", "))
+}
+
+func enumString(names []string, i int) string {
+	if i >= 0 && i < len(names) {
+		return names[i]
+	}
+	return fmt.Sprintf("enum(%d)", i)
+}
+
+// Delegate selects where inference runs.
+type Delegate int
+
+const (
+	DelegateCPU Delegate = iota
+	DelegateXNNPACK
+	DelegateGPU
+	DelegateExternal
+)
+
+var delegateNames = []string{"cpu", "xnnpack", "gpu", "external"}
+
+func (d Delegate) String() string                    { return enumString(delegateNames, int(d)) }
+func (d *Delegate) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, delegateNames, d) }
+
+// OnFailure says what a failing GPU delegate does: fall back to the CPU, or refuse to start.
+type OnFailure int
+
+const (
+	OnFailureFallback OnFailure = iota
+	OnFailureRefuse
+)
+
+var onFailureNames = []string{"fallback", "refuse"}
+
+func (o OnFailure) String() string                    { return enumString(onFailureNames, int(o)) }
+func (o *OnFailure) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, onFailureNames, o) }
+
+// Source is the kind of frame source.
+type Source int
+
+const (
+	SourceReplay Source = iota
+)
+
+var sourceNames = []string{"replay"}
+
+func (s Source) String() string                    { return enumString(sourceNames, int(s)) }
+func (s *Source) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, sourceNames, s) }
+
+// Fit is how a frame of another size is brought to the model's input.
+type Fit int
+
+const (
+	FitResize Fit = iota // bilinear resize of the whole frame
+	FitCrop              // centre crop (frames must be at least the model's size)
+)
+
+var fitNames = []string{"resize", "crop"}
+
+func (f Fit) String() string                    { return enumString(fitNames, int(f)) }
+func (f *Fit) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, fitNames, f) }
+
+// Backend is the GPIO backend.
+type Backend int
+
+const (
+	BackendSim Backend = iota
+)
+
+var backendNames = []string{"sim"}
+
+func (b Backend) String() string                    { return enumString(backendNames, int(b)) }
+func (b *Backend) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, backendNames, b) }
+
+// FailSafe decides a frame that could not be scored (unreadable, inference error).
+type FailSafe int
+
+const (
+	FailSafeReject FailSafe = iota
+	FailSafePass
+)
+
+var failSafeNames = []string{"reject", "pass"}
+
+func (f FailSafe) String() string                    { return enumString(failSafeNames, int(f)) }
+func (f *FailSafe) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, failSafeNames, f) }
+
+// LogFormat is how decision records are written.
+type LogFormat int
+
+const (
+	LogText LogFormat = iota
+	LogJSON
+)
+
+var logFormatNames = []string{"text", "json"}
+
+func (l LogFormat) String() string                    { return enumString(logFormatNames, int(l)) }
+func (l *LogFormat) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, logFormatNames, l) }
+
+// Duration is a time.Duration written as "50ms", "1.5s".
+type Duration time.Duration
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration like 50ms", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("%q is not one of debug, info, warn, error", s)
+	}
+	return l, nil
+}
+
+// Level is the configured slog level (validated by Load).
+func (l Log) SlogLevel() slog.Level {
+	v, _ := parseLevel(l.Level)
+	return v
+}

@@ -1,0 +1,156 @@
+// Package model reads the metadata JSON the toolkit writes beside every graph and
+// checks it against the graph itself, so nothing model-specific is hard-coded.
+package model
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+
+	"github.com/adtrd/adtrd/score"
+)
+
+// ErrMetadata reports metadata that is missing, malformed or disagrees with the graph.
+var ErrMetadata = errors.New("model metadata")
+
+// Format is the only metadata format this daemon reads.
+const Format = "adtr-model/1"
+
+// Metadata is the part of <graph>.json the daemon uses.
+type Metadata struct {
+	Format       string `json:"format"`
+	ModelVersion string `json:"model_version"`
+	SHA256       string `json:"sha256"`
+	Input        struct {
+		Width    int    `json:"width"`
+		Height   int    `json:"height"`
+		Channels int    `json:"channels"`
+		DType    string `json:"dtype"`
+		Colour   string `json:"colour"`
+	} `json:"input"`
+	Output struct {
+		Shape     []int   `json:"shape"`
+		DType     string  `json:"dtype"`
+		Scale     float64 `json:"scale"`
+		ZeroPoint int32   `json:"zero_point"`
+	} `json:"output"`
+	Stride       int     `json:"stride"`
+	Grid         []int   `json:"grid"`
+	Upsample     string  `json:"upsample"`
+	PoolKernel   int     `json:"pool_kernel"`
+	Threshold    float64 `json:"threshold"`
+	NormalScores struct {
+		Mean float64 `json:"mean"`
+		Std  float64 `json:"std"`
+		Max  float64 `json:"max"`
+	} `json:"normal_scores"`
+}
+
+// Upsample is the only rule the scorer implements.
+const Upsample = "bilinear-align-corners"
+
+// Load reads and checks metadata on its own (shapes that make sense, known rules).
+func Load(path string) (*Metadata, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMetadata, err)
+	}
+	var m Metadata
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%w: %s: malformed JSON (%v)", ErrMetadata, path, err)
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrMetadata, path, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case m.Format != Format:
+		return nil, bad("format %q, want %q", m.Format, Format)
+	case m.Input.Width <= 0 || m.Input.Height <= 0 || m.Input.Width != m.Input.Height:
+		return nil, bad("input %dx%d: want a positive square size", m.Input.Width, m.Input.Height)
+	case m.Input.Channels != 3:
+		return nil, bad("input has %d channels, want 3 (RGB)", m.Input.Channels)
+	case len(m.Grid) != 2 || m.Grid[0] != m.Grid[1] || m.Grid[0] <= 0:
+		return nil, bad("grid %v: want a positive square grid", m.Grid)
+	case m.Upsample != Upsample:
+		return nil, bad("upsample %q: this daemon implements %q", m.Upsample, Upsample)
+	case m.PoolKernel <= 0 || m.PoolKernel > m.Input.Width:
+		return nil, bad("pool_kernel %d outside 1..%d", m.PoolKernel, m.Input.Width)
+	case !(m.Threshold > 0) || math.IsInf(m.Threshold, 0):
+		return nil, bad("threshold %v: want a positive number", m.Threshold)
+	case len(m.SHA256) != 64:
+		return nil, bad("sha256 %q is not a SHA-256", m.SHA256)
+	}
+	return &m, nil
+}
+
+// ScoreParams are the scorer's parameters for this model.
+func (m *Metadata) ScoreParams() score.Params {
+	return score.Params{Grid: m.Grid[0], Size: m.Input.Width, Kernel: m.PoolKernel, Scale: float32(m.Output.Scale), ZeroPoint: m.Output.ZeroPoint}
+}
+
+// FileSHA256 hashes a file.
+func FileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// CheckGraphFile refuses a graph whose bytes are not the ones the metadata describes.
+func (m *Metadata) CheckGraphFile(graph string) (string, error) {
+	sum, err := FileSHA256(graph)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrMetadata, err)
+	}
+	if sum != m.SHA256 {
+		return sum, fmt.Errorf("%w: %s: sha256 %s.. but its metadata describes %s.. (model and metadata from different exports?)", ErrMetadata, graph, sum[:12], m.SHA256[:12])
+	}
+	return sum, nil
+}
+
+// TensorInfo is what the engine reports about a tensor.
+type TensorInfo struct {
+	Type      string
+	Shape     []int
+	Scale     float64
+	ZeroPoint int32
+}
+
+// CheckTensors compares the interpreter's tensors with the metadata.
+func (m *Metadata) CheckTensors(graph string, in, out TensorInfo) error {
+	wantIn := []int{1, m.Input.Height, m.Input.Width, m.Input.Channels}
+	if in.Type != m.Input.DType || !equal(in.Shape, wantIn) {
+		return fmt.Errorf("%w: %s: input tensor is %s%v, metadata says %s%v", ErrMetadata, graph, in.Type, in.Shape, m.Input.DType, wantIn)
+	}
+	wantOut := []int{1, m.Grid[0], m.Grid[1]}
+	if out.Type != m.Output.DType || !equal(out.Shape, wantOut) {
+		return fmt.Errorf("%w: %s: output tensor is %s%v, metadata says %s%v", ErrMetadata, graph, out.Type, out.Shape, m.Output.DType, wantOut)
+	}
+	if math.Abs(out.Scale-m.Output.Scale) > 1e-6*math.Abs(m.Output.Scale) || out.ZeroPoint != m.Output.ZeroPoint {
+		return fmt.Errorf("%w: %s: output quantisation is (%g, %d), metadata says (%g, %d)", ErrMetadata, graph, out.Scale, out.ZeroPoint, m.Output.Scale, m.Output.ZeroPoint)
+	}
+	return nil
+}
+
+func equal(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

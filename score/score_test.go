@@ -1,0 +1,137 @@
+package score_test
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/adtrd/adtrd/internal/testlib"
+	"github.com/adtrd/adtrd/score"
+)
+
+type golden struct {
+	Output struct {
+		Scale     float32 `json:"scale"`
+		ZeroPoint int32   `json:"zero_point"`
+		Shape     []int   `json:"shape"`
+	} `json:"output"`
+	PoolKernel int     `json:"pool_kernel"`
+	Threshold  float64 `json:"threshold"`
+	Frames     []struct {
+		File   string  `json:"file"`
+		Map    []int8  `json:"map"`
+		Score  float64 `json:"score"`
+		Reject bool    `json:"reject"`
+	} `json:"frames"`
+}
+
+func loadGolden(t testing.TB) golden {
+	t.Helper()
+	b, err := os.ReadFile(testlib.Demo("golden.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g golden
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func demoScorer(t testing.TB, g golden) *score.Scorer {
+	sc, err := score.New(score.Params{Grid: g.Output.Shape[1], Size: 224, Kernel: g.PoolKernel, Scale: g.Output.Scale, ZeroPoint: g.Output.ZeroPoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sc
+}
+
+// The toolkit's scores on the golden maps, reproduced from the same int8 maps.
+func TestScoresMatchTheToolkit(t *testing.T) {
+	g := loadGolden(t)
+	sc := demoScorer(t, g)
+	for _, f := range g.Frames {
+		got, err := sc.ScoreInt8(f.Map)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(got-f.Score) > 1e-4*math.Max(1, math.Abs(f.Score)) {
+			t.Errorf("%s: score %.6f, toolkit %.6f", f.File, got, f.Score)
+		}
+		if (got > g.Threshold) != f.Reject {
+			t.Errorf("%s: decision differs from the toolkit's", f.File)
+		}
+	}
+}
+
+func TestUpsampleKeepsCornersAndConstants(t *testing.T) {
+	sc, err := score.New(score.Params{Grid: 3, Size: 9, Kernel: 3, Scale: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := []float32{1, 2, 3, 4, 5, 6, 7, 8, 9}
+	s, _ := sc.ScoreFloat(m)
+	up := sc.Map()
+	if up[0] != 1 || up[8] != 3 || up[72] != 7 || up[80] != 9 {
+		t.Fatalf("corners %v %v %v %v", up[0], up[8], up[72], up[80])
+	}
+	// aligned corners on 3 -> 9: pixel 4 is exactly source 1 (the centre)
+	if up[4*9+4] != 5 {
+		t.Fatalf("centre %v", up[40])
+	}
+	// max 3x3 mean is at the bottom-right corner
+	want := 0.0
+	for y := 6; y < 9; y++ {
+		for x := 6; x < 9; x++ {
+			want += float64(up[y*9+x])
+		}
+	}
+	if math.Abs(s-want/9) > 1e-6 {
+		t.Fatalf("score %v want %v", s, want/9)
+	}
+}
+
+func TestBadParams(t *testing.T) {
+	tests := []struct {
+		p    score.Params
+		want string
+	}{
+		{score.Params{Grid: 0, Size: 224, Kernel: 16, Scale: 1}, "grid 0"},                   // no map
+		{score.Params{Grid: 14, Size: 8, Kernel: 4, Scale: 1}, "smaller than grid"},          // input smaller than map
+		{score.Params{Grid: 14, Size: 224, Kernel: 300, Scale: 1}, "pool kernel 300"},        // kernel larger than image
+		{score.Params{Grid: 14, Size: 224, Kernel: 16, Scale: 0}, "output scale 0"},          // no quantisation scale
+		{score.Params{Grid: 14, Size: 224, Kernel: 16, Scale: float32(math.NaN())}, "scale"}, // NaN
+	}
+	for _, tc := range tests {
+		_, err := score.New(tc.p)
+		if !errors.Is(err, score.ErrParams) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: err %v, want %q", tc.p, err, tc.want)
+		}
+	}
+	sc, _ := score.New(score.Params{Grid: 2, Size: 4, Kernel: 2, Scale: 1})
+	if _, err := sc.ScoreInt8(make([]int8, 3)); !errors.Is(err, score.ErrParams) {
+		t.Fatalf("short map: %v", err)
+	}
+}
+
+func TestScoreDoesNotAllocate(t *testing.T) {
+	g := loadGolden(t)
+	sc := demoScorer(t, g)
+	m := g.Frames[0].Map
+	if n := testing.AllocsPerRun(20, func() { sc.ScoreInt8(m) }); n != 0 {
+		t.Fatalf("%v allocs per frame", n)
+	}
+}
+
+func BenchmarkScore(b *testing.B) {
+	g := loadGolden(b)
+	sc := demoScorer(b, g)
+	m := g.Frames[0].Map
+	b.ReportAllocs()
+	for b.Loop() {
+		sc.ScoreInt8(m)
+	}
+}

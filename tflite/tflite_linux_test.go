@@ -1,0 +1,148 @@
+//go:build linux && cgo
+
+package tflite_test
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/adtrd/adtrd/internal/testlib"
+	"github.com/adtrd/adtrd/tflite"
+)
+
+func openLib(t *testing.T) *tflite.Library {
+	t.Helper()
+	lib, err := tflite.Open(testlib.TFLiteLibrary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lib.Close() })
+	return lib
+}
+
+func TestOpenMissingLibraryNamesWhatWasTried(t *testing.T) {
+	_, err := tflite.Open("/nonexistent/libtensorflowlite_c.so")
+	if !errors.Is(err, tflite.ErrLibrary) {
+		t.Fatalf("err = %v, want ErrLibrary", err)
+	}
+	if !strings.Contains(err.Error(), "/nonexistent/libtensorflowlite_c.so: not found") {
+		t.Fatalf("error does not name the path: %v", err)
+	}
+	// a file that is not a shared library
+	bad := filepath.Join(t.TempDir(), "libtensorflowlite_c.so")
+	os.WriteFile(bad, []byte("nope"), 0o644)
+	if _, err := tflite.Open(bad); !errors.Is(err, tflite.ErrLibrary) || !strings.Contains(err.Error(), bad) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestVersionAndDemoTensors(t *testing.T) {
+	lib := openLib(t)
+	if lib.Version() != "2.9.0" {
+		t.Fatalf("version %q, want 2.9.0 (tfjs-tflite-node@0.0.2)", lib.Version())
+	}
+	it, err := lib.NewInterpreter(testlib.Demo("adtr.tflite"), tflite.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	in, out := it.Inputs(), it.Outputs()
+	if len(in) != 1 || in[0].Type != tflite.UInt8 || !equal(in[0].Shape, []int{1, 224, 224, 3}) {
+		t.Fatalf("input %+v", in)
+	}
+	if len(out) != 1 || out[0].Type != tflite.Int8 || !equal(out[0].Shape, []int{1, 14, 14}) || out[0].Quant.Scale <= 0 {
+		t.Fatalf("output %+v", out)
+	}
+	if len(in[0].Bytes()) != 224*224*3 {
+		t.Fatalf("input buffer %d bytes", len(in[0].Bytes()))
+	}
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := it.Close(); err != nil { // twice is fine
+		t.Fatal(err)
+	}
+	if err := it.Invoke(); !errors.Is(err, tflite.ErrClosed) {
+		t.Fatalf("invoke after close: %v", err)
+	}
+}
+
+func TestBadModelFiles(t *testing.T) {
+	lib := openLib(t)
+	dir := t.TempDir()
+	good, err := os.ReadFile(testlib.Demo("adtr.tflite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name string
+		path string
+		want string
+	}{
+		// the file is not there at all
+		{"missing", filepath.Join(dir, "nope.tflite"), "no such file"},
+		// zero bytes
+		{"empty", write("empty.tflite", nil), "not a TFLite model"},
+		// a PNG renamed to .tflite
+		{"not tflite", write("png.tflite", []byte("\x89PNG\r\n\x1a\n0000000000000000000000000000")), "not a TFLite model"},
+		// cut off half way
+		{"truncated", write("half.tflite", good[:len(good)/2]), "not a TFLite model"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			it, err := lib.NewInterpreter(tc.path, tflite.Options{})
+			if err == nil {
+				it.Close()
+				t.Fatal("no error")
+			}
+			if !errors.Is(err, tflite.ErrModel) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.path) {
+				t.Fatalf("err = %v, want ErrModel naming %s and %q", err, tc.path, tc.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error is not one line: %q", err)
+			}
+		})
+	}
+}
+
+type golden struct {
+	Frames []struct {
+		File string `json:"file"`
+		Map  []int  `json:"map"`
+	} `json:"frames"`
+}
+
+func loadGolden(t testing.TB) golden {
+	var g golden
+	b, err := os.ReadFile(testlib.Demo("golden.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func equal(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
