@@ -7,9 +7,12 @@ VPY := $(VENV)/bin/python
 TFLITE := third_party/tflite
 PIP_VERSION := 24.2
 
-.PHONY: all deps venv run test test-python demo-model clean
+GO ?= go
+GOARCH ?= $(shell $(GO) env GOARCH)
 
-all: deps venv
+.PHONY: all deps venv build run test test-go test-python bench demo-model clean
+
+all: build
 
 deps: $(TFLITE)/.stamp
 $(TFLITE)/.stamp: scripts/fetch-tflite.sh scripts/tflite.sha256
@@ -23,13 +26,24 @@ $(VENV)/.stamp: training/requirements.txt
 	$(VPY) -m pip install --quiet --disable-pip-version-check -r training/requirements.txt
 	touch $@
 
-# Until the Go daemon lands, the demo scores models/demo's frames on the TFLite 2.9
-# C library the daemon ships and shows the reject decisions.
-run: deps venv
-	cd training && ../$(VPY) -m adtr replay --graph ../models/demo/adtr.tflite --frames ../models/demo/frames \
-		--c-library ../$(TFLITE)/linux_amd64/libtensorflowlite_c.so
+# The binary finds libtensorflowlite_c.so beside itself (its default search).
+build: deps
+	mkdir -p build
+	$(GO) build -o build/adtrd ./cmd/adtrd
+	cp $(TFLITE)/linux_$(GOARCH)/libtensorflowlite_c.so $(TFLITE)/linux_$(GOARCH)/libexternal_delegate_obj.so build/
 
-test: test-python
+# The demo: models/demo's frames once through the demo model onto the simulated output.
+run: build
+	./build/adtrd run
+
+test: test-go test-python
+
+# ADTRD_REQUIRE_TFLITE turns "library missing" skips into failures.
+test-go: deps
+	ADTRD_REQUIRE_TFLITE=1 $(GO) test -count=1 ./...
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 3s ./tflite ./daemon ./score
 
 test-python: deps venv
 	cd training && ../$(VPY) -m pytest -q -p no:cacheprovider tests

@@ -26,6 +26,7 @@ type Replay struct {
 	next   int
 	seq    uint64
 	start  time.Time
+	timer  *time.Timer // reused for pacing: no allocation per frame
 }
 
 // NewReplay lists and decodes the images.
@@ -66,12 +67,16 @@ func (r *Replay) Next(ctx context.Context) (Frame, error) {
 		// Scheduled from the start, not from the last frame: no drift under load.
 		due := r.start.Add(time.Duration(float64(r.seq) * float64(time.Second) / r.opt.FPS))
 		if wait := time.Until(due); wait > 0 {
-			t := time.NewTimer(wait)
+			if r.timer == nil {
+				r.timer = time.NewTimer(wait)
+			} else {
+				r.timer.Reset(wait)
+			}
 			select {
 			case <-ctx.Done():
-				t.Stop()
+				r.timer.Stop()
 				return Frame{}, ctx.Err()
-			case <-t.C:
+			case <-r.timer.C:
 			}
 		}
 	} else if err := ctx.Err(); err != nil {

@@ -317,7 +317,11 @@ func (c *Config) validate(lines map[string]int, errs *Errors) {
 	missing("model.path", c.Model.Path, "model")
 	if c.Model.Path != "" {
 		if _, err := os.Stat(c.Model.MetadataPath()); err != nil {
-			bad("model.metadata", "metadata %s not found (it sits beside the model as <model>.json)", c.Model.MetadataPath())
+			key := "model.metadata"
+			if _, set := lines[key]; !set {
+				key = "model.path" // the default <path>.json: point at the line that chose it
+			}
+			bad(key, "metadata %s not found (it sits beside the model as <model>.json)", c.Model.MetadataPath())
 		}
 	}
 	if c.Model.Library != "" {

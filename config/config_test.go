@@ -79,7 +79,7 @@ func TestEveryKindOfErrorNamesKeyAndLine(t *testing.T) {
 		// a duration without a unit
 		{"bad duration", base + "output:\n  reject:\n    pulse: 50\n", []string{`line 8: output.reject.pulse: "50" is not a duration like 50ms`}},
 		// out of range numbers
-		{"range", base + "capture:\n  queue: 0\n", []string{"capture.queue: 0 out of range 1..64"}},
+		{"range", "model:\n  path: m.tflite\ncapture:\n  queue: 0\n  replay:\n    path: frames\n", []string{"line 4: capture.queue: 0 out of range 1..64"}},
 		// files that are not there
 		{"missing model", "model:\n  path: nope.tflite\ncapture:\n  replay:\n    path: frames\n", []string{"line 2: model.path: model", "nope.tflite not found"}},
 		// the same key twice

@@ -5,11 +5,13 @@ package tflite_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/internal/testlib"
 	"github.com/adtrd/adtrd/tflite"
 )
@@ -145,4 +147,80 @@ func equal(a, b []int) bool {
 		}
 	}
 	return true
+}
+
+// The C library's raw int8 maps on the demo frames equal the Python interpreter's
+// (golden.json) within one quantisation step.
+func TestDemoFramesMatchGolden(t *testing.T) {
+	lib := openLib(t)
+	it, err := lib.NewInterpreter(testlib.Demo("adtr.tflite"), tflite.Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	g := loadGolden(t)
+	in, out := it.Inputs()[0].Bytes(), it.Outputs()[0].Bytes()
+	for _, f := range g.Frames {
+		px, err := capture.LoadRGB(testlib.Demo("frames", f.File), capture.Size{W: 224, H: 224}, capture.FitResize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(in, px)
+		if err := it.Invoke(); err != nil {
+			t.Fatal(err)
+		}
+		worst := 0
+		for i, b := range out {
+			if d := abs(int(int8(b)) - f.Map[i]); d > worst {
+				worst = d
+			}
+		}
+		if worst > 1 {
+			t.Errorf("%s: map differs from golden by %d steps", f.File, worst)
+		}
+	}
+}
+
+func TestInvokeDoesNotAllocate(t *testing.T) {
+	lib := openLib(t)
+	it, err := lib.NewInterpreter(testlib.Demo("adtr.tflite"), tflite.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	if n := testing.AllocsPerRun(3, func() { it.Invoke() }); n != 0 {
+		t.Fatalf("%v allocations per Invoke", n)
+	}
+}
+
+// BenchmarkInvoke is the bare inference loop the pipeline is measured against.
+func BenchmarkInvoke(b *testing.B) {
+	for _, threads := range []int{1, 2} {
+		b.Run(fmt.Sprintf("threads=%d", threads), func(b *testing.B) {
+			lib, err := tflite.Open(testlib.TFLiteLibrary(b))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer lib.Close()
+			it, err := lib.NewInterpreter(testlib.Demo("adtr.tflite"), tflite.Options{Threads: threads})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer it.Close()
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := it.Invoke(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
+		})
+	}
+}
+
+func abs(v int) int {
+	if v < 0 {
+		return -v
+	}
+	return v
 }

@@ -1,0 +1,141 @@
+package capture_test
+
+import (
+	"context"
+	"errors"
+	"image"
+	"image/color"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/adtrd/adtrd/capture"
+)
+
+func writePNG(t *testing.T, path string, w, h int, at func(x, y int) color.RGBA) {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			img.SetRGBA(x, y, at(x, y))
+		}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := png.Encode(f, img); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFit(t *testing.T) {
+	dir := t.TempDir()
+	grad := func(x, y int) color.RGBA { return color.RGBA{uint8(x * 10), uint8(y * 10), 7, 255} }
+	writePNG(t, filepath.Join(dir, "a.png"), 8, 6, grad)
+	tests := []struct {
+		name string
+		size capture.Size
+		fit  capture.Fit
+		px   [3]byte // pixel (0,0)
+		err  string
+	}{
+		// same size: a straight copy
+		{"exact", capture.Size{W: 8, H: 6}, capture.FitResize, [3]byte{0, 0, 7}, ""},
+		// centre crop of 4x2 starts at (2,2)
+		{"crop", capture.Size{W: 4, H: 2}, capture.FitCrop, [3]byte{20, 20, 7}, ""},
+		// crop cannot make a frame larger
+		{"crop too small", capture.Size{W: 16, H: 16}, capture.FitCrop, [3]byte{}, "smaller than the model's 16x16"},
+		// downscale 2x: half-pixel centres average pixels 0 and 1
+		{"resize", capture.Size{W: 4, H: 3}, capture.FitResize, [3]byte{5, 5, 7}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			px, err := capture.LoadRGB(filepath.Join(dir, "a.png"), tc.size, tc.fit)
+			if tc.err != "" {
+				if !errors.Is(err, capture.ErrFrame) || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(px) != tc.size.W*tc.size.H*3 || [3]byte(px[:3]) != tc.px {
+				t.Fatalf("len %d, first pixel %v, want %v", len(px), px[:3], tc.px)
+			}
+		})
+	}
+}
+
+func TestReplayOrderSequenceAndBadFrames(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"b.png", "a.png"} {
+		writePNG(t, filepath.Join(dir, n), 4, 4, func(x, y int) color.RGBA { return color.RGBA{1, 2, 3, 255} })
+	}
+	os.WriteFile(filepath.Join(dir, "c.jpg"), []byte("not a jpeg"), 0o644)
+	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("ignored"), 0o644)
+	r, err := capture.NewReplay(capture.ReplayOptions{Path: dir, Size: capture.Size{W: 4, H: 4}, Loop: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var names []string
+	var last time.Time
+	for i := 0; i < 4; i++ {
+		f, err := r.Next(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Seq != uint64(i+1) || f.Time.Before(last) {
+			t.Fatalf("frame %d: seq %d time %v", i, f.Seq, f.Time)
+		}
+		last = f.Time
+		names = append(names, filepath.Base(f.Name))
+		if filepath.Base(f.Name) == "c.jpg" && !errors.Is(f.Err, capture.ErrFrame) {
+			t.Fatalf("c.jpg: err %v", f.Err)
+		}
+	}
+	if strings.Join(names, ",") != "a.png,b.png,c.jpg,a.png" {
+		t.Fatalf("order %v", names)
+	}
+}
+
+func TestReplayOnceEndsAndPaces(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"a.png", "b.png", "c.png"} {
+		writePNG(t, filepath.Join(dir, n), 2, 2, func(x, y int) color.RGBA { return color.RGBA{A: 255} })
+	}
+	r, err := capture.NewReplay(capture.ReplayOptions{Path: dir, Size: capture.Size{W: 2, H: 2}, FPS: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for i := 0; i < 3; i++ {
+		if _, err := r.Next(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// three frames at 50 fps: the third is due 40 ms after the first (a lower bound only)
+	if el := time.Since(start); el < 40*time.Millisecond {
+		t.Fatalf("3 frames at 50 fps took %v", el)
+	}
+	if _, err := r.Next(context.Background()); !errors.Is(err, capture.ErrEOF) {
+		t.Fatalf("after the last frame: %v", err)
+	}
+}
+
+func TestReplayErrors(t *testing.T) {
+	_, err := capture.NewReplay(capture.ReplayOptions{Path: "/nonexistent", Size: capture.Size{W: 2, H: 2}})
+	if !errors.Is(err, capture.ErrSource) {
+		t.Fatalf("missing dir: %v", err)
+	}
+	_, err = capture.NewReplay(capture.ReplayOptions{Path: t.TempDir(), Size: capture.Size{W: 2, H: 2}})
+	if !errors.Is(err, capture.ErrSource) || !strings.Contains(err.Error(), "no .png or .jpg images") {
+		t.Fatalf("empty dir: %v", err)
+	}
+}

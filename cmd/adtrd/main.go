@@ -1,0 +1,150 @@
+// Command adtrd is the line-side anomaly rejection daemon: `adtrd run` scores frames
+// and pulses the reject output; `adtrd check` validates a config without running.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/adtrd/adtrd/capture"
+	"github.com/adtrd/adtrd/config"
+	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/gpio"
+	"github.com/adtrd/adtrd/score"
+)
+
+const usage = `usage:
+  adtrd run [-c FILE] [--loop]   run the pipeline (no -c: the demo, models/demo's frames once)
+  adtrd check -c FILE            validate a config file and exit
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	os.Exit(realMain(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	fs := flag.NewFlagSet("adtrd "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("c", "", "config file (YAML)")
+	loop := fs.Bool("loop", false, "replay: start again at the end (overrides capture.replay.loop)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	switch args[0] {
+	case "check":
+		if *cfgPath == "" {
+			fmt.Fprintln(stderr, "adtrd check: -c FILE is required")
+			return 2
+		}
+		if _, err := config.Load(*cfgPath); err != nil {
+			fmt.Fprintf(stderr, "adtrd check: %v\n", err)
+			return 2
+		}
+		fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)
+		return 0
+	case "run":
+		cfg, err := loadOrDemo(*cfgPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "adtrd run: %v\n", err)
+			return 2
+		}
+		if *loop {
+			cfg.Capture.Replay.Loop = true
+		}
+		log := newLogger(cfg.Log, stderr)
+		sum, err := runPipeline(ctx, cfg, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "adtrd run: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "summary: %s\n", sum)
+		if len(sum.Missed) > 0 {
+			fmt.Fprintf(stdout, "missed: %v\n", sum.Missed)
+		}
+		if len(sum.FalseRejects) > 0 {
+			fmt.Fprintf(stdout, "false rejects: %v\n", sum.FalseRejects)
+		}
+		return 0
+	}
+	fmt.Fprintf(stderr, "adtrd: unknown command %q\n%s", args[0], usage)
+	return 2
+}
+
+func loadOrDemo(path string) (config.Config, error) {
+	if path != "" {
+		return config.Load(path)
+	}
+	// The built-in demo: config.Default() with paths relative to the working directory.
+	return config.Parse("(built-in demo config)", nil)
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.SlogLevel()}
+	if c.Format == config.LogJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// runPipeline starts each part in order and closes the started ones on any failure.
+func runPipeline(ctx context.Context, cfg config.Config, log *slog.Logger) (daemon.Summary, error) {
+	eng, err := daemon.OpenTFLite(cfg.Model, log)
+	if err != nil {
+		return daemon.Summary{}, err
+	}
+	defer eng.Close()
+	sc, err := score.New(eng.Meta.ScoreParams())
+	if err != nil {
+		return daemon.Summary{}, err
+	}
+	size := capture.Size{W: eng.Meta.Input.Width, H: eng.Meta.Input.Height}
+	src, err := capture.NewReplay(capture.ReplayOptions{
+		Path: cfg.Capture.Replay.Path, Loop: cfg.Capture.Replay.Loop, FPS: cfg.Capture.Replay.FPS,
+		Fit: capture.Fit(cfg.Capture.Replay.Fit), Size: size,
+	})
+	if err != nil {
+		return daemon.Summary{}, err
+	}
+	defer src.Close()
+	pin, err := gpio.NewSim("reject", cfg.Output.SimCSV, log)
+	if err != nil {
+		return daemon.Summary{}, err
+	}
+	defer pin.Close()
+	pulser := gpio.NewPulser(pin, 64, log)
+	threshold := cfg.Threshold
+	if threshold == 0 {
+		threshold = eng.Meta.Threshold
+	}
+	failSafe := daemon.Reject
+	if cfg.FailSafe == config.FailSafePass {
+		failSafe = daemon.Pass
+	}
+	p, err := daemon.New(daemon.Settings{
+		Threshold: threshold, FailSafe: failSafe, Queue: cfg.Capture.Queue,
+		PulseWidth: time.Duration(cfg.Output.Reject.Pulse), RejectDelay: time.Duration(cfg.Output.Reject.Delay),
+	}, eng, sc, src, pulser, log)
+	if err != nil {
+		return daemon.Summary{}, err
+	}
+	log.Info("running", "frames", src.Len(), "threshold", threshold, "fail_safe", cfg.FailSafe.String())
+	sum, runErr := p.Run(ctx)
+	// Give the pulses already scheduled, then leave the output inactive.
+	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return sum, errors.Join(runErr, pulser.Close(closeCtx))
+}

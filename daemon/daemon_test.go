@@ -1,0 +1,336 @@
+package daemon_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/adtrd/adtrd/capture"
+	"github.com/adtrd/adtrd/config"
+	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/gpio"
+	"github.com/adtrd/adtrd/internal/testlib"
+	"github.com/adtrd/adtrd/model"
+	"github.com/adtrd/adtrd/score"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+type golden struct {
+	Output struct {
+		Scale float64 `json:"scale"`
+	} `json:"output"`
+	Threshold float64 `json:"threshold"`
+	Frames    []struct {
+		File   string  `json:"file"`
+		Score  float64 `json:"score"`
+		Reject bool    `json:"reject"`
+	} `json:"frames"`
+}
+
+func loadGolden(t testing.TB) golden {
+	b, err := os.ReadFile(testlib.Demo("golden.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g golden
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func demoModel(t testing.TB) config.Model {
+	return config.Model{Path: testlib.Demo("adtr.tflite"), Library: testlib.TFLiteLibrary(t), Threads: 2}
+}
+
+func openEngine(t testing.TB) *daemon.TFLiteEngine {
+	t.Helper()
+	e, err := daemon.OpenTFLite(demoModel(t), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+type rig struct {
+	p     *daemon.Pipeline
+	pin   *gpio.Sim
+	pulse *gpio.Pulser
+	mu    sync.Mutex
+	recs  []daemon.Record
+}
+
+func newRig(t testing.TB, eng daemon.Engine, meta *model.Metadata, src daemon.Source, set daemon.Settings) *rig {
+	t.Helper()
+	sc, err := score.New(meta.ScoreParams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin, _ := gpio.NewSim("reject", "", quiet)
+	r := &rig{pin: pin, pulse: gpio.NewPulser(pin, 1024, quiet)}
+	if set.Threshold == 0 {
+		set.Threshold = meta.Threshold
+	}
+	if set.Queue == 0 {
+		set.Queue = 2
+	}
+	if set.PulseWidth == 0 {
+		set.PulseWidth = time.Millisecond
+	}
+	r.p, err = daemon.New(set, eng, sc, src, r.pulse, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.p.OnDone = func(rec daemon.Record) {
+		r.mu.Lock()
+		r.recs = append(r.recs, rec)
+		r.mu.Unlock()
+	}
+	return r
+}
+
+func (r *rig) run(t testing.TB) daemon.Summary {
+	t.Helper()
+	sum, err := r.p.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.pulse.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return sum
+}
+
+func replay(t testing.TB, path string, fps float64) *capture.Replay {
+	src, err := capture.NewReplay(capture.ReplayOptions{Path: path, FPS: fps, Size: capture.Size{W: 224, H: 224}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	return src
+}
+
+// The whole pipeline on the demo frames gives the toolkit's scores (within one
+// quantisation step of the map) and decisions, and pulses once per reject.
+func TestDemoMatchesGolden(t *testing.T) {
+	eng := openEngine(t)
+	g := loadGolden(t)
+	r := newRig(t, eng, eng.Meta, replay(t, testlib.Demo("frames"), 0), daemon.Settings{})
+	sum := r.run(t)
+	if int(sum.Frames) != len(g.Frames) || len(r.recs) != len(g.Frames) {
+		t.Fatalf("decided %d frames, golden has %d", sum.Frames, len(g.Frames))
+	}
+	rejects := 0
+	for i, f := range g.Frames {
+		rec := r.recs[i]
+		if filepath.Base(rec.Name) != f.File {
+			t.Fatalf("frame %d is %s, want %s", i, rec.Name, f.File)
+		}
+		if math.Abs(rec.Score-f.Score) > g.Output.Scale {
+			t.Errorf("%s: score %.5f, golden %.5f (more than one step %.5f apart)", f.File, rec.Score, f.Score, g.Output.Scale)
+		}
+		if (rec.Decision == daemon.Reject) != f.Reject {
+			t.Errorf("%s: decision %v, golden reject=%v", f.File, rec.Decision, f.Reject)
+		}
+		if f.Reject {
+			rejects++
+		}
+	}
+	if edges := r.pin.Edges(); len(edges) != 2*rejects {
+		t.Fatalf("%d edges for %d rejects", len(edges), rejects)
+	}
+	for i, e := range r.pin.Edges() {
+		if e.Active != (i%2 == 0) {
+			t.Fatalf("edge %d: active=%v", i, e.Active)
+		}
+	}
+}
+
+// An unreadable frame is counted and decided by the fail-safe rule, and the frames
+// after it are still scored.
+func TestBadFrameIsDecidedByFailSafe(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fs   daemon.Decision
+	}{{"reject by default", daemon.Reject}, {"pass when configured", daemon.Pass}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, n := range []string{"000_good.png", "005_hole.png"} {
+				os.Symlink(testlib.Demo("frames", n), filepath.Join(dir, n))
+			}
+			os.WriteFile(filepath.Join(dir, "001_good.png"), []byte("\x89PNG\r\n\x1a\ntruncated"), 0o644)
+			eng := openEngine(t)
+			r := newRig(t, eng, eng.Meta, replay(t, dir, 0), daemon.Settings{FailSafe: tc.fs})
+			sum := r.run(t)
+			if sum.Frames != 3 || sum.BadFrames != 1 {
+				t.Fatalf("summary %+v", sum)
+			}
+			bad := r.recs[1]
+			if bad.Reason != daemon.BadFrame || bad.Decision != tc.fs || !errors.Is(bad.Err, capture.ErrFrame) {
+				t.Fatalf("bad frame record %+v", bad)
+			}
+			if !strings.Contains(bad.Err.Error(), "001_good.png: not a readable image") {
+				t.Fatalf("error does not name the frame: %v", bad.Err)
+			}
+			if r.recs[2].Reason != daemon.ByScore || r.recs[2].Decision != daemon.Reject {
+				t.Fatalf("frame after the bad one: %+v", r.recs[2])
+			}
+		})
+	}
+}
+
+// slowEngine stands in for a model slower than the camera.
+type slowEngine struct {
+	in  []byte
+	out []int8
+	d   time.Duration
+}
+
+func (s *slowEngine) Input() []byte  { return s.in }
+func (s *slowEngine) Output() []int8 { return s.out }
+func (s *slowEngine) Close() error   { return nil }
+func (s *slowEngine) Invoke() error  { time.Sleep(s.d); return nil }
+
+// When inference cannot keep up with a paced source, frames are dropped at the
+// capture end and counted; the queue never grows past its bound.
+func TestSlowPipelineDropsAtCapture(t *testing.T) {
+	meta, err := model.Load(testlib.Demo("adtr.tflite.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := &slowEngine{in: make([]byte, 224*224*3), out: make([]int8, 196), d: 20 * time.Millisecond}
+	dir := testlib.Demo("frames")
+	src := replay(t, dir, 200) // 16 frames at 200 fps: 5 ms apart, inference takes 20 ms
+	r := newRig(t, eng, meta, src, daemon.Settings{Queue: 2})
+	sum := r.run(t)
+	if sum.Dropped == 0 {
+		t.Fatalf("nothing dropped: %+v", sum)
+	}
+	if sum.Frames+sum.Dropped != uint64(src.Len()) {
+		t.Fatalf("frames %d + dropped %d != %d", sum.Frames, sum.Dropped, src.Len())
+	}
+	// decided frames keep their order; what was dropped is simply missing
+	for i := 1; i < len(r.recs); i++ {
+		if r.recs[i].Seq <= r.recs[i-1].Seq {
+			t.Fatalf("out of order: %d after %d", r.recs[i].Seq, r.recs[i-1].Seq)
+		}
+	}
+}
+
+func TestBadModelFilesAreClearErrors(t *testing.T) {
+	dir := t.TempDir()
+	graph, _ := os.ReadFile(testlib.Demo("adtr.tflite"))
+	meta, _ := os.ReadFile(testlib.Demo("adtr.tflite.json"))
+	put := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, b, 0o644)
+		return p
+	}
+	var m map[string]any
+	json.Unmarshal(meta, &m)
+	m["grid"] = []int{7, 7}
+	wrongGrid, _ := json.Marshal(m)
+	tests := []struct {
+		name, model, meta string
+		want              string
+	}{
+		// the model is cut short: its hash no longer matches its metadata
+		{"truncated", put("t.tflite", graph[:1000]), put("t.tflite.json", meta), "sha256"},
+		// metadata missing beside the model
+		{"no metadata", put("n.tflite", graph), "", "n.tflite.json"},
+		// metadata that is not JSON
+		{"bad json", put("j.tflite", graph), put("j.tflite.json", []byte("{")), "malformed JSON"},
+		// metadata that disagrees with the tensors
+		{"grid mismatch", put("g.tflite", graph), put("g.tflite.json", wrongGrid), "output tensor is int8[1 14 14], metadata says int8[1 7 7]"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := demoModel(t)
+			c.Path = tc.model
+			e, err := daemon.OpenTFLite(c, quiet)
+			if err == nil {
+				e.Close()
+				t.Fatal("no error")
+			}
+			if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("err = %v, want one line with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// prePost is the per-frame work around Invoke: the frame into the input tensor, the
+// map through the scorer. It must not allocate.
+func TestPrePostProcessingDoesNotAllocate(t *testing.T) {
+	eng := openEngine(t)
+	sc, _ := score.New(eng.Meta.ScoreParams())
+	px, err := capture.LoadRGB(testlib.Demo("frames", "000_good.png"), capture.Size{W: 224, H: 224}, capture.FitResize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(10, func() {
+		copy(eng.Input(), px)
+		sc.ScoreInt8(eng.Output())
+	}); n != 0 {
+		t.Fatalf("%v allocations per frame", n)
+	}
+}
+
+func BenchmarkPrePost(b *testing.B) {
+	eng := openEngine(b)
+	sc, _ := score.New(eng.Meta.ScoreParams())
+	px, _ := capture.LoadRGB(testlib.Demo("frames", "000_good.png"), capture.Size{W: 224, H: 224}, capture.FitResize)
+	b.ReportAllocs()
+	for b.Loop() {
+		copy(eng.Input(), px)
+		sc.ScoreInt8(eng.Output())
+	}
+}
+
+// limited plays a looping replay for exactly n frames.
+type limited struct {
+	*capture.Replay
+	n int
+}
+
+func (l *limited) Next(ctx context.Context) (capture.Frame, error) {
+	if l.n == 0 {
+		return capture.Frame{}, capture.ErrEOF
+	}
+	l.n--
+	return l.Replay.Next(ctx)
+}
+
+// BenchmarkPipeline: whole-pipeline frames/s on the demo model, to compare with
+// tflite's BenchmarkInvoke at the same thread count.
+func BenchmarkPipeline(b *testing.B) {
+	c := demoModel(b)
+	e, err := daemon.OpenTFLite(c, quiet)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	src, err := capture.NewReplay(capture.ReplayOptions{Path: testlib.Demo("frames"), Loop: true, Size: capture.Size{W: 224, H: 224}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := newRig(b, e, e.Meta, &limited{src, b.N}, daemon.Settings{})
+	r.p.OnDone = nil
+	b.ReportAllocs()
+	b.ResetTimer()
+	r.run(b)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
+}

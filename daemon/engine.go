@@ -1,0 +1,99 @@
+package daemon
+
+import (
+	"fmt"
+	"log/slog"
+	"unsafe"
+
+	"github.com/adtrd/adtrd/config"
+	"github.com/adtrd/adtrd/model"
+	"github.com/adtrd/adtrd/tflite"
+)
+
+// TFLiteEngine is an Engine over a TFLite interpreter whose tensors were checked
+// against the model's metadata.
+type TFLiteEngine struct {
+	lib    *tflite.Library
+	it     *tflite.Interpreter
+	in     []byte
+	out    []int8
+	Meta   *model.Metadata
+	SHA256 string
+}
+
+// OpenTFLite loads the library, the metadata and the model, checks that they agree,
+// and runs one warm-up inference so the first real part is not the slow one.
+func OpenTFLite(c config.Model, log *slog.Logger) (_ *TFLiteEngine, err error) {
+	meta, err := model.Load(c.MetadataPath())
+	if err != nil {
+		return nil, err
+	}
+	sum, err := meta.CheckGraphFile(c.Path)
+	if err != nil {
+		return nil, err
+	}
+	lib, err := tflite.Open(c.Library)
+	if err != nil {
+		return nil, err
+	}
+	e := &TFLiteEngine{lib: lib, Meta: meta, SHA256: sum}
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
+	opts := tflite.Options{Threads: c.Threads}
+	switch c.Delegate {
+	case config.DelegateXNNPACK:
+		opts.XNNPACK = true
+	case config.DelegateGPU:
+		opts.GPU = &tflite.GPUOptions{
+			Library: c.GPU.Library, AllowPrecisionLoss: c.GPU.AllowPrecisionLoss, AllowQuantizedModels: c.GPU.AllowQuantized,
+			PriorityMinLatency: c.GPU.MinLatency, FallbackToCPU: c.GPU.OnFailure == config.OnFailureFallback,
+		}
+	case config.DelegateExternal:
+		opts.External = []tflite.ExternalDelegate{{Library: c.External.Library, Loader: c.External.Loader, Options: c.External.Options}}
+	}
+	if e.it, err = lib.NewInterpreter(c.Path, opts); err != nil {
+		return nil, err
+	}
+	for _, w := range e.it.Warnings() {
+		log.Warn(string(w), "model", c.Path)
+	}
+	ins, outs := e.it.Inputs(), e.it.Outputs()
+	if len(ins) != 1 || len(outs) != 1 {
+		return nil, fmt.Errorf("%w: %s: %d inputs and %d outputs, want 1 and 1", model.ErrMetadata, c.Path, len(ins), len(outs))
+	}
+	info := func(t tflite.Tensor) model.TensorInfo {
+		return model.TensorInfo{Type: t.Type.String(), Shape: t.Shape, Scale: float64(t.Quant.Scale), ZeroPoint: t.Quant.ZeroPoint}
+	}
+	if err = meta.CheckTensors(c.Path, info(ins[0]), info(outs[0])); err != nil {
+		return nil, err
+	}
+	e.in = ins[0].Bytes()
+	ob := outs[0].Bytes()
+	e.out = unsafe.Slice((*int8)(unsafe.Pointer(unsafe.SliceData(ob))), len(ob))
+	if err = e.it.Invoke(); err != nil {
+		return nil, fmt.Errorf("warm-up inference: %w", err)
+	}
+	log.Info("model loaded", "model", c.Path, "version", meta.ModelVersion, "sha256", sum[:12], "tflite", lib.Version(), "delegate", c.Delegate.String(), "threads", c.Threads)
+	return e, nil
+}
+
+func (e *TFLiteEngine) Input() []byte  { return e.in }
+func (e *TFLiteEngine) Invoke() error  { return e.it.Invoke() }
+func (e *TFLiteEngine) Output() []int8 { return e.out }
+
+// Close frees the interpreter and the library; safe twice and after a failed open.
+func (e *TFLiteEngine) Close() error {
+	if e.it != nil {
+		e.it.Close()
+		e.it = nil
+	}
+	if e.lib != nil {
+		e.lib.Close()
+		e.lib = nil
+	}
+	e.in, e.out = nil, nil
+	return nil
+}
