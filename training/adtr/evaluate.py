@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -18,19 +18,29 @@ class Result:
     pixel_auroc: float
     n_good: int
     n_defect: int
+    per_kind: dict[str, float] = field(default_factory=dict)  # image AUROC of each defect kind vs good
 
     def line(self, name: str) -> str:
-        return f"{name}: image AUROC {self.image_auroc:.4f}, pixel AUROC {self.pixel_auroc:.4f} ({self.n_good} good, {self.n_defect} defective)"
+        kinds = ", ".join(f"{k} {v:.3f}" for k, v in sorted(self.per_kind.items()))
+        return (f"{name}: image AUROC {self.image_auroc:.4f}, pixel AUROC {self.pixel_auroc:.4f} "
+                f"({self.n_good} good, {self.n_defect} defective; per kind: {kinds})")
 
 
 def evaluate_maps(maps: np.ndarray, split: Split, pool_kernel: int) -> Result:
     size = split.images.shape[1]
     up, scores = scoring.score_maps(maps, size, pool_kernel)
+    kinds = np.array(split.kinds)
+    good = kinds == "good"
+    per_kind = {
+        k: scoring.auroc(split.labels[good | (kinds == k)], scores[good | (kinds == k)])
+        for k in sorted(set(split.kinds)) if k != "good"
+    }
     return Result(
         scoring.auroc(split.labels, scores),
         scoring.pixel_auroc(split.masks, up),
-        int((split.labels == 0).sum()),
-        int((split.labels == 1).sum()),
+        int(good.sum()),
+        int((~good).sum()),
+        per_kind,
     )
 
 

@@ -1,0 +1,64 @@
+package model_test
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/adtrd/adtrd/internal/testlib"
+	"github.com/adtrd/adtrd/model"
+)
+
+func TestDemoMetadata(t *testing.T) {
+	m, err := model.Load(testlib.Demo("adtr.tflite.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := m.ScoreParams()
+	if p.Grid != 14 || p.Size != 224 || p.Kernel != 16 || p.Scale <= 0 {
+		t.Fatalf("%+v", p)
+	}
+	if _, err := m.CheckGraphFile(testlib.Demo("adtr.tflite")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.CheckGraphFile(testlib.Demo("adtr.onnx")); !errors.Is(err, model.ErrMetadata) {
+		t.Fatalf("another graph's bytes accepted: %v", err)
+	}
+}
+
+func TestBadMetadata(t *testing.T) {
+	raw, err := os.ReadFile(testlib.Demo("adtr.tflite.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		change func(m map[string]any)
+		want   string
+	}{
+		{"format", func(m map[string]any) { m["format"] = "other/9" }, `format "other/9"`},                           // another file kind
+		{"upsample", func(m map[string]any) { m["upsample"] = "nearest" }, `upsample "nearest"`},                     // a rule the scorer lacks
+		{"threshold", func(m map[string]any) { m["threshold"] = 0 }, "threshold 0"},                                  // no threshold
+		{"kernel", func(m map[string]any) { m["pool_kernel"] = 999 }, "pool_kernel 999"},                             // kernel larger than the image
+		{"grid", func(m map[string]any) { m["grid"] = []int{14} }, "grid [14]"},                                      // not a square grid
+		{"channels", func(m map[string]any) { m["input"].(map[string]any)["channels"] = 1 }, "input has 1 channels"}, // grey input
+		{"sha", func(m map[string]any) { m["sha256"] = "abc" }, `sha256 "abc"`},                                      // not a hash
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var m map[string]any
+			json.Unmarshal(raw, &m)
+			tc.change(m)
+			b, _ := json.Marshal(m)
+			p := filepath.Join(t.TempDir(), "m.tflite.json")
+			os.WriteFile(p, b, 0o644)
+			_, err := model.Load(p)
+			if !errors.Is(err, model.ErrMetadata) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), p) {
+				t.Fatalf("err = %v, want %q naming %s", err, tc.want, p)
+			}
+		})
+	}
+}
