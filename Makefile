@@ -46,13 +46,13 @@ bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./tflite ./daemon ./score
 
 test-python: deps venv
-	cd training && PYTHONHASHSEED=0 ../$(VPY) -m pytest -q -rP -p no:cacheprovider tests
+	cd training && ../$(VPY) -m pytest -q -rP -p no:cacheprovider tests
 
 # Rebuilds models/demo from a fixed seed (minutes on 2 cores): data, training, export,
 # demo frames and the golden file the Go side tests against.
 demo-model: deps venv
 	rm -rf models/demo build/demo-work
-	cd training && PYTHONHASHSEED=0 ../$(VPY) -m adtr -v demo --out ../models/demo --work ../build/demo-work
+	cd training && ../$(VPY) -m adtr -v demo --out ../models/demo --work ../build/demo-work
 
 clean:
 	rm -rf build

@@ -25,30 +25,6 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-type golden struct {
-	Output struct {
-		Scale float64 `json:"scale"`
-	} `json:"output"`
-	Threshold float64 `json:"threshold"`
-	Frames    []struct {
-		File   string  `json:"file"`
-		Score  float64 `json:"score"`
-		Reject bool    `json:"reject"`
-	} `json:"frames"`
-}
-
-func loadGolden(t testing.TB) golden {
-	b, err := os.ReadFile(testlib.Demo("golden.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var g golden
-	if err := json.Unmarshal(b, &g); err != nil {
-		t.Fatal(err)
-	}
-	return g
-}
-
 func demoModel(t testing.TB) config.Model {
 	return config.Model{Path: testlib.Demo("adtr.tflite"), Library: testlib.TFLiteLibrary(t), Threads: 2}
 }
@@ -127,7 +103,7 @@ func replay(t testing.TB, path string, fps float64) *capture.Replay {
 // quantisation step of the map) and decisions, and pulses once per reject.
 func TestDemoMatchesGolden(t *testing.T) {
 	eng := openEngine(t)
-	g := loadGolden(t)
+	g := testlib.LoadGolden(t)
 	r := newRig(t, eng, eng.Meta, replay(t, testlib.Demo("frames"), 0), daemon.Settings{})
 	sum := r.run(t)
 	if int(sum.Frames) != len(g.Frames) || len(r.recs) != len(g.Frames) {

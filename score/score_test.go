@@ -1,10 +1,8 @@
 package score_test
 
 import (
-	"encoding/json"
 	"errors"
 	"math"
-	"os"
 	"strings"
 	"testing"
 
@@ -12,37 +10,8 @@ import (
 	"github.com/adtrd/adtrd/score"
 )
 
-type golden struct {
-	Output struct {
-		Scale     float32 `json:"scale"`
-		ZeroPoint int32   `json:"zero_point"`
-		Shape     []int   `json:"shape"`
-	} `json:"output"`
-	PoolKernel int     `json:"pool_kernel"`
-	Threshold  float64 `json:"threshold"`
-	Frames     []struct {
-		File   string  `json:"file"`
-		Map    []int8  `json:"map"`
-		Score  float64 `json:"score"`
-		Reject bool    `json:"reject"`
-	} `json:"frames"`
-}
-
-func loadGolden(t testing.TB) golden {
-	t.Helper()
-	b, err := os.ReadFile(testlib.Demo("golden.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var g golden
-	if err := json.Unmarshal(b, &g); err != nil {
-		t.Fatal(err)
-	}
-	return g
-}
-
-func demoScorer(t testing.TB, g golden) *score.Scorer {
-	sc, err := score.New(score.Params{Grid: g.Output.Shape[1], Size: 224, Kernel: g.PoolKernel, Scale: g.Output.Scale, ZeroPoint: g.Output.ZeroPoint})
+func demoScorer(t testing.TB, g testlib.Golden) *score.Scorer {
+	sc, err := score.New(score.Params{Grid: g.Output.Shape[1], Size: 224, Kernel: g.PoolKernel, Scale: float32(g.Output.Scale), ZeroPoint: g.Output.ZeroPoint})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,10 +20,10 @@ func demoScorer(t testing.TB, g golden) *score.Scorer {
 
 // The toolkit's scores on the golden maps, reproduced from the same int8 maps.
 func TestScoresMatchTheToolkit(t *testing.T) {
-	g := loadGolden(t)
+	g := testlib.LoadGolden(t)
 	sc := demoScorer(t, g)
 	for _, f := range g.Frames {
-		got, err := sc.ScoreInt8(f.Map)
+		got, err := sc.ScoreInt8(int8s(f.Map))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -118,20 +87,28 @@ func TestBadParams(t *testing.T) {
 }
 
 func TestScoreDoesNotAllocate(t *testing.T) {
-	g := loadGolden(t)
+	g := testlib.LoadGolden(t)
 	sc := demoScorer(t, g)
-	m := g.Frames[0].Map
+	m := int8s(g.Frames[0].Map)
 	if n := testing.AllocsPerRun(20, func() { sc.ScoreInt8(m) }); n != 0 {
 		t.Fatalf("%v allocs per frame", n)
 	}
 }
 
 func BenchmarkScore(b *testing.B) {
-	g := loadGolden(b)
+	g := testlib.LoadGolden(b)
 	sc := demoScorer(b, g)
-	m := g.Frames[0].Map
+	m := int8s(g.Frames[0].Map)
 	b.ReportAllocs()
 	for b.Loop() {
 		sc.ScoreInt8(m)
 	}
+}
+
+func int8s(v []int) []int8 {
+	out := make([]int8, len(v))
+	for i, x := range v {
+		out[i] = int8(x)
+	}
+	return out
 }

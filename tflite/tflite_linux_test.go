@@ -3,7 +3,6 @@
 package tflite_test
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -118,25 +117,6 @@ func TestBadModelFiles(t *testing.T) {
 	}
 }
 
-type golden struct {
-	Frames []struct {
-		File string `json:"file"`
-		Map  []int  `json:"map"`
-	} `json:"frames"`
-}
-
-func loadGolden(t testing.TB) golden {
-	var g golden
-	b, err := os.ReadFile(testlib.Demo("golden.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &g); err != nil {
-		t.Fatal(err)
-	}
-	return g
-}
-
 func equal(a, b []int) bool {
 	if len(a) != len(b) {
 		return false
@@ -158,7 +138,7 @@ func TestDemoFramesMatchGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer it.Close()
-	g := loadGolden(t)
+	g := testlib.LoadGolden(t)
 	in, out := it.Inputs()[0].Bytes(), it.Outputs()[0].Bytes()
 	for _, f := range g.Frames {
 		px, err := capture.LoadRGB(testlib.Demo("frames", f.File), capture.Size{W: 224, H: 224}, capture.FitResize)

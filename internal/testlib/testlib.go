@@ -3,6 +3,7 @@
 package testlib
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -35,4 +36,39 @@ func TFLiteLibrary(t testing.TB) string {
 // Demo is a path under models/demo.
 func Demo(elem ...string) string {
 	return filepath.Join(append([]string{Root(), "models", "demo"}, elem...)...)
+}
+
+// Golden is models/demo/golden.json: the Python TFLite interpreter's raw int8 maps
+// and scores on the demo frames, written by `python -m adtr demo`.
+type Golden struct {
+	SHA256 string `json:"sha256"`
+	Output struct {
+		Scale     float64 `json:"scale"`
+		ZeroPoint int32   `json:"zero_point"`
+		Shape     []int   `json:"shape"`
+	} `json:"output"`
+	PoolKernel int     `json:"pool_kernel"`
+	Threshold  float64 `json:"threshold"`
+	Frames     []struct {
+		File      string  `json:"file"`
+		Kind      string  `json:"kind"`
+		Defective bool    `json:"defective"`
+		Map       []int   `json:"map"`
+		Score     float64 `json:"score"`
+		Reject    bool    `json:"reject"`
+	} `json:"frames"`
+}
+
+// LoadGolden reads the golden file or fails the test.
+func LoadGolden(t testing.TB) Golden {
+	t.Helper()
+	b, err := os.ReadFile(Demo("golden.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g Golden
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatalf("golden.json: %v", err)
+	}
+	return g
 }

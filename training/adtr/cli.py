@@ -142,44 +142,6 @@ def cmd_ablate(a: argparse.Namespace) -> None:
     print(ablate.table(rows))
 
 
-def cmd_replay(a: argparse.Namespace) -> None:
-    """Score a folder of frames with an exported graph and print reject decisions."""
-    import numpy as np
-
-    from . import scoring
-    from .data import load_image
-
-    graph = Path(a.graph)
-    meta = _read_metadata(graph)
-    size, kernel = int(meta["input"]["width"]), int(meta["pool_kernel"])
-    threshold = float(a.threshold if a.threshold is not None else meta["threshold"])
-    frames = sorted(p for p in Path(a.frames).glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-    if not frames:
-        raise UsageError(f"{a.frames}: no frames")
-    if a.c_library:
-        from .tflite_c import CInterpreter
-
-        it = CInterpreter(graph, a.c_library)
-        scale, zero = it.output_quant
-        run = lambda im: (it.run(im)[0].astype(np.float32) - zero) * scale  # noqa: E731
-        engine = f"TFLite {it.version} C library"
-    else:
-        from .evaluate import runner_for
-
-        run, engine = runner_for(graph), "Python interpreter"
-    print(f"{graph.name} on {engine}: threshold {threshold:.4f}, {len(frames)} frames")
-    rejects = missed = false_rejects = 0
-    for p in frames:
-        score = float(scoring.image_scores(scoring.upsample(run(load_image(p, size)), size), kernel))
-        reject = score > threshold
-        defective = not p.stem.endswith("_good")
-        rejects += reject
-        missed += defective and not reject
-        false_rejects += reject and not defective
-        print(f"{p.name:24s} score {score:8.4f}  {'REJECT' if reject else 'pass'}")
-    print(f"frames {len(frames)}, rejects {rejects}, defects missed {missed}, false rejects {false_rejects}")
-
-
 def cmd_demo(a: argparse.Namespace) -> None:
     from . import demo
 
@@ -238,13 +200,6 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--data", required=True)
     model_args(b)
     b.set_defaults(fn=cmd_ablate)
-
-    r = sub.add_parser("replay", help="score a folder of frames with an exported graph (demo)")
-    r.add_argument("--graph", required=True)
-    r.add_argument("--frames", required=True, help="folder of frames; names ending _good are good parts")
-    r.add_argument("--threshold", type=float, help="override the metadata's suggested threshold")
-    r.add_argument("--c-library", help="run on this libtensorflowlite_c.so")
-    r.set_defaults(fn=cmd_replay)
 
     d = sub.add_parser("demo", help="rebuild models/demo from a fixed seed")
     d.add_argument("--out", default="models/demo")

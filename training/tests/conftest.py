@@ -7,12 +7,9 @@ questions of the same one; the data set is generated here by the code under test
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-if os.environ.get("PYTHONHASHSEED") != "0":
-    warnings.warn("PYTHONHASHSEED is not 0: the tiny model trained here will differ from run to run (`make test` sets it)")
 
 import pytest  # noqa: E402
 
