@@ -106,5 +106,9 @@ def test_d_adtr_plus_does_not_lower_auroc(trained: Path, dataset, split, tmp_pat
     report("ADTR", before)
     report("ADTR+ (synthetic anomalies, pixel labels)", after)
     assert plus.history[-1]["stage"] == "adtr+"
-    assert after.image_auroc >= before.image_auroc - 1e-9
+    # Training is not bit-reproducible here, so the base model differs a little from run
+    # to run; measured deltas were +0.0001 to +0.008. The tolerance is the measurement's
+    # resolution: one good/defective pair ranked the other way round.
+    one_pair = 1.0 / (before.n_good * before.n_defect)
+    assert after.image_auroc >= before.image_auroc - one_pair
     assert after.pixel_auroc >= before.pixel_auroc - 0.005
