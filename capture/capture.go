@@ -130,23 +130,10 @@ func FitRGB(img image.Image, size Size, fit Fit, name string) ([]byte, error) {
 // resizeBilinear uses half-pixel centres (as PIL and OpenCV do for upscaling).
 func resizeBilinear(src *image.RGBA, dst []byte, size Size) {
 	w, h := src.Bounds().Dx(), src.Bounds().Dy()
-	sx, sy := float64(w)/float64(size.W), float64(h)/float64(size.H)
 	for y := 0; y < size.H; y++ {
-		fy := (float64(y)+0.5)*sy - 0.5
-		y0 := clamp(int(floor(fy)), 0, h-1)
-		y1 := clamp(y0+1, 0, h-1)
-		wy := fy - floor(fy)
-		if fy < 0 {
-			wy = 0
-		}
+		y0, y1, wy := sample(y, h, size.H)
 		for x := 0; x < size.W; x++ {
-			fx := (float64(x)+0.5)*sx - 0.5
-			x0 := clamp(int(floor(fx)), 0, w-1)
-			x1 := clamp(x0+1, 0, w-1)
-			wx := fx - floor(fx)
-			if fx < 0 {
-				wx = 0
-			}
+			x0, x1, wx := sample(x, w, size.W)
 			for c := 0; c < 3; c++ {
 				p00 := float64(src.Pix[src.PixOffset(x0, y0)+c])
 				p01 := float64(src.Pix[src.PixOffset(x1, y0)+c])
@@ -157,6 +144,18 @@ func resizeBilinear(src *image.RGBA, dst []byte, size Size) {
 			}
 		}
 	}
+}
+
+// sample maps output coordinate i (of n) to the two source coordinates (of src) it
+// blends and the weight of the second, with half-pixel centres.
+func sample(i, src, n int) (lo, hi int, w float64) {
+	f := (float64(i)+0.5)*float64(src)/float64(n) - 0.5
+	lo = clamp(int(floor(f)), 0, src-1)
+	hi = clamp(lo+1, 0, src-1)
+	if f > 0 {
+		w = f - floor(f)
+	}
+	return lo, hi, w
 }
 
 func floor(v float64) float64 {

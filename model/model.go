@@ -11,6 +11,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 
 	"github.com/adtrd/adtrd/score"
 )
@@ -130,27 +131,15 @@ type TensorInfo struct {
 // CheckTensors compares the interpreter's tensors with the metadata.
 func (m *Metadata) CheckTensors(graph string, in, out TensorInfo) error {
 	wantIn := []int{1, m.Input.Height, m.Input.Width, m.Input.Channels}
-	if in.Type != m.Input.DType || !equal(in.Shape, wantIn) {
+	if in.Type != m.Input.DType || !slices.Equal(in.Shape, wantIn) {
 		return fmt.Errorf("%w: %s: input tensor is %s%v, metadata says %s%v", ErrMetadata, graph, in.Type, in.Shape, m.Input.DType, wantIn)
 	}
 	wantOut := []int{1, m.Grid[0], m.Grid[1]}
-	if out.Type != m.Output.DType || !equal(out.Shape, wantOut) {
+	if out.Type != m.Output.DType || !slices.Equal(out.Shape, wantOut) {
 		return fmt.Errorf("%w: %s: output tensor is %s%v, metadata says %s%v", ErrMetadata, graph, out.Type, out.Shape, m.Output.DType, wantOut)
 	}
 	if math.Abs(out.Scale-m.Output.Scale) > 1e-6*math.Abs(m.Output.Scale) || out.ZeroPoint != m.Output.ZeroPoint {
 		return fmt.Errorf("%w: %s: output quantisation is (%g, %d), metadata says (%g, %d)", ErrMetadata, graph, out.Scale, out.ZeroPoint, m.Output.Scale, m.Output.ZeroPoint)
 	}
 	return nil
-}
-
-func equal(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -52,10 +53,10 @@ func TestVersionAndDemoTensors(t *testing.T) {
 	}
 	defer it.Close()
 	in, out := it.Inputs(), it.Outputs()
-	if len(in) != 1 || in[0].Type != tflite.UInt8 || !equal(in[0].Shape, []int{1, 224, 224, 3}) {
+	if len(in) != 1 || in[0].Type != tflite.UInt8 || !slices.Equal(in[0].Shape, []int{1, 224, 224, 3}) {
 		t.Fatalf("input %+v", in)
 	}
-	if len(out) != 1 || out[0].Type != tflite.Int8 || !equal(out[0].Shape, []int{1, 14, 14}) || out[0].Quant.Scale <= 0 {
+	if len(out) != 1 || out[0].Type != tflite.Int8 || !slices.Equal(out[0].Shape, []int{1, 14, 14}) || out[0].Quant.Scale <= 0 {
 		t.Fatalf("output %+v", out)
 	}
 	if len(in[0].Bytes()) != 224*224*3 {
@@ -115,18 +116,6 @@ func TestBadModelFiles(t *testing.T) {
 			}
 		})
 	}
-}
-
-func equal(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // The C library's raw int8 maps on the demo frames equal the Python interpreter's
