@@ -110,7 +110,6 @@ type Pulser struct {
 	done  chan struct{}
 	log   *slog.Logger
 	once  sync.Once
-	count int
 }
 
 // NewPulser starts the pulse goroutine; depth bounds pulses waiting to be given.
@@ -149,7 +148,6 @@ func (p *Pulser) run() {
 		if err := p.pin.Set(false); err != nil {
 			p.log.Error("reject output", "pin", p.pin.Name(), "err", err)
 		}
-		p.count++
 	}
 }
 

@@ -77,9 +77,6 @@ func (sc *Scorer) Params() Params { return sc.p }
 // overwritten by the next Score.
 func (sc *Scorer) Map() []float32 { return sc.up }
 
-// LowRes is the last frame's dequantised Grid*Grid map.
-func (sc *Scorer) LowRes() []float32 { return sc.deq }
-
 // ScoreInt8 scores a raw int8 map of Grid*Grid values.
 func (sc *Scorer) ScoreInt8(raw []int8) (float64, error) {
 	if len(raw) != len(sc.deq) {
