@@ -2,4 +2,10 @@ module github.com/adtrd/adtrd
 
 go 1.26
 
-require gopkg.in/yaml.v3 v3.0.1
+require (
+	gopkg.in/yaml.v3 v3.0.1
+	periph.io/x/conn/v3 v3.7.3
+	periph.io/x/host/v3 v3.8.5
+)
+
+require github.com/jonboulle/clockwork v0.5.0 // indirect

@@ -25,6 +25,8 @@ type Config struct {
 	Threshold float64  `yaml:"threshold"` // 0: the model metadata's suggested threshold
 	Capture   Capture  `yaml:"capture"`
 	Output    Output   `yaml:"output"`
+	Input     Input    `yaml:"input"`
+	Tracking  Tracking `yaml:"tracking"`
 	FailSafe  FailSafe `yaml:"fail_safe"`
 	Log       Log      `yaml:"log"`
 }
@@ -67,15 +69,65 @@ type Replay struct {
 }
 
 type Output struct {
-	Backend Backend `yaml:"backend"`
-	SimCSV  string  `yaml:"sim_csv"` // simulated backend: also write every edge to this CSV
-	Reject  Reject  `yaml:"reject"`
+	Backend   Backend   `yaml:"backend"`
+	SimCSV    string    `yaml:"sim_csv"` // simulated backend: also write every edge to this CSV
+	Reject    Reject    `yaml:"reject"`
+	Alarm     Pin       `yaml:"alarm"` // latched on a fail-safe alarm or a missing confirmation
+	Ready     Pin       `yaml:"ready"` // on while the pipeline is healthy
+	Heartbeat Heartbeat `yaml:"heartbeat"`
 }
 
+// Pin names a GPIO line for the gpiochip backend: by its name (gpioinfo), or by
+// chip and offset. A pin with neither is not wired.
+type Pin struct {
+	Line      string `yaml:"line"`   // the line's name, e.g. PQ.05 on a Jetson
+	Chip      string `yaml:"chip"`   // gpiochip0, /dev/gpiochip0 or the chip's label
+	Offset    *int   `yaml:"offset"` // the line's offset on chip (instead of line)
+	ActiveLow bool   `yaml:"active_low"`
+}
+
+// Wired says whether the pin names a line.
+func (p Pin) Wired() bool { return p.Line != "" || p.Chip != "" || p.Offset != nil }
+
 type Reject struct {
-	Pulse    Duration `yaml:"pulse"`
-	Delay    Duration `yaml:"delay"` // from the frame's capture time
-	ActiveLo bool     `yaml:"active_low"`
+	Pin         `yaml:",inline"`
+	Pulse       Duration `yaml:"pulse"`
+	Delay       Duration `yaml:"delay"`        // from the part's stamp (trigger edge, or frame time) to the pulse
+	DelayCounts int64    `yaml:"delay_counts"` // >0: the delay in encoder counts instead (needs input.encoder)
+}
+
+type Heartbeat struct {
+	Pin    `yaml:",inline"`
+	Period Duration `yaml:"period"` // toggles every period; 0: off
+}
+
+// InPin is an input line.
+type InPin struct {
+	Pin  `yaml:",inline"`
+	Pull Pull `yaml:"pull"`
+}
+
+type Input struct {
+	Trigger    Trigger `yaml:"trigger"`     // part present: stamps a part and takes its frame
+	Encoder    InPin   `yaml:"encoder"`     // belt encoder pulses, for output.reject.delay_counts
+	Confirm    Confirm `yaml:"confirm"`     // sees the reject happen; none within the window raises the alarm
+	Inhibit    InPin   `yaml:"inhibit"`     // while active, rejects are suppressed (and counted)
+	AlarmReset InPin   `yaml:"alarm_reset"` // an active edge clears the alarm
+}
+
+type Trigger struct {
+	InPin    `yaml:",inline"`
+	Debounce Duration `yaml:"debounce"`
+}
+
+type Confirm struct {
+	InPin  `yaml:",inline"`
+	Window Duration `yaml:"window"`
+}
+
+type Tracking struct {
+	InFlight int      `yaml:"in_flight"` // parts between camera and ejector, at most
+	Spin     Duration `yaml:"spin"`      // wake this early before an edge and spin to it (Go timers are ~1 ms coarse); 0: off
 }
 
 type Log struct {
@@ -86,9 +138,16 @@ type Log struct {
 // Default is the configuration every file starts from.
 func Default() Config {
 	return Config{
-		Model:    Model{Path: "models/demo/adtr.tflite", Threads: 2, Delegate: DelegateCPU, GPU: GPU{OnFailure: OnFailureFallback}},
-		Capture:  Capture{Source: SourceReplay, Replay: Replay{Path: "models/demo/frames", Fit: FitResize}, Queue: 2},
-		Output:   Output{Backend: BackendSim, Reject: Reject{Pulse: Duration(50 * time.Millisecond)}},
+		Model:   Model{Path: "models/demo/adtr.tflite", Threads: 2, Delegate: DelegateCPU, GPU: GPU{OnFailure: OnFailureFallback}},
+		Capture: Capture{Source: SourceReplay, Replay: Replay{Path: "models/demo/frames", FPS: 10, Fit: FitResize}, Queue: 2},
+		Output: Output{Backend: BackendSim, Reject: Reject{
+			Pulse: Duration(50 * time.Millisecond), Delay: Duration(200 * time.Millisecond),
+		}},
+		Input: Input{
+			Trigger: Trigger{Debounce: Duration(5 * time.Millisecond)},
+			Confirm: Confirm{Window: Duration(200 * time.Millisecond)},
+		},
+		Tracking: Tracking{InFlight: 64, Spin: Duration(2 * time.Millisecond)},
 		FailSafe: FailSafeReject,
 		Log:      Log{Format: LogText, Level: "info"},
 	}
@@ -182,13 +241,8 @@ func yamlProblem(err error) Problem {
 // decode walks a mapping node onto a struct: unknown keys, duplicate keys and wrong
 // types are all collected rather than stopping at the first.
 func decode(n *yaml.Node, v reflect.Value, prefix string, lines map[string]int, errs *Errors) {
-	fields := map[string]int{}
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		if tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]; tag != "" {
-			fields[tag] = i
-		}
-	}
+	fields := map[string][]int{}
+	collectFields(v.Type(), nil, fields)
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
@@ -204,7 +258,7 @@ func decode(n *yaml.Node, v reflect.Value, prefix string, lines map[string]int, 
 			errs.Problems = append(errs.Problems, Problem{k.Line, key, "unknown key" + suggest(k.Value, fields)})
 			continue
 		}
-		f := v.Field(idx)
+		f := v.FieldByIndex(idx)
 		if f.Kind() == reflect.Struct && f.Type() != reflect.TypeOf(Duration(0)) {
 			if val.Kind != yaml.MappingNode {
 				if val.Tag == "!!null" {
@@ -218,6 +272,21 @@ func decode(n *yaml.Node, v reflect.Value, prefix string, lines map[string]int, 
 		}
 		if err := val.Decode(f.Addr().Interface()); err != nil {
 			errs.Problems = append(errs.Problems, Problem{val.Line, key, typeMessage(err, f.Type(), val)})
+		}
+	}
+}
+
+// collectFields maps each YAML key of t to its field index, flattening ",inline" fields.
+func collectFields(t reflect.Type, prefix []int, fields map[string][]int) {
+	for i := 0; i < t.NumField(); i++ {
+		parts := strings.Split(t.Field(i).Tag.Get("yaml"), ",")
+		idx := append(append([]int(nil), prefix...), i)
+		if len(parts) > 1 && parts[1] == "inline" {
+			collectFields(t.Field(i).Type, idx, fields)
+			continue
+		}
+		if parts[0] != "" {
+			fields[parts[0]] = idx
 		}
 	}
 }
@@ -245,6 +314,8 @@ func typeName(t reflect.Type) string {
 		return "a string"
 	case reflect.Map:
 		return "a mapping"
+	case reflect.Pointer:
+		return typeName(t.Elem())
 	}
 	return t.String()
 }
@@ -269,7 +340,7 @@ func kindName(n *yaml.Node) string {
 	return "string"
 }
 
-func suggest(key string, fields map[string]int) string {
+func suggest(key string, fields map[string][]int) string {
 	names := make([]string, 0, len(fields))
 	for k := range fields {
 		names = append(names, k)
@@ -354,7 +425,85 @@ func (c *Config) validate(lines map[string]int, errs *Errors) {
 	if d := time.Duration(c.Output.Reject.Delay); d < 0 || d > time.Minute {
 		bad("output.reject.delay", "%v out of range 0..1m", d)
 	}
+	c.validateLines(lines, bad)
 	if _, err := parseLevel(c.Log.Level); err != nil {
 		bad("log.level", "%v", err)
+	}
+}
+
+// Roles lists every pin of the config with its key, outputs first.
+func (c *Config) Roles() []Role {
+	o, in := &c.Output, &c.Input
+	return []Role{
+		{"output.reject", o.Reject.Pin, false}, {"output.alarm", o.Alarm, false},
+		{"output.ready", o.Ready, false}, {"output.heartbeat", o.Heartbeat.Pin, false},
+		{"input.trigger", in.Trigger.Pin, true}, {"input.encoder", in.Encoder.Pin, true},
+		{"input.confirm", in.Confirm.Pin, true}, {"input.inhibit", in.Inhibit.Pin, true},
+		{"input.alarm_reset", in.AlarmReset.Pin, true},
+	}
+}
+
+// Role is one pin and the key that configures it.
+type Role struct {
+	Key   string
+	Pin   Pin
+	Input bool
+}
+
+func (c *Config) validateLines(lines map[string]int, bad func(key, format string, args ...any)) {
+	if d := c.Output.Reject.DelayCounts; d < 0 || d > 1<<30 {
+		bad("output.reject.delay_counts", "%d out of range 0..%d", d, 1<<30)
+	}
+	if c.Output.Reject.DelayCounts > 0 && !c.Input.Encoder.Wired() {
+		bad("output.reject.delay_counts", "a delay in encoder counts needs input.encoder")
+	}
+	if p := time.Duration(c.Output.Heartbeat.Period); p != 0 && (p < 10*time.Millisecond || p > time.Hour) {
+		bad("output.heartbeat.period", "%v out of range 10ms..1h (0: off)", p)
+	}
+	if c.Output.Heartbeat.Wired() && c.Output.Heartbeat.Period == 0 {
+		bad("output.heartbeat.period", "the heartbeat line is wired but its period is 0")
+	}
+	if d := time.Duration(c.Input.Trigger.Debounce); d < 0 || d > time.Second {
+		bad("input.trigger.debounce", "%v out of range 0..1s", d)
+	}
+	if w := time.Duration(c.Input.Confirm.Window); w < time.Millisecond || w > time.Minute {
+		bad("input.confirm.window", "%v out of range 1ms..1m", w)
+	}
+	if n := c.Tracking.InFlight; n < 1 || n > 4096 {
+		bad("tracking.in_flight", "%d out of range 1..4096", n)
+	}
+	if d := time.Duration(c.Tracking.Spin); d < 0 || d > 10*time.Millisecond {
+		bad("tracking.spin", "%v out of range 0..10ms", d)
+	}
+	seen := map[string]string{}
+	for _, r := range c.Roles() {
+		p := r.Pin
+		switch {
+		case p.Offset != nil && p.Line != "":
+			bad(r.Key+".offset", "give line (a name) or chip and offset, not both")
+		case p.Offset != nil && p.Chip == "":
+			bad(r.Key+".offset", "an offset needs chip")
+		case p.Offset != nil && *p.Offset < 0:
+			bad(r.Key+".offset", "%d is negative", *p.Offset)
+		case p.Chip != "" && p.Line == "" && p.Offset == nil:
+			bad(r.Key+".chip", "which line? give line (a name) or offset")
+		}
+		if !p.Wired() {
+			continue
+		}
+		if c.Output.Backend == BackendSim && r.Input {
+			bad(r.Key, "the sim backend has no inputs; inputs need output.backend: gpiochip")
+		}
+		id := p.Chip + "/" + p.Line
+		if p.Offset != nil {
+			id = fmt.Sprintf("%s/#%d", p.Chip, *p.Offset)
+		}
+		if other, dup := seen[id]; dup {
+			bad(r.Key, "same line as %s", other)
+		}
+		seen[id] = r.Key
+	}
+	if c.Output.Backend == BackendGPIOChip && !c.Output.Reject.Wired() {
+		bad("output.reject", "the gpiochip backend needs the reject line (line: NAME, or chip: and offset:)")
 	}
 }

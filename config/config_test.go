@@ -75,7 +75,7 @@ func TestEveryKindOfErrorNamesKeyAndLine(t *testing.T) {
 		// a scalar where a mapping belongs
 		{"not a mapping", base + "log: loud\n", []string{"line 6: log: want a mapping, got string"}},
 		// an enum value outside its set
-		{"bad enum", base + "fail_safe: maybe\n", []string{`line 6: fail_safe: "maybe" is not one of reject, pass`}},
+		{"bad enum", base + "fail_safe: maybe\n", []string{`line 6: fail_safe: "maybe" is not one of reject, pass, alarm`}},
 		// a duration without a unit
 		{"bad duration", base + "output:\n  reject:\n    pulse: 50\n", []string{`line 8: output.reject.pulse: "50" is not a duration like 50ms`}},
 		// out of range numbers
@@ -84,6 +84,22 @@ func TestEveryKindOfErrorNamesKeyAndLine(t *testing.T) {
 		{"missing model", "model:\n  path: nope.tflite\ncapture:\n  replay:\n    path: frames\n", []string{"line 2: model.path: model", "nope.tflite not found"}},
 		// the same key twice
 		{"duplicate", base + "threshold: 1\nthreshold: 2\n", []string{"line 7: threshold: duplicate key"}},
+		// inputs on the simulated backend, which has none
+		{"sim inputs", base + "input:\n  trigger:\n    line: PQ.05\n", []string{"input.trigger: the sim backend has no inputs"}},
+		// the real backend without a reject line
+		{"gpiochip no reject", base + "output:\n  backend: gpiochip\n", []string{"output.reject: the gpiochip backend needs the reject line"}},
+		// one line for two roles
+		{"line twice", base + "output:\n  backend: gpiochip\n  reject:\n    line: PQ.05\n  alarm:\n    line: PQ.05\n", []string{"output.alarm: same line as output.reject"}},
+		// an offset without its chip, and a chip without a line
+		{"offset without chip", base + "output:\n  backend: gpiochip\n  reject:\n    offset: 3\n  ready:\n    chip: gpiochip0\n", []string{"output.reject.offset: an offset needs chip", "output.ready.chip: which line?"}},
+		// an offset that is not a number
+		{"offset type", base + "output:\n  reject:\n    offset: twelve\n", []string{`line 8: output.reject.offset: want an integer, got string "twelve"`}},
+		// counts without an encoder
+		{"counts without encoder", base + "output:\n  reject:\n    delay_counts: 400\n", []string{"line 8: output.reject.delay_counts: a delay in encoder counts needs input.encoder"}},
+		// a wired heartbeat that never beats
+		{"heartbeat period", base + "output:\n  backend: gpiochip\n  reject:\n    line: A\n  heartbeat:\n    line: B\n", []string{"output.heartbeat.period: the heartbeat line is wired but its period is 0"}},
+		// an unknown pull
+		{"bad pull", base + "input:\n  encoder:\n    pull: sideways\n", []string{`input.encoder.pull: "sideways" is not one of none, up, down, float`}},
 		// broken YAML
 		{"syntax", "model: [\n", []string{"(syntax)"}},
 		// several problems: all of them, not only the first
@@ -112,6 +128,35 @@ func TestEveryKindOfErrorNamesKeyAndLine(t *testing.T) {
 				t.Fatalf("not an *Errors naming the file: %v", err)
 			}
 		})
+	}
+}
+
+func TestJetsonLineConfig(t *testing.T) {
+	p := writeCfg(t, base+`output:
+  backend: gpiochip
+  reject: {line: PQ.05, pulse: 30ms, delay_counts: 1200}
+  alarm: {chip: tegra234-gpio, offset: 106, active_low: true}
+input:
+  trigger: {line: PN.01, pull: up, active_low: true, debounce: 2ms}
+  encoder: {line: PAC.06}
+fail_safe: alarm
+`)
+	c, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Output.Reject
+	if r.Line != "PQ.05" || r.DelayCounts != 1200 || time.Duration(r.Pulse) != 30*time.Millisecond {
+		t.Fatalf("reject %+v", r)
+	}
+	if a := c.Output.Alarm; a.Offset == nil || *a.Offset != 106 || !a.ActiveLow || a.Chip != "tegra234-gpio" {
+		t.Fatalf("alarm %+v", a)
+	}
+	if tr := c.Input.Trigger; tr.Pull != config.PullUp || !tr.ActiveLow || time.Duration(tr.Debounce) != 2*time.Millisecond {
+		t.Fatalf("trigger %+v", tr)
+	}
+	if c.FailSafe != config.FailSafeAlarm || c.Output.Ready.Wired() || !c.Input.Encoder.Wired() {
+		t.Fatalf("%+v", c)
 	}
 }
 

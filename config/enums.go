@@ -89,26 +89,44 @@ func (f *Fit) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, fitNames,
 type Backend int
 
 const (
-	BackendSim Backend = iota
+	BackendSim      Backend = iota // simulated outputs that record every edge; no inputs
+	BackendGPIOChip                // the Linux GPIO character device (/dev/gpiochip*), via periph.io
 )
 
-var backendNames = []string{"sim"}
+var backendNames = []string{"sim", "gpiochip"}
 
 func (b Backend) String() string                    { return enumString(backendNames, int(b)) }
 func (b *Backend) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, backendNames, b) }
 
-// FailSafe decides a frame that could not be scored (unreadable, inference error).
+// FailSafe is what happens to a part with no decision in time (frame dropped or
+// unreadable, inference failed or late, camera lost).
 type FailSafe int
 
 const (
 	FailSafeReject FailSafe = iota
 	FailSafePass
+	FailSafeAlarm
 )
 
-var failSafeNames = []string{"reject", "pass"}
+var failSafeNames = []string{"reject", "pass", "alarm"}
 
 func (f FailSafe) String() string                    { return enumString(failSafeNames, int(f)) }
 func (f *FailSafe) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, failSafeNames, f) }
+
+// Pull is an input's bias resistor.
+type Pull int
+
+const (
+	PullNone Pull = iota // leave as the board configured it
+	PullUp
+	PullDown
+	PullFloat // explicitly disable any bias
+)
+
+var pullNames = []string{"none", "up", "down", "float"}
+
+func (p Pull) String() string                    { return enumString(pullNames, int(p)) }
+func (p *Pull) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, pullNames, p) }
 
 // LogFormat is how decision records are written.
 type LogFormat int

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/adtrd/adtrd/capture"
+	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/score"
 )
 
@@ -34,17 +35,25 @@ type Source interface {
 	Close() error
 }
 
-// Rejecter fires the reject output; it must not block.
-type Rejecter interface {
-	Pulse(at time.Time, width time.Duration) error
+// Tracker follows each part to the ejector (gpio.Tracker): parts are stamped by its
+// trigger input, or one per frame; each gets a decision, or fails to the fail-safe.
+// None of its methods may block for long.
+type Tracker interface {
+	Triggered() bool
+	Parts() <-chan gpio.Part
+	Stamp(at time.Time) uint64
+	Decide(id uint64, reject bool)
+	Fail(id uint64, cause gpio.Cause)
+	SetReady(on bool)
 }
 
 // Decision is what happens to a part.
 type Decision int
 
 const (
-	Pass Decision = iota
-	Reject
+	Pass   Decision = iota
+	Reject          // the reject output fires at the part's time
+	Alarm           // fail-safe alarm: the part goes through and the alarm is raised
 )
 
 func (d Decision) String() string {
@@ -53,6 +62,8 @@ func (d Decision) String() string {
 		return "pass"
 	case Reject:
 		return "reject"
+	case Alarm:
+		return "alarm"
 	}
 	return fmt.Sprintf("decision(%d)", int(d))
 }
@@ -80,16 +91,15 @@ func (r Reason) String() string {
 
 // Settings are the pipeline's knobs, taken from the config by the caller.
 type Settings struct {
-	Threshold   float64
-	FailSafe    Decision // for frames that cannot be scored
-	Queue       int
-	PulseWidth  time.Duration
-	RejectDelay time.Duration
+	Threshold float64
+	FailSafe  gpio.FailSafe // the tracker's, for the records of frames that cannot be scored
+	Queue     int
 }
 
 // Record is one frame's decision.
 type Record struct {
 	Seq      uint64
+	Part     uint64
 	Name     string
 	Score    float64
 	Decision Decision
@@ -102,7 +112,7 @@ type Record struct {
 
 // Stats are counters, safe to read while running.
 type Stats struct {
-	Frames, Rejects, Dropped, BadFrames, InferErrors, RejectErrors atomic.Uint64
+	Frames, Rejects, Dropped, BadFrames, InferErrors, CameraErrors atomic.Uint64
 }
 
 // Summary is the end-of-run account; Missed and FalseRejects count only frames
@@ -110,11 +120,14 @@ type Stats struct {
 type Summary struct {
 	Frames, Rejects, Dropped, BadFrames, InferErrors uint64
 	Missed, FalseRejects                             []string
+	Line                                             gpio.Stats // the output side, filled by the caller
 }
 
 func (s Summary) String() string {
-	return fmt.Sprintf("frames %d, rejects %d, defects missed %d, false rejects %d, dropped %d, bad frames %d, inference errors %d",
-		s.Frames, s.Rejects, len(s.Missed), len(s.FalseRejects), s.Dropped, s.BadFrames, s.InferErrors)
+	return fmt.Sprintf("frames %d, rejects %d, defects missed %d, false rejects %d, dropped %d, bad frames %d, inference errors %d; "+
+		"line: pulses %d, fail-safes %d, late decisions %d, alarms %d",
+		s.Frames, s.Rejects, len(s.Missed), len(s.FalseRejects), s.Dropped, s.BadFrames, s.InferErrors,
+		s.Line.Pulses, s.Line.FailSafes(), s.Line.LateDecisions, s.Line.Alarms)
 }
 
 // Pipeline wires a source, an engine, a scorer and a rejecter.
@@ -123,7 +136,7 @@ type Pipeline struct {
 	eng    Engine
 	sc     *score.Scorer
 	src    Source
-	rej    Rejecter
+	line   Tracker
 	log    *slog.Logger
 	Stats  Stats
 	OnDone func(Record) // called for every decided frame (tests, metrics); may be nil
@@ -131,28 +144,43 @@ type Pipeline struct {
 	mu      sync.Mutex
 	missed  []string
 	falseRj []string
+	ready   bool
+}
+
+// job is a frame and the part it shows.
+type job struct {
+	f    capture.Frame
+	part uint64
 }
 
 // New makes a pipeline; it does not take ownership of its parts.
-func New(set Settings, eng Engine, sc *score.Scorer, src Source, rej Rejecter, log *slog.Logger) (*Pipeline, error) {
+func New(set Settings, eng Engine, sc *score.Scorer, src Source, line Tracker, log *slog.Logger) (*Pipeline, error) {
 	if set.Queue < 1 {
 		return nil, fmt.Errorf("daemon: queue %d must be at least 1", set.Queue)
 	}
 	if want := sc.Params().Size * sc.Params().Size * 3; len(eng.Input()) != want {
 		return nil, fmt.Errorf("daemon: engine input is %d bytes, the scorer expects %dx%d RGB", len(eng.Input()), sc.Params().Size, sc.Params().Size)
 	}
-	return &Pipeline{set: set, eng: eng, sc: sc, src: src, rej: rej, log: log}, nil
+	return &Pipeline{set: set, eng: eng, sc: sc, src: src, line: line, log: log}, nil
 }
 
-// Run processes frames until the source ends or ctx is cancelled.
+// Run processes frames until the source ends or ctx is cancelled. The ready output
+// is on from the first decided frame until Run returns.
 func (p *Pipeline) Run(ctx context.Context) (Summary, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	frames := make(chan capture.Frame, p.set.Queue)
+	jobs := make(chan job, p.set.Queue)
 	capErr := make(chan error, 1)
-	go func() { capErr <- p.capture(ctx, frames) }()
-	for f := range frames {
-		p.handle(f)
+	go func() { capErr <- p.capture(ctx, jobs) }()
+	for j := range jobs {
+		p.handle(j)
+		if !p.ready {
+			p.ready = true
+			p.line.SetReady(true)
+		}
+	}
+	if p.ready {
+		p.line.SetReady(false)
 	}
 	err := <-capErr
 	if errors.Is(err, capture.ErrEOF) || errors.Is(err, context.Canceled) {
@@ -161,45 +189,84 @@ func (p *Pipeline) Run(ctx context.Context) (Summary, error) {
 	return p.summary(), err
 }
 
-func (p *Pipeline) capture(ctx context.Context, out chan<- capture.Frame) error {
+// capture takes a frame per part: for each trigger, or one per frame (stamped then).
+func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 	defer close(out)
-	paced := p.src.Paced()
+	paced, triggered := p.src.Paced(), p.line.Triggered()
 	for {
+		var part uint64
+		if triggered {
+			select {
+			case pt := <-p.line.Parts():
+				part = pt.ID
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
 		f, err := p.src.Next(ctx)
 		if err != nil {
+			if !errors.Is(err, capture.ErrEOF) && !errors.Is(err, context.Canceled) {
+				p.Stats.CameraErrors.Add(1)
+				if part != 0 {
+					p.line.Fail(part, gpio.CauseCameraLost)
+				}
+			} else if part != 0 {
+				p.line.Fail(part, gpio.CauseNoFrame)
+			}
 			return err
 		}
+		if !triggered {
+			part = p.line.Stamp(f.Time)
+		}
+		j := job{f: f, part: part}
 		if !paced {
 			select {
-			case out <- f:
+			case out <- j:
 			case <-ctx.Done():
+				p.line.Fail(part, gpio.CauseNoFrame)
 				return ctx.Err()
 			}
 			continue
 		}
 		select {
-		case out <- f:
+		case out <- j:
 		default:
-			// The pipeline is behind: drop the newest frame here rather than queue it.
+			// The pipeline is behind: drop the newest frame here rather than queue it;
+			// its part falls to the fail-safe at its reject time.
 			p.Stats.Dropped.Add(1)
-			p.log.Warn("frame dropped: pipeline behind", "seq", f.Seq, "queue", cap(out))
+			p.line.Fail(part, gpio.CauseDropped)
+			p.log.Warn("frame dropped: pipeline behind", "seq", f.Seq, "part", part, "queue", cap(out))
 		}
 	}
 }
 
-func (p *Pipeline) handle(f capture.Frame) {
+func (p *Pipeline) failSafe(rec *Record, r Reason, cause gpio.Cause, err error) {
+	rec.Reason, rec.Err = r, err
+	switch p.set.FailSafe {
+	case gpio.FailReject:
+		rec.Decision = Reject
+	case gpio.FailAlarm:
+		rec.Decision = Alarm
+	default:
+		rec.Decision = Pass
+	}
+	p.line.Fail(rec.Part, cause)
+}
+
+func (p *Pipeline) handle(j job) {
+	f := j.f
 	start := time.Now()
-	rec := Record{Seq: f.Seq, Name: f.Name, Wait: start.Sub(f.Time)}
+	rec := Record{Seq: f.Seq, Part: j.part, Name: f.Name, Wait: start.Sub(f.Time)}
 	p.Stats.Frames.Add(1)
 	switch {
 	case f.Err != nil:
 		p.Stats.BadFrames.Add(1)
-		rec.Decision, rec.Reason, rec.Err = p.set.FailSafe, BadFrame, f.Err
+		p.failSafe(&rec, BadFrame, gpio.CauseBadFrame, f.Err)
 	default:
 		copy(p.eng.Input(), f.Pixels)
 		if err := p.eng.Invoke(); err != nil {
 			p.Stats.InferErrors.Add(1)
-			rec.Decision, rec.Reason, rec.Err = p.set.FailSafe, InferFailure, err
+			p.failSafe(&rec, InferFailure, gpio.CauseInferError, err)
 			break
 		}
 		t1 := time.Now()
@@ -208,20 +275,17 @@ func (p *Pipeline) handle(f capture.Frame) {
 		rec.Scoring = time.Since(t1)
 		if err != nil {
 			p.Stats.InferErrors.Add(1)
-			rec.Decision, rec.Reason, rec.Err = p.set.FailSafe, InferFailure, err
+			p.failSafe(&rec, InferFailure, gpio.CauseInferError, err)
 			break
 		}
 		rec.Score = s
 		if s > p.set.Threshold {
 			rec.Decision = Reject
 		}
+		p.line.Decide(j.part, rec.Decision == Reject)
 	}
 	if rec.Decision == Reject {
 		p.Stats.Rejects.Add(1)
-		if err := p.rej.Pulse(f.Time.Add(p.set.RejectDelay), p.set.PulseWidth); err != nil {
-			p.Stats.RejectErrors.Add(1)
-			p.log.Error("reject output", "seq", f.Seq, "err", err)
-		}
 	}
 	p.record(rec)
 }
@@ -234,6 +298,7 @@ func (p *Pipeline) record(r Record) {
 	if p.log.Enabled(context.Background(), lvl) {
 		attrs := [...]slog.Attr{
 			slog.Uint64("seq", r.Seq),
+			slog.Uint64("part", r.Part),
 			slog.String("frame", filepath.Base(r.Name)),
 			slog.Float64("score", r.Score),
 			slog.Float64("threshold", p.set.Threshold),
@@ -258,7 +323,7 @@ func (p *Pipeline) record(r Record) {
 			p.mu.Unlock()
 		}
 	default:
-		if r.Decision == Pass {
+		if r.Decision != Reject {
 			p.mu.Lock()
 			p.missed = append(p.missed, filepath.Base(r.Name))
 			p.mu.Unlock()

@@ -18,6 +18,7 @@ import (
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
 	"github.com/adtrd/adtrd/gpio"
+	"github.com/adtrd/adtrd/gpio/linetest"
 	"github.com/adtrd/adtrd/internal/testlib"
 	"github.com/adtrd/adtrd/model"
 	"github.com/adtrd/adtrd/score"
@@ -40,31 +41,50 @@ func openEngine(t testing.TB) *daemon.TFLiteEngine {
 }
 
 type rig struct {
-	p     *daemon.Pipeline
-	pin   *gpio.Sim
-	pulse *gpio.Pulser
-	mu    sync.Mutex
-	recs  []daemon.Record
+	clk  *linetest.Clock // nil: the real clock
+	p    *daemon.Pipeline
+	sim  *gpio.Sim
+	line *gpio.Tracker
+	mu   sync.Mutex
+	recs []daemon.Record
 }
 
-func newRig(t testing.TB, eng daemon.Engine, meta *model.Metadata, src daemon.Source, set daemon.Settings) *rig {
+// newRig runs the pipeline into a tracker on simulated pins (there is no GPIO chip
+// here). With delay > 0 the tracker runs on the real clock with that reject delay;
+// with 0 it runs on a manual clock that stands still until the run ends, so no part
+// can be late however slow this machine is, and run() then lets every part go by.
+func newRig(t testing.TB, eng daemon.Engine, meta *model.Metadata, src daemon.Source, set daemon.Settings, delay time.Duration) *rig {
 	t.Helper()
 	sc, err := score.New(meta.ScoreParams())
 	if err != nil {
 		t.Fatal(err)
 	}
-	pin, _ := gpio.NewSim("reject", "", quiet)
-	r := &rig{pin: pin, pulse: gpio.NewPulser(pin, 1024, quiet)}
+	sim, _ := gpio.NewSim("", quiet)
+	r := &rig{sim: sim}
+	var clock gpio.Clock = gpio.Real
+	if delay == 0 {
+		r.clk = linetest.NewClock(time.Now())
+		clock, delay = r.clk, time.Second
+	}
+	tr, err := gpio.New(gpio.Options{
+		Clock:  clock,
+		Reject: gpio.Output{Name: "reject", Pin: sim.Pin("reject")}, Alarm: gpio.Output{Name: "alarm", Pin: sim.Pin("alarm")},
+		Ready: gpio.Output{Name: "ready", Pin: sim.Pin("ready")},
+		Delay: delay, Pulse: time.Millisecond, InFlight: 1024, FailSafe: set.FailSafe, Log: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Start()
+	t.Cleanup(func() { tr.Close() })
+	r.line = tr
 	if set.Threshold == 0 {
 		set.Threshold = meta.Threshold
 	}
 	if set.Queue == 0 {
 		set.Queue = 2
 	}
-	if set.PulseWidth == 0 {
-		set.PulseWidth = time.Millisecond
-	}
-	r.p, err = daemon.New(set, eng, sc, src, r.pulse, quiet)
+	r.p, err = daemon.New(set, eng, sc, src, tr, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,12 +102,29 @@ func (r *rig) run(t testing.TB) daemon.Summary {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if r.clk != nil {
+		linetest.Step(r.clk, r.line, time.Now().Add(time.Hour))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := r.pulse.Close(ctx); err != nil {
+	if err := r.line.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return sum
+}
+
+// edges lists one simulated output's levels after its initial inactive one.
+func (r *rig) edges(pin string) []bool {
+	var out []bool
+	for _, e := range r.sim.Edges() {
+		if e.Pin == pin {
+			out = append(out, bool(e.Level))
+		}
+	}
+	if len(out) > 0 {
+		out = out[1:]
+	}
+	return out
 }
 
 func replay(t testing.TB, path string, fps float64) *capture.Replay {
@@ -104,7 +141,7 @@ func replay(t testing.TB, path string, fps float64) *capture.Replay {
 func TestDemoMatchesGolden(t *testing.T) {
 	eng := openEngine(t)
 	g := testlib.LoadGolden(t)
-	r := newRig(t, eng, eng.Meta, replay(t, testlib.Demo("frames"), 0), daemon.Settings{})
+	r := newRig(t, eng, eng.Meta, replay(t, testlib.Demo("frames"), 0), daemon.Settings{}, 0)
 	sum := r.run(t)
 	if int(sum.Frames) != len(g.Frames) || len(r.recs) != len(g.Frames) {
 		t.Fatalf("decided %d frames, golden has %d", sum.Frames, len(g.Frames))
@@ -125,13 +162,22 @@ func TestDemoMatchesGolden(t *testing.T) {
 			rejects++
 		}
 	}
-	if edges := r.pin.Edges(); len(edges) != 2*rejects {
+	if s := r.line.Stats(); s.Pulses != uint64(rejects) || s.Passes != uint64(len(g.Frames)-rejects) || s.FailSafes() != 0 || s.LateDecisions != 0 {
+		t.Fatalf("tracker %+v, want %d pulses", s, rejects)
+	}
+	// On the wire, pulses of parts stamped closer together than the pulse width merge.
+	edges := r.edges("reject")
+	if len(edges) == 0 || len(edges)%2 != 0 || len(edges) > 2*rejects {
 		t.Fatalf("%d edges for %d rejects", len(edges), rejects)
 	}
-	for i, e := range r.pin.Edges() {
-		if e.Active != (i%2 == 0) {
-			t.Fatalf("edge %d: active=%v", i, e.Active)
+	for i, e := range edges {
+		if e != (i%2 == 0) {
+			t.Fatalf("edge %d: level %v", i, e)
 		}
+	}
+	// ready came on with the first decided frame and went off at the end
+	if ready := r.edges("ready"); len(ready) != 2 || !ready[0] || ready[1] {
+		t.Fatalf("ready edges %v", ready)
 	}
 }
 
@@ -139,9 +185,16 @@ func TestDemoMatchesGolden(t *testing.T) {
 // after it are still scored.
 func TestBadFrameIsDecidedByFailSafe(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		fs   daemon.Decision
-	}{{"reject by default", daemon.Reject}, {"pass when configured", daemon.Pass}} {
+		name   string
+		fs     gpio.FailSafe
+		want   daemon.Decision
+		pulses int // the hole is always rejected; the bad frame by the fail-safe
+		alarm  bool
+	}{
+		{"reject by default", gpio.FailReject, daemon.Reject, 2, false},
+		{"pass when configured", gpio.FailPass, daemon.Pass, 1, false},
+		{"alarm when configured", gpio.FailAlarm, daemon.Alarm, 1, true},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			for _, n := range []string{"000_good.png", "005_hole.png"} {
@@ -149,13 +202,13 @@ func TestBadFrameIsDecidedByFailSafe(t *testing.T) {
 			}
 			os.WriteFile(filepath.Join(dir, "001_good.png"), []byte("\x89PNG\r\n\x1a\ntruncated"), 0o644)
 			eng := openEngine(t)
-			r := newRig(t, eng, eng.Meta, replay(t, dir, 0), daemon.Settings{FailSafe: tc.fs})
+			r := newRig(t, eng, eng.Meta, replay(t, dir, 0), daemon.Settings{FailSafe: tc.fs}, 0)
 			sum := r.run(t)
 			if sum.Frames != 3 || sum.BadFrames != 1 {
 				t.Fatalf("summary %+v", sum)
 			}
 			bad := r.recs[1]
-			if bad.Reason != daemon.BadFrame || bad.Decision != tc.fs || !errors.Is(bad.Err, capture.ErrFrame) {
+			if bad.Reason != daemon.BadFrame || bad.Decision != tc.want || !errors.Is(bad.Err, capture.ErrFrame) {
 				t.Fatalf("bad frame record %+v", bad)
 			}
 			if !strings.Contains(bad.Err.Error(), "001_good.png: not a readable image") {
@@ -164,7 +217,31 @@ func TestBadFrameIsDecidedByFailSafe(t *testing.T) {
 			if r.recs[2].Reason != daemon.ByScore || r.recs[2].Decision != daemon.Reject {
 				t.Fatalf("frame after the bad one: %+v", r.recs[2])
 			}
+			if got := r.line.Stats().Pulses; got != uint64(tc.pulses) {
+				t.Fatalf("%d reject pulses, want %d", got, tc.pulses)
+			}
+			if s := r.line.Stats(); s.FailSafe[gpio.CauseBadFrame] != 1 || r.line.Alarm() != tc.alarm {
+				t.Fatalf("tracker %+v, alarm %v", s, r.line.Alarm())
+			}
 		})
+	}
+}
+
+// A model slower than the reject delay: every decision comes after its part has
+// passed the ejector, so every part falls to the fail-safe (reject) on time, and the
+// late decisions change nothing.
+func TestLateDecisionsFallToFailSafe(t *testing.T) {
+	meta, err := model.Load(testlib.Demo("adtr.tflite.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := &slowEngine{in: make([]byte, 224*224*3), out: make([]int8, 196), d: 30 * time.Millisecond}
+	src := replay(t, testlib.Demo("frames"), 0)
+	r := newRig(t, eng, meta, src, daemon.Settings{Queue: 1}, 5*time.Millisecond)
+	sum := r.run(t)
+	s := r.line.Stats()
+	if s.FailSafe[gpio.CauseLate] != sum.Frames || s.LateDecisions != sum.Frames || s.Pulses != sum.Frames {
+		t.Fatalf("frames %d, tracker %+v", sum.Frames, s)
 	}
 }
 
@@ -190,10 +267,14 @@ func TestSlowPipelineDropsAtCapture(t *testing.T) {
 	eng := &slowEngine{in: make([]byte, 224*224*3), out: make([]int8, 196), d: 20 * time.Millisecond}
 	dir := testlib.Demo("frames")
 	src := replay(t, dir, 200) // 16 frames at 200 fps: 5 ms apart, inference takes 20 ms
-	r := newRig(t, eng, meta, src, daemon.Settings{Queue: 2})
+	r := newRig(t, eng, meta, src, daemon.Settings{Queue: 2}, 0)
 	sum := r.run(t)
 	if sum.Dropped == 0 {
 		t.Fatalf("nothing dropped: %+v", sum)
+	}
+	// each dropped frame's part is rejected by the fail-safe at its own time
+	if s := r.line.Stats(); s.FailSafe[gpio.CauseDropped] != sum.Dropped || s.Parts != uint64(src.Len()) {
+		t.Fatalf("dropped %d, tracker %+v", sum.Dropped, s)
 	}
 	if sum.Frames+sum.Dropped != uint64(src.Len()) {
 		t.Fatalf("frames %d + dropped %d != %d", sum.Frames, sum.Dropped, src.Len())
@@ -303,7 +384,7 @@ func BenchmarkPipeline(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r := newRig(b, e, e.Meta, &limited{src, b.N}, daemon.Settings{})
+	r := newRig(b, e, e.Meta, &limited{src, b.N}, daemon.Settings{}, 0)
 	r.p.OnDone = nil
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -1,163 +1,127 @@
-// Package gpio drives the line's outputs: the reject pulse (and, later, alarm and
-// ready lines) on a backend; the simulated backend records every edge with its time.
+// Package gpio is adtrd's line side: it tracks each part from the camera to the ejector
+// and drives the reject, alarm, ready and heartbeat outputs from its inputs' edges.
+//
+// Pins are periph.io/x/conn/v3 pins (any driver: the Linux character device in
+// gpio/hostgpio, periph's gpiotest in tests, or Sim here); time comes from a Clock so
+// that tests can run the schedule on a fake one.
 package gpio
 
 import (
-	"context"
-	"encoding/csv"
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
-	"strconv"
-	"sync"
 	"time"
+
+	"periph.io/x/conn/v3/gpio"
 )
 
-// ErrQueueFull is returned when pulses are requested faster than they can be given.
-var ErrQueueFull = errors.New("gpio: pulse queue full")
+var (
+	// ErrConfig wraps every problem with Options.
+	ErrConfig = errors.New("gpio: bad options")
+	// ErrClosed is returned for requests after Close.
+	ErrClosed = errors.New("gpio: tracker closed")
+)
 
-// Pin is an output line. Drivers (simulated, periph.io) implement it.
-type Pin interface {
-	Name() string
-	Set(active bool) error
+// OutputPin is what the tracker needs of an output line.
+type OutputPin interface {
+	Out(l gpio.Level) error
 }
 
-// Edge is one recorded level change.
-type Edge struct {
-	Pin    string
-	Active bool
-	At     time.Time
+// InputPin is what the tracker needs of an input line (periph's gpio.PinIn subset).
+type InputPin interface {
+	In(pull gpio.Pull, edge gpio.Edge) error
+	Read() gpio.Level
+	WaitForEdge(timeout time.Duration) bool
+	Halt() error
 }
 
-// Sim is a simulated pin: it logs and records every edge, and optionally appends
-// it to a CSV file (time since start in µs, pin, level). No hardware is touched.
-type Sim struct {
-	name   string
-	log    *slog.Logger
-	mu     sync.Mutex
-	active bool
-	edges  []Edge
-	start  time.Time
-	file   *os.File
-	csv    *csv.Writer
+// Clock is the tracker's time source; Real is the monotonic clock.
+type Clock interface {
+	Now() time.Time
+	NewTimer() Timer
 }
 
-// NewSim makes a simulated pin; csvPath may be empty.
-func NewSim(name, csvPath string, log *slog.Logger) (*Sim, error) {
-	s := &Sim{name: name, log: log, start: time.Now(), edges: make([]Edge, 0, 1024)}
-	if csvPath != "" {
-		f, err := os.OpenFile(csvPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-		if err != nil {
-			return nil, fmt.Errorf("gpio: sim csv: %w", err)
-		}
-		s.file, s.csv = f, csv.NewWriter(f)
-		s.csv.Write([]string{"t_us", "pin", "active"})
+// Timer is a resettable one-shot timer that starts stopped.
+type Timer interface {
+	C() <-chan time.Time
+	Reset(d time.Duration)
+	Stop()
+}
+
+// Real is the system's monotonic clock.
+var Real Clock = realClock{}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+func (realClock) NewTimer() Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return realTimer{t}
+}
+
+type realTimer struct{ t *time.Timer }
+
+func (r realTimer) C() <-chan time.Time   { return r.t.C }
+func (r realTimer) Reset(d time.Duration) { r.t.Reset(d) }
+func (r realTimer) Stop()                 { r.t.Stop() }
+
+// FailSafe is what happens to a part that gets no decision in time.
+type FailSafe int
+
+const (
+	FailReject FailSafe = iota // pulse the reject output as if it were bad (the default)
+	FailPass                   // let it through, log and count it
+	FailAlarm                  // let it through and raise the alarm output
+)
+
+func (f FailSafe) String() string {
+	switch f {
+	case FailReject:
+		return "reject"
+	case FailPass:
+		return "pass"
+	case FailAlarm:
+		return "alarm"
 	}
-	return s, nil
+	return fmt.Sprintf("failsafe(%d)", int(f))
 }
 
-func (s *Sim) Name() string { return s.name }
+// Cause is why a part fell to the fail-safe.
+type Cause int
 
-// Set records the edge (a no-op when the level does not change).
-func (s *Sim) Set(active bool) error {
-	now := time.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if active == s.active {
-		return nil
+const (
+	CauseNone       Cause = iota
+	CauseLate             // no decision by the time the reject had to be scheduled
+	CauseDropped          // its frame was dropped because the pipeline was behind
+	CauseBadFrame         // its frame could not be read
+	CauseInferError       // inference or scoring failed
+	CauseCameraLost       // the frame source failed
+	CauseNoFrame          // triggered, but capture never took it
+	causeCount
+)
+
+func (c Cause) String() string {
+	switch c {
+	case CauseNone:
+		return "none"
+	case CauseLate:
+		return "decision late"
+	case CauseDropped:
+		return "frame dropped"
+	case CauseBadFrame:
+		return "bad frame"
+	case CauseInferError:
+		return "inference error"
+	case CauseCameraLost:
+		return "camera lost"
+	case CauseNoFrame:
+		return "no frame for trigger"
 	}
-	s.active = active
-	s.edges = append(s.edges, Edge{s.name, active, now})
-	s.log.Debug("gpio edge", "pin", s.name, "active", active)
-	if s.csv != nil {
-		s.csv.Write([]string{strconv.FormatInt(now.Sub(s.start).Microseconds(), 10), s.name, strconv.FormatBool(active)})
-	}
-	return nil
+	return fmt.Sprintf("cause(%d)", int(c))
 }
 
-// Edges returns a copy of every recorded edge.
-func (s *Sim) Edges() []Edge {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Edge(nil), s.edges...)
-}
-
-// Close leaves the pin inactive and flushes the CSV; safe twice.
-func (s *Sim) Close() error {
-	s.Set(false)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.file == nil {
-		return nil
-	}
-	s.csv.Flush()
-	err := errors.Join(s.csv.Error(), s.file.Close())
-	s.file, s.csv = nil, nil
-	return err
-}
-
-type pulse struct {
-	at    time.Time
-	width time.Duration
-}
-
-// Pulser gives timed pulses on one pin from a bounded FIFO: requests arrive in
-// frame order with a fixed delay, so their start times never go backwards.
-type Pulser struct {
-	pin   Pin
-	queue chan pulse
-	done  chan struct{}
-	log   *slog.Logger
-	once  sync.Once
-}
-
-// NewPulser starts the pulse goroutine; depth bounds pulses waiting to be given.
-func NewPulser(pin Pin, depth int, log *slog.Logger) *Pulser {
-	p := &Pulser{pin: pin, queue: make(chan pulse, depth), done: make(chan struct{}), log: log}
-	go p.run()
-	return p
-}
-
-// Pulse asks for an active pulse of width starting at at; it never blocks.
-func (p *Pulser) Pulse(at time.Time, width time.Duration) error {
-	select {
-	case p.queue <- pulse{at, width}:
-		return nil
-	default:
-		return ErrQueueFull
-	}
-}
-
-func (p *Pulser) run() {
-	defer close(p.done)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	wait := func(until time.Time) {
-		if d := time.Until(until); d > 0 {
-			timer.Reset(d)
-			<-timer.C
-		}
-	}
-	for q := range p.queue {
-		wait(q.at)
-		if err := p.pin.Set(true); err != nil {
-			p.log.Error("reject output", "pin", p.pin.Name(), "err", err)
-		}
-		wait(q.at.Add(q.width))
-		if err := p.pin.Set(false); err != nil {
-			p.log.Error("reject output", "pin", p.pin.Name(), "err", err)
-		}
-	}
-}
-
-// Close gives the pulses already queued, then returns with the pin inactive.
-func (p *Pulser) Close(ctx context.Context) error {
-	p.once.Do(func() { close(p.queue) })
-	select {
-	case <-p.done:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return p.pin.Set(false)
+// level is the electrical level for a logical state on a pin that may be active-low.
+func level(active, activeLow bool) gpio.Level {
+	return gpio.Level(active != activeLow)
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
-	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/score"
 )
 
@@ -120,31 +119,31 @@ func runPipeline(ctx context.Context, cfg config.Config, log *slog.Logger) (daem
 		return daemon.Summary{}, err
 	}
 	defer src.Close()
-	pin, err := gpio.NewSim("reject", cfg.Output.SimCSV, log)
+	line, err := daemon.OpenLine(cfg, log)
 	if err != nil {
 		return daemon.Summary{}, err
 	}
-	defer pin.Close()
-	pulser := gpio.NewPulser(pin, 64, log)
+	// Every exit path, signals included, ends here: outputs inactive, lines released.
+	defer line.Close()
 	threshold := cfg.Threshold
 	if threshold == 0 {
 		threshold = eng.Meta.Threshold
 	}
-	failSafe := daemon.Reject
-	if cfg.FailSafe == config.FailSafePass {
-		failSafe = daemon.Pass
-	}
 	p, err := daemon.New(daemon.Settings{
-		Threshold: threshold, FailSafe: failSafe, Queue: cfg.Capture.Queue,
-		PulseWidth: time.Duration(cfg.Output.Reject.Pulse), RejectDelay: time.Duration(cfg.Output.Reject.Delay),
-	}, eng, sc, src, pulser, log)
+		Threshold: threshold, FailSafe: daemon.FailSafe(cfg.FailSafe), Queue: cfg.Capture.Queue,
+	}, eng, sc, src, line.Tracker, log)
 	if err != nil {
 		return daemon.Summary{}, err
 	}
+	line.Start()
 	log.Info("running", "frames", src.Len(), "threshold", threshold, "fail_safe", cfg.FailSafe.String())
 	sum, runErr := p.Run(ctx)
-	// Give the pulses already scheduled, then leave the output inactive.
-	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Parts still between camera and ejector get their pulses (or fail-safe) before
+	// the outputs go inactive; a stop signal waits no longer than one part's travel.
+	wait := time.Duration(cfg.Output.Reject.Delay) + time.Duration(cfg.Output.Reject.Pulse) + time.Second
+	flushCtx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	return sum, errors.Join(runErr, pulser.Close(closeCtx))
+	flushErr := line.Flush(flushCtx)
+	sum.Line = line.Stats()
+	return sum, errors.Join(runErr, flushErr, line.Close())
 }

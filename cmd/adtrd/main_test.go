@@ -1,15 +1,106 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/csv"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/adtrd/adtrd/internal/testlib"
 )
+
+// TestMain lets a test run this binary as the daemon itself (for real signals).
+func TestMain(m *testing.M) {
+	if os.Getenv("ADTRD_TEST_MAIN") == "1" {
+		os.Args = append([]string{"adtrd"}, strings.Fields(os.Getenv("ADTRD_TEST_ARGS"))...)
+		main()
+	}
+	os.Exit(m.Run())
+}
+
+// A real SIGTERM or SIGINT mid-run, while pulses are being given: the daemon exits 0
+// and every output (simulated: there is no GPIO chip here) ends inactive.
+func TestSignalLeavesOutputsInactive(t *testing.T) {
+	lib := testlib.TFLiteLibrary(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			edges := filepath.Join(dir, "edges.csv")
+			cfg := filepath.Join(dir, "adtrd.yaml")
+			os.WriteFile(cfg, []byte("model:\n  path: "+testlib.Demo("adtr.tflite")+"\n  library: "+lib+
+				"\ncapture:\n  replay:\n    path: "+testlib.Demo("frames")+"\n    loop: true\n    fps: 20\n"+
+				"output:\n  sim_csv: "+edges+"\n  reject:\n    pulse: 30ms\n    delay: 40ms\n  heartbeat:\n    period: 25ms\n"+
+				"fail_safe: reject\nlog:\n  level: info\n"), 0o644)
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), "ADTRD_TEST_MAIN=1", "ADTRD_TEST_ARGS=run -c "+cfg)
+			stderr, _ := cmd.StderrPipe()
+			var stdout bytes.Buffer
+			cmd.Stdout = &stdout
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// Wait for a reject decision, so a pulse is likely on or scheduled.
+			sc := bufio.NewScanner(stderr)
+			rejects := 0
+			for sc.Scan() && rejects < 3 {
+				if strings.Contains(sc.Text(), "decision=reject") {
+					rejects++
+				}
+			}
+			cmd.Process.Signal(sig)
+			go func() {
+				for sc.Scan() {
+				}
+			}()
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("exit: %v\n%s", err, stdout.String())
+				}
+			case <-time.After(20 * time.Second):
+				cmd.Process.Kill()
+				t.Fatal("did not stop on the signal")
+			}
+			if !strings.Contains(stdout.String(), "summary: frames") {
+				t.Fatalf("stdout %q", stdout.String())
+			}
+			f, err := os.Open(edges)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			rows, err := csv.NewReader(f).ReadAll()
+			if err != nil {
+				t.Fatal(err)
+			}
+			last := map[string]string{}
+			highs := 0
+			for _, r := range rows[1:] {
+				last[r[1]] = r[2]
+				if r[1] == "reject" && r[2] == "High" {
+					highs++
+				}
+			}
+			if highs == 0 {
+				t.Fatalf("no reject pulse recorded: %v", rows)
+			}
+			for _, pin := range []string{"reject", "alarm", "ready", "heartbeat"} {
+				if last[pin] != "Low" {
+					t.Errorf("%s ended %q, want Low (inactive)", pin, last[pin])
+				}
+			}
+		})
+	}
+}
 
 func TestCheck(t *testing.T) {
 	dir := t.TempDir()

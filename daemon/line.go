@@ -1,0 +1,145 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	pgpio "periph.io/x/conn/v3/gpio"
+
+	"github.com/adtrd/adtrd/config"
+	"github.com/adtrd/adtrd/gpio"
+	"github.com/adtrd/adtrd/gpio/hostgpio"
+)
+
+// Line is the output side built from a config: the part tracker on its backend's
+// pins. Close leaves every output inactive, then releases the lines.
+type Line struct {
+	*gpio.Tracker
+	Sim     *gpio.Sim // the simulated backend's board; nil on real pins
+	closers []func() error
+	closed  bool
+}
+
+// OpenLine opens the backend, finds every wired pin and builds the tracker (outputs
+// inactive, inputs configured); on any failure what was opened is released.
+func OpenLine(cfg config.Config, log *slog.Logger) (_ *Line, err error) {
+	l := &Line{}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, l.Close())
+		}
+	}()
+	o, in := cfg.Output, cfg.Input
+	opt := gpio.Options{
+		Delay: time.Duration(o.Reject.Delay), DelayCounts: o.Reject.DelayCounts, Pulse: time.Duration(o.Reject.Pulse),
+		Debounce: time.Duration(in.Trigger.Debounce), ConfirmWindow: time.Duration(in.Confirm.Window),
+		HeartbeatPeriod: time.Duration(o.Heartbeat.Period), InFlight: cfg.Tracking.InFlight, Spin: time.Duration(cfg.Tracking.Spin),
+		FailSafe: FailSafe(cfg.FailSafe), Log: log,
+	}
+	switch o.Backend {
+	case config.BackendSim:
+		sim, err := gpio.NewSim(o.SimCSV, log)
+		if err != nil {
+			return nil, err
+		}
+		l.Sim = sim
+		l.closers = append(l.closers, sim.Close)
+		for _, r := range cfg.Roles() {
+			if r.Pin.Wired() && !r.Input {
+				log.Info("sim backend: the line named here is not used; the output is simulated", "key", r.Key)
+			}
+		}
+		opt.Reject = gpio.Output{Name: "reject", Pin: sim.Pin("reject")}
+		opt.Alarm = gpio.Output{Name: "alarm", Pin: sim.Pin("alarm")}
+		opt.Ready = gpio.Output{Name: "ready", Pin: sim.Pin("ready")}
+		if o.Heartbeat.Period > 0 {
+			opt.Heartbeat = gpio.Output{Name: "heartbeat", Pin: sim.Pin("heartbeat")}
+		}
+	case config.BackendGPIOChip:
+		board, err := hostgpio.Open(log)
+		if err != nil {
+			return nil, err
+		}
+		l.closers = append(l.closers, board.Close)
+		outs := map[string]*gpio.Output{
+			"output.reject": &opt.Reject, "output.alarm": &opt.Alarm, "output.ready": &opt.Ready, "output.heartbeat": &opt.Heartbeat,
+		}
+		ins := map[string]struct {
+			in   *gpio.Input
+			pull config.Pull
+		}{
+			"input.trigger": {&opt.Trigger, in.Trigger.Pull}, "input.encoder": {&opt.Encoder, in.Encoder.Pull},
+			"input.confirm": {&opt.Confirm, in.Confirm.Pull}, "input.inhibit": {&opt.Inhibit, in.Inhibit.Pull},
+			"input.alarm_reset": {&opt.AlarmReset, in.AlarmReset.Pull},
+		}
+		for _, r := range cfg.Roles() {
+			if !r.Pin.Wired() {
+				continue
+			}
+			spec := hostgpio.Spec{Line: r.Pin.Line, Chip: r.Pin.Chip, Offset: -1}
+			if r.Pin.Offset != nil {
+				spec.Offset = *r.Pin.Offset
+			}
+			pin, err := board.Line(r.Key, spec)
+			if err != nil {
+				return nil, err
+			}
+			if out, ok := outs[r.Key]; ok {
+				*out = gpio.Output{Name: r.Key, Pin: pin, ActiveLow: r.Pin.ActiveLow}
+				continue
+			}
+			i := ins[r.Key]
+			*i.in = gpio.Input{Name: r.Key, Pin: pin, ActiveLow: r.Pin.ActiveLow, Pull: periphPull(i.pull)}
+		}
+	default:
+		return nil, fmt.Errorf("daemon: output backend %v not supported", o.Backend)
+	}
+	tr, err := gpio.New(opt)
+	if err != nil {
+		return nil, err
+	}
+	l.Tracker = tr
+	return l, nil
+}
+
+// FailSafe maps the config's fail-safe onto the tracker's.
+func FailSafe(f config.FailSafe) gpio.FailSafe {
+	switch f {
+	case config.FailSafePass:
+		return gpio.FailPass
+	case config.FailSafeAlarm:
+		return gpio.FailAlarm
+	}
+	return gpio.FailReject
+}
+
+func periphPull(p config.Pull) pgpio.Pull {
+	switch p {
+	case config.PullUp:
+		return pgpio.PullUp
+	case config.PullDown:
+		return pgpio.PullDown
+	case config.PullFloat:
+		return pgpio.Float
+	}
+	return pgpio.PullNoChange
+}
+
+// Close stops the tracker (every output inactive), then releases the backend; safe
+// twice and after a half-done OpenLine.
+func (l *Line) Close() error {
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	var errs []error
+	if l.Tracker != nil {
+		errs = append(errs, l.Tracker.Close())
+	}
+	for i := len(l.closers) - 1; i >= 0; i-- {
+		errs = append(errs, l.closers[i]())
+	}
+	return errors.Join(errs...)
+}

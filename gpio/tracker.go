@@ -1,0 +1,725 @@
+package gpio
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"periph.io/x/conn/v3/gpio"
+)
+
+// Output is one output line; a nil Pin means it is not wired.
+type Output struct {
+	Name      string
+	Pin       OutputPin
+	ActiveLow bool
+}
+
+// Input is one input line; a nil Pin means it is not wired.
+type Input struct {
+	Name      string
+	Pin       InputPin
+	ActiveLow bool
+	Pull      gpio.Pull
+}
+
+// Options describe one line: its pins, its timing and its fail-safe.
+type Options struct {
+	Reject, Alarm, Ready, Heartbeat                Output
+	Trigger, Encoder, Confirm, Inhibit, AlarmReset Input
+
+	// Delay is from the part's stamp (trigger edge, or frame time without a trigger)
+	// to the start of its reject pulse. With DelayCounts > 0 the delay is counted in
+	// encoder edges instead, so it follows the belt's speed.
+	Delay       time.Duration
+	DelayCounts int64
+	Pulse       time.Duration
+	// Debounce: trigger edges closer than this to the last accepted one are bounce.
+	Debounce time.Duration
+	// ConfirmWindow: a reject pulse must be seen by the confirm input within this.
+	ConfirmWindow   time.Duration
+	HeartbeatPeriod time.Duration
+	// InFlight bounds the parts between camera and ejector (the tracking FIFO).
+	InFlight int
+	// Spin: on the real clock the loop wakes this much before an edge is due and
+	// spins to it, because Go's timers fire up to a millisecond late; 0: no spin.
+	Spin     time.Duration
+	FailSafe FailSafe
+	Clock    Clock // nil: Real
+	Log      *slog.Logger
+}
+
+// Part is a part stamped by the trigger input, waiting for its frame.
+type Part struct {
+	ID uint64
+	At time.Time
+}
+
+// Stats are the tracker's counters.
+type Stats struct {
+	Edges                                      uint64 // input edges seen, from every input
+	Parts, Triggers, Bounces, EncoderCounts    uint64
+	Pulses, Passes, Inhibited                  uint64
+	LateDecisions, UnknownDecisions            uint64
+	Confirmed, Unconfirmed, UnexpectedConfirms uint64
+	Alarms, Overflows, OutputErrors            uint64
+	FailSafe                                   [causeCount]uint64 // by Cause
+	InFlight                                   uint64
+	MaxLateness                                time.Duration // pulse start after its due time, worst seen
+}
+
+// FailSafes is the number of parts that fell to the fail-safe, for any cause.
+func (s Stats) FailSafes() uint64 {
+	var n uint64
+	for _, v := range s.FailSafe {
+		n += v
+	}
+	return n
+}
+
+type inputKind uint8
+
+const (
+	inTrigger inputKind = iota
+	inEncoder
+	inConfirm
+	inInhibit
+	inAlarmReset
+)
+
+type evKind uint8
+
+const (
+	evStamp evKind = iota
+	evDecide
+	evFail
+	evInput
+	evReady
+	evAlarmReset
+	evSync
+	evFlush
+)
+
+type event struct {
+	kind   evKind
+	input  inputKind
+	active bool
+	reject bool
+	cause  Cause
+	id     uint64
+	at     time.Time
+	reply  chan time.Time
+}
+
+type part struct {
+	id       uint64
+	at       time.Time
+	dueAt    time.Time
+	dueCount int64
+	decided  bool
+	reject   bool
+	cause    Cause
+}
+
+// Tracker tags each part at the camera, holds it in a FIFO while it travels, and
+// gives its reject pulse at stamp + delay, on the decision that arrived for that part
+// (in any order) or, if none came in time, on the fail-safe. One goroutine owns all
+// state, so outputs change in a single, ordered place.
+type Tracker struct {
+	opt    Options
+	clock  Clock
+	log    *slog.Logger
+	events chan event
+	parts  chan Part
+	stop   chan struct{}
+	done   chan struct{}
+	wg     sync.WaitGroup
+
+	started   atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+	nextID    atomic.Uint64
+	alarmOn   atomic.Bool
+	stats     struct {
+		sync.Mutex
+		s Stats
+	}
+
+	// Owned by the loop goroutine.
+	ring         []part
+	head, tail   uint64 // ring positions, not part IDs
+	encCount     int64
+	rejectOn     bool
+	offAt        time.Time
+	confirms     []time.Time
+	cHead, cTail uint64
+	lastTrigger  time.Time
+	triggered    bool
+	inhibited    bool
+	beatOn       bool
+	nextBeat     time.Time
+	flushers     []chan time.Time
+}
+
+// New checks the options and leaves every output inactive; Start runs the line.
+func New(opt Options) (*Tracker, error) {
+	if opt.Clock == nil {
+		opt.Clock = Real
+	}
+	if opt.Log == nil {
+		return nil, fmt.Errorf("%w: no logger", ErrConfig)
+	}
+	if opt.Reject.Pin == nil {
+		return nil, fmt.Errorf("%w: the reject output is not wired", ErrConfig)
+	}
+	if opt.Pulse <= 0 {
+		return nil, fmt.Errorf("%w: pulse width %v must be positive", ErrConfig, opt.Pulse)
+	}
+	if opt.Delay < 0 || opt.DelayCounts < 0 {
+		return nil, fmt.Errorf("%w: negative delay", ErrConfig)
+	}
+	if opt.DelayCounts > 0 && opt.Encoder.Pin == nil {
+		return nil, fmt.Errorf("%w: a delay in encoder counts needs the encoder input", ErrConfig)
+	}
+	if opt.Confirm.Pin != nil && opt.ConfirmWindow <= 0 {
+		return nil, fmt.Errorf("%w: the confirm input needs a positive window", ErrConfig)
+	}
+	if opt.Heartbeat.Pin != nil && opt.HeartbeatPeriod <= 0 {
+		return nil, fmt.Errorf("%w: the heartbeat output needs a positive period", ErrConfig)
+	}
+	if opt.InFlight < 1 || opt.InFlight > 1<<16 {
+		return nil, fmt.Errorf("%w: in-flight parts %d out of range 1..65536", ErrConfig, opt.InFlight)
+	}
+	t := &Tracker{
+		opt: opt, clock: opt.Clock, log: opt.Log,
+		events:   make(chan event, 1024),
+		parts:    make(chan Part, opt.InFlight),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		ring:     make([]part, opt.InFlight),
+		confirms: make([]time.Time, opt.InFlight),
+	}
+	// Outputs go inactive before anything else can fail, so a half-started line is safe.
+	if err := t.allInactive(); err != nil {
+		return nil, err
+	}
+	for _, in := range t.inputs() {
+		if in.in.Pin == nil {
+			continue
+		}
+		edge := gpio.BothEdges
+		if in.kind == inEncoder {
+			edge = gpio.RisingEdge
+			if in.in.ActiveLow {
+				edge = gpio.FallingEdge
+			}
+		}
+		if err := in.in.Pin.In(in.in.Pull, edge); err != nil {
+			return nil, fmt.Errorf("gpio: input %s: %w", in.in.Name, err)
+		}
+	}
+	if opt.Inhibit.Pin != nil {
+		t.inhibited = t.isActive(opt.Inhibit)
+	}
+	return t, nil
+}
+
+type namedInput struct {
+	kind inputKind
+	in   Input
+}
+
+func (t *Tracker) inputs() [5]namedInput {
+	o := &t.opt
+	return [5]namedInput{{inTrigger, o.Trigger}, {inEncoder, o.Encoder}, {inConfirm, o.Confirm}, {inInhibit, o.Inhibit}, {inAlarmReset, o.AlarmReset}}
+}
+
+func (t *Tracker) isActive(in Input) bool { return bool(in.Pin.Read()) != in.ActiveLow }
+
+// Triggered says whether parts are stamped by the trigger input (read Parts) rather
+// than one per frame (call Stamp).
+func (t *Tracker) Triggered() bool { return t.opt.Trigger.Pin != nil }
+
+// Parts delivers the parts the trigger stamped, in order; capture takes one frame for each.
+func (t *Tracker) Parts() <-chan Part { return t.parts }
+
+// Start runs the tracking loop and the input watchers.
+func (t *Tracker) Start() {
+	if !t.started.CompareAndSwap(false, true) {
+		return
+	}
+	if t.opt.Heartbeat.Pin != nil {
+		t.nextBeat = t.clock.Now()
+	}
+	go t.run()
+	for _, in := range t.inputs() {
+		if in.in.Pin != nil {
+			t.wg.Add(1)
+			go t.watch(in.kind, in.in)
+		}
+	}
+}
+
+// Close stops the line and leaves every output inactive, mid-pulse or not; safe
+// twice, and after a New whose Start never ran.
+func (t *Tracker) Close() error {
+	t.closeOnce.Do(func() {
+		close(t.stop)
+		if t.started.Load() {
+			<-t.done
+		}
+		for _, in := range t.inputs() {
+			if in.in.Pin != nil {
+				in.in.Pin.Halt()
+			}
+		}
+		t.wg.Wait()
+		t.closeErr = t.allInactive()
+	})
+	return t.closeErr
+}
+
+func (t *Tracker) allInactive() error {
+	var first error
+	for _, o := range [...]*Output{&t.opt.Reject, &t.opt.Alarm, &t.opt.Ready, &t.opt.Heartbeat} {
+		if o.Pin == nil {
+			continue
+		}
+		if err := o.Pin.Out(level(false, o.ActiveLow)); err != nil && first == nil {
+			first = fmt.Errorf("gpio: output %s: %w", o.Name, err)
+		}
+	}
+	return first
+}
+
+func (t *Tracker) send(ev event) bool {
+	select {
+	case <-t.stop:
+		return false
+	default:
+	}
+	select {
+	case t.events <- ev:
+		return true
+	case <-t.stop:
+		return false
+	}
+}
+
+// Stamp tags a part whose frame was taken at at (free-running camera, no trigger
+// input) and returns its ID; its reject is due at at + delay.
+func (t *Tracker) Stamp(at time.Time) uint64 {
+	id := t.nextID.Add(1)
+	if !t.send(event{kind: evStamp, id: id, at: at}) {
+		return 0
+	}
+	return id
+}
+
+// Decide gives part id's decision. It may come in any order, up to the part's due time.
+func (t *Tracker) Decide(id uint64, reject bool) {
+	t.send(event{kind: evDecide, id: id, reject: reject})
+}
+
+// Fail says part id cannot be decided (its frame was dropped, inference failed...):
+// the fail-safe acts on it at its due time.
+func (t *Tracker) Fail(id uint64, cause Cause) {
+	t.send(event{kind: evFail, id: id, cause: cause})
+}
+
+// SetReady drives the ready output: on while the pipeline is healthy.
+func (t *Tracker) SetReady(on bool) { t.send(event{kind: evReady, active: on}) }
+
+// ResetAlarm clears the latched alarm (as the alarm-reset input does).
+func (t *Tracker) ResetAlarm() { t.send(event{kind: evAlarmReset}) }
+
+// Alarm says whether the alarm is latched.
+func (t *Tracker) Alarm() bool { return t.alarmOn.Load() }
+
+// Stats returns a copy of the counters.
+func (t *Tracker) Stats() Stats {
+	t.stats.Lock()
+	defer t.stats.Unlock()
+	return t.stats.s
+}
+
+func (t *Tracker) bump(f func(*Stats)) {
+	t.stats.Lock()
+	f(&t.stats.s)
+	t.stats.Unlock()
+}
+
+// Sync waits until everything sent before it has been handled and everything due
+// by the clock's present time has been done, and returns when the tracker will act
+// next by the clock (zero: nothing scheduled). Tests step a fake clock with it.
+func (t *Tracker) Sync() time.Time {
+	reply := make(chan time.Time, 1)
+	if !t.send(event{kind: evSync, reply: reply}) {
+		return time.Time{}
+	}
+	select {
+	case r := <-reply:
+		return r
+	case <-t.done:
+		return time.Time{}
+	}
+}
+
+// Flush waits until every part in flight has been acted on and the reject output
+// is off again: the end of a run.
+func (t *Tracker) Flush(ctx context.Context) error {
+	reply := make(chan time.Time, 1)
+	if !t.send(event{kind: evFlush, reply: reply}) {
+		return ErrClosed
+	}
+	select {
+	case <-reply:
+		return nil
+	case <-t.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return fmt.Errorf("gpio: flush: %w", ctx.Err())
+	}
+}
+
+func (t *Tracker) run() {
+	defer close(t.done)
+	timer := t.clock.NewTimer()
+	defer timer.Stop()
+	spin := t.opt.Spin
+	if t.clock != Real {
+		spin = 0
+	}
+	for {
+		now := t.clock.Now()
+		t.process(now)
+		next, ok := t.nextWake()
+		switch {
+		case !ok:
+			timer.Stop()
+		case next.Sub(now) <= spin:
+			// Close to an edge: spin to it, leaving only for a waiting event. Gosched
+			// lets this P run its timers and other goroutines meanwhile.
+			for len(t.events) == 0 && time.Now().Before(next) {
+				runtime.Gosched()
+			}
+			if len(t.events) == 0 {
+				continue
+			}
+			timer.Stop()
+		default:
+			timer.Reset(next.Sub(now) - spin)
+		}
+		select {
+		case <-t.stop:
+			return
+		case <-timer.C():
+		case ev := <-t.events:
+			t.handle(ev)
+		}
+	}
+}
+
+func (t *Tracker) handle(ev event) {
+	switch ev.kind {
+	case evStamp:
+		t.push(ev.id, ev.at)
+	case evDecide, evFail:
+		t.settle(ev)
+	case evInput:
+		t.onInput(ev)
+	case evReady:
+		t.set(&t.opt.Ready, ev.active)
+	case evAlarmReset:
+		t.clearAlarm()
+	case evSync:
+		t.process(t.clock.Now())
+		next, _ := t.nextWake()
+		ev.reply <- next
+	case evFlush:
+		t.flushers = append(t.flushers, ev.reply)
+		t.process(t.clock.Now())
+	}
+}
+
+func (t *Tracker) push(id uint64, at time.Time) {
+	if t.tail-t.head == uint64(len(t.ring)) {
+		t.bump(func(s *Stats) { s.Overflows++ })
+		t.raiseAlarm("tracking FIFO full: part not tracked", id)
+		return
+	}
+	t.ring[t.tail%uint64(len(t.ring))] = part{
+		id: id, at: at, dueAt: at.Add(t.opt.Delay), dueCount: t.encCount + t.opt.DelayCounts,
+	}
+	t.tail++
+	t.bump(func(s *Stats) { s.Parts++; s.InFlight = t.tail - t.head })
+}
+
+func (t *Tracker) find(id uint64) *part {
+	for i := t.head; i != t.tail; i++ {
+		if p := &t.ring[i%uint64(len(t.ring))]; p.id == id {
+			return p
+		}
+	}
+	return nil
+}
+
+func (t *Tracker) settle(ev event) {
+	p := t.find(ev.id)
+	if p == nil {
+		// Either its due time has passed (the fail-safe already acted) or it was never tracked.
+		if t.head != t.tail && ev.id < t.ring[t.head%uint64(len(t.ring))].id || t.head == t.tail && ev.id <= t.nextID.Load() {
+			t.bump(func(s *Stats) { s.LateDecisions++ })
+			t.log.Warn("decision arrived after the part's reject time: fail-safe already applied", "part", ev.id)
+		} else {
+			t.bump(func(s *Stats) { s.UnknownDecisions++ })
+			t.log.Warn("decision for a part that is not tracked", "part", ev.id)
+		}
+		return
+	}
+	if p.decided {
+		t.bump(func(s *Stats) { s.UnknownDecisions++ })
+		t.log.Warn("part decided twice: keeping the first", "part", ev.id)
+		return
+	}
+	if ev.kind == evFail {
+		p.cause = ev.cause
+		return
+	}
+	p.decided, p.reject = true, ev.reject
+}
+
+func (t *Tracker) onInput(ev event) {
+	t.bump(func(s *Stats) { s.Edges++ })
+	switch ev.input {
+	case inTrigger:
+		if !ev.active {
+			return
+		}
+		if t.triggered && ev.at.Sub(t.lastTrigger) < t.opt.Debounce {
+			t.bump(func(s *Stats) { s.Bounces++ })
+			return
+		}
+		t.triggered, t.lastTrigger = true, ev.at
+		id := t.nextID.Add(1)
+		t.bump(func(s *Stats) { s.Triggers++ })
+		t.push(id, ev.at)
+		select {
+		case t.parts <- Part{ID: id, At: ev.at}:
+		default:
+			// Capture is not taking parts: the part cannot get a frame.
+			if p := t.find(id); p != nil {
+				p.cause = CauseNoFrame
+			}
+		}
+	case inEncoder:
+		t.encCount++
+		t.bump(func(s *Stats) { s.EncoderCounts++ })
+	case inConfirm:
+		if !ev.active {
+			return
+		}
+		if t.cHead == t.cTail {
+			t.bump(func(s *Stats) { s.UnexpectedConfirms++ })
+			t.log.Warn("reject confirmation with no reject pending")
+			return
+		}
+		t.cHead++
+		t.bump(func(s *Stats) { s.Confirmed++ })
+	case inInhibit:
+		t.inhibited = ev.active
+		t.log.Info("reject inhibit", "active", ev.active)
+	case inAlarmReset:
+		if ev.active {
+			t.clearAlarm()
+		}
+	}
+}
+
+// process does everything due by now: reject pulses on and off, fail-safes,
+// confirmation timeouts and the heartbeat.
+func (t *Tracker) process(now time.Time) {
+	n := uint64(len(t.ring))
+	for t.head != t.tail {
+		p := &t.ring[t.head%n]
+		if t.opt.DelayCounts > 0 {
+			if t.encCount < p.dueCount {
+				break
+			}
+		} else if now.Before(p.dueAt) {
+			break
+		}
+		t.act(p, now)
+		t.head++
+	}
+	if t.rejectOn && !now.Before(t.offAt) {
+		t.rejectOn = false
+		t.set(&t.opt.Reject, false)
+	}
+	for t.cHead != t.cTail && !now.Before(t.confirms[t.cHead%n]) {
+		t.cHead++
+		t.bump(func(s *Stats) { s.Unconfirmed++ })
+		t.raiseAlarm("reject not confirmed within the window", 0)
+	}
+	if t.opt.Heartbeat.Pin != nil && !now.Before(t.nextBeat) {
+		t.beatOn = !t.beatOn
+		t.set(&t.opt.Heartbeat, t.beatOn)
+		t.nextBeat = t.nextBeat.Add(t.opt.HeartbeatPeriod)
+		if t.nextBeat.Before(now) {
+			t.nextBeat = now.Add(t.opt.HeartbeatPeriod)
+		}
+	}
+	t.bump(func(s *Stats) { s.InFlight = t.tail - t.head })
+	if len(t.flushers) > 0 && t.head == t.tail && !t.rejectOn {
+		for _, f := range t.flushers {
+			f <- now
+		}
+		t.flushers = t.flushers[:0]
+	}
+}
+
+func (t *Tracker) act(p *part, now time.Time) {
+	switch {
+	case p.decided && p.reject:
+		t.fire(p, now)
+	case p.decided:
+		t.bump(func(s *Stats) { s.Passes++ })
+	default:
+		cause := p.cause
+		if cause == CauseNone {
+			cause = CauseLate
+		}
+		t.bump(func(s *Stats) { s.FailSafe[cause]++ })
+		t.log.Warn("part fell to the fail-safe", "part", p.id, "cause", cause.String(), "fail_safe", t.opt.FailSafe.String())
+		switch t.opt.FailSafe {
+		case FailReject:
+			t.fire(p, now)
+		case FailPass:
+			t.bump(func(s *Stats) { s.Passes++ })
+		case FailAlarm:
+			t.raiseAlarm("part not decided: "+cause.String(), p.id)
+		}
+	}
+}
+
+func (t *Tracker) fire(p *part, now time.Time) {
+	if t.inhibited {
+		t.bump(func(s *Stats) { s.Inhibited++ })
+		t.log.Info("reject inhibited", "part", p.id)
+		return
+	}
+	if !t.rejectOn {
+		t.rejectOn = true
+		t.set(&t.opt.Reject, true)
+	}
+	// Overlapping pulses merge: the output stays on until the later one ends.
+	if end := now.Add(t.opt.Pulse); end.After(t.offAt) {
+		t.offAt = end
+	}
+	late := time.Duration(0)
+	if t.opt.DelayCounts == 0 {
+		late = now.Sub(p.dueAt)
+	}
+	t.bump(func(s *Stats) {
+		s.Pulses++
+		if late > s.MaxLateness {
+			s.MaxLateness = late
+		}
+	})
+	if t.opt.Confirm.Pin != nil {
+		n := uint64(len(t.confirms))
+		if t.cTail-t.cHead == n {
+			t.cHead++ // the oldest is long overdue anyway
+		}
+		t.confirms[t.cTail%n] = now.Add(t.opt.ConfirmWindow)
+		t.cTail++
+	}
+}
+
+func (t *Tracker) nextWake() (time.Time, bool) {
+	var next time.Time
+	ok := false
+	consider := func(at time.Time) {
+		if !ok || at.Before(next) {
+			next, ok = at, true
+		}
+	}
+	if t.head != t.tail && t.opt.DelayCounts == 0 {
+		consider(t.ring[t.head%uint64(len(t.ring))].dueAt)
+	}
+	if t.rejectOn {
+		consider(t.offAt)
+	}
+	if t.cHead != t.cTail {
+		consider(t.confirms[t.cHead%uint64(len(t.confirms))])
+	}
+	if t.opt.Heartbeat.Pin != nil {
+		consider(t.nextBeat)
+	}
+	return next, ok
+}
+
+func (t *Tracker) raiseAlarm(why string, id uint64) {
+	t.bump(func(s *Stats) { s.Alarms++ })
+	t.log.Error("alarm", "why", why, "part", id)
+	if !t.alarmOn.Load() {
+		t.alarmOn.Store(true)
+		t.set(&t.opt.Alarm, true)
+	}
+}
+
+func (t *Tracker) clearAlarm() {
+	if t.alarmOn.Load() {
+		t.alarmOn.Store(false)
+		t.set(&t.opt.Alarm, false)
+		t.log.Info("alarm reset")
+	}
+}
+
+func (t *Tracker) set(o *Output, active bool) {
+	if o.Pin == nil {
+		return
+	}
+	if err := o.Pin.Out(level(active, o.ActiveLow)); err != nil {
+		t.bump(func(s *Stats) { s.OutputErrors++ })
+		t.log.Error("gpio output", "pin", o.Name, "active", active, "err", err)
+	}
+}
+
+// watch forwards one input's edges, stamped on arrival. It polls WaitForEdge with a
+// timeout so that Close can stop it on any driver.
+func (t *Tracker) watch(kind inputKind, in Input) {
+	defer t.wg.Done()
+	const poll = 100 * time.Millisecond
+	for {
+		select {
+		case <-t.stop:
+			return
+		default:
+		}
+		start := time.Now()
+		if !in.Pin.WaitForEdge(poll) {
+			// A driver without edge support returns at once: do not spin on it.
+			if d := poll - time.Since(start); d > poll/2 {
+				select {
+				case <-t.stop:
+					return
+				case <-time.After(d):
+				}
+			}
+			continue
+		}
+		at := t.clock.Now()
+		active := true
+		if kind != inEncoder {
+			active = t.isActive(in)
+		}
+		if !t.send(event{kind: evInput, input: kind, active: active, at: at}) {
+			return
+		}
+	}
+}
