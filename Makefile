@@ -44,6 +44,7 @@ test-go: deps
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./tflite ./daemon ./score
+	$(GO) test -run '^$$' -bench RejectEdge -benchtime 10000x ./gpio
 
 test-python: deps venv
 	cd training && ../$(VPY) -m pytest -q -rP -p no:cacheprovider tests
