@@ -391,3 +391,67 @@ func BenchmarkPipeline(b *testing.B) {
 	r.run(b)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
 }
+
+// With a part-present trigger, each trigger edge stamps a part and capture takes the
+// next frame for it; the reject for the bad one comes at its trigger time + delay.
+// The trigger is a gpiotest pin and the clock a manual one: no GPIO chip here.
+func TestTriggerTakesTheNextFrame(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"000_good.png", "005_hole.png", "006_good.png"} {
+		os.Symlink(testlib.Demo("frames", n), filepath.Join(dir, n))
+	}
+	eng := openEngine(t)
+	sc, _ := score.New(eng.Meta.ScoreParams())
+	t0 := time.Now()
+	clk := linetest.NewClock(t0)
+	reject := linetest.NewRecorder("reject", clk)
+	trig := linetest.NewInput("trigger")
+	tr, err := gpio.New(gpio.Options{
+		Reject: gpio.Output{Name: "reject", Pin: reject}, Trigger: gpio.Input{Name: "trigger", Pin: trig},
+		Delay: time.Second, Pulse: 50 * time.Millisecond, Debounce: time.Millisecond, InFlight: 8, Clock: clk, Log: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	tr.Start()
+	p, err := daemon.New(daemon.Settings{Threshold: eng.Meta.Threshold, Queue: 2}, eng, sc, replay(t, dir, 0), tr, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := make(chan daemon.Record, 8)
+	p.OnDone = func(r daemon.Record) { recs <- r }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := p.Run(ctx); done <- err }()
+	var got []daemon.Record
+	for i := 0; i < 3; i++ {
+		clk.Set(t0.Add(time.Duration(i) * 200 * time.Millisecond))
+		trig.EdgesChan <- true // the part arrives
+		trig.EdgesChan <- false
+		select {
+		case r := <-recs:
+			got = append(got, r)
+		case <-time.After(10 * time.Second):
+			t.Fatal("no frame taken for the trigger")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	linetest.Step(clk, tr, t0.Add(2*time.Second))
+	for i, r := range got {
+		if r.Part != uint64(i+1) || filepath.Base(r.Name) != []string{"000_good.png", "005_hole.png", "006_good.png"}[i] {
+			t.Fatalf("record %d: part %d frame %s", i, r.Part, r.Name)
+		}
+	}
+	if got[1].Decision != daemon.Reject || got[0].Decision != daemon.Pass || got[2].Decision != daemon.Pass {
+		t.Fatalf("decisions %v %v %v", got[0].Decision, got[1].Decision, got[2].Decision)
+	}
+	ps := reject.Pulses(false)
+	want := t0.Add(200*time.Millisecond + time.Second) // part 2's trigger + delay
+	if len(ps) != 1 || !ps[0].On.Equal(want) || !ps[0].Off.Equal(want.Add(50*time.Millisecond)) {
+		t.Fatalf("pulses %+v, want one at %v", ps, want.Sub(t0))
+	}
+}

@@ -125,7 +125,7 @@ func TestCheck(t *testing.T) {
 func TestRunDemo(t *testing.T) {
 	lib := testlib.TFLiteLibrary(t)
 	cfg := filepath.Join(t.TempDir(), "demo.yaml")
-	os.WriteFile(cfg, []byte("model:\n  path: "+testlib.Demo("adtr.tflite")+"\n  library: "+lib+"\ncapture:\n  replay:\n    path: "+testlib.Demo("frames")+"\nlog:\n  level: warn\n"), 0o644)
+	os.WriteFile(cfg, []byte("model:\n  path: "+testlib.Demo("adtr.tflite")+"\n  library: "+lib+"\ncapture:\n  replay:\n    path: "+testlib.Demo("frames")+"\n    fps: 0\nlog:\n  level: warn\n"), 0o644)
 	var out, errb bytes.Buffer
 	if code := realMain(context.Background(), []string{"run", "-c", cfg}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
