@@ -143,3 +143,30 @@ func (l *Line) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// CheckLines finds every wired line of a gpiochip config on this machine's chips,
+// without driving any: `adtrd check` runs it. Other backends have nothing to find.
+func CheckLines(cfg config.Config, log *slog.Logger) error {
+	if cfg.Output.Backend != config.BackendGPIOChip {
+		return nil
+	}
+	board, err := hostgpio.Open(log)
+	if err != nil {
+		return err
+	}
+	defer board.Close()
+	var errs []error
+	for _, r := range cfg.Roles() {
+		if !r.Pin.Wired() {
+			continue
+		}
+		spec := hostgpio.Spec{Line: r.Pin.Line, Chip: r.Pin.Chip, Offset: -1}
+		if r.Pin.Offset != nil {
+			spec.Offset = *r.Pin.Offset
+		}
+		if _, _, err := hostgpio.Find(board.Chips(), spec); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", r.Key, err))
+		}
+	}
+	return errors.Join(errs...)
+}

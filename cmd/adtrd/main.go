@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -49,8 +50,13 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			fmt.Fprintln(stderr, "adtrd check: -c FILE is required")
 			return 2
 		}
-		if _, err := config.Load(*cfgPath); err != nil {
+		cfg, err := config.Load(*cfgPath)
+		if err != nil {
 			fmt.Fprintf(stderr, "adtrd check: %v\n", err)
+			return 2
+		}
+		if err := daemon.CheckLines(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+			fmt.Fprintf(stderr, "adtrd check: %s: %s\n", *cfgPath, strings.ReplaceAll(err.Error(), "\n", "; "))
 			return 2
 		}
 		fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)

@@ -135,6 +135,23 @@ func TestRunDemo(t *testing.T) {
 	}
 }
 
+// check also finds a gpiochip config's lines on this machine; here there is no chip.
+func TestCheckFindsGPIOLines(t *testing.T) {
+	if m, _ := filepath.Glob("/dev/gpiochip*"); len(m) > 0 {
+		t.Skip("this machine has GPIO chips; the no-chip message cannot be shown")
+	}
+	cfg := filepath.Join(t.TempDir(), "line.yaml")
+	os.WriteFile(cfg, []byte("model:\n  path: "+testlib.Demo("adtr.tflite")+"\ncapture:\n  replay:\n    path: "+testlib.Demo("frames")+
+		"\noutput:\n  backend: gpiochip\n  reject:\n    line: PQ.05\n"), 0o644)
+	var out, errb bytes.Buffer
+	if code := realMain(context.Background(), []string{"check", "-c", cfg}, &out, &errb); code != 2 {
+		t.Fatalf("exit %d", code)
+	}
+	if msg := errb.String(); strings.Count(msg, "\n") != 1 || !strings.Contains(msg, "no GPIO character devices") {
+		t.Fatalf("stderr %q", msg)
+	}
+}
+
 func TestUsage(t *testing.T) {
 	var out, errb bytes.Buffer
 	for _, args := range [][]string{nil, {"fly"}, {"check"}} {
