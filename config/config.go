@@ -34,6 +34,7 @@ type Config struct {
 type Model struct {
 	Path     string   `yaml:"path"`
 	Metadata string   `yaml:"metadata"` // default: <path>.json
+	SHA256   string   `yaml:"sha256"`   // optional pin: a model file with another sha256 is refused
 	Library  string   `yaml:"library"`  // libtensorflowlite_c.so; default: beside the binary, /usr/lib/adtrd, loader paths
 	Threads  int      `yaml:"threads"`
 	Delegate Delegate `yaml:"delegate"`
@@ -398,6 +399,9 @@ func (c *Config) validate(lines map[string]int, errs *Errors) {
 	if c.Model.Library != "" {
 		missing("model.library", c.Model.Library, "library")
 	}
+	if h := c.Model.SHA256; h != "" && !isHex64(h) {
+		bad("model.sha256", "want 64 hex digits, got %q", h)
+	}
 	if c.Model.Threads < 1 || c.Model.Threads > 64 {
 		bad("model.threads", "%d out of range 1..64", c.Model.Threads)
 	}
@@ -506,4 +510,16 @@ func (c *Config) validateLines(lines map[string]int, bad func(key, format string
 	if c.Output.Backend == BackendGPIOChip && !c.Output.Reject.Wired() {
 		bad("output.reject", "the gpiochip backend needs the reject line (line: NAME, or chip: and offset:)")
 	}
+}
+
+func isHex64(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }

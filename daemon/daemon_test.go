@@ -303,20 +303,23 @@ func TestBadModelFilesAreClearErrors(t *testing.T) {
 	tests := []struct {
 		name, model, meta string
 		want              string
+		pin               string
 	}{
+		// the config pins another model's sha256
+		{"pinned", put("p.tflite", graph), put("p.tflite.json", meta), "is not the pinned model.sha256 000000000000", strings.Repeat("0", 64)},
 		// the model is cut short: its hash no longer matches its metadata
-		{"truncated", put("t.tflite", graph[:1000]), put("t.tflite.json", meta), "sha256"},
+		{"truncated", put("t.tflite", graph[:1000]), put("t.tflite.json", meta), "sha256", ""},
 		// metadata missing beside the model
-		{"no metadata", put("n.tflite", graph), "", "n.tflite.json"},
+		{"no metadata", put("n.tflite", graph), "", "n.tflite.json", ""},
 		// metadata that is not JSON
-		{"bad json", put("j.tflite", graph), put("j.tflite.json", []byte("{")), "malformed JSON"},
+		{"bad json", put("j.tflite", graph), put("j.tflite.json", []byte("{")), "malformed JSON", ""},
 		// metadata that disagrees with the tensors
-		{"grid mismatch", put("g.tflite", graph), put("g.tflite.json", wrongGrid), "output tensor is int8[1 14 14], metadata says int8[1 7 7]"},
+		{"grid mismatch", put("g.tflite", graph), put("g.tflite.json", wrongGrid), "output tensor is int8[1 14 14], metadata says int8[1 7 7]", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := demoModel(t)
-			c.Path = tc.model
+			c.Path, c.SHA256 = tc.model, tc.pin
 			e, err := daemon.OpenTFLite(c, quiet)
 			if err == nil {
 				e.Close()

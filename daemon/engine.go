@@ -1,14 +1,20 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 	"unsafe"
 
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/model"
 	"github.com/adtrd/adtrd/tflite"
 )
+
+// ErrPinned: the model file is not the one the config pins by sha256.
+var ErrPinned = errors.New("model does not match its pinned sha256")
 
 // TFLiteEngine is an Engine over a TFLite interpreter whose tensors were checked
 // against the model's metadata.
@@ -28,9 +34,18 @@ func OpenTFLite(c config.Model, log *slog.Logger) (_ *TFLiteEngine, err error) {
 	if err != nil {
 		return nil, err
 	}
-	sum, err := meta.CheckGraphFile(c.Path)
+	// One read: the bytes hashed and checked are the bytes the interpreter runs, even
+	// if the file is being replaced meanwhile.
+	data, err := os.ReadFile(c.Path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", model.ErrMetadata, err)
+	}
+	sum, err := meta.CheckGraph(c.Path, data)
 	if err != nil {
 		return nil, err
+	}
+	if c.SHA256 != "" && !strings.EqualFold(c.SHA256, sum) {
+		return nil, fmt.Errorf("%w: %s: sha256 %s.. is not the pinned model.sha256 %s..", ErrPinned, c.Path, sum[:12], c.SHA256[:min(12, len(c.SHA256))])
 	}
 	lib, err := tflite.Open(c.Library)
 	if err != nil {
@@ -54,7 +69,7 @@ func OpenTFLite(c config.Model, log *slog.Logger) (_ *TFLiteEngine, err error) {
 	case config.DelegateExternal:
 		opts.External = []tflite.ExternalDelegate{{Library: c.External.Library, Loader: c.External.Loader, Options: c.External.Options}}
 	}
-	if e.it, err = lib.NewInterpreter(c.Path, opts); err != nil {
+	if e.it, err = lib.NewInterpreterFromBytes(c.Path, data, opts); err != nil {
 		return nil, err
 	}
 	for _, w := range e.it.Warnings() {

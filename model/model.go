@@ -114,10 +114,28 @@ func (m *Metadata) CheckGraphFile(graph string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrMetadata, err)
 	}
+	return sum, m.checkSum(graph, sum)
+}
+
+// CheckGraph is CheckGraphFile for a graph already read into data (named graph).
+func (m *Metadata) CheckGraph(graph string, data []byte) (string, error) {
+	h := sha256.Sum256(data)
+	sum := hex.EncodeToString(h[:])
+	return sum, m.checkSum(graph, sum)
+}
+
+func (m *Metadata) checkSum(graph, sum string) error {
 	if sum != m.SHA256 {
-		return sum, fmt.Errorf("%w: %s: sha256 %s.. but its metadata describes %s.. (model and metadata from different exports?)", ErrMetadata, graph, sum[:12], m.SHA256[:12])
+		return fmt.Errorf("%w: %s: sha256 %s.. but its metadata describes %s.. (model and metadata from different exports, or the file is cut short?)", ErrMetadata, graph, sum[:12], short(m.SHA256))
 	}
-	return sum, nil
+	return nil
+}
+
+func short(s string) string {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
 }
 
 // TensorInfo is what the engine reports about a tensor.

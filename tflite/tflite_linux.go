@@ -19,6 +19,7 @@ typedef struct {
 	void* handle;
 	const char* (*Version)(void);
 	TfLiteModel* (*ModelCreateFromFile)(const char*);
+	TfLiteModel* (*ModelCreate)(const void*, size_t);
 	void (*ModelDelete)(TfLiteModel*);
 	TfLiteInterpreterOptions* (*OptionsCreate)(void);
 	void (*OptionsDelete)(TfLiteInterpreterOptions*);
@@ -55,6 +56,7 @@ static int adtr_tfl_open(const char* path, adtr_tfl* t, char* err, size_t errlen
 	if (!t->handle) { snprintf(err, errlen, "%s", dlerror()); return -1; }
 	ADTR_SYM(Version, "TfLiteVersion", 1)
 	ADTR_SYM(ModelCreateFromFile, "TfLiteModelCreateFromFile", 1)
+	ADTR_SYM(ModelCreate, "TfLiteModelCreate", 1)
 	ADTR_SYM(ModelDelete, "TfLiteModelDelete", 1)
 	ADTR_SYM(OptionsCreate, "TfLiteInterpreterOptionsCreate", 1)
 	ADTR_SYM(OptionsDelete, "TfLiteInterpreterOptionsDelete", 1)
@@ -100,6 +102,7 @@ static void adtr_report(void* user, const char* fmt, va_list args) {
 
 static const char* adtr_version(adtr_tfl* t) { return t->Version(); }
 static TfLiteModel* adtr_model(adtr_tfl* t, const char* p) { return t->ModelCreateFromFile(p); }
+static TfLiteModel* adtr_model_buf(adtr_tfl* t, const void* b, size_t n) { return t->ModelCreate(b, n); }
 static void adtr_model_delete(adtr_tfl* t, TfLiteModel* m) { t->ModelDelete(m); }
 static TfLiteInterpreterOptions* adtr_options(adtr_tfl* t, int threads, adtr_errbuf* e) {
 	TfLiteInterpreterOptions* o = t->OptionsCreate();
@@ -292,6 +295,7 @@ func (l *Library) Close() error {
 type Interpreter struct {
 	lib      *Library
 	model    *C.TfLiteModel
+	buf      unsafe.Pointer // C copy of the model's bytes (from-bytes models); outlives model
 	options  *C.TfLiteInterpreterOptions
 	interp   *C.TfLiteInterpreter
 	errs     *C.adtr_errbuf
@@ -320,23 +324,37 @@ func (t *Tensor) Bytes() []byte { return unsafe.Slice((*byte)(t.data), t.size) }
 
 // NewInterpreter loads a model file and prepares an interpreter with opts.
 func (l *Library) NewInterpreter(modelPath string, opts Options) (*Interpreter, error) {
+	if _, err := os.Stat(modelPath); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrModel, modelPath, errors.Unwrap(err))
+	}
+	return l.newInterpreter(modelPath, nil, opts)
+}
+
+// NewInterpreterFromBytes prepares an interpreter for the model in data (named name
+// in errors). The bytes are copied into C memory that the interpreter owns, so the
+// model checked is the model run even if its file changes meanwhile.
+func (l *Library) NewInterpreterFromBytes(name string, data []byte, opts Options) (*Interpreter, error) {
+	if len(data) == 0 {
+		return nil, fmt.Errorf("%w: %s: empty", ErrModel, name)
+	}
+	return l.newInterpreter(name, data, opts)
+}
+
+func (l *Library) newInterpreter(modelPath string, data []byte, opts Options) (*Interpreter, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.t == nil {
 		return nil, ErrClosed
 	}
-	if _, err := os.Stat(modelPath); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrModel, modelPath, errors.Unwrap(err))
-	}
 	it := &Interpreter{lib: l}
 	it.errs = (*C.adtr_errbuf)(C.calloc(1, C.size_t(unsafe.Sizeof(C.adtr_errbuf{}))))
-	err := it.build(modelPath, opts)
+	err := it.build(modelPath, data, opts)
 	if err != nil && opts.GPU != nil && opts.GPU.FallbackToCPU && errors.Is(err, ErrDelegate) {
 		it.close()
 		it = &Interpreter{lib: l, errs: (*C.adtr_errbuf)(C.calloc(1, C.size_t(unsafe.Sizeof(C.adtr_errbuf{}))))}
 		cpu := opts
 		cpu.GPU = nil
-		if err2 := it.build(modelPath, cpu); err2 != nil {
+		if err2 := it.build(modelPath, data, cpu); err2 != nil {
 			it.close()
 			return nil, err2
 		}
@@ -356,11 +374,16 @@ func (it *Interpreter) reported() string {
 	return s
 }
 
-func (it *Interpreter) build(modelPath string, opts Options) error {
+func (it *Interpreter) build(modelPath string, data []byte, opts Options) error {
 	t := it.lib.t
-	cpath := C.CString(modelPath)
-	defer C.free(unsafe.Pointer(cpath))
-	it.model = C.adtr_model(t, cpath)
+	if data != nil {
+		it.buf = C.CBytes(data)
+		it.model = C.adtr_model_buf(t, it.buf, C.size_t(len(data)))
+	} else {
+		cpath := C.CString(modelPath)
+		defer C.free(unsafe.Pointer(cpath))
+		it.model = C.adtr_model(t, cpath)
+	}
 	if it.model == nil {
 		return fmt.Errorf("%w: %s: not a TFLite model the library can read (%s)", ErrModel, modelPath, orNone(it.reported()))
 	}
@@ -545,6 +568,10 @@ func (it *Interpreter) close() {
 	if it.model != nil {
 		C.adtr_model_delete(t, it.model)
 		it.model = nil
+	}
+	if it.buf != nil {
+		C.free(it.buf)
+		it.buf = nil
 	}
 	if it.errs != nil {
 		C.free(unsafe.Pointer(it.errs))

@@ -108,6 +108,17 @@ func TestBadModelFiles(t *testing.T) {
 				it.Close()
 				t.Fatal("no error")
 			}
+			if b, rerr := os.ReadFile(tc.path); rerr == nil {
+				// the same bytes through the from-memory path fail the same way
+				it, err := lib.NewInterpreterFromBytes(tc.path, b, tflite.Options{})
+				if err == nil {
+					it.Close()
+					t.Fatal("from bytes: no error")
+				}
+				if !errors.Is(err, tflite.ErrModel) || !strings.Contains(err.Error(), tc.path) {
+					t.Fatalf("from bytes: err = %v", err)
+				}
+			}
 			if !errors.Is(err, tflite.ErrModel) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.path) {
 				t.Fatalf("err = %v, want ErrModel naming %s and %q", err, tc.path, tc.want)
 			}

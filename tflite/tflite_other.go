@@ -16,6 +16,10 @@ func (l *Library) NewInterpreter(modelPath string, opts Options) (*Interpreter, 
 	return nil, ErrUnsupported
 }
 
+func (l *Library) NewInterpreterFromBytes(name string, data []byte, opts Options) (*Interpreter, error) {
+	return nil, ErrUnsupported
+}
+
 type Interpreter struct{}
 
 type Tensor struct {
