@@ -8,4 +8,9 @@ require (
 	periph.io/x/host/v3 v3.8.5
 )
 
-require github.com/jonboulle/clockwork v0.5.0 // indirect
+require (
+	github.com/coreos/go-systemd/v22 v22.7.0 // indirect
+	github.com/fsnotify/fsnotify v1.10.1 // indirect
+	github.com/jonboulle/clockwork v0.5.0 // indirect
+	golang.org/x/sys v0.13.0 // indirect
+)
