@@ -15,7 +15,6 @@ import (
 
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/gpio"
-	"github.com/adtrd/adtrd/score"
 )
 
 // Engine runs the model: frames are written into Input, Invoke runs, Output holds
@@ -89,25 +88,27 @@ func (r Reason) String() string {
 	return fmt.Sprintf("reason(%d)", int(r))
 }
 
-// Settings are the pipeline's knobs, taken from the config by the caller.
+// Settings are the pipeline's fixed knobs (a change needs a restart); what a reload
+// can change lives in the Generation.
 type Settings struct {
-	Threshold float64
-	FailSafe  gpio.FailSafe // the tracker's, for the records of frames that cannot be scored
-	Queue     int
+	Queue int
 }
 
 // Record is one frame's decision.
 type Record struct {
-	Seq      uint64
-	Part     uint64
-	Name     string
-	Score    float64
-	Decision Decision
-	Reason   Reason
-	Err      error
-	Wait     time.Duration // capture to start of inference (time in the queue)
-	Infer    time.Duration
-	Scoring  time.Duration
+	Seq       uint64
+	Part      uint64
+	Gen       uint64 // the config generation that decided it
+	Model     string // that generation's model sha256
+	Name      string
+	Score     float64
+	Threshold float64
+	Decision  Decision
+	Reason    Reason
+	Err       error
+	Wait      time.Duration // capture to start of inference (time in the queue)
+	Infer     time.Duration
+	Scoring   time.Duration
 }
 
 // Stats are counters, safe to read while running.
@@ -130,11 +131,11 @@ func (s Summary) String() string {
 		s.Line.Pulses, s.Line.FailSafes(), s.Line.LateDecisions, s.Line.Alarms)
 }
 
-// Pipeline wires a source, an engine, a scorer and a rejecter.
+// Pipeline wires a source, a generation (engine, scorer, threshold) and a tracker.
 type Pipeline struct {
 	set    Settings
-	eng    Engine
-	sc     *score.Scorer
+	gen    *Generation // owned by the Run goroutine while it runs
+	swaps  chan swap
 	src    Source
 	line   Tracker
 	log    *slog.Logger
@@ -145,6 +146,12 @@ type Pipeline struct {
 	missed  []string
 	falseRj []string
 	ready   bool
+	running chan struct{} // open while Run runs
+}
+
+type swap struct {
+	gen   *Generation
+	reply chan *Generation
 }
 
 // job is a frame and the part it shows.
@@ -154,14 +161,54 @@ type job struct {
 }
 
 // New makes a pipeline; it does not take ownership of its parts.
-func New(set Settings, eng Engine, sc *score.Scorer, src Source, line Tracker, log *slog.Logger) (*Pipeline, error) {
+func New(set Settings, gen *Generation, src Source, line Tracker, log *slog.Logger) (*Pipeline, error) {
 	if set.Queue < 1 {
 		return nil, fmt.Errorf("daemon: queue %d must be at least 1", set.Queue)
 	}
-	if want := sc.Params().Size * sc.Params().Size * 3; len(eng.Input()) != want {
-		return nil, fmt.Errorf("daemon: engine input is %d bytes, the scorer expects %dx%d RGB", len(eng.Input()), sc.Params().Size, sc.Params().Size)
+	if err := gen.check(); err != nil {
+		return nil, err
 	}
-	return &Pipeline{set: set, eng: eng, sc: sc, src: src, line: line, log: log}, nil
+	return &Pipeline{set: set, gen: gen, swaps: make(chan swap), src: src, line: line, log: log}, nil
+}
+
+func (g *Generation) check() error {
+	p := g.Scorer.Params()
+	if want := p.Size * p.Size * 3; len(g.Engine.Input()) != want {
+		return fmt.Errorf("daemon: engine input is %d bytes, the scorer expects %dx%d RGB", len(g.Engine.Input()), p.Size, p.Size)
+	}
+	return nil
+}
+
+// Swap makes g the generation for every frame after the one in progress, and returns
+// the previous one, which no frame uses any more: the caller closes it.
+func (p *Pipeline) Swap(g *Generation) (*Generation, error) {
+	if err := g.check(); err != nil {
+		return nil, err
+	}
+	reply := make(chan *Generation, 1)
+	for {
+		p.mu.Lock()
+		running := p.running
+		if running == nil {
+			old := p.gen
+			p.gen = g
+			p.mu.Unlock()
+			return old, nil
+		}
+		p.mu.Unlock()
+		select {
+		case p.swaps <- swap{g, reply}:
+			return <-reply, nil
+		case <-running: // Run ended meanwhile: swap directly
+		}
+	}
+}
+
+// Generation is the generation in use (for status; do not close it).
+func (p *Pipeline) Generation() *Generation {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.gen
 }
 
 // Run processes frames until the source ends or ctx is cancelled. The ready output
@@ -171,14 +218,36 @@ func (p *Pipeline) Run(ctx context.Context) (Summary, error) {
 	defer cancel()
 	jobs := make(chan job, p.set.Queue)
 	capErr := make(chan error, 1)
+	p.mu.Lock()
+	running := make(chan struct{})
+	p.running = running
+	p.mu.Unlock()
 	go func() { capErr <- p.capture(ctx, jobs) }()
-	for j := range jobs {
-		p.handle(j)
-		if !p.ready {
-			p.ready = true
-			p.line.SetReady(true)
+loop:
+	for {
+		select {
+		case j, ok := <-jobs:
+			if !ok {
+				break loop
+			}
+			p.handle(j)
+			if !p.ready {
+				p.ready = true
+				p.line.SetReady(true)
+			}
+		case s := <-p.swaps:
+			// Between two frames: the previous generation has no frame in flight.
+			p.mu.Lock()
+			old := p.gen
+			p.gen = s.gen
+			p.mu.Unlock()
+			s.reply <- old
 		}
 	}
+	p.mu.Lock()
+	close(running)
+	p.running = nil
+	p.mu.Unlock()
 	if p.ready {
 		p.line.SetReady(false)
 	}
@@ -242,7 +311,7 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 
 func (p *Pipeline) failSafe(rec *Record, r Reason, cause gpio.Cause, err error) {
 	rec.Reason, rec.Err = r, err
-	switch p.set.FailSafe {
+	switch p.gen.FailSafe {
 	case gpio.FailReject:
 		rec.Decision = Reject
 	case gpio.FailAlarm:
@@ -254,24 +323,24 @@ func (p *Pipeline) failSafe(rec *Record, r Reason, cause gpio.Cause, err error) 
 }
 
 func (p *Pipeline) handle(j job) {
-	f := j.f
+	f, g := j.f, p.gen
 	start := time.Now()
-	rec := Record{Seq: f.Seq, Part: j.part, Name: f.Name, Wait: start.Sub(f.Time)}
+	rec := Record{Seq: f.Seq, Part: j.part, Gen: g.N, Model: g.ModelSHA, Threshold: g.Threshold, Name: f.Name, Wait: start.Sub(f.Time)}
 	p.Stats.Frames.Add(1)
 	switch {
 	case f.Err != nil:
 		p.Stats.BadFrames.Add(1)
 		p.failSafe(&rec, BadFrame, gpio.CauseBadFrame, f.Err)
 	default:
-		copy(p.eng.Input(), f.Pixels)
-		if err := p.eng.Invoke(); err != nil {
+		copy(g.Engine.Input(), f.Pixels)
+		if err := g.Engine.Invoke(); err != nil {
 			p.Stats.InferErrors.Add(1)
 			p.failSafe(&rec, InferFailure, gpio.CauseInferError, err)
 			break
 		}
 		t1 := time.Now()
 		rec.Infer = t1.Sub(start)
-		s, err := p.sc.ScoreInt8(p.eng.Output())
+		s, err := g.Scorer.ScoreInt8(g.Engine.Output())
 		rec.Scoring = time.Since(t1)
 		if err != nil {
 			p.Stats.InferErrors.Add(1)
@@ -279,7 +348,7 @@ func (p *Pipeline) handle(j job) {
 			break
 		}
 		rec.Score = s
-		if s > p.set.Threshold {
+		if s > g.Threshold {
 			rec.Decision = Reject
 		}
 		p.line.Decide(j.part, rec.Decision == Reject)
@@ -301,7 +370,9 @@ func (p *Pipeline) record(r Record) {
 			slog.Uint64("part", r.Part),
 			slog.String("frame", filepath.Base(r.Name)),
 			slog.Float64("score", r.Score),
-			slog.Float64("threshold", p.set.Threshold),
+			slog.Float64("threshold", r.Threshold),
+			slog.Uint64("gen", r.Gen),
+			slog.String("model", shortSHA(r.Model)),
 			slog.String("decision", r.Decision.String()),
 			slog.String("reason", r.Reason.String()),
 			slog.Duration("queue_wait", r.Wait),
@@ -358,4 +429,11 @@ func (p *Pipeline) summary() Summary {
 		BadFrames: p.Stats.BadFrames.Load(), InferErrors: p.Stats.InferErrors.Load(),
 		Missed: append([]string(nil), p.missed...), FalseRejects: append([]string(nil), p.falseRj...),
 	}
+}
+
+func shortSHA(s string) string {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
 }

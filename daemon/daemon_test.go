@@ -53,7 +53,14 @@ type rig struct {
 // here). With delay > 0 the tracker runs on the real clock with that reject delay;
 // with 0 it runs on a manual clock that stands still until the run ends, so no part
 // can be late however slow this machine is, and run() then lets every part go by.
-func newRig(t testing.TB, eng daemon.Engine, meta *model.Metadata, src daemon.Source, set daemon.Settings, delay time.Duration) *rig {
+// rigSet is what a test varies: the generation's threshold and fail-safe, the queue.
+type rigSet struct {
+	Threshold float64
+	FailSafe  gpio.FailSafe
+	Queue     int
+}
+
+func newRig(t testing.TB, eng daemon.Engine, meta *model.Metadata, src daemon.Source, set rigSet, delay time.Duration) *rig {
 	t.Helper()
 	sc, err := score.New(meta.ScoreParams())
 	if err != nil {
@@ -84,7 +91,8 @@ func newRig(t testing.TB, eng daemon.Engine, meta *model.Metadata, src daemon.So
 	if set.Queue == 0 {
 		set.Queue = 2
 	}
-	r.p, err = daemon.New(set, eng, sc, src, tr, quiet)
+	gen := &daemon.Generation{N: 1, Engine: eng, Scorer: sc, Threshold: set.Threshold, FailSafe: set.FailSafe, ModelSHA: meta.SHA256}
+	r.p, err = daemon.New(daemon.Settings{Queue: set.Queue}, gen, src, tr, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +149,7 @@ func replay(t testing.TB, path string, fps float64) *capture.Replay {
 func TestDemoMatchesGolden(t *testing.T) {
 	eng := openEngine(t)
 	g := testlib.LoadGolden(t)
-	r := newRig(t, eng, eng.Meta, replay(t, testlib.Demo("frames"), 0), daemon.Settings{}, 0)
+	r := newRig(t, eng, eng.Meta, replay(t, testlib.Demo("frames"), 0), rigSet{}, 0)
 	sum := r.run(t)
 	if int(sum.Frames) != len(g.Frames) || len(r.recs) != len(g.Frames) {
 		t.Fatalf("decided %d frames, golden has %d", sum.Frames, len(g.Frames))
@@ -202,7 +210,7 @@ func TestBadFrameIsDecidedByFailSafe(t *testing.T) {
 			}
 			os.WriteFile(filepath.Join(dir, "001_good.png"), []byte("\x89PNG\r\n\x1a\ntruncated"), 0o644)
 			eng := openEngine(t)
-			r := newRig(t, eng, eng.Meta, replay(t, dir, 0), daemon.Settings{FailSafe: tc.fs}, 0)
+			r := newRig(t, eng, eng.Meta, replay(t, dir, 0), rigSet{FailSafe: tc.fs}, 0)
 			sum := r.run(t)
 			if sum.Frames != 3 || sum.BadFrames != 1 {
 				t.Fatalf("summary %+v", sum)
@@ -237,7 +245,7 @@ func TestLateDecisionsFallToFailSafe(t *testing.T) {
 	}
 	eng := &slowEngine{in: make([]byte, 224*224*3), out: make([]int8, 196), d: 30 * time.Millisecond}
 	src := replay(t, testlib.Demo("frames"), 0)
-	r := newRig(t, eng, meta, src, daemon.Settings{Queue: 1}, 5*time.Millisecond)
+	r := newRig(t, eng, meta, src, rigSet{Queue: 1}, 5*time.Millisecond)
 	sum := r.run(t)
 	s := r.line.Stats()
 	if s.FailSafe[gpio.CauseLate] != sum.Frames || s.LateDecisions != sum.Frames || s.Pulses != sum.Frames {
@@ -267,7 +275,7 @@ func TestSlowPipelineDropsAtCapture(t *testing.T) {
 	eng := &slowEngine{in: make([]byte, 224*224*3), out: make([]int8, 196), d: 20 * time.Millisecond}
 	dir := testlib.Demo("frames")
 	src := replay(t, dir, 200) // 16 frames at 200 fps: 5 ms apart, inference takes 20 ms
-	r := newRig(t, eng, meta, src, daemon.Settings{Queue: 2}, 0)
+	r := newRig(t, eng, meta, src, rigSet{Queue: 2}, 0)
 	sum := r.run(t)
 	if sum.Dropped == 0 {
 		t.Fatalf("nothing dropped: %+v", sum)
@@ -387,7 +395,7 @@ func BenchmarkPipeline(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r := newRig(b, e, e.Meta, &limited{src, b.N}, daemon.Settings{}, 0)
+	r := newRig(b, e, e.Meta, &limited{src, b.N}, rigSet{}, 0)
 	r.p.OnDone = nil
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -418,7 +426,8 @@ func TestTriggerTakesTheNextFrame(t *testing.T) {
 	}
 	defer tr.Close()
 	tr.Start()
-	p, err := daemon.New(daemon.Settings{Threshold: eng.Meta.Threshold, Queue: 2}, eng, sc, replay(t, dir, 0), tr, quiet)
+	gen := &daemon.Generation{N: 1, Engine: eng, Scorer: sc, Threshold: eng.Meta.Threshold, ModelSHA: eng.SHA256}
+	p, err := daemon.New(daemon.Settings{Queue: 2}, gen, replay(t, dir, 0), tr, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -102,10 +102,14 @@ const (
 	evAlarmReset
 	evSync
 	evFlush
+	evTiming
 )
 
 type event struct {
 	kind   evKind
+	fs     FailSafe
+	delay  time.Duration
+	pulse  time.Duration
 	input  inputKind
 	active bool
 	reject bool
@@ -331,6 +335,12 @@ func (t *Tracker) Fail(id uint64, cause Cause) {
 	t.send(event{kind: evFail, id: id, cause: cause})
 }
 
+// SetTiming changes the reject delay and pulse width (a reload): parts already in
+// flight keep the time they were given; the width applies to pulses started after.
+func (t *Tracker) SetTiming(delay, pulse time.Duration, fs FailSafe) {
+	t.send(event{kind: evTiming, delay: delay, pulse: pulse, fs: fs})
+}
+
 // SetReady drives the ready output: on while the pipeline is healthy.
 func (t *Tracker) SetReady(on bool) { t.send(event{kind: evReady, active: on}) }
 
@@ -443,6 +453,10 @@ func (t *Tracker) handle(ev event) {
 	case evFlush:
 		t.flushers = append(t.flushers, ev.reply)
 		t.process(t.clock.Now())
+	case evTiming:
+		if ev.delay >= 0 && ev.pulse > 0 {
+			t.opt.Delay, t.opt.Pulse, t.opt.FailSafe = ev.delay, ev.pulse, ev.fs
+		}
 	}
 }
 

@@ -451,3 +451,21 @@ func TestFlushWaitsForPartsInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A reload's new delay and width apply to parts stamped after it; a part in flight
+// keeps its time.
+func TestSetTimingAppliesToLaterParts(t *testing.T) {
+	r := newRig(t, false, nil)
+	a := r.tr.Stamp(t0)
+	r.tr.SetTiming(200*ms, 5*ms, adgpio.FailPass)
+	b := r.tr.Stamp(t0.Add(10 * ms))
+	c := r.tr.Stamp(t0.Add(20 * ms)) // never decided: now passes
+	r.tr.Decide(a, true)
+	r.tr.Decide(b, true)
+	_ = c
+	r.step(t0.Add(time.Second))
+	wantPulses(t, r.reject, false, pulse(100*ms, 5*ms), pulse(210*ms, 5*ms))
+	if s := r.tr.Stats(); s.FailSafe[adgpio.CauseLate] != 1 || s.Pulses != 2 {
+		t.Fatalf("stats %+v", s)
+	}
+}

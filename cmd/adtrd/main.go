@@ -18,7 +18,7 @@ import (
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
-	"github.com/adtrd/adtrd/score"
+	"github.com/adtrd/adtrd/systemd"
 )
 
 const usage = `usage:
@@ -67,11 +67,14 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			fmt.Fprintf(stderr, "adtrd run: %v\n", err)
 			return 2
 		}
+		var override func(*config.Config)
 		if *loop {
-			cfg.Capture.Replay.Loop = true
+			override = func(c *config.Config) { c.Capture.Replay.Loop = true }
 		}
-		log := newLogger(cfg.Log, stderr)
-		sum, err := runPipeline(ctx, cfg, log)
+		level := new(slog.LevelVar)
+		level.Set(cfg.Log.SlogLevel())
+		log := newLogger(cfg.Log.Format, level, stderr)
+		sum, err := runPipeline(ctx, *cfgPath, override, level, log)
 		if err != nil {
 			fmt.Fprintf(stderr, "adtrd run: %v\n", err)
 			return 1
@@ -97,26 +100,27 @@ func loadOrDemo(path string) (config.Config, error) {
 	return config.Parse("(built-in demo config)", nil)
 }
 
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: c.SlogLevel()}
-	if c.Format == config.LogJSON {
+func newLogger(format config.LogFormat, level *slog.LevelVar, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == config.LogJSON {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // runPipeline starts each part in order and closes the started ones on any failure.
-func runPipeline(ctx context.Context, cfg config.Config, log *slog.Logger) (daemon.Summary, error) {
-	eng, err := daemon.OpenTFLite(cfg.Model, log)
+// Config changes (file events, SIGHUP, `systemctl reload`) are applied by swapping
+// generations while it runs.
+func runPipeline(ctx context.Context, path string, override func(*config.Config), level *slog.LevelVar, log *slog.Logger) (daemon.Summary, error) {
+	notify := systemd.NewNotifier(log)
+	rl, gen, err := daemon.NewReloader(path, override, level, notify, log)
 	if err != nil {
 		return daemon.Summary{}, err
 	}
-	defer eng.Close()
-	sc, err := score.New(eng.Meta.ScoreParams())
-	if err != nil {
-		return daemon.Summary{}, err
-	}
-	size := capture.Size{W: eng.Meta.Input.Width, H: eng.Meta.Input.Height}
+	defer rl.Close()
+	cfg := gen.Config
+	meta := rl.Meta()
+	size := capture.Size{W: meta.Input.Width, H: meta.Input.Height}
 	src, err := capture.NewReplay(capture.ReplayOptions{
 		Path: cfg.Capture.Replay.Path, Loop: cfg.Capture.Replay.Loop, FPS: cfg.Capture.Replay.FPS,
 		Fit: capture.Fit(cfg.Capture.Replay.Fit), Size: size,
@@ -131,19 +135,22 @@ func runPipeline(ctx context.Context, cfg config.Config, log *slog.Logger) (daem
 	}
 	// Every exit path, signals included, ends here: outputs inactive, lines released.
 	defer line.Close()
-	threshold := cfg.Threshold
-	if threshold == 0 {
-		threshold = eng.Meta.Threshold
-	}
-	p, err := daemon.New(daemon.Settings{
-		Threshold: threshold, FailSafe: daemon.FailSafe(cfg.FailSafe), Queue: cfg.Capture.Queue,
-	}, eng, sc, src, line.Tracker, log)
+	p, err := daemon.New(daemon.Settings{Queue: cfg.Capture.Queue}, gen, src, line.Tracker, log)
 	if err != nil {
 		return daemon.Summary{}, err
 	}
+	rl.Attach(p, line.Tracker)
 	line.Start()
-	log.Info("running", "frames", src.Len(), "threshold", threshold, "fail_safe", cfg.FailSafe.String())
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	reloads := watchReloads(runCtx, path, rl, log)
+	log.Info("running", "frames", src.Len(), "threshold", gen.Threshold, "fail_safe", cfg.FailSafe.String(), "generation", gen.N)
+	notify.Ready()
+	notify.Status(fmt.Sprintf("generation %d, model %s", gen.N, gen.ModelSHA[:12]))
 	sum, runErr := p.Run(ctx)
+	stop()
+	<-reloads
+	notify.Stopping()
 	// Parts still between camera and ejector get their pulses (or fail-safe) before
 	// the outputs go inactive; a stop signal waits no longer than one part's travel.
 	wait := time.Duration(cfg.Output.Reject.Delay) + time.Duration(cfg.Output.Reject.Pulse) + time.Second
@@ -152,4 +159,51 @@ func runPipeline(ctx context.Context, cfg config.Config, log *slog.Logger) (daem
 	flushErr := line.Flush(flushCtx)
 	sum.Line = line.Stats()
 	return sum, errors.Join(runErr, flushErr, line.Close())
+}
+
+// watchReloads applies reloads from file events and SIGHUP (what `systemctl reload`
+// sends) one at a time, until ctx ends; the returned channel closes when it has.
+func watchReloads(ctx context.Context, path string, rl *daemon.Reloader, log *slog.Logger) <-chan struct{} {
+	done := make(chan struct{})
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	var events <-chan string
+	var w *config.Watcher
+	if path != "" {
+		var err error
+		if w, err = config.NewWatcher(100*time.Millisecond, log); err != nil {
+			log.Error("config changes will not be seen; SIGHUP still reloads", "err", err)
+		} else if err := w.Watch(rl.Files()...); err != nil {
+			log.Error("config watch incomplete", "err", err)
+		}
+		if w != nil {
+			events = w.C()
+			go w.Run(ctx)
+		}
+	}
+	go func() {
+		defer close(done)
+		defer signal.Stop(hup)
+		if w != nil {
+			defer w.Close()
+		}
+		for {
+			reason := ""
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				reason = "SIGHUP"
+			case r := <-events:
+				reason = r
+			}
+			rl.Reload(reason) // logs and counts its own failure; the line keeps running
+			if w != nil {
+				if err := w.Watch(rl.Files()...); err != nil {
+					log.Error("config watch incomplete", "err", err)
+				}
+			}
+		}
+	}()
+	return done
 }

@@ -1,0 +1,239 @@
+package daemon
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/adtrd/adtrd/config"
+	"github.com/adtrd/adtrd/gpio"
+	"github.com/adtrd/adtrd/model"
+)
+
+var (
+	// ErrRestart: the new config changes keys that cannot change live.
+	ErrRestart = errors.New("needs a restart")
+	// ErrNotRunning: the reloader has no generation yet.
+	ErrNotRunning = errors.New("no generation running")
+)
+
+// LiveLine is the part of the tracker a reload changes.
+type LiveLine interface {
+	SetTiming(delay, pulse time.Duration, fs gpio.FailSafe)
+}
+
+// Notifier is told when a reload starts and ends (systemd.Notifier).
+type Notifier interface {
+	Reloading()
+	Ready()
+	Status(string)
+}
+
+// ReloadStatus is what the status API and metrics show about reloads.
+type ReloadStatus struct {
+	Generation                 uint64
+	ModelSHA                   string
+	Applied, Unchanged, Failed uint64
+	LastError                  string
+	LastErrorAt                time.Time
+}
+
+// Reloader applies config changes as whole generations (caddy's Load): read and
+// decode strictly, validate, refuse keys that need a restart, build the new engine
+// and warm it up beside the running one, swap between two frames, close the old.
+// Any failure keeps the running generation; an unchanged config is a no-op.
+type Reloader struct {
+	path     string // "" for the built-in demo config
+	override func(*config.Config)
+	log      *slog.Logger
+	level    *slog.LevelVar
+	notify   Notifier
+	// OnApplied, if set, is called after each swap (tests, metrics).
+	OnApplied func(*Generation)
+
+	mu     sync.Mutex // one reload at a time
+	p      *Pipeline
+	line   LiveLine
+	cur    *Generation
+	fp     [32]byte
+	status ReloadStatus
+}
+
+// NewReloader loads path (or the built-in demo config when path is "") and builds
+// generation 1. override, if not nil, is applied to every config read (command-line
+// flags); level, if not nil, follows log.level.
+func NewReloader(path string, override func(*config.Config), level *slog.LevelVar, notify Notifier, log *slog.Logger) (*Reloader, *Generation, error) {
+	r := &Reloader{path: path, override: override, log: log, level: level, notify: notify}
+	cfg, fp, err := r.read()
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := BuildGeneration(1, cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	r.cur, r.fp = g, fp
+	r.status.Generation, r.status.ModelSHA = 1, g.ModelSHA
+	r.setLevel(cfg)
+	return r, g, nil
+}
+
+// Attach gives the reloader the running pipeline and tracker to swap into.
+func (r *Reloader) Attach(p *Pipeline, line LiveLine) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.p, r.line = p, line
+}
+
+// Config is the running generation's config.
+func (r *Reloader) Config() config.Config {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cur.Config
+}
+
+// Files are the files whose change means a reload: the config, the model and its metadata.
+func (r *Reloader) Files() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.path == "" {
+		return nil
+	}
+	m := r.cur.Config.Model
+	return []string{r.path, m.Path, m.MetadataPath()}
+}
+
+// Status returns the reload counters and the last error.
+func (r *Reloader) Status() ReloadStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.status
+}
+
+// read decodes the config and fingerprints it with its model and metadata files.
+func (r *Reloader) read() (config.Config, [32]byte, error) {
+	var b []byte
+	name := "(built-in demo config)"
+	if r.path != "" {
+		var err error
+		if b, err = os.ReadFile(r.path); err != nil {
+			return config.Config{}, [32]byte{}, fmt.Errorf("%w: %v", config.ErrInvalid, err)
+		}
+		name = r.path
+	}
+	cfg, err := config.Parse(name, b)
+	if err != nil {
+		return cfg, [32]byte{}, err
+	}
+	if r.override != nil {
+		r.override(&cfg)
+	}
+	h := sha256.New()
+	h.Write(b)
+	for _, f := range []string{cfg.Model.Path, cfg.Model.MetadataPath()} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return cfg, [32]byte{}, fmt.Errorf("model: %v", err)
+		}
+		s := sha256.Sum256(data)
+		h.Write(s[:])
+	}
+	var fp [32]byte
+	copy(fp[:], h.Sum(nil))
+	return cfg, fp, nil
+}
+
+// Reload applies the file as it is now. reason is logged ("SIGHUP", a file event...).
+func (r *Reloader) Reload(reason string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur == nil {
+		return ErrNotRunning
+	}
+	start := time.Now()
+	cfg, fp, err := r.read()
+	if err == nil && bytes.Equal(fp[:], r.fp[:]) {
+		r.status.Unchanged++
+		r.log.Debug("reload: nothing changed", "reason", reason)
+		return nil
+	}
+	if r.notify != nil {
+		r.notify.Reloading()
+		defer func() {
+			r.notify.Ready()
+			r.notify.Status(fmt.Sprintf("generation %d, model %s", r.status.Generation, shortSHA(r.status.ModelSHA)))
+		}()
+	}
+	if err == nil {
+		if keys := config.RestartKeys(r.cur.Config, cfg); len(keys) > 0 {
+			err = fmt.Errorf("%w: %s changed; nothing was applied (live keys: %s)", ErrRestart, strings.Join(keys, ", "), strings.Join(config.LiveKeys(), ", "))
+		}
+	}
+	var g *Generation
+	if err == nil {
+		g, err = BuildGeneration(r.cur.N+1, cfg, r.log)
+	}
+	if err == nil && g.Scorer.Params().Size != r.cur.Scorer.Params().Size {
+		err = fmt.Errorf("%w: the new model's input is %dpx, the running one's %dpx (frames are sized at start)", ErrRestart, g.Scorer.Params().Size, r.cur.Scorer.Params().Size)
+	}
+	if err == nil && r.p != nil {
+		var old *Generation
+		if old, err = r.p.Swap(g); err == nil && old != nil && old != r.cur {
+			err = fmt.Errorf("daemon: the pipeline held generation %d, expected %d", old.N, r.cur.N)
+		}
+	}
+	if err != nil {
+		g.Close()
+		r.status.Failed++
+		r.status.LastError, r.status.LastErrorAt = oneLine(err), time.Now()
+		r.log.Error("reload failed: still running the previous generation", "reason", reason, "generation", r.cur.N, "err", r.status.LastError)
+		return err
+	}
+	if r.line != nil {
+		r.line.SetTiming(time.Duration(cfg.Output.Reject.Delay), time.Duration(cfg.Output.Reject.Pulse), g.FailSafe)
+	}
+	old := r.cur
+	r.cur, r.fp = g, fp
+	r.setLevel(cfg)
+	r.status.Applied++
+	r.status.Generation, r.status.ModelSHA = g.N, g.ModelSHA
+	closeErr := old.Close()
+	r.log.Info("reloaded", "reason", reason, "generation", g.N, "model", shortSHA(g.ModelSHA), "threshold", g.Threshold,
+		"changed", strings.Join(config.Diff(old.Config, cfg), ","), "took", time.Since(start).Round(time.Millisecond))
+	if r.OnApplied != nil {
+		r.OnApplied(g)
+	}
+	return closeErr
+}
+
+func (r *Reloader) setLevel(cfg config.Config) {
+	if r.level != nil {
+		r.level.Set(cfg.Log.SlogLevel())
+	}
+}
+
+// Close frees the running generation (after the pipeline has stopped).
+func (r *Reloader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	err := r.cur.Close()
+	return err
+}
+
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+// Meta is the running model's metadata.
+func (r *Reloader) Meta() *model.Metadata {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e := r.cur.tflite(); e != nil {
+		return e.Meta
+	}
+	return nil
+}
