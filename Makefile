@@ -43,8 +43,9 @@ test-go: deps
 	ADTRD_REQUIRE_TFLITE=1 $(GO) test -count=1 ./...
 
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 3s ./tflite ./daemon ./score
+	$(GO) test -run '^$$' -bench '^Benchmark(Invoke|Pipeline|PrePost|Score)' -benchtime 3s ./tflite ./daemon ./score
 	$(GO) test -run '^$$' -bench RejectEdge -benchtime 10000x ./gpio
+	$(GO) test -run '^$$' -bench Swap -benchtime 100x ./daemon
 
 test-python: deps venv
 	cd training && ../$(VPY) -m pytest -q -rP -p no:cacheprovider tests

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -236,4 +237,35 @@ func (r *Reloader) Meta() *model.Metadata {
 		return e.Meta
 	}
 	return nil
+}
+
+// Serve reloads on w's file events (w may be nil) and on requests (SIGHUP...), one at
+// a time, until ctx ends; it closes w. A failed reload is logged and counted by Reload
+// and the line keeps running.
+func (r *Reloader) Serve(ctx context.Context, w *config.Watcher, requests <-chan string) {
+	var events <-chan string
+	if w != nil {
+		defer w.Close()
+		if err := w.Watch(r.Files()...); err != nil {
+			r.log.Error("config watch incomplete", "err", err)
+		}
+		events = w.C()
+		go w.Run(ctx)
+	}
+	for {
+		reason := ""
+		select {
+		case <-ctx.Done():
+			return
+		case reason = <-requests:
+		case reason = <-events:
+		}
+		r.Reload(reason)
+		if w != nil {
+			// The config may name other files now, and links may point elsewhere.
+			if err := w.Watch(r.Files()...); err != nil {
+				r.log.Error("config watch incomplete", "err", err)
+			}
+		}
+	}
 }

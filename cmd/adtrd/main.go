@@ -162,48 +162,36 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 }
 
 // watchReloads applies reloads from file events and SIGHUP (what `systemctl reload`
-// sends) one at a time, until ctx ends; the returned channel closes when it has.
+// sends) until ctx ends; the returned channel closes when it has.
 func watchReloads(ctx context.Context, path string, rl *daemon.Reloader, log *slog.Logger) <-chan struct{} {
 	done := make(chan struct{})
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	var events <-chan string
+	requests := make(chan string, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				select {
+				case requests <- "SIGHUP":
+				default:
+				}
+			}
+		}
+	}()
 	var w *config.Watcher
 	if path != "" {
 		var err error
 		if w, err = config.NewWatcher(100*time.Millisecond, log); err != nil {
 			log.Error("config changes will not be seen; SIGHUP still reloads", "err", err)
-		} else if err := w.Watch(rl.Files()...); err != nil {
-			log.Error("config watch incomplete", "err", err)
-		}
-		if w != nil {
-			events = w.C()
-			go w.Run(ctx)
 		}
 	}
 	go func() {
 		defer close(done)
 		defer signal.Stop(hup)
-		if w != nil {
-			defer w.Close()
-		}
-		for {
-			reason := ""
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				reason = "SIGHUP"
-			case r := <-events:
-				reason = r
-			}
-			rl.Reload(reason) // logs and counts its own failure; the line keeps running
-			if w != nil {
-				if err := w.Watch(rl.Files()...); err != nil {
-					log.Error("config watch incomplete", "err", err)
-				}
-			}
-		}
+		rl.Serve(ctx, w, requests)
 	}()
 	return done
 }

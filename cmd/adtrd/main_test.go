@@ -102,6 +102,79 @@ func TestSignalLeavesOutputsInactive(t *testing.T) {
 	}
 }
 
+// A running daemon reloads on a file edit and on SIGHUP (what `systemctl reload`
+// sends), and keeps running on a broken edit.
+func TestReloadWhileRunning(t *testing.T) {
+	lib := testlib.TFLiteLibrary(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "adtrd.yaml")
+	body := func(threshold string) []byte {
+		return []byte("model:\n  path: " + testlib.Demo("adtr.tflite") + "\n  library: " + lib +
+			"\nthreshold: " + threshold + "\ncapture:\n  replay:\n    path: " + testlib.Demo("frames") + "\n    loop: true\n    fps: 10\n" +
+			"log:\n  level: debug\n")
+	}
+	os.WriteFile(cfg, body("10.5"), 0o644)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "ADTRD_TEST_MAIN=1", "ADTRD_TEST_ARGS=run -c "+cfg)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := make(chan string, 1024)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	expect := func(what string, match func(string) bool) {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("daemon exited before %s", what)
+				}
+				if match(l) {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("no %s within 10 s", what)
+			}
+		}
+	}
+	has := func(subs ...string) func(string) bool {
+		return func(l string) bool {
+			for _, s := range subs {
+				if !strings.Contains(l, s) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	expect("first frame", has("msg=frame", "gen=1"))
+	tmp := cfg + ".tmp"
+	os.WriteFile(tmp, body("11.25"), 0o644)
+	os.Rename(tmp, cfg) // an editor's atomic save
+	expect("reload on the file event", has("msg=reloaded", "generation=2", "threshold=11.25"))
+	expect("a frame on generation 2", has("msg=frame", "threshold=11.25", "gen=2"))
+	os.WriteFile(cfg, []byte("threshold: [\n"), 0o644)
+	expect("the broken edit refused", has("reload failed", "generation=2", "line 1: (syntax)"))
+	expect("still running generation 2", has("msg=frame", "gen=2"))
+	os.WriteFile(cfg, body("11.25"), 0o644) // back as it was: a no-op
+	expect("unchanged", has("reload: nothing changed"))
+	cmd.Process.Signal(syscall.SIGHUP)
+	expect("SIGHUP reload", has("reload: nothing changed", "reason=SIGHUP"))
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestCheck(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yaml")
