@@ -64,7 +64,9 @@ func TestWatcherSeesEveryKindOfSave(t *testing.T) {
 		// chmod alone is noise
 		{"chmod only", func(t *testing.T, dir, cfg string) { os.Chmod(cfg, 0o600) }, 0},
 		// an editor's swap file beside the config is not the config
-		{"other file", func(t *testing.T, dir, cfg string) { os.WriteFile(filepath.Join(dir, ".adtrd.yaml.swp"), []byte("x"), 0o644) }, 0},
+		{"other file", func(t *testing.T, dir, cfg string) {
+			os.WriteFile(filepath.Join(dir, ".adtrd.yaml.swp"), []byte("x"), 0o644)
+		}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -36,7 +36,9 @@ func (n *Notifier) send(state string) {
 func (n *Notifier) Ready() { n.send(daemon.SdNotifyReady) }
 
 // Reloading: a reload starts; systemd's Type=notify-reload needs MONOTONIC_USEC with it.
-func (n *Notifier) Reloading() { n.send(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec()) }
+func (n *Notifier) Reloading() {
+	n.send(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec())
+}
 
 // Stopping: the daemon is shutting down.
 func (n *Notifier) Stopping() { n.send(daemon.SdNotifyStopping) }
