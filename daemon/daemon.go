@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -147,6 +148,10 @@ type Pipeline struct {
 	falseRj []string
 	ready   bool
 	running chan struct{} // open while Run runs
+	first   chan struct{} // closed when the first frame is decided
+	jobs    chan job
+	busy    atomic.Bool   // a frame is being inferred and scored
+	last    atomic.Uint64 // the last score's float64 bits
 }
 
 type swap struct {
@@ -168,7 +173,28 @@ func New(set Settings, gen *Generation, src Source, line Tracker, log *slog.Logg
 	if err := gen.check(); err != nil {
 		return nil, err
 	}
-	return &Pipeline{set: set, gen: gen, swaps: make(chan swap), src: src, line: line, log: log}, nil
+	return &Pipeline{set: set, gen: gen, swaps: make(chan swap), src: src, line: line, log: log,
+		first: make(chan struct{}), jobs: make(chan job, set.Queue)}, nil
+}
+
+// FirstFrame is closed once the first frame has been decided: the daemon is ready.
+func (p *Pipeline) FirstFrame() <-chan struct{} { return p.first }
+
+// LastScore is the most recent frame's score.
+func (p *Pipeline) LastScore() float64 { return math.Float64frombits(p.last.Load()) }
+
+// Progress returns a check for a watchdog: each call says whether the pipeline has
+// decided a frame since the previous call, or is idle by design (no frame in
+// inference and none queued: waiting for the camera or the trigger). A hung
+// inference is neither, so the check fails and the watchdog stops being fed.
+func (p *Pipeline) Progress() func() bool {
+	var seen uint64
+	return func() bool {
+		n := p.Stats.Frames.Load()
+		moved := n != seen
+		seen = n
+		return moved || (!p.busy.Load() && len(p.jobs) == 0)
+	}
 }
 
 func (g *Generation) check() error {
@@ -216,7 +242,7 @@ func (p *Pipeline) Generation() *Generation {
 func (p *Pipeline) Run(ctx context.Context) (Summary, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	jobs := make(chan job, p.set.Queue)
+	jobs := p.jobs
 	capErr := make(chan error, 1)
 	p.mu.Lock()
 	running := make(chan struct{})
@@ -234,6 +260,7 @@ loop:
 			if !p.ready {
 				p.ready = true
 				p.line.SetReady(true)
+				close(p.first)
 			}
 		case s := <-p.swaps:
 			// Between two frames: the previous generation has no frame in flight.
@@ -324,6 +351,8 @@ func (p *Pipeline) failSafe(rec *Record, r Reason, cause gpio.Cause, err error) 
 
 func (p *Pipeline) handle(j job) {
 	f, g := j.f, p.gen
+	p.busy.Store(true)
+	defer p.busy.Store(false)
 	start := time.Now()
 	rec := Record{Seq: f.Seq, Part: j.part, Gen: g.N, Model: g.ModelSHA, Threshold: g.Threshold, Name: f.Name, Wait: start.Sub(f.Time)}
 	p.Stats.Frames.Add(1)
@@ -348,6 +377,7 @@ func (p *Pipeline) handle(j job) {
 			break
 		}
 		rec.Score = s
+		p.last.Store(math.Float64bits(s))
 		if s > g.Threshold {
 			rec.Decision = Reject
 		}

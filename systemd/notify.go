@@ -35,6 +35,9 @@ func (n *Notifier) send(state string) {
 // Ready: start-up or a reload is complete.
 func (n *Notifier) Ready() { n.send(daemon.SdNotifyReady) }
 
+// ReadyStatus is Ready and Status in one message.
+func (n *Notifier) ReadyStatus(s string) { n.send(daemon.SdNotifyReady + "\nSTATUS=" + s) }
+
 // Reloading: a reload starts; systemd's Type=notify-reload needs MONOTONIC_USEC with it.
 func (n *Notifier) Reloading() {
 	n.send(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec())

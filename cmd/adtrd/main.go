@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -102,6 +103,15 @@ func loadOrDemo(path string) (config.Config, error) {
 
 func newLogger(format config.LogFormat, level *slog.LevelVar, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
+	if os.Getenv("JOURNAL_STREAM") != "" {
+		// stderr goes to journald, which stamps every line itself.
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
 	if format == config.LogJSON {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
@@ -145,8 +155,18 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 	defer stop()
 	reloads := watchReloads(runCtx, path, rl, log)
 	log.Info("running", "frames", src.Len(), "threshold", gen.Threshold, "fail_safe", cfg.FailSafe.String(), "generation", gen.N)
-	notify.Ready()
-	notify.Status(fmt.Sprintf("generation %d, model %s", gen.N, gen.ModelSHA[:12]))
+	status := statusLine(p)
+	go func() {
+		// READY only once a frame has been scored: the model, the camera and the
+		// outputs have all worked once.
+		select {
+		case <-p.FirstFrame():
+			notify.ReadyStatus(status())
+		case <-runCtx.Done():
+		}
+	}()
+	interval, _ := systemd.WatchdogInterval()
+	go systemd.Supervise(runCtx, notify, interval, 5*time.Second, p.Progress(), status, log)
 	sum, runErr := p.Run(ctx)
 	stop()
 	<-reloads
@@ -159,6 +179,23 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 	flushErr := line.Flush(flushCtx)
 	sum.Line = line.Stats()
 	return sum, errors.Join(runErr, flushErr, line.Close())
+}
+
+// statusLine describes the running daemon for `systemctl status`: generation, model,
+// frame rate since the previous call, last score.
+func statusLine(p *daemon.Pipeline) func() string {
+	var mu sync.Mutex
+	lastN, lastT := uint64(0), time.Now()
+	return func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		g := p.Generation()
+		n, now := p.Stats.Frames.Load(), time.Now()
+		fps := float64(n-lastN) / now.Sub(lastT).Seconds()
+		lastN, lastT = n, now
+		return fmt.Sprintf("generation %d, model %.12s, %.1f fps, last score %.3f (threshold %.3f), %d frames, %d rejects",
+			g.N, g.ModelSHA, fps, p.LastScore(), g.Threshold, n, p.Stats.Rejects.Load())
+	}
 }
 
 // watchReloads applies reloads from file events and SIGHUP (what `systemctl reload`

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -172,6 +173,82 @@ func TestReloadWhileRunning(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Under systemd: READY=1 comes with a status that already has a score (so it was sent
+// after the first frame was scored), WATCHDOG=1 pings flow while frames do, and
+// STOPPING=1 comes on SIGTERM. A real NOTIFY_SOCKET; JOURNAL_STREAM set, so the log
+// lines carry no timestamp of their own (journald adds one).
+func TestSystemdNotifications(t *testing.T) {
+	lib := testlib.TFLiteLibrary(t)
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cfg := filepath.Join(dir, "adtrd.yaml")
+	os.WriteFile(cfg, []byte("model:\n  path: "+testlib.Demo("adtr.tflite")+"\n  library: "+lib+
+		"\ncapture:\n  replay:\n    path: "+testlib.Demo("frames")+"\n    loop: true\n    fps: 20\n"), 0o644)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "ADTRD_TEST_MAIN=1", "ADTRD_TEST_ARGS=run -c "+cfg,
+		"NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=200000", "JOURNAL_STREAM=8:1234")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var msgs []string
+	buf := make([]byte, 4096)
+	pings := 0
+	for pings < 5 {
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("after %q: %v\n%s", msgs, err, stderr.String())
+		}
+		m := string(buf[:n])
+		msgs = append(msgs, m)
+		if m == "WATCHDOG=1" {
+			pings++
+		}
+	}
+	ready := -1
+	for i, m := range msgs {
+		if strings.HasPrefix(m, "READY=1\n") {
+			ready = i
+			if !strings.Contains(m, "STATUS=generation 1, model e43d305198fd") || !strings.Contains(m, "last score") || strings.Contains(m, "last score 0.000") {
+				t.Fatalf("READY without a scored frame: %q", m)
+			}
+		}
+	}
+	if ready < 0 {
+		t.Fatalf("no READY=1 in %q", msgs)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	for {
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("no STOPPING=1: %v", err)
+		}
+		if string(buf[:n]) == "STOPPING=1" {
+			break
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		if strings.HasPrefix(l, "time=") {
+			t.Fatalf("a timestamp under journald: %q", l)
+		}
+	}
+	if !strings.Contains(stderr.String(), "level=INFO msg=frame") {
+		t.Fatalf("stderr:\n%s", stderr.String())
 	}
 }
 

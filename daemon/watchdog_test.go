@@ -1,0 +1,117 @@
+package daemon_test
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/adtrd/adtrd/capture"
+	"github.com/adtrd/adtrd/internal/testlib"
+	"github.com/adtrd/adtrd/model"
+	"github.com/adtrd/adtrd/systemd"
+)
+
+// gatedEngine infers only while its gate is open: closing it is a hung inference.
+type gatedEngine struct {
+	slowEngine
+	mu   sync.Mutex
+	gate chan struct{}
+}
+
+func (g *gatedEngine) Invoke() error {
+	g.mu.Lock()
+	gate := g.gate
+	g.mu.Unlock()
+	<-gate
+	return g.slowEngine.Invoke()
+}
+
+func (g *gatedEngine) set(open bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if open {
+		close(g.gate)
+	} else {
+		g.gate = make(chan struct{})
+	}
+}
+
+// The watchdog is fed while frames are decided, stops when inference hangs on
+// purpose, and resumes when it moves again; over a real NOTIFY_SOCKET.
+func TestWatchdogStopsWhenThePipelineStalls(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	var mu sync.Mutex
+	var pings []time.Time
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			if strings.Contains(string(buf[:n]), "WATCHDOG=1") {
+				mu.Lock()
+				pings = append(pings, time.Now())
+				mu.Unlock()
+			}
+		}
+	}()
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(pings) }
+
+	meta, err := model.Load(testlib.Demo("adtr.tflite.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := &gatedEngine{slowEngine: slowEngine{in: make([]byte, 224*224*3), out: make([]int8, 196), d: 5 * time.Millisecond}, gate: make(chan struct{})}
+	close(eng.gate)
+	src, err := capture.NewReplay(capture.ReplayOptions{Path: testlib.Demo("frames"), Loop: true, FPS: 50, Size: capture.Size{W: 224, H: 224}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	r := newRig(t, eng, meta, src, rigSet{Queue: 2}, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.p.Run(ctx)
+	var logs strings.Builder
+	var logMu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(b []byte) (int, error) { logMu.Lock(); defer logMu.Unlock(); return logs.Write(b) }), nil))
+	go systemd.Supervise(ctx, systemd.NewNotifier(log), 20*time.Millisecond, time.Hour, r.p.Progress(), func() string { return "" }, log)
+
+	time.Sleep(300 * time.Millisecond)
+	if n := count(); n < 5 {
+		t.Fatalf("%d pings while frames flowed", n)
+	}
+	eng.set(false) // inference hangs
+	time.Sleep(100 * time.Millisecond)
+	stalledAt := count()
+	time.Sleep(400 * time.Millisecond)
+	if n := count(); n != stalledAt {
+		t.Fatalf("%d pings while inference hung", n-stalledAt)
+	}
+	eng.set(true)
+	time.Sleep(300 * time.Millisecond)
+	if n := count(); n < stalledAt+5 {
+		t.Fatalf("pings did not resume: %d after %d", n, stalledAt)
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	if strings.Count(logs.String(), "pipeline stalled") != 1 || !strings.Contains(logs.String(), "watchdog pings resumed") {
+		t.Fatalf("logs:\n%s", logs.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
