@@ -21,6 +21,8 @@ var (
 	ErrSource = errors.New("capture: source")
 	ErrFrame  = errors.New("capture: frame")
 	ErrEOF    = errors.New("capture: end of frames")
+	// ErrClosed: the source was closed.
+	ErrClosed = errors.New("capture: source closed")
 )
 
 // Fit is how a frame of another size reaches the model's input size.

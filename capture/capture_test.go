@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/adtrd/adtrd/capture"
+	"github.com/adtrd/adtrd/internal/testlib"
 )
 
 func writePNG(t *testing.T, path string, w, h int, at func(x, y int) color.RGBA) {
@@ -137,5 +138,24 @@ func TestReplayErrors(t *testing.T) {
 	_, err = capture.NewReplay(capture.ReplayOptions{Path: t.TempDir(), Size: capture.Size{W: 2, H: 2}})
 	if !errors.Is(err, capture.ErrSource) || !strings.Contains(err.Error(), "no .png or .jpg images") {
 		t.Fatalf("empty dir: %v", err)
+	}
+}
+
+// Close while a pipeline still asks for frames: an error, never a panic.
+func TestReplayNextAfterClose(t *testing.T) {
+	r, err := capture.NewReplay(capture.ReplayOptions{Path: testlib.Demo("frames"), Loop: true, Size: capture.Size{W: 224, H: 224}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := r.Next(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if _, err := r.Next(context.Background()); !errors.Is(err, capture.ErrClosed) {
+		t.Fatalf("after close: %v", err)
+	}
+	if len(f.Pixels) != 224*224*3 {
+		t.Fatal("a frame handed out before Close lost its pixels")
 	}
 }

@@ -3,6 +3,7 @@ package capture
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,6 +28,7 @@ type Replay struct {
 	seq    uint64
 	start  time.Time
 	timer  *time.Timer // reused for pacing: no allocation per frame
+	closed atomic.Bool
 }
 
 // NewReplay lists and decodes the images.
@@ -54,6 +56,9 @@ func (r *Replay) Len() int { return len(r.names) }
 // Next blocks until the next frame is due (at the configured fps) and returns it;
 // ErrEOF after the last frame unless looping.
 func (r *Replay) Next(ctx context.Context) (Frame, error) {
+	if r.closed.Load() {
+		return Frame{}, ErrClosed
+	}
 	if r.next == len(r.names) {
 		if !r.opt.Loop {
 			return Frame{}, ErrEOF
@@ -92,8 +97,9 @@ func (r *Replay) Next(ctx context.Context) (Frame, error) {
 // full queue drops frames instead of waiting.
 func (r *Replay) Paced() bool { return r.opt.FPS > 0 }
 
-// Close releases the decoded frames.
+// Close ends the replay: Next returns ErrClosed from then on, even if it races with
+// Close. The decoded frames stay valid for whoever still holds one.
 func (r *Replay) Close() error {
-	r.pixels, r.errs = nil, nil
+	r.closed.Store(true)
 	return nil
 }

@@ -66,11 +66,11 @@ func (d *reloadDir) atomic(name string, b []byte) {
 }
 
 func (d *reloadDir) body(model string, threshold float64, extra string) []byte {
-	return []byte(fmt.Sprintf("model:\n  path: %s\n  library: %s\n  threads: 1\nthreshold: %v\ncapture:\n  queue: 8\n  replay:\n    path: %s\n    fps: 20\n    loop: true\noutput:\n  reject:\n    delay: 1s\nlog:\n  level: warn\n%s",
+	return []byte(fmt.Sprintf("model:\n  path: %s\n  library: %s\n  threads: 1\nthreshold: %v\ncapture:\n  queue: 32\n  replay:\n    path: %s\n    fps: 10\n    loop: true\noutput:\n  reject:\n    delay: 1s\nlog:\n  level: warn\n%s",
 		model, d.lib, threshold, testlib.Demo("frames"), extra))
 }
 
-// TestReloadSoak replays frames at 20 fps while the config and models change 100
+// TestReloadSoak replays frames at 10 fps while the config and models change 100
 // times in every way a line sees (valid edits, broken YAML, a truncated model, a key
 // that needs a restart, symlink swaps, atomic renames, in-place rewrites, a model file
 // replaced alone, unchanged saves), through the real fsnotify watcher. No frame may be
@@ -134,10 +134,20 @@ func TestReloadSoak(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := w.Watch(rl.Files()...); err != nil { // before the first change is written
+		t.Fatal(err)
+	}
 	serveDone := make(chan struct{})
 	go func() { rl.Serve(ctx, w, nil); close(serveDone) }()
 	runDone := make(chan error, 1)
 	go func() { _, err := p.Run(ctx); runDone <- err }()
+	stopped := false
+	defer func() { // on a failure too: stop the pipeline before its engine is closed
+		if !stopped {
+			cancel()
+			<-runDone
+		}
+	}()
 
 	// wait polls until cond holds, for at most 3 s.
 	wait := func(what string, cond func(daemon.ReloadStatus) bool) {
@@ -230,6 +240,7 @@ func TestReloadSoak(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond) // a few frames on the last generation
 	cancel()
+	stopped = true
 	if err := <-runDone; err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +284,7 @@ func TestReloadSoak(t *testing.T) {
 			first[r.rec.Gen] = r.at
 		}
 	}
-	// A frame decided by each generation soon after it was applied (frames are 50 ms apart).
+	// A frame decided by each generation soon after it was applied (frames are 100 ms apart).
 	for i, g := range gens {
 		at, seen := first[g.gen]
 		if !seen {

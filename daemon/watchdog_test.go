@@ -82,8 +82,9 @@ func TestWatchdogStopsWhenThePipelineStalls(t *testing.T) {
 	defer src.Close()
 	r := newRig(t, eng, meta, src, rigSet{Queue: 2}, 0)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go r.p.Run(ctx)
+	ran := make(chan struct{})
+	defer func() { cancel(); <-ran }() // the pipeline stops before the source closes
+	go func() { r.p.Run(ctx); close(ran) }()
 	var logs strings.Builder
 	var logMu sync.Mutex
 	log := slog.New(slog.NewTextHandler(writerFunc(func(b []byte) (int, error) { logMu.Lock(); defer logMu.Unlock(); return logs.Write(b) }), nil))
