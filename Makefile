@@ -10,7 +10,7 @@ PIP_VERSION := 24.2
 GO ?= go
 GOARCH ?= $(shell $(GO) env GOARCH)
 
-.PHONY: all deps venv build run test test-go test-python bench demo-model clean
+.PHONY: all deps sysdeps venv build run test test-go test-python test-release dist bench demo-model clean
 
 all: build
 
@@ -18,6 +18,11 @@ deps: $(TFLITE)/.stamp
 $(TFLITE)/.stamp: scripts/fetch-tflite.sh scripts/tflite.sha256
 	scripts/fetch-tflite.sh
 	touch $@
+
+# Debian packages for the release checks (arm64 cross compiler, qemu-user, systemd-analyze),
+# installed only when missing.
+sysdeps:
+	scripts/install-debs.sh
 
 venv: $(VENV)/.stamp
 $(VENV)/.stamp: training/requirements.txt
@@ -36,11 +41,20 @@ build: deps
 run: build
 	./build/adtrd run
 
-test: test-go test-python
+test: test-go test-python test-release
 
-# ADTRD_REQUIRE_TFLITE turns "library missing" skips into failures.
-test-go: deps
-	ADTRD_REQUIRE_TFLITE=1 $(GO) test -count=1 ./...
+# ADTRD_REQUIRE_TFLITE and ADTRD_REQUIRE_TOOLS turn "library/tool missing" skips into failures.
+test-go: deps sysdeps
+	ADTRD_REQUIRE_TFLITE=1 ADTRD_REQUIRE_TOOLS=1 $(GO) test -count=1 ./...
+
+# linux/amd64 + linux/arm64 binaries and .deb packages in dist/.
+dist: deps sysdeps
+	./cross-build.sh
+
+# The packages unpack as they should, their unit verifies, and the arm64 binary runs the
+# demo under qemu-user deciding as the amd64 one does.
+test-release: dist
+	ADTRD_DIST=$(CURDIR)/dist ADTRD_REQUIRE_TFLITE=1 ADTRD_REQUIRE_TOOLS=1 $(GO) test -count=1 ./internal/release
 
 bench: deps
 	$(GO) test -run '^$$' -bench '^Benchmark(Invoke|Pipeline|PrePost|Score)' -benchtime 3s ./tflite ./daemon ./score
@@ -57,4 +71,4 @@ demo-model: deps venv
 	cd training && ../$(VPY) -m adtr -v demo --out ../models/demo --work ../build/demo-work
 
 clean:
-	rm -rf build
+	rm -rf build dist

@@ -22,9 +22,13 @@ import (
 	"github.com/adtrd/adtrd/systemd"
 )
 
+// version is set at build time by cross-build.sh (-X main.version=...).
+var version = "dev"
+
 const usage = `usage:
   adtrd run [-c FILE] [--loop]   run the pipeline (no -c: the demo, models/demo's frames once)
   adtrd check -c FILE            validate a config file and exit
+  adtrd version                  print the version
 `
 
 func main() {
@@ -37,6 +41,10 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
+	}
+	if args[0] == "version" {
+		fmt.Fprintf(stdout, "adtrd %s\n", version)
+		return 0
 	}
 	fs := flag.NewFlagSet("adtrd "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)

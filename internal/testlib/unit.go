@@ -1,0 +1,63 @@
+package testlib
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Tool skips the test, saying why, when a Debian tool is missing, unless
+// ADTRD_REQUIRE_TOOLS is set (as `make test` does after installing them), when it fails.
+func Tool(t testing.TB, name string) {
+	t.Helper()
+	msg := name + " missing: scripts/install-debs.sh installs it"
+	if os.Getenv("ADTRD_REQUIRE_TOOLS") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// VerifyUnit runs `systemd-analyze verify` on unit inside a root that has this
+// machine's systemd units and an executable at /usr/bin/adtrd (adtrd itself where the
+// caller has one). Only systemd < 253's warning that it does not know Type=notify-reload
+// is allowed (the unit falls back to the Type=notify before it).
+func VerifyUnit(t testing.TB, unit, binary string) {
+	t.Helper()
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		Tool(t, "systemd-analyze")
+	}
+	root := t.TempDir()
+	for _, d := range []string{"usr/bin", "bin", "lib/systemd"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+	}
+	kill, err := os.ReadFile("/bin/kill") // ExecReload=
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(root, "bin/kill"), kill, 0o755)
+	if out, err := exec.Command("cp", "-a", "/lib/systemd/system", filepath.Join(root, "lib/systemd/")).CombinedOutput(); err != nil {
+		t.Fatalf("copy units: %v %s", err, out)
+	}
+	b, err := os.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(root, "usr/bin/adtrd"), b, 0o755)
+	u, err := os.ReadFile(unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(root, "lib/systemd/system/adtrd.service"), u, 0o644)
+	out, err := exec.Command(analyze, "verify", "--root="+root, "/lib/systemd/system/adtrd.service").CombinedOutput()
+	if err != nil {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if l != "" && !strings.HasSuffix(l, "Failed to parse service type, ignoring: notify-reload") {
+			t.Fatalf("systemd-analyze verify warns: %s", l)
+		}
+	}
+}

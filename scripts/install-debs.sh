@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the release checks need, only those missing:
+#   gcc-aarch64-linux-gnu, libc6-dev-arm64-cross  cgo for linux/arm64
+#   qemu-user, libc6-arm64-cross, libstdc++6-arm64-cross   run the arm64 build here
+#   systemd (systemd-analyze verify), dpkg (dpkg-deb)
+# From Debian 12 (bookworm), whose versions are fixed but for security and point
+# updates; the versions checked here are in the README.
+set -euo pipefail
+pkgs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libc6-arm64-cross libstdc++6-arm64-cross systemd dpkg)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+	echo "install-debs.sh: need root to install: ${missing[*]}" >&2
+	exit 2
+fi
+. /etc/os-release
+if [ "${VERSION_CODENAME:-}" != bookworm ]; then
+	echo "install-debs.sh: warning: checked on Debian 12 (bookworm), this is ${PRETTY_NAME:-unknown}" >&2
+fi
+echo "installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
