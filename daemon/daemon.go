@@ -150,6 +150,7 @@ type Pipeline struct {
 	running chan struct{} // open while Run runs
 	first   chan struct{} // closed when the first frame is decided
 	jobs    chan job
+	ran     atomic.Bool   // Run has been called: a pipeline runs once
 	busy    atomic.Bool   // a frame is being inferred and scored
 	last    atomic.Uint64 // the last score's float64 bits
 }
@@ -240,6 +241,9 @@ func (p *Pipeline) Generation() *Generation {
 // Run processes frames until the source ends or ctx is cancelled. The ready output
 // is on from the first decided frame until Run returns.
 func (p *Pipeline) Run(ctx context.Context) (Summary, error) {
+	if !p.ran.CompareAndSwap(false, true) {
+		return Summary{}, errors.New("daemon: a pipeline runs once; make a new one")
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	jobs := p.jobs

@@ -110,6 +110,13 @@ func (r *rig) run(t testing.TB) daemon.Summary {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.flush(t)
+	return sum
+}
+
+// flush lets every part in flight go by (on the manual clock: at once).
+func (r *rig) flush(t testing.TB) {
+	t.Helper()
 	if r.clk != nil {
 		linetest.Step(r.clk, r.line, time.Now().Add(time.Hour))
 	}
@@ -118,7 +125,6 @@ func (r *rig) run(t testing.TB) daemon.Summary {
 	if err := r.line.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return sum
 }
 
 // edges lists one simulated output's levels after its initial inactive one.
@@ -182,6 +188,9 @@ func TestDemoMatchesGolden(t *testing.T) {
 		if e != (i%2 == 0) {
 			t.Fatalf("edge %d: level %v", i, e)
 		}
+	}
+	if _, err := r.p.Run(context.Background()); err == nil {
+		t.Fatal("a second Run of the same pipeline was accepted")
 	}
 	// ready came on with the first decided frame and went off at the end
 	if ready := r.edges("ready"); len(ready) != 2 || !ready[0] || ready[1] {
@@ -399,8 +408,12 @@ func BenchmarkPipeline(b *testing.B) {
 	r.p.OnDone = nil
 	b.ReportAllocs()
 	b.ResetTimer()
-	r.run(b)
+	if _, err := r.p.Run(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
+	r.flush(b) // the parts still in flight, outside the timing
 }
 
 // With a part-present trigger, each trigger edge stamps a part and capture takes the
