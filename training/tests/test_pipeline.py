@@ -1,9 +1,9 @@
 """The issue's acceptance checks on a tiny model trained here, on data generated here.
 
 (a) image AUROC > 0.9 on the held-out test split; (b) int8 within 0.02 of float;
-(c) the int8 graph runs on the daemon's TFLite 2.9 C library and scores as the Python
-interpreter does (map equality within one step: test_demo.py); (d) ADTR+ fine-tuning
-does no damage (the strict "does not lower AUROC" is not reliably met; see README).
+(c) the int8 graph runs on the daemon's TFLite 2.9 C library and its map equals the Python
+interpreter's within one quantisation step; (d) ADTR+ fine-tuning does no damage (the
+strict "does not lower AUROC" is not reliably met; see README).
 """
 
 from __future__ import annotations
@@ -43,14 +43,14 @@ def test_b_int8_graph_keeps_the_floats_auroc(trained: Path, exported: dict[str, 
 
 
 def test_c_int8_graph_runs_on_tflite_29_c_library(exported: dict[str, Path], split) -> None:  # type: ignore[no-untyped-def]
-    """The graph trained here loads and runs on the daemon's TFLite 2.9 C library and
-    decides as the Python interpreter does.
+    """The graph trained here loads and runs on the daemon's TFLite 2.9 C library, its
+    anomaly map equals the Python interpreter's within one quantisation step on every
+    test image, and it decides as the Python interpreter does.
 
-    Map values are compared too, but only reported: on 1 of 6 graphs trained here, one
-    element of one int8 ADD rounded one step differently in 2.9 and 2.15, and the layers
-    after it spread that to a few steps of the map. The strict one-step equality is
-    asserted on the shipped demo graph (test_demo.py and the Go tests), where it holds
-    exactly."""
+    The graph is built from ops whose int8 kernels round identically in 2.9 and 2.15
+    (test_int8_graph_avoids_ops_that_round_differently_in_29): int8 ADD, SUB and MUL
+    and int8->int8 QUANTIZE do not, and one element rounded a step apart used to spread
+    to several steps of the map on some trained graphs."""
     if not default_library().is_file():
         pytest.fail(f"{default_library()}: missing; `make deps` installs it")
     py = evaluate.TFLiteRunner(exported["tflite"])
@@ -67,12 +67,28 @@ def test_c_int8_graph_runs_on_tflite_29_c_library(exported: dict[str, Path], spl
             c_maps.append((a.astype(np.float32) - zero) * scale)
             py_maps.append(py.dequantise(b))
     print(f"max |C 2.9 - Python| = {worst} quantisation steps")
+    assert worst <= 1
     k = meta["pool_kernel"]
     rc = evaluate.evaluate_maps(np.stack(c_maps), split, k)
     rp = evaluate.evaluate_maps(np.stack(py_maps), split, k)
     report("int8 on TFLite 2.9 C", rc)
     assert abs(rc.image_auroc - rp.image_auroc) <= 0.01
     assert abs(rc.pixel_auroc - rp.pixel_auroc) <= 0.005
+
+
+def test_int8_graph_avoids_ops_that_round_differently_in_29(exported: dict[str, Path]) -> None:
+    """Exhaustive probes (all 256x256 int8 input pairs, random quantisation parameters)
+    found TFLite 2.9's int8 ADD and MUL rounding some elements one step away from 2.15's
+    for some scale triples, and its int8->int8 requantisation for a third of scale pairs;
+    CONCATENATION + FULLY_CONNECTED never did. The exported graph must contain none of them."""
+    from tensorflow.lite.tools import flatbuffer_utils as fu
+
+    m = fu.read_model(str(exported["tflite"]))
+    sg = m.subgraphs[0]
+    names = [fu.opcode_to_name(m, op.opcodeIndex) for op in sg.operators]
+    assert not {"ADD", "SUB", "MUL", "MEAN", "RSQRT", "SQUARED_DIFFERENCE"} & set(names), sorted(set(names))
+    requant = [op for op, n in zip(sg.operators, names) if n == "QUANTIZE" and sg.tensors[op.inputs[0]].type != 3]
+    assert not requant, "an int8->int8 QUANTIZE (requantisation) is in the graph"  # type 3 is uint8: the input
 
 
 def test_metadata_describes_the_graph(exported: dict[str, Path]) -> None:
