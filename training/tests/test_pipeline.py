@@ -2,8 +2,8 @@
 
 (a) image AUROC > 0.9 on the held-out test split; (b) int8 within 0.02 of float;
 (c) the int8 graph runs on the daemon's TFLite 2.9 C library and its map equals the Python
-interpreter's within one quantisation step; (d) ADTR+ fine-tuning does no damage (the
-strict "does not lower AUROC" is not reliably met; see README).
+interpreter's within one quantisation step; (d) ADTR+ fine-tuning with labelled defects
+does not lower image or pixel AUROC.
 """
 
 from __future__ import annotations
@@ -114,17 +114,25 @@ def test_onnx_graph_matches_the_float_model(trained: Path, exported: dict[str, P
     np.testing.assert_allclose(evaluate.graph_maps(run, ims), ck.model.maps(ims), rtol=1e-3, atol=1e-3)
 
 
-def test_d_adtr_plus_does_not_lower_auroc(trained: Path, dataset, split, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_d_adtr_plus_does_not_lower_auroc(trained: Path, dataset, defects, split) -> None:  # type: ignore[no-untyped-def]
+    """ADTR+ as a line uses it: fine-tuning with labelled defects the line collected (here
+    generated from a seed disjoint from the test split's). Half of them and the
+    checkpoint's held-out good images validate: the best epoch on one half (the starting
+    model, epoch 0, competes) is kept only if the other half confirms it (train.SELECTION_RULE)."""
     ck = checkpoint.load(trained)
     before = evaluate.evaluate_maps(ck.model.maps(split.images), split, ck.cfg.pool_kernel)
-    plus = train.finetune_plus(ck, dataset, synthetic=40, pixel=True)
+    plus = train.finetune_plus(ck, dataset, defects=defects, pixel=True)
     after = evaluate.evaluate_maps(plus.model.maps(split.images), split, ck.cfg.pool_kernel)
     report("ADTR", before)
-    report("ADTR+ (synthetic anomalies, pixel labels)", after)
-    assert plus.history[-1]["stage"] == "adtr+"
-    # What this guards is that fine-tuning does no damage (alpha = 0.3 took image AUROC
-    # from 0.94 to 0.79). The issue's stricter "does not lower AUROC" is NOT reliably met:
-    # over five runs image AUROC moved by -0.0016 to +0.008 (one to five ranking pairs)
-    # and pixel AUROC fell by about 0.002 each time (README, issue note).
-    assert after.image_auroc >= before.image_auroc - 0.01
-    assert after.pixel_auroc >= before.pixel_auroc - 0.005
+    report("ADTR+ (labelled defects, pixel labels)", after)
+    entry = plus.history[-1]
+    assert entry["stage"] == "adtr+" and entry["anomalies"]["validation"] > 0
+    sel = entry["selection"]
+    kept, vi, vp = sel["kept_epoch"], sel["val_image_auroc"], sel["val_pixel_auroc"]
+    print(f"ADTR+ kept epoch {kept} of {entry['epochs']} (best candidate {sel['best_candidate']}, bootstrap support "
+          f"{sel['bootstrap_support']}): selection-half image/pixel AUROC {vi[kept]:.4f}/{vp[kept]:.4f}"
+          f" (epoch 0: {vi[0]:.4f}/{vp[0]:.4f}); test image AUROC {before.image_auroc:.4f} -> {after.image_auroc:.4f},"
+          f" pixel AUROC {before.pixel_auroc:.4f} -> {after.pixel_auroc:.4f}")
+    assert vi[kept] >= vi[0] and vp[kept] >= vp[0]
+    assert after.image_auroc >= before.image_auroc
+    assert after.pixel_auroc >= before.pixel_auroc
