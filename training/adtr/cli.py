@@ -65,7 +65,10 @@ def cmd_train(a: argparse.Namespace) -> None:
         defects = Dataset(a.defects) if a.defects else None
         if defects is None and not a.synthetic:
             raise UsageError("--plus needs labelled anomalies: --defects DIR (MVTec layout) or --synthetic N")
-        ck = train.finetune_plus(ck, ds, defects=defects, synthetic=a.synthetic, pixel=a.labels == "pixel", epochs=a.epochs)
+        if not 0 <= a.val_fraction < 1:
+            raise UsageError(f"--val-fraction {a.val_fraction}: must be in [0, 1)")
+        ck = train.finetune_plus(ck, ds, defects=defects, synthetic=a.synthetic, pixel=a.labels == "pixel", epochs=a.epochs,
+                                 val_fraction=a.val_fraction)
     else:
         cfg, tcfg = _preset_config(a)
         ck = train.train(cfg, tcfg, ds, backbone_weights=a.backbone_weights, epochs=a.epochs)
@@ -178,6 +181,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--defects", help="MVTec-layout folder of labelled defects (test/<kind> + ground_truth)")
     t.add_argument("--synthetic", type=int, default=0, help="use N synthetic anomalies instead of --defects")
     t.add_argument("--labels", choices=["pixel", "image"], default="pixel")
+    t.add_argument("--val-fraction", type=float, default=0.5,
+                   help="with --plus: share of the labelled anomalies held out, with the checkpoint's held-out good "
+                        "images, to choose the epoch kept (epoch 0, the starting model, competes); 0 keeps the last epoch")
     t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("eval", help="image and pixel AUROC on a test split")

@@ -21,6 +21,7 @@ import tensorflow as tf
 from . import anomalies, scoring
 from .checkpoint import Checkpoint, refuse_existing
 from .data import load_image
+from .model import int8_lowering
 
 METADATA_FORMAT = "adtr-model/1"
 # Why 3 sigma (and never below the largest held-out score): about one good part in
@@ -57,7 +58,16 @@ def calibration_set(good: np.ndarray, seed: int) -> np.ndarray:
 
 
 def convert_int8(ck: Checkpoint, calibration: np.ndarray) -> bytes:
-    """Full-integer conversion; calibration are uint8 images (N, S, S, 3)."""
+    """Full-integer conversion; calibration are uint8 images (N, S, S, 3).
+
+    Built and converted under int8_lowering: sums become CONCATENATION +
+    FULLY_CONNECTED, whose int8 kernels round as TFLite 2.9's do (see model.py).
+    """
+    with int8_lowering():
+        return _convert_int8(ck, calibration)
+
+
+def _convert_int8(ck: Checkpoint, calibration: np.ndarray) -> bytes:
     conv = tf.lite.TFLiteConverter.from_keras_model(ck.model.export_model())
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
 

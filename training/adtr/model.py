@@ -7,8 +7,11 @@ s(u) = ||f(:,u) - f^(:,u)||_2. Ops are kept to those TFLite 2.9 runs in int8.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -27,6 +30,25 @@ _EFFICIENTNET_STAGES = {
     "efficientnet-b0": ("block1a_project_bn", "block2b_add", "block3b_add", "block5c_add"),
     "efficientnet-b4": ("block1b_add", "block2d_add", "block3d_add", "block5f_add"),
 }
+
+
+def _channel_affine(x: tf.Tensor, scale: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
+    """x * scale + offset per channel of an NHWC tensor, as a 1x1 convolution with a
+    diagonal kernel and a bias.
+
+    TFLite lowers it to one CONV_2D whose per-channel int8 weights hold each scale
+    exactly (one nonzero per output channel), and whose kernel rounds identically in
+    2.9 and 2.15; the int8 MUL, ADD and SUB it replaces do not (see _signed_sum).
+    """
+    return tf.nn.conv2d(x, tf.linalg.diag(scale)[None, None], 1, "VALID") + offset
+
+
+class Normalise(layers.Layer):
+    """ImageNet mean/std normalisation of 0..255 RGB, folded into the graph."""
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        scale = 1.0 / (255.0 * IMAGENET_STD)
+        return _channel_affine(x, tf.constant(scale), tf.constant(-IMAGENET_MEAN / IMAGENET_STD))
 
 
 class FeatureNorm(layers.Layer):
@@ -49,7 +71,7 @@ class FeatureNorm(layers.Layer):
     def call(self, x: tf.Tensor) -> tf.Tensor:
         # Clipping: random ReLU channels that rarely fire have heavy tails, which would
         # dominate both the MSE and the int8 ranges; anomalies still stand out at the clip.
-        return tf.clip_by_value((x - self.mean) * self.inv_std, -self.clip, self.clip)
+        return tf.clip_by_value(_channel_affine(x, self.inv_std, -self.mean * self.inv_std), -self.clip, self.clip)
 
     def fit(self, features: np.ndarray) -> None:
         flat = features.reshape(-1, features.shape[-1]).astype(np.float64)
@@ -88,7 +110,7 @@ def build_backbone(cfg: ModelConfig, weights: str | Path | None = None) -> keras
     if cfg.backbone == "random-cnn":
         if weights is not None:
             raise ConfigError("backbone random-cnn takes no weights file")
-        x = layers.Rescaling(1.0 / (255.0 * IMAGENET_STD), offset=-IMAGENET_MEAN / IMAGENET_STD, name="normalise")(inp)
+        x = Normalise(name="normalise")(inp)
         stages = _random_cnn(cfg, x)
     else:
         if weights is not None and not Path(weights).is_file():
@@ -131,6 +153,71 @@ def _channel_mean(x: tf.Tensor) -> tf.Tensor:
     return tf.matmul(x, tf.constant(np.full((d, 1), 1.0 / d, np.float32)))
 
 
+_INT8_LOWERING = contextvars.ContextVar("adtr_int8_lowering", default=False)
+
+
+@contextlib.contextmanager
+def int8_lowering() -> Iterator[None]:
+    """Within this context sums and copies are built in the int8-safe form below.
+
+    Outside it (training, the float ONNX graph) they are plain adds: the same function,
+    exactly, without the +-I weights that would make training slower and the float
+    graph larger. The TFLite converter traces the model again, so conversion must run
+    inside the context too (export.convert_int8 does).
+    """
+    token = _INT8_LOWERING.set(True)
+    try:
+        yield
+    finally:
+        _INT8_LOWERING.reset(token)
+
+
+def _signed_sum(terms: list[tf.Tensor], signs: list[float]) -> tf.Tensor:
+    """sum_i signs[i] * terms[i]; under int8_lowering, one matmul over their concatenation.
+
+    The weight stacks +-I (a one-channel term is broadcast with a row of +-1s), so it
+    is exact in float and in int8 (every weight is +-1, quantised to +-127 on one
+    scale). TFLite lowers it to CONCATENATION and FULLY_CONNECTED, whose int8 kernels
+    round identically in 2.9 and 2.15; its int8 ADD and SUB kernels do not (measured:
+    one element of a residual ADD rounded one step apart on some trained graphs, and
+    the layers after it spread that to several steps of the map).
+    """
+    if not _INT8_LOWERING.get():
+        out = terms[0] * signs[0] if signs[0] != 1.0 else terms[0]
+        for t, sign in zip(terms[1:], signs[1:]):
+            out = out + t if sign == 1.0 else out - t if sign == -1.0 else out + sign * t
+        return out
+    d = max(int(t.shape[-1]) for t in terms)
+    blocks = []
+    for t, sign in zip(terms, signs):
+        c = int(t.shape[-1])
+        if c not in (1, d):
+            raise ValueError(f"cannot sum {c} channels with {d}")
+        blocks.append(sign * (np.eye(d) if c == d else np.ones((1, d))))
+    w = tf.constant(np.concatenate(blocks).astype(np.float32))
+    return tf.matmul(tf.concat(terms, axis=-1), w)
+
+
+def _add(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """a + b (same shape), lowered so that TFLite 2.9 and 2.15 agree: see _signed_sum."""
+    return _signed_sum([a, b], [1.0, 1.0])
+
+
+def _own_scale(x: tf.Tensor) -> tf.Tensor:
+    """x, through a matmul with the identity (exact in float; weights exact in int8).
+
+    A CONCATENATION's int8 inputs and output must share one scale, so a tensor that
+    enters two of them (x + pos for attention and x + sublayer(x) for the residual)
+    gets an int8->int8 QUANTIZE in front of one. TFLite 2.9 rounds that requantisation
+    differently from 2.15 (measured: one step off on a third of random scale pairs,
+    wherever the value is negative and the scale shrinks). This FULLY_CONNECTED gives
+    the second use its own tensor and scale instead.
+    """
+    if not _INT8_LOWERING.get():
+        return x
+    return tf.matmul(x, tf.constant(np.eye(int(x.shape[-1]), dtype=np.float32)))
+
+
 def _l2_normalize(x: tf.Tensor) -> tf.Tensor:
     """x / ||x|| over the last axis, shaped so the converter emits L2_NORMALIZATION.
 
@@ -141,6 +228,14 @@ def _l2_normalize(x: tf.Tensor) -> tf.Tensor:
     shape = tf.shape(x)
     flat = tf.reshape(x, (-1, int(x.shape[-1])))
     return tf.reshape(tf.math.l2_normalize(flat, axis=-1), shape)
+
+
+class TokenDense(layers.Dense):
+    """Dense on (B, K, C) tokens as a plain matmul plus bias, which the converter fuses
+    into one FULLY_CONNECTED (keras' tensordot form leaves an int8 ADD for the bias)."""
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.matmul(x, self.kernel) + self.bias
 
 
 class LayerNorm(layers.Layer):
@@ -158,8 +253,10 @@ class LayerNorm(layers.Layer):
         self.root_d = math.sqrt(d)
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        n = _l2_normalize(x - _channel_mean(x))
-        return n * (self.gamma * self.root_d) + self.beta
+        n = _l2_normalize(_signed_sum([x, _channel_mean(x)], [1.0, -1.0]))
+        # The per-channel affine as a matmul with a diagonal weight plus a bias: one
+        # FULLY_CONNECTED instead of int8 MUL and ADD.
+        return tf.matmul(n, tf.linalg.diag(self.gamma * self.root_d)) + self.beta
 
 
 class Attention(layers.Layer):
@@ -182,7 +279,8 @@ class Attention(layers.Layer):
 
     def call(self, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         n = q.shape[1]
-        qh = self._split(self.q(q)) * (1.0 / math.sqrt(self.dim // self.heads))
+        # Scaled before the split so that the converter folds the scale into q's weights.
+        qh = self._split(self.q(q) * (1.0 / math.sqrt(self.dim // self.heads)))
         kh = self._split(self.k(k))
         vh = self._split(self.v(v))
         att = tf.nn.softmax(tf.matmul(qh, kh, transpose_b=True), axis=-1)
@@ -215,9 +313,9 @@ class EncoderLayer(layers.Layer):
         self.d2 = layers.Dropout(cfg.dropout)
 
     def call(self, x: tf.Tensor, pos: tf.Tensor, training: bool | None = None) -> tf.Tensor:
-        qk = x + pos
-        x = self.n1(x + self.d1(self.attn(qk, qk, x, training=training), training=training))
-        return self.n2(x + self.d2(self.ffn(x, training=training), training=training))
+        qk = _add(_own_scale(x), pos)
+        x = self.n1(_add(x, self.d1(self.attn(qk, qk, x, training=training), training=training)))
+        return self.n2(_add(x, self.d2(self.ffn(x, training=training), training=training)))
 
 
 class DecoderLayer(layers.Layer):
@@ -234,12 +332,12 @@ class DecoderLayer(layers.Layer):
         self.drops = [layers.Dropout(cfg.dropout) for _ in range(3)]
 
     def call(self, tgt: tf.Tensor, memory: tf.Tensor, pos: tf.Tensor, training: bool | None = None) -> tf.Tensor:
-        q = tgt + pos
+        q = _add(_own_scale(tgt), pos)
         t = self.self_attn(q, q, tgt, training=training)
-        tgt = self.n1(tgt + self.drops[0](t, training=training))
-        t = self.cross_attn(tgt + pos, memory + pos, memory, training=training)
-        tgt = self.n2(tgt + self.drops[1](t, training=training))
-        return self.n3(tgt + self.drops[2](self.ffn(tgt, training=training), training=training))
+        tgt = self.n1(_add(tgt, self.drops[0](t, training=training)))
+        t = self.cross_attn(_add(_own_scale(tgt), pos), _add(_own_scale(memory), pos), memory, training=training)
+        tgt = self.n2(_add(tgt, self.drops[1](t, training=training)))
+        return self.n3(_add(tgt, self.drops[2](self.ffn(tgt, training=training), training=training)))
 
 
 class Embedding(layers.Layer):
@@ -283,7 +381,7 @@ def build_reconstructor(cfg: ModelConfig, channels: int) -> keras.Model:
         return keras.Model(inp, out, name="conv_reconstructor")
     k = g * g
     tokens = layers.Reshape((k, channels), name="tokens")(inp)
-    x = layers.Dense(cfg.hidden, name="input_proj")(tokens)
+    x = TokenDense(cfg.hidden, name="input_proj")(tokens)
     pos = Embedding(k, cfg.hidden, cfg.seed * 1000 + 101, name="pos_embed")(x)
     memory = x
     for i in range(cfg.enc_layers):
@@ -353,9 +451,16 @@ class ADTR:
         inp = keras.Input((size, size, 3), batch_size=1, name="image")
         f = self.backbone(inp, training=False)
         r = self.reconstructor(f, training=False)
-        d = layers.Subtract(name="difference")([f, r])
+        d = Difference(name="difference")([f, r])
         s = AnomalyMap(name="anomaly_map")(d)
         return keras.Model(inp, s, name="adtr")
+
+
+class Difference(layers.Layer):
+    """d = f - f^, lowered so that TFLite 2.9 and 2.15 agree (see _signed_sum)."""
+
+    def call(self, fr: list[tf.Tensor]) -> tf.Tensor:
+        return _signed_sum(list(fr), [1.0, -1.0])
 
 
 class AnomalyMap(layers.Layer):
@@ -363,8 +468,10 @@ class AnomalyMap(layers.Layer):
 
     def call(self, d: tf.Tensor) -> tf.Tensor:
         # ||d|| = d . (d / ||d||): TFLite has no int8 SQRT, int8 RSQRT differs between
-        # releases, and squaring in int8 loses every small difference. The channel sum
-        # is a matmul with ones for the same reason as _channel_mean.
-        c = int(d.shape[-1])
-        s = tf.matmul(d * _l2_normalize(d), tf.constant(np.ones((c, 1), np.float32)))
-        return s[..., 0]
+        # releases, and squaring in int8 loses every small difference.
+        # The dot product per location is a BATCH_MATMUL of (1, C) by (C, 1): int8 MUL
+        # rounds differently between 2.9 and 2.15 (see _signed_sum).
+        c, g1, g2 = int(d.shape[-1]), int(d.shape[1]), int(d.shape[2])
+        n = _l2_normalize(d)
+        s = tf.matmul(tf.reshape(d, (-1, 1, c)), tf.reshape(n, (-1, c, 1)))
+        return tf.reshape(s, (-1, g1, g2))

@@ -28,6 +28,15 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
 
 
 @pytest.fixture(scope="session")
+def defects(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    """Labelled defects as a line collects them (test/<kind> + ground_truth), for ADTR+:
+    the same kinds as the test split, from another seed, so no test image is among them."""
+    root = tmp_path_factory.mktemp("defects")
+    spec = synth.SynthSpec(CATEGORY, n_train=1, n_test_good=0, n_test_defect=8, seed=SEED + 100)
+    return Dataset(synth.write_category(root, spec))
+
+
+@pytest.fixture(scope="session")
 def trained(dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
     p = preset("tiny")
     ck = train.train(p.model.replace(seed=SEED), p.train, dataset)

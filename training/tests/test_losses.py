@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from adtr import train
 from adtr.train import _phi, plus_losses, token_labels
 
 
@@ -42,3 +43,44 @@ def test_token_labels_from_masks() -> None:
     m[0, :16, :16] = 1  # token (0,0) fully covered
     m[0, 16, 16] = 1  # token (1,1) barely touched: ignored, neither normal nor anomalous
     assert token_labels(m, 2).tolist() == [[1, 0, 0, -1]]
+
+
+def test_adtr_plus_selection_keeps_the_start_unless_validation_improves() -> None:
+    # (image AUROC, pixel AUROC) on validation; index 0 is the starting model.
+    assert train._select([(0.90, 0.95), (0.95, 0.94), (0.89, 0.99)]) == 0  # each later epoch lowers one of them
+    assert train._select([(0.90, 0.95), (0.95, 0.94), (0.92, 0.96), (0.91, 0.97)]) == 2  # best sum among not-worse
+    assert train._select([(0.90, 0.95), (0.90, 0.95)]) == 0  # ties go to the earlier epoch
+
+
+def test_validation_split_is_disjoint_and_needs_enough_anomalies() -> None:
+    tr, va = train.split_validation(32, 0.25, 0)
+    assert len(va) == 8 and not set(tr) & set(va) and len(tr) + len(va) == 32
+    assert len(train.split_validation(3, 0.25, 0)[1]) == 0  # too few to spare any
+    assert len(train.split_validation(10, 0.0, 0)[1]) == 0
+
+
+def test_weighted_auroc_matches_sklearn_on_repeated_data() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    s = np.round(rng.normal(0, 1, 300), 1)  # rounded: with ties
+    y = (rng.random(300) < 0.3).astype(int)
+    w = rng.integers(0, 4, 300)
+    assert train._WeightedAUROC(s, y)(np.ones(300)) == pytest.approx(roc_auc_score(y, s))
+    assert train._WeightedAUROC(s, y)(w.astype(float)) == pytest.approx(roc_auc_score(np.repeat(y, w), np.repeat(s, w)))
+
+
+def test_bootstrap_support_needs_a_real_gain() -> None:
+    from adtr.data import Split
+
+    rng = np.random.default_rng(4)
+    n, size = 12, 32
+    labels = np.array([0] * 6 + [1] * 6)
+    masks = np.zeros((n, size, size), np.uint8)
+    masks[6:, 8:16, 8:16] = 1
+    maps = rng.random((n, 2, 2)).astype(np.float32)
+    val = Split(np.zeros((n, size, size, 3), np.uint8), labels, masks, [], [])
+    assert train.bootstrap_support(val, maps, maps, 4, 0) == 0.0  # no gain at all
+    better = maps.copy()
+    better[6:, 0, 0] += 5.0  # anomalies' maps clearly higher where the defects are
+    assert train.bootstrap_support(val, maps, better, 4, 0) >= 0.95

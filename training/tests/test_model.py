@@ -46,6 +46,12 @@ def test_maps_are_the_l2_norm_of_the_feature_difference() -> None:
     # and the exported graph's head (written for int8 conversion) computes the same
     exp = m.export_model()
     np.testing.assert_allclose(exp(imgs[:1].astype(np.float32)).numpy(), m.maps(imgs[:1]), rtol=1e-3, atol=1e-4)
+    # also in the form the int8 converter sees (sums as concatenation + matmul)
+    from adtr.model import int8_lowering
+
+    with int8_lowering():
+        low = m.export_model()(imgs[:1].astype(np.float32)).numpy()
+    np.testing.assert_allclose(low, m.maps(imgs[:1]), rtol=1e-3, atol=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -87,3 +93,27 @@ def test_backbone_weights_come_from_a_local_file(tmp_path) -> None:  # type: ign
     (tmp_path / "bad.h5").write_bytes(b"not hdf5")
     with pytest.raises(ConfigError, match="bad.h5: cannot load efficientnet-b0 weights"):
         ADTR(cfg, backbone_weights=tmp_path / "bad.h5")
+
+
+def test_int8_friendly_sums_are_exact_in_float() -> None:
+    from adtr.model import _add, _own_scale, _signed_sum, int8_lowering
+
+    rng = np.random.default_rng(0)
+    a, b = (tf.constant(rng.normal(0, 3, (2, 196, 64)).astype(np.float32)) for _ in range(2))
+    m = tf.reduce_mean(a, -1, keepdims=True)
+    with int8_lowering():
+        np.testing.assert_array_equal(_add(a, b).numpy(), (a + b).numpy())
+        np.testing.assert_array_equal(_signed_sum([a, b], [1.0, -1.0]).numpy(), (a - b).numpy())
+        np.testing.assert_array_equal(_signed_sum([a, m], [1.0, -1.0]).numpy(), (a - m).numpy())
+        np.testing.assert_array_equal(_own_scale(a).numpy(), a.numpy())
+
+
+def test_layer_norm_is_keras_layer_normalization() -> None:
+    from adtr.model import LayerNorm
+
+    x = tf.constant(np.random.default_rng(1).normal(0, 2, (2, 10, 64)).astype(np.float32))
+    ours, ref = LayerNorm(), tf.keras.layers.LayerNormalization(epsilon=1e-12)
+    ours(x), ref(x)
+    g, b = np.linspace(0.5, 1.5, 64).astype(np.float32), np.linspace(-1, 1, 64).astype(np.float32)
+    ours.set_weights([g, b]), ref.set_weights([g, b])
+    np.testing.assert_allclose(ours(x).numpy(), ref(x).numpy(), rtol=1e-4, atol=1e-4)
