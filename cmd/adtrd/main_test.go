@@ -220,7 +220,7 @@ func TestSystemdNotifications(t *testing.T) {
 	for i, m := range msgs {
 		if strings.HasPrefix(m, "READY=1\n") {
 			ready = i
-			if !strings.Contains(m, "STATUS=generation 1, model e43d305198fd") || !strings.Contains(m, "last score") || strings.Contains(m, "last score 0.000") {
+			if !strings.Contains(m, "STATUS=generation 1, model "+testlib.LoadGolden(t).SHA256[:12]) || !strings.Contains(m, "last score") || strings.Contains(m, "last score 0.000") {
 				t.Fatalf("READY without a scored frame: %q", m)
 			}
 		}
