@@ -256,15 +256,18 @@ func TestReloadSoak(t *testing.T) {
 		t.Fatalf("%d generations applied for %d valid changes", len(gens), len(valids))
 	}
 	byGen := map[uint64]applied{1: {gen: 1, threshold: 10.0, model: gen.ModelSHA}}
+	var worst time.Duration
 	for i, g := range gens {
 		v := valids[i]
 		sum := sha256.Sum256(v.model)
 		if g.gen != uint64(i+2) || g.threshold != v.threshold || g.model != hex.EncodeToString(sum[:]) {
 			t.Fatalf("generation %d: %+v, want threshold %v model %x", i+2, g, v.threshold, sum[:6])
 		}
-		if d := g.at.Sub(v.written); d > time.Second {
+		d := g.at.Sub(v.written)
+		if d > time.Second {
 			t.Errorf("generation %d took effect %v after its change", g.gen, d)
 		}
+		worst = max(worst, d)
 		byGen[g.gen] = g
 	}
 	// Frames: consecutive, each decided once, by one known generation, never going back.
@@ -295,7 +298,7 @@ func TestReloadSoak(t *testing.T) {
 		}
 	}
 	s := rl.Status()
-	t.Logf("%d frames, %d generations, status %+v", len(recs), len(gens)+1, s)
+	t.Logf("%d frames, %d generations, slowest change applied %v after its write; status %+v", len(recs), len(gens)+1, worst.Round(time.Millisecond), s)
 	if s.Failed < 40 || s.LastError == "" { // kinds 2, 5, 7 and 9, ten times each
 		t.Fatalf("status %+v", s)
 	}
