@@ -206,6 +206,12 @@ func TestMissedDeadlineFallsToTheFailSafe(t *testing.T) {
 
 func TestTriggerDebounceStampsOnePartPerEdge(t *testing.T) {
 	r := newRig(t, true, nil)
+	// New configured the inputs with their bias (gpiotest keeps the pull it was given).
+	for _, in := range []*gpiotest.Pin{r.trigger, r.confirm, r.inhibit, r.reset} {
+		if in.P != gpio.PullDown {
+			t.Fatalf("%s: pull %v, want down", in.N, in.P)
+		}
+	}
 	r.edge(t, r.trigger, gpio.High) // the part arrives
 	r.edge(t, r.trigger, gpio.Low)  // contact bounce, same instant
 	r.edge(t, r.trigger, gpio.High)
