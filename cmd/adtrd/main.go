@@ -163,7 +163,7 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 	defer stop()
 	reloads := watchReloads(runCtx, path, rl, log)
 	log.Info("running", "frames", src.Len(), "threshold", gen.Threshold, "fail_safe", cfg.FailSafe.String(), "generation", gen.N)
-	status := statusLine(p)
+	status := statusLine(p, rl)
 	go func() {
 		// READY only once a frame has been scored: the model, the camera and the
 		// outputs have all worked once.
@@ -190,8 +190,8 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 }
 
 // statusLine describes the running daemon for `systemctl status`: generation, model,
-// frame rate since the previous call, last score.
-func statusLine(p *daemon.Pipeline) func() string {
+// frame rate since the previous call, last score, and the last failed reload if any.
+func statusLine(p *daemon.Pipeline, rl *daemon.Reloader) func() string {
 	var mu sync.Mutex
 	lastN, lastT := uint64(0), time.Now()
 	return func() string {
@@ -201,8 +201,12 @@ func statusLine(p *daemon.Pipeline) func() string {
 		n, now := p.Stats.Frames.Load(), time.Now()
 		fps := float64(n-lastN) / now.Sub(lastT).Seconds()
 		lastN, lastT = n, now
-		return fmt.Sprintf("generation %d, model %.12s, %.1f fps, last score %.3f (threshold %.3f), %d frames, %d rejects",
+		line := fmt.Sprintf("generation %d, model %.12s, %.1f fps, last score %.3f (threshold %.3f), %d frames, %d rejects",
 			g.N, g.ModelSHA, fps, p.LastScore(), g.Threshold, n, p.Stats.Rejects.Load())
+		if st := rl.Status(); st.Failed > 0 {
+			line += fmt.Sprintf("; %d failed reloads, last at %s: %.200s", st.Failed, st.LastErrorAt.Format(time.TimeOnly), st.LastError)
+		}
+		return line
 	}
 }
 
