@@ -103,6 +103,7 @@ const (
 	evSync
 	evFlush
 	evTiming
+	evHealth
 )
 
 type event struct {
@@ -166,6 +167,8 @@ type Tracker struct {
 	inhibited    bool
 	beatOn       bool
 	nextBeat     time.Time
+	sick         bool // the pipeline is not making progress: no heartbeat, no ready
+	readyWanted  bool
 	flushers     []chan time.Time
 }
 
@@ -344,6 +347,11 @@ func (t *Tracker) SetTiming(delay, pulse time.Duration, fs FailSafe) {
 // SetReady drives the ready output: on while the pipeline is healthy.
 func (t *Tracker) SetReady(on bool) { t.send(event{kind: evReady, active: on}) }
 
+// SetHealthy says whether the pipeline is making progress. While it is not, the
+// heartbeat stops and ready goes off, so that a PLC watching either sees a hung
+// inference even though this process is still alive.
+func (t *Tracker) SetHealthy(ok bool) { t.send(event{kind: evHealth, active: ok}) }
+
 // ResetAlarm clears the latched alarm (as the alarm-reset input does).
 func (t *Tracker) ResetAlarm() { t.send(event{kind: evAlarmReset}) }
 
@@ -443,7 +451,22 @@ func (t *Tracker) handle(ev event) {
 	case evInput:
 		t.onInput(ev)
 	case evReady:
-		t.set(&t.opt.Ready, ev.active)
+		t.readyWanted = ev.active
+		t.set(&t.opt.Ready, ev.active && !t.sick)
+	case evHealth:
+		if t.sick == !ev.active {
+			break
+		}
+		t.sick = !ev.active
+		t.set(&t.opt.Ready, t.readyWanted && !t.sick)
+		if t.sick {
+			t.beatOn = false
+			t.set(&t.opt.Heartbeat, false)
+			t.log.Error("pipeline not making progress: heartbeat stopped, ready off")
+		} else {
+			t.nextBeat = t.clock.Now()
+			t.log.Info("pipeline moving again: heartbeat and ready restored")
+		}
 	case evAlarmReset:
 		t.clearAlarm()
 	case evSync:
@@ -579,7 +602,7 @@ func (t *Tracker) process(now time.Time) {
 		t.bump(func(s *Stats) { s.Unconfirmed++ })
 		t.raiseAlarm("reject not confirmed within the window", 0)
 	}
-	if t.opt.Heartbeat.Pin != nil && !now.Before(t.nextBeat) {
+	if t.opt.Heartbeat.Pin != nil && !t.sick && !now.Before(t.nextBeat) {
 		t.beatOn = !t.beatOn
 		t.set(&t.opt.Heartbeat, t.beatOn)
 		t.nextBeat = t.nextBeat.Add(t.opt.HeartbeatPeriod)
@@ -671,7 +694,7 @@ func (t *Tracker) nextWake() (time.Time, bool) {
 	if t.cHead != t.cTail {
 		consider(t.confirms[t.cHead%uint64(len(t.confirms))])
 	}
-	if t.opt.Heartbeat.Pin != nil {
+	if t.opt.Heartbeat.Pin != nil && !t.sick {
 		consider(t.nextBeat)
 	}
 	return next, ok

@@ -173,6 +173,7 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 		case <-runCtx.Done():
 		}
 	}()
+	go watchProgress(runCtx, p.Progress(), 2*time.Second, line.SetHealthy)
 	interval, _ := systemd.WatchdogInterval()
 	go systemd.Supervise(runCtx, notify, interval, 5*time.Second, p.Progress(), status, log)
 	sum, runErr := p.Run(ctx)
@@ -187,6 +188,26 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 	flushErr := line.Flush(flushCtx)
 	sum.Line = line.Stats()
 	return sum, errors.Join(runErr, flushErr, line.Close())
+}
+
+// watchProgress tells the line side whether frames are moving (or the line is idle by
+// design), checking every interval: a hung inference stops the heartbeat output and
+// drops ready, as it stops the systemd watchdog.
+func watchProgress(ctx context.Context, progressing func() bool, every time.Duration, set func(bool)) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	healthy := true
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if ok := progressing(); ok != healthy {
+				healthy = ok
+				set(ok)
+			}
+		}
+	}
 }
 
 // statusLine describes the running daemon for `systemctl status`: generation, model,
