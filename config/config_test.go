@@ -171,3 +171,31 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// The README's complete Jetson config is valid (paths resolve against the repository,
+// so the demo model and frames stand in for the line's).
+func TestReadmeJetsonConfigIsValid(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(testlib.Root(), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(b), "### A Jetson Orin Nano")
+	if !ok {
+		t.Fatal("README lost its Jetson config section")
+	}
+	_, after, _ = strings.Cut(after, "```yaml\n")
+	block, _, _ := strings.Cut(after, "```")
+	c, err := config.Parse(filepath.Join(testlib.Root(), "jetson.yaml"), []byte(block))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wired := 0
+	for _, r := range c.Roles() {
+		if r.Pin.Wired() {
+			wired++
+		}
+	}
+	if c.Output.Backend != config.BackendGPIOChip || wired != 9 {
+		t.Fatalf("backend %v, %d of 9 pins wired", c.Output.Backend, wired)
+	}
+}
