@@ -78,11 +78,7 @@ func OpenLine(cfg config.Config, log *slog.Logger) (_ *Line, err error) {
 			if !r.Pin.Wired() {
 				continue
 			}
-			spec := hostgpio.Spec{Line: r.Pin.Line, Chip: r.Pin.Chip, Offset: -1}
-			if r.Pin.Offset != nil {
-				spec.Offset = *r.Pin.Offset
-			}
-			pin, err := board.Line(r.Key, spec)
+			pin, err := board.Line(r.Key, lineSpec(r.Pin))
 			if err != nil {
 				return nil, err
 			}
@@ -102,6 +98,15 @@ func OpenLine(cfg config.Config, log *slog.Logger) (_ *Line, err error) {
 	}
 	l.Tracker = tr
 	return l, nil
+}
+
+// lineSpec is the backend's name for the line a config pin names.
+func lineSpec(p config.Pin) hostgpio.Spec {
+	spec := hostgpio.Spec{Line: p.Line, Chip: p.Chip, Offset: -1}
+	if p.Offset != nil {
+		spec.Offset = *p.Offset
+	}
+	return spec
 }
 
 // FailSafe maps the config's fail-safe onto the tracker's.
@@ -160,11 +165,7 @@ func CheckLines(cfg config.Config, log *slog.Logger) error {
 		if !r.Pin.Wired() {
 			continue
 		}
-		spec := hostgpio.Spec{Line: r.Pin.Line, Chip: r.Pin.Chip, Offset: -1}
-		if r.Pin.Offset != nil {
-			spec.Offset = *r.Pin.Offset
-		}
-		if _, _, err := hostgpio.Find(board.Chips(), spec); err != nil {
+		if _, _, err := hostgpio.Find(board.Chips(), lineSpec(r.Pin)); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", r.Key, err))
 		}
 	}

@@ -70,6 +70,21 @@ func (d *reloadDir) body(model string, threshold float64, extra string) []byte {
 		model, d.lib, threshold, testlib.Demo("frames"), extra))
 }
 
+// stillTracker is a started tracker on a clock that stands still: no part is ever due,
+// so the runs that use it are about frames and generations, not pulses.
+func stillTracker(tb testing.TB) *gpio.Tracker {
+	tb.Helper()
+	clk := linetest.NewClock(time.Now())
+	tr, err := gpio.New(gpio.Options{Reject: gpio.Output{Name: "reject", Pin: linetest.NewRecorder("reject", clk)},
+		Delay: time.Second, Pulse: time.Millisecond, InFlight: 4096, Clock: clk, Log: quiet})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tr.Start()
+	tb.Cleanup(func() { tr.Close() })
+	return tr
+}
+
 // TestReloadSoak replays frames at 10 fps while the config and models change 100
 // times in every way a line sees (valid edits, broken YAML, a truncated model, a key
 // that needs a restart, symlink swaps, atomic renames, in-place rewrites, a model file
@@ -107,12 +122,7 @@ func TestReloadSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	// The tracker runs on a clock that stands still: no part is due during the soak.
-	clk := linetest.NewClock(time.Now())
-	tr, _ := gpio.New(gpio.Options{Reject: gpio.Output{Name: "reject", Pin: linetest.NewRecorder("reject", clk)},
-		Delay: time.Second, Pulse: time.Millisecond, InFlight: 4096, Clock: clk, Log: quiet})
-	tr.Start()
-	defer tr.Close()
+	tr := stillTracker(t)
 	p, err := daemon.New(daemon.Settings{Queue: cfg.Capture.Queue}, gen, src, tr, quiet)
 	if err != nil {
 		t.Fatal(err)
@@ -327,11 +337,7 @@ func BenchmarkSwap(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer src.Close()
-	clk := linetest.NewClock(time.Now())
-	tr, _ := gpio.New(gpio.Options{Reject: gpio.Output{Name: "reject", Pin: linetest.NewRecorder("reject", clk)},
-		Delay: time.Second, Pulse: time.Millisecond, InFlight: 4096, Clock: clk, Log: quiet})
-	tr.Start()
-	defer tr.Close()
+	tr := stillTracker(b)
 	p, err := daemon.New(daemon.Settings{Queue: 2}, gens[0], src, tr, quiet)
 	if err != nil {
 		b.Fatal(err)
