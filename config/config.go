@@ -139,7 +139,7 @@ type Log struct {
 // Default is the configuration every file starts from.
 func Default() Config {
 	return Config{
-		Model:   Model{Path: "models/demo/adtr.tflite", Threads: 2, Delegate: DelegateCPU, GPU: GPU{OnFailure: OnFailureFallback}},
+		Model:   Model{Path: "models/demo/adtr.tflite", Threads: 2, Delegate: DelegateXNNPACK, GPU: GPU{OnFailure: OnFailureFallback}},
 		Capture: Capture{Source: SourceReplay, Replay: Replay{Path: "models/demo/frames", FPS: 10, Fit: FitResize}, Queue: 2},
 		Output: Output{Backend: BackendSim, Reject: Reject{
 			Pulse: Duration(50 * time.Millisecond), Delay: Duration(200 * time.Millisecond),

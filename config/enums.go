@@ -32,7 +32,8 @@ func enumString(names []string, i int) string {
 	return fmt.Sprintf("enum(%d)", i)
 }
 
-// Delegate selects where inference runs.
+// Delegate selects where inference runs. The default is XNNPACK: TFLite's own int8
+// kernels round differently on amd64 and arm64, XNNPACK's do not.
 type Delegate int
 
 const (

@@ -3,6 +3,7 @@
 package tflite_test
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/internal/testlib"
 	"github.com/adtrd/adtrd/tflite"
 )
@@ -194,15 +196,31 @@ func TestExternalDelegateGetsItsOptions(t *testing.T) {
 	}
 }
 
-func TestXNNPACKDelegate(t *testing.T) {
+// XNNPACK is asked to take the int8 ops (its QS8 flag): the map then differs from the
+// built-in kernels', which round FULLY_CONNECTED and CONV_2D in two steps where XNNPACK
+// (and the arm64 library's own kernels) round in one. If the flag were lost, the two
+// maps would be equal and amd64 would again disagree with arm64.
+func TestXNNPACKTakesTheInt8Ops(t *testing.T) {
 	lib := openLib(t)
-	it, err := lib.NewInterpreter(testlib.Demo("adtr.tflite"), tflite.Options{Threads: 2, XNNPACK: true})
+	g := testlib.LoadGolden(t)
+	px, err := capture.LoadRGB(testlib.Demo("frames", g.Frames[0].File), capture.Size{W: 224, H: 224}, capture.FitResize)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer it.Close()
-	// TFLite 2.9's XNNPACK takes no int8 ops, so the int8 graph runs on the built-in kernels.
-	if err := it.Invoke(); err != nil {
-		t.Fatal(err)
+	maps := map[bool][]byte{}
+	for _, xnn := range []bool{true, false} {
+		it, err := lib.NewInterpreter(testlib.Demo("adtr.tflite"), tflite.Options{Threads: 2, XNNPACK: xnn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(it.Inputs()[0].Bytes(), px)
+		if err := it.Invoke(); err != nil {
+			t.Fatal(err)
+		}
+		maps[xnn] = append([]byte(nil), it.Outputs()[0].Bytes()...)
+		it.Close()
+	}
+	if bytes.Equal(maps[true], maps[false]) {
+		t.Fatal("XNNPACK and built-in kernels gave the same int8 map: the QS8 flag did not reach XNNPACK")
 	}
 }

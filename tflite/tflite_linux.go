@@ -130,12 +130,16 @@ static const char* adtr_tensor_name(adtr_tfl* t, const TfLiteTensor* x) { return
 static TfLiteQuantizationParams adtr_tensor_quant(adtr_tfl* t, const TfLiteTensor* x) { return t->TensorQuant(x); }
 
 // XNNPACK: options are passed by pointer in a zeroed buffer larger than any release's
-// struct (num_threads first), so no version's layout is assumed beyond that field.
+// struct, so no layout is assumed beyond its first two fields, the same since 2.7:
+// int32 num_threads, uint32 flags. TFLITE_XNNPACK_DELEGATE_FLAG_QS8 (1) makes it take
+// the int8 FULLY_CONNECTED and CONV_2D, whose results then agree bit for bit between
+// the amd64 and arm64 libraries (TFLite's own kernels round differently on the two).
 static TfLiteDelegate* adtr_xnnpack(adtr_tfl* t, int threads) {
 	if (!t->XNNPackCreate) return NULL;
 	int32_t opts[32];
 	memset(opts, 0, sizeof opts);
 	opts[0] = threads > 1 ? threads : 0;
+	opts[1] = 1;
 	return t->XNNPackCreate(opts);
 }
 static void adtr_xnnpack_delete(adtr_tfl* t, TfLiteDelegate* d) { if (t->XNNPackDelete) t->XNNPackDelete(d); }

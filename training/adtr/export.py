@@ -21,6 +21,7 @@ import tensorflow as tf
 from . import anomalies, scoring
 from .checkpoint import Checkpoint, refuse_existing
 from .data import load_image
+from .exact import make_exact
 from .model import int8_lowering
 
 METADATA_FORMAT = "adtr-model/1"
@@ -61,10 +62,12 @@ def convert_int8(ck: Checkpoint, calibration: np.ndarray) -> bytes:
     """Full-integer conversion; calibration are uint8 images (N, S, S, 3).
 
     Built and converted under int8_lowering: sums become CONCATENATION +
-    FULLY_CONNECTED, whose int8 kernels round as TFLite 2.9's do (see model.py).
+    FULLY_CONNECTED, whose int8 kernels round as TFLite 2.9's do, and every
+    BATCH_MATMUL sums each product twice (see model.py); then exact.make_exact sets
+    scales, weights and biases so that every kernel rounds alike (amd64, arm64, Python).
     """
     with int8_lowering():
-        return _convert_int8(ck, calibration)
+        return make_exact(_convert_int8(ck, calibration))
 
 
 def _convert_int8(ck: Checkpoint, calibration: np.ndarray) -> bytes:

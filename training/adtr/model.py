@@ -218,6 +218,29 @@ def _own_scale(x: tf.Tensor) -> tf.Tensor:
     return tf.matmul(x, tf.constant(np.eye(int(x.shape[-1]), dtype=np.float32)))
 
 
+def _matmul(a: tf.Tensor, b: tf.Tensor, transpose_b: bool = False) -> tf.Tensor:
+    """a @ b; under int8_lowering over a doubled inner axis, so the result is 2 * (a @ b).
+
+    BATCH_MATMUL (both operands activations) is the one requantising int8 kernel that
+    XNNPACK does not take in TFLite 2.9, and TFLite's own kernel rounds its int32
+    accumulator to int8 twice on amd64 and once on arm64. With every accumulator even
+    (each product appears twice) and a power-of-two multiplier (export sets the scales:
+    see exact.make_exact), both roundings give the same int8, so the graph
+    runs bit-identically on amd64, arm64 and the Python interpreter. Callers fold the
+    factor 1/2 into a weight upstream, which is free.
+    """
+    if not _INT8_LOWERING.get():
+        return tf.matmul(a, b, transpose_b=transpose_b)
+    a2 = tf.concat([a, a], axis=-1)
+    b2 = tf.concat([b, b], axis=-1 if transpose_b else -2)
+    return tf.matmul(a2, b2, transpose_b=transpose_b)
+
+
+def _matmul_fold() -> float:
+    """The factor a caller of _matmul folds upstream so the result is a @ b."""
+    return 0.5 if _INT8_LOWERING.get() else 1.0
+
+
 def _l2_normalize(x: tf.Tensor) -> tf.Tensor:
     """x / ||x|| over the last axis, shaped so the converter emits L2_NORMALIZATION.
 
@@ -279,13 +302,15 @@ class Attention(layers.Layer):
 
     def call(self, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         n = q.shape[1]
-        # Scaled before the split so that the converter folds the scale into q's weights.
-        qh = self._split(self.q(q) * (1.0 / math.sqrt(self.dim // self.heads)))
+        # Scaled before the split so that the converter folds the scales (attention's
+        # 1/sqrt(d) and _matmul's 1/2) into q's and v's weights.
+        qh = self._split(self.q(q) * (_matmul_fold() / math.sqrt(self.dim // self.heads)))
         kh = self._split(self.k(k))
-        vh = self._split(self.v(v))
-        att = tf.nn.softmax(tf.matmul(qh, kh, transpose_b=True), axis=-1)
+        vv = self.v(v)
+        vh = self._split(vv * _matmul_fold() if _INT8_LOWERING.get() else vv)
+        att = tf.nn.softmax(_matmul(qh, kh, transpose_b=True), axis=-1)
         att = self.drop(att, training=training)
-        out = tf.transpose(tf.matmul(att, vh), (0, 2, 1, 3))
+        out = tf.transpose(_matmul(att, vh), (0, 2, 1, 3))
         return self.o(tf.reshape(out, (-1, n, self.dim)))
 
 
@@ -451,27 +476,22 @@ class ADTR:
         inp = keras.Input((size, size, 3), batch_size=1, name="image")
         f = self.backbone(inp, training=False)
         r = self.reconstructor(f, training=False)
-        d = Difference(name="difference")([f, r])
-        s = AnomalyMap(name="anomaly_map")(d)
+        s = AnomalyMap(name="anomaly_map")([f, r])
         return keras.Model(inp, s, name="adtr")
 
 
-class Difference(layers.Layer):
-    """d = f - f^, lowered so that TFLite 2.9 and 2.15 agree (see _signed_sum)."""
+class AnomalyMap(layers.Layer):
+    """s(u) = ||f(:, u) - f^(:, u)||_2 over channels (eq. 3), from [f, f^]."""
 
     def call(self, fr: list[tf.Tensor]) -> tf.Tensor:
-        return _signed_sum(list(fr), [1.0, -1.0])
-
-
-class AnomalyMap(layers.Layer):
-    """s(u) = ||d(:, u)||_2 over channels (eq. 3)."""
-
-    def call(self, d: tf.Tensor) -> tf.Tensor:
+        # d = f - f^ as a lowered sum (see _signed_sum), with _matmul's 1/2 folded in.
+        h = _matmul_fold()
+        d = _signed_sum(list(fr), [h, -h])
         # ||d|| = d . (d / ||d||): TFLite has no int8 SQRT, int8 RSQRT differs between
         # releases, and squaring in int8 loses every small difference.
         # The dot product per location is a BATCH_MATMUL of (1, C) by (C, 1): int8 MUL
         # rounds differently between 2.9 and 2.15 (see _signed_sum).
         c, g1, g2 = int(d.shape[-1]), int(d.shape[1]), int(d.shape[2])
         n = _l2_normalize(d)
-        s = tf.matmul(tf.reshape(d, (-1, 1, c)), tf.reshape(n, (-1, c, 1)))
+        s = _matmul(tf.reshape(d, (-1, 1, c)), tf.reshape(n, (-1, c, 1)))
         return tf.reshape(s, (-1, g1, g2))

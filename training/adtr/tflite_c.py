@@ -36,9 +36,14 @@ _ERRFN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_
 
 
 class CInterpreter:
-    """One model, one interpreter, batch 1; Close() frees both."""
+    """One model, one interpreter, batch 1; close() frees them.
 
-    def __init__(self, model_path: str | Path, library: str | Path | None = None, threads: int = 1) -> None:
+    xnnpack (the default, as in the daemon) runs the int8 FULLY_CONNECTED and CONV_2D
+    on XNNPACK, which rounds them as the arm64 library and the Python interpreter do.
+    """
+
+    def __init__(self, model_path: str | Path, library: str | Path | None = None, threads: int = 1,
+                 xnnpack: bool = True) -> None:
         lib_path = Path(library) if library else default_library()
         if not lib_path.is_file():
             raise TFLiteCError(f"{lib_path}: TFLite C library not found (run `make deps`)")
@@ -65,6 +70,10 @@ class CInterpreter:
         lib.TfLiteTensorCopyFromBuffer.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
         lib.TfLiteTensorCopyToBuffer.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
         lib.TfLiteInterpreterOptionsSetErrorReporter.argtypes = [ctypes.c_void_p, _ERRFN, ctypes.c_void_p]
+        lib.TfLiteXNNPackDelegateCreate.restype = ctypes.c_void_p
+        lib.TfLiteXNNPackDelegateCreate.argtypes = [ctypes.c_void_p]
+        lib.TfLiteXNNPackDelegateDelete.argtypes = [ctypes.c_void_p]
+        lib.TfLiteInterpreterOptionsAddDelegate.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         for name in ("TfLiteModelDelete", "TfLiteInterpreterOptionsDelete", "TfLiteInterpreterDelete"):
             getattr(lib, name).argtypes = [ctypes.c_void_p]
 
@@ -72,7 +81,7 @@ class CInterpreter:
         self._errors: list[str] = []
         # The reporter gets a printf format and a va_list; the format alone names the problem.
         self._reporter = _ERRFN(lambda _u, fmt, _ap: self._errors.append(fmt.decode(errors="replace")))
-        self.model = self.options = self.interp = None
+        self.model = self.options = self.interp = self.delegate = None
         self.model = lib.TfLiteModelCreateFromFile(str(model_path).encode())
         if not self.model:
             raise TFLiteCError(f"{model_path}: not a TFLite model the C library can read")
@@ -80,6 +89,15 @@ class CInterpreter:
             self.options = lib.TfLiteInterpreterOptionsCreate()
             lib.TfLiteInterpreterOptionsSetNumThreads(self.options, threads)
             lib.TfLiteInterpreterOptionsSetErrorReporter(self.options, self._reporter, None)
+            if xnnpack:
+                # As the daemon's `xnnpack` delegate (tflite/tflite_linux.go): options
+                # {int32 num_threads, uint32 flags} in a larger zeroed buffer, flags = QS8.
+                opts = (ctypes.c_int32 * 32)()
+                opts[0], opts[1] = (threads if threads > 1 else 0), 1
+                self.delegate = lib.TfLiteXNNPackDelegateCreate(ctypes.byref(opts))
+                if not self.delegate:
+                    raise TFLiteCError(f"{lib_path}: XNNPACK delegate creation failed")
+                lib.TfLiteInterpreterOptionsAddDelegate(self.options, self.delegate)
             self.interp = lib.TfLiteInterpreterCreate(self.model, self.options)
             if not self.interp:
                 raise TFLiteCError(f"{model_path}: interpreter creation failed: {'; '.join(self._errors)}")
@@ -127,6 +145,9 @@ class CInterpreter:
         if self.model:
             self.lib.TfLiteModelDelete(self.model)
             self.model = None
+        if self.delegate:  # after the interpreter that used it
+            self.lib.TfLiteXNNPackDelegateDelete(self.delegate)
+            self.delegate = None
 
     def __enter__(self) -> "CInterpreter":
         return self

@@ -117,3 +117,44 @@ def test_layer_norm_is_keras_layer_normalization() -> None:
     g, b = np.linspace(0.5, 1.5, 64).astype(np.float32), np.linspace(-1, 1, 64).astype(np.float32)
     ours.set_weights([g, b]), ref.set_weights([g, b])
     np.testing.assert_allclose(ours(x).numpy(), ref(x).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def _double_rounding(acc: np.ndarray, qm: int, shift: int) -> np.ndarray:
+    """TFLite 2.9's built-in int8 requantisation on amd64 (measured): a rounding doubling
+    high multiply, then a rounding right shift, both with ties upward."""
+    y = (acc * qm * 2 + (1 << 31)) >> 32
+    return (y + (1 << (shift - 1))) >> shift
+
+
+def _single_rounding(acc: np.ndarray, qm: int, shift: int) -> np.ndarray:
+    """The arm64 library's (and XNNPACK's): one rounding of acc * qm / 2^(31 + shift)."""
+    total = 31 + shift
+    return (acc * qm + (1 << (total - 1))) >> total
+
+
+def test_double_and_single_rounding_agree_only_on_even_accumulators_and_power_of_two_multipliers() -> None:
+    """Why model._matmul doubles the inner axis and exact.make_exact sets the
+    scales: with multiplier 2^-k (qm = 2^30, shift k - 1) and an even accumulator the two
+    roundings are equal; an odd accumulator or another multiplier breaks it."""
+    acc = np.arange(-(1 << 18), 1 << 18, dtype=np.int64)
+    even = acc[acc % 2 == 0]
+    for k in range(2, 16):
+        np.testing.assert_array_equal(_double_rounding(even, 1 << 30, k - 1), _single_rounding(even, 1 << 30, k - 1))
+        assert (_double_rounding(acc, 1 << 30, k - 1) != _single_rounding(acc, 1 << 30, k - 1)).any()
+    other = 1320687917  # 0.615 * 2^31: a multiplier as calibration leaves it
+    assert (_double_rounding(even, other, 7) != _single_rounding(even, other, 7)).any()
+
+
+def test_lowered_matmul_is_the_matmul() -> None:
+    """_matmul doubles the inner axis under int8_lowering; with the fold it is a @ b."""
+    from adtr.model import _matmul, _matmul_fold, int8_lowering
+
+    rng = np.random.default_rng(0)
+    a = tf.constant(rng.normal(0, 1, (2, 4, 49, 16)).astype(np.float32))
+    b = tf.constant(rng.normal(0, 1, (2, 4, 49, 16)).astype(np.float32))
+    want = tf.matmul(a, b, transpose_b=True).numpy()
+    with int8_lowering():
+        got = (_matmul(a * _matmul_fold(), b, transpose_b=True)).numpy()
+        got2 = _matmul(tf.transpose(a, (0, 1, 3, 2)) * _matmul_fold(), b).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got2, tf.matmul(tf.transpose(a, (0, 1, 3, 2)), b).numpy(), rtol=1e-5, atol=1e-5)

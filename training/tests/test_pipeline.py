@@ -91,6 +91,39 @@ def test_int8_graph_avoids_ops_that_round_differently_in_29(exported: dict[str, 
     assert not requant, "an int8->int8 QUANTIZE (requantisation) is in the graph"  # type 3 is uint8: the input
 
 
+def test_batch_matmuls_round_alike_on_amd64_and_arm64(exported: dict[str, Path]) -> None:
+    """TFLite 2.9's BATCH_MATMUL rounds acc * multiplier to int8 twice on amd64 and once
+    on arm64 (test_model.test_double_and_single_rounding_agree_only_on_even_...). Every one in the
+    exported graph must therefore sum each product twice (both inputs concatenate a
+    tensor with itself, perhaps through reshapes and transposes) and have a multiplier
+    that is exactly a power of two, in float32 as in double."""
+    from tensorflow.lite.tools import flatbuffer_utils as fu
+
+    m = fu.read_model(str(exported["tflite"]))
+    sg = m.subgraphs[0]
+    names = [fu.opcode_to_name(m, op.opcodeIndex) for op in sg.operators]
+    producer = {t: (n, op) for op, n in zip(sg.operators, names) for t in op.outputs}
+
+    def doubled(t: int) -> bool:
+        while t in producer:
+            n, op = producer[t]
+            if n == "CONCATENATION":
+                return len(op.inputs) == 2 and op.inputs[0] == op.inputs[1]
+            if n not in ("RESHAPE", "TRANSPOSE"):
+                return False
+            t = op.inputs[0]
+        return False
+
+    matmuls = [op for op, n in zip(sg.operators, names) if n == "BATCH_MATMUL"]
+    assert matmuls
+    for op in matmuls:
+        a, b, o = (sg.tensors[i] for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
+        assert doubled(op.inputs[0]) and doubled(op.inputs[1]), o.name
+        sa, sb, so = (np.float64(np.float32(t.quantization.scale[0])) for t in (a, b, o))
+        assert np.float64(np.float32(sa * sb)) == sa * sb, o.name
+        assert np.frexp(sa * sb / so)[0] == 0.5, (o.name, sa * sb / so)
+
+
 def test_metadata_describes_the_graph(exported: dict[str, Path]) -> None:
     import hashlib
 
