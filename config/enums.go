@@ -37,13 +37,13 @@ func enumString(names []string, i int) string {
 type Delegate int
 
 const (
-	DelegateCPU Delegate = iota
-	DelegateXNNPACK
+	DelegateXNNPACK Delegate = iota // the zero value: a Model built in code gets it too
+	DelegateCPU
 	DelegateGPU
 	DelegateExternal
 )
 
-var delegateNames = []string{"cpu", "xnnpack", "gpu", "external"}
+var delegateNames = []string{"xnnpack", "cpu", "gpu", "external"}
 
 func (d Delegate) String() string                    { return enumString(delegateNames, int(d)) }
 func (d *Delegate) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, delegateNames, d) }

@@ -59,6 +59,11 @@ func OpenTFLite(c config.Model, log *slog.Logger) (_ *TFLiteEngine, err error) {
 	}()
 	opts := tflite.Options{Threads: c.Threads}
 	switch c.Delegate {
+	case config.DelegateCPU:
+		// Not an error: it runs. But on amd64 TFLite's own int8 kernels round twice where
+		// XNNPACK, the arm64 library and the toolkit round once, so scores drift from the
+		// ones the threshold was chosen on.
+		log.Warn("delegate cpu: int8 scores can differ from the toolkit's and arm64's by several map steps; xnnpack gives the same scores everywhere", "model", c.Path)
 	case config.DelegateXNNPACK:
 		opts.XNNPACK = true
 	case config.DelegateGPU:

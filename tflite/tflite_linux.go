@@ -358,11 +358,12 @@ func (l *Library) newInterpreter(modelPath string, data []byte, opts Options) (*
 		it = &Interpreter{lib: l, errs: (*C.adtr_errbuf)(C.calloc(1, C.size_t(unsafe.Sizeof(C.adtr_errbuf{}))))}
 		cpu := opts
 		cpu.GPU = nil
+		cpu.XNNPACK = true // the CPU path whose int8 results match the toolkit's and arm64's
 		if err2 := it.build(modelPath, data, cpu); err2 != nil {
 			it.close()
 			return nil, err2
 		}
-		it.warnings = append(it.warnings, Warning(fmt.Sprintf("GPU delegate failed, running on the CPU: %v", err)))
+		it.warnings = append(it.warnings, Warning(fmt.Sprintf("GPU delegate failed, running on the CPU (XNNPACK): %v", err)))
 		return it, nil
 	}
 	if err != nil {

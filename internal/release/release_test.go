@@ -149,13 +149,13 @@ func demo(t *testing.T, arch string) []decision {
 }
 
 // The arm64 build, under qemu-user with the arm64 TFLite library, decides every demo
-// frame as the amd64 build does. Its scores are NOT within one quantisation step of the
-// amd64 ones: the arm64 build of TFLite 2.9 rounds int8 requantisation differently
-// (measured on single-op graphs: FULLY_CONNECTED differs by one step on 10 of 12,544
-// outputs, BATCH_MATMUL on 444 of 153,664, ADD on 7 of 12,544; SOFTMAX agrees), and the
-// ~40 int8 layers of the transformer add that up to 6-13 steps on the map and up to
-// 0.24 (3.9 steps) on the demo's scores. The bound below, 6 steps, is that measurement
-// with room; the README says so.
+// frame as the amd64 build does, from the same int8 map, so with the same score up to
+// float rounding in the scoring (the issue asks for one quantisation step). That holds by construction, not by luck: TFLite 2.9
+// requantises int8 differently per architecture (its own kernels round twice on amd64,
+// once on arm64; XNNPACK rounds a float product half-even on x86, an integer one half-up
+// on arm64), so the daemon runs int8 on XNNPACK and the exported graph has power-of-two
+// scales, even weights, odd biases and doubled BATCH_MATMUL inner axes, with which
+// every one of those roundings gives the same int8 (training/adtr/exact.py).
 func TestArm64DemoMatchesAmd64(t *testing.T) {
 	amd, arm := demo(t, "amd64"), demo(t, "arm64")
 	g := testlib.LoadGolden(t)
@@ -170,9 +170,68 @@ func TestArm64DemoMatchesAmd64(t *testing.T) {
 		}
 		d := math.Abs(a.Score - b.Score)
 		worst = max(worst, d)
-		if d > 6*g.Output.Scale {
-			t.Errorf("%s: scores %.5f and %.5f differ by more than 6 steps (%.5f each)", a.Frame, a.Score, b.Score, g.Output.Scale)
+		// 1e-5, not 0: the int8 maps are equal, but the float32 scoring of the same map
+		// differs in its last bits (Go fuses multiply-adds on arm64, not on amd64):
+		// about 1e-7 measured, where one map step is 0.06.
+		if d > 1e-5 {
+			t.Errorf("%s: amd64 score %.9f, arm64 %.9f: %.3f quantisation steps (%.5f each) apart, want 0", a.Frame, a.Score, b.Score, d/g.Output.Scale, g.Output.Scale)
 		}
 	}
-	t.Logf("16 frames, same decisions; largest score difference %.4f = %.1f steps of %.5f", worst, worst/g.Output.Scale, g.Output.Scale)
+	t.Logf("%d frames, same decisions; largest score difference %.3g = %.3g steps of %.5f", len(amd), worst, worst/g.Output.Scale, g.Output.Scale)
+}
+
+// The arm64 TFLite library, under qemu-user, gives the same raw int8 map as golden.json
+// (the toolkit's Python interpreter; the amd64 library matches it too, in
+// tflite.TestDemoFramesMatchGolden) on every demo frame: not one element one step off.
+// This is the cause of the equal scores above, checked directly.
+func TestArm64MapsEqualGolden(t *testing.T) {
+	lib := filepath.Join(dist(t), "arm64", "libtensorflowlite_c.so")
+	qemu, err := exec.LookPath("qemu-aarch64")
+	if err != nil {
+		testlib.Tool(t, "qemu-aarch64")
+	}
+	cc, err := exec.LookPath("aarch64-linux-gnu-gcc")
+	if err != nil {
+		testlib.Tool(t, "aarch64-linux-gnu-gcc")
+	}
+	bin := filepath.Join(t.TempDir(), "maprun")
+	build := exec.Command("go", "build", "-o", bin, "./testdata/maprun")
+	build.Env = append(os.Environ(), "CGO_ENABLED=1", "GOOS=linux", "GOARCH=arm64", "CC="+cc)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building maprun for arm64: %v\n%s", err, out)
+	}
+	g := testlib.LoadGolden(t)
+	args := []string{"-L", "/usr/aarch64-linux-gnu", bin, lib, testlib.Demo("adtr.tflite")}
+	for _, f := range g.Frames {
+		args = append(args, testlib.Demo("frames", f.File))
+	}
+	cmd := exec.Command(qemu, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("maprun under qemu: %v\n%s", err, stderr.String())
+	}
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for _, f := range g.Frames {
+		var got struct {
+			File string `json:"file"`
+			Map  []int  `json:"map"`
+		}
+		if err := dec.Decode(&got); err != nil {
+			t.Fatalf("maprun output: %v\n%s", err, out)
+		}
+		if got.File != f.File || len(got.Map) != len(f.Map) {
+			t.Fatalf("maprun gave %s with %d values, want %s with %d", got.File, len(got.Map), f.File, len(f.Map))
+		}
+		diff := 0
+		for i := range got.Map {
+			if got.Map[i] != f.Map[i] {
+				diff++
+			}
+		}
+		if diff > 0 {
+			t.Errorf("%s: %d of %d map elements differ from golden", f.File, diff, len(f.Map))
+		}
+	}
 }
