@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-INT8, INT32, UINT8 = 9, 2, 3
+INT8, INT32 = 9, 2
 # Int8 kernels that move or compare bytes without requantising: their inputs (the data
 # inputs) and outputs must share one scale and zero point.
 SAME_SCALE_OPS = {"RESHAPE": 1, "TRANSPOSE": 1, "SQUEEZE": 1, "EXPAND_DIMS": 1,
