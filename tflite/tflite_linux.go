@@ -130,10 +130,11 @@ static const char* adtr_tensor_name(adtr_tfl* t, const TfLiteTensor* x) { return
 static TfLiteQuantizationParams adtr_tensor_quant(adtr_tfl* t, const TfLiteTensor* x) { return t->TensorQuant(x); }
 
 // XNNPACK: options are passed by pointer in a zeroed buffer larger than any release's
-// struct, so no layout is assumed beyond its first two fields, the same since 2.7:
+// struct, so no layout is assumed beyond its first two fields (2.9 and later):
 // int32 num_threads, uint32 flags. TFLITE_XNNPACK_DELEGATE_FLAG_QS8 (1) makes it take
-// the int8 FULLY_CONNECTED and CONV_2D, whose results then agree bit for bit between
-// the amd64 and arm64 libraries (TFLite's own kernels round differently on the two).
+// the int8 FULLY_CONNECTED and CONV_2D. On graphs the toolkit exports (power-of-two
+// scales, no accumulator on a half: training/adtr/exact.py) its results then agree bit
+// for bit between the amd64 and arm64 libraries; TFLite's own amd64 kernels do not.
 static TfLiteDelegate* adtr_xnnpack(adtr_tfl* t, int threads) {
 	if (!t->XNNPackCreate) return NULL;
 	int32_t opts[32];
