@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -344,6 +345,50 @@ func TestBadModelFilesAreClearErrors(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 				t.Fatalf("err = %v, want one line with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// A graph exported before exact int8 rounding still runs, with one warning naming it;
+// the demo (exact) gets none. Table rows: the metadata's quantisation.rounding.
+func TestModelWithoutExactRoundingWarns(t *testing.T) {
+	dir := t.TempDir()
+	graph, _ := os.ReadFile(testlib.Demo("adtr.tflite"))
+	meta, _ := os.ReadFile(testlib.Demo("adtr.tflite.json"))
+	for _, tc := range []struct {
+		name     string
+		rounding any // nil: the key removed
+		warn     bool
+	}{
+		{"exact", "exact", false},   // what the toolkit writes now
+		{"older export", nil, true}, // no rounding key at all
+		{"other value", "float", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var m map[string]any
+			json.Unmarshal(meta, &m)
+			q := m["quantisation"].(map[string]any)
+			if tc.rounding == nil {
+				delete(q, "rounding")
+			} else {
+				q["rounding"] = tc.rounding
+			}
+			b, _ := json.Marshal(m)
+			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".tflite")
+			os.WriteFile(path, graph, 0o644)
+			os.WriteFile(path+".json", b, 0o644)
+			var buf bytes.Buffer
+			c := demoModel(t)
+			c.Path = path
+			e, err := daemon.OpenTFLite(c, slog.New(slog.NewTextHandler(&buf, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.Close()
+			got := strings.Contains(buf.String(), "without exact int8 rounding") && strings.Contains(buf.String(), path)
+			if got != tc.warn {
+				t.Fatalf("warned %v, want %v; log:\n%s", got, tc.warn, buf.String())
 			}
 		})
 	}

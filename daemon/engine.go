@@ -47,6 +47,10 @@ func OpenTFLite(c config.Model, log *slog.Logger) (_ *TFLiteEngine, err error) {
 	if c.SHA256 != "" && !strings.EqualFold(c.SHA256, sum) {
 		return nil, fmt.Errorf("%w: %s: sha256 %s.. is not the pinned model.sha256 %s..", ErrPinned, c.Path, sum[:12], c.SHA256[:min(12, len(c.SHA256))])
 	}
+	if !meta.Exact() {
+		// It runs, but a threshold chosen on one architecture may not fit the other.
+		log.Warn("model exported without exact int8 rounding: its scores on arm64 can differ from amd64's by a few map steps; re-export it with this toolkit", "model", c.Path)
+	}
 	lib, err := tflite.Open(c.Library)
 	if err != nil {
 		return nil, err

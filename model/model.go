@@ -50,7 +50,18 @@ type Metadata struct {
 		Std  float64 `json:"std"`
 		Max  float64 `json:"max"`
 	} `json:"normal_scores"`
+	Quantisation struct {
+		// Rounding is RoundingExact for graphs whose int8 requantisations round alike on
+		// every CPU path (training/adtr/exact.py); empty for older exports.
+		Rounding string `json:"rounding"`
+	} `json:"quantisation"`
 }
+
+// RoundingExact marks a graph that gives the same int8 map on amd64, arm64 and the toolkit.
+const RoundingExact = "exact"
+
+// Exact says whether the graph was exported with exact int8 rounding.
+func (m *Metadata) Exact() bool { return m.Quantisation.Rounding == RoundingExact }
 
 // Upsample is the only rule the scorer implements.
 const Upsample = "bilinear-align-corners"

@@ -24,6 +24,9 @@ func TestDemoMetadata(t *testing.T) {
 	if _, err := m.CheckGraphFile(testlib.Demo("adtr.tflite")); err != nil {
 		t.Fatal(err)
 	}
+	if !m.Exact() {
+		t.Fatal("the demo graph's metadata does not say exact int8 rounding")
+	}
 	if _, err := m.CheckGraphFile(testlib.Demo("adtr.onnx")); !errors.Is(err, model.ErrMetadata) {
 		t.Fatalf("another graph's bytes accepted: %v", err)
 	}

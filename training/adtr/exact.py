@@ -21,6 +21,11 @@ from typing import Any
 
 import numpy as np
 
+# Written into the graph's metadata ("quantisation.rounding"); the daemon reads it.
+ROUNDING = "exact"
+ROUNDING_RULE = ("power-of-two scales, even weights, odd biases, doubled BATCH_MATMUL inner axes: "
+                 "the same int8 on TFLite 2.9 amd64 and arm64 with XNNPACK and on TF 2.15")
+
 INT8, INT32 = 9, 2
 # Int8 kernels that move or compare bytes without requantising: their inputs (the data
 # inputs) and outputs must share one scale and zero point.

@@ -21,6 +21,7 @@ import tensorflow as tf
 from . import anomalies, scoring
 from .checkpoint import Checkpoint, refuse_existing
 from .data import load_image
+from . import exact
 from .exact import make_exact
 from .model import int8_lowering
 
@@ -176,7 +177,9 @@ def export_tflite(ck: Checkpoint, out: Path, good: np.ndarray, version: str) -> 
         }
         meta = build_metadata(ck, out, graph, runner, load_heldout(ck), output, version)
     meta["quantisation"] = {"kind": "full-integer int8", "calibration_images": {"good": int(len(good)), "synthetic_anomalies": int(len(calibration) - len(good))},
-                            "converter": f"tensorflow {tf.__version__}", "runs_on": "TFLite >= 2.9"}
+                            "converter": f"tensorflow {tf.__version__}", "runs_on": "TFLite >= 2.9",
+                            # The daemon warns about graphs without it (exported before exact.py).
+                            "rounding": exact.ROUNDING, "rounding_rule": exact.ROUNDING_RULE}
     _write_atomic(out, graph)
     _write_atomic(meta_out, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
     return meta

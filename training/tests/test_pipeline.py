@@ -163,8 +163,11 @@ def test_metadata_describes_the_graph(exported: dict[str, Path]) -> None:
         assert ns["count"] >= 2 and ns["std"] > 0
         assert meta["threshold"] >= ns["max"]
         assert meta["training"]["data"]["train_good"] > 0
-    q = json.loads(metadata_path(exported["tflite"]).read_text())["output"]
+    tfl = json.loads(metadata_path(exported["tflite"]).read_text())
+    q = tfl["output"]
     assert q["dtype"] == "int8" and q["scale"] > 0 and q["shape"] == [1, 14, 14]
+    # the daemon warns about int8 graphs without it (model.Metadata.Exact)
+    assert tfl["quantisation"]["rounding"] == "exact"
 
 
 def test_onnx_graph_matches_the_float_model(trained: Path, exported: dict[str, Path], split) -> None:  # type: ignore[no-untyped-def]
