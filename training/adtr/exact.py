@@ -193,11 +193,16 @@ def _weighted(g: _Graph, op: Any, old_in: dict[int, float]) -> None:
     per_channel = len(sw_old) == n and n > 1
     per = sw_old if len(sw_old) == n else np.full(n, sw_old[0])
     real = wq * per[:, None]
-    # stored = 2m on scale S: |2m| <= 126 must hold the largest weight.
+    # stored = 2m on scale S: |2m| <= 126 must hold the largest weight. An all-zero
+    # row keeps (a power of two near) its old scale, so its bias stays in int32 range.
+    def scale_for(r: np.ndarray, old: float) -> np.float32:
+        big = float(np.abs(r).max())
+        return pow2_up(big / 126.0) if big > 0 else pow2_up(old)
+
     if per_channel:
-        S = np.array([pow2_up(max(np.abs(r).max(), 1e-30) / 126.0) for r in real], np.float64)
+        S = np.array([scale_for(r, s) for r, s in zip(real, per)], np.float64)
     else:
-        S = np.full(n, pow2_up(max(np.abs(real).max(), 1e-30) / 126.0), np.float64)
+        S = np.full(n, scale_for(real, per[0]), np.float64)
     m = np.round(real / (2 * S[:, None]))
     g.set_data(w, (2 * m).astype(np.int8).reshape(-1))
     nq = n if per_channel else 1

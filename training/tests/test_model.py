@@ -159,20 +159,3 @@ def test_lowered_matmul_is_the_matmul() -> None:
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(got2, tf.matmul(tf.transpose(a, (0, 1, 3, 2)), b).numpy(), rtol=1e-5, atol=1e-5)
 
-
-@pytest.mark.parametrize(
-    "scale, want",
-    [
-        (0.0365, 0.0625),  # rounds up, never down: the calibrated range is kept
-        (0.0625, 0.0625),  # a power of two stays
-        (1.0, 1.0),  # the uint8 input's scale
-        (0.00390625, 0.00390625),  # SOFTMAX's fixed 1/256
-        (0.0039, 0.00390625),  # just below a power of two
-        (3.0, 4.0),  # above one
-    ],
-)
-def test_pow2_up(scale: float, want: float) -> None:
-    from adtr.exact import is_pow2, pow2_up
-
-    got = pow2_up(scale)
-    assert got == np.float32(want) and is_pow2(got)

@@ -1,0 +1,84 @@
+"""exact.make_exact on a small graph built here: still the same function, every
+requantisation exact, and the C library (XNNPACK, as the daemon runs it) equal to the
+Python interpreter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from adtr import exact
+from adtr.tflite_c import CInterpreter, default_library
+
+
+def _small_graph(tmp: Path) -> tuple[Path, Path, np.ndarray, tf.keras.Model]:
+    rng = np.random.default_rng(3)
+    inp = tf.keras.Input((7, 7, 32), batch_size=1)
+    conv2d = tf.keras.layers.Conv2D(16, 1, activation="relu")  # per-channel weight scales
+    model = tf.keras.Model(inp, tf.keras.layers.Dense(8)(conv2d(inp)))
+    w, b = conv2d.get_weights()
+    w[..., 5] = 0.0  # an all-zero output channel with a bias: its scale must stay sane
+    b[5] = 0.7
+    conv2d.set_weights([w, b])
+    data = rng.normal(0, 1, (32, 7, 7, 32)).astype(np.float32)
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([x[None]] for x in data)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    raw = conv.convert()
+    (tmp / "raw.tflite").write_bytes(raw)
+    (tmp / "exact.tflite").write_bytes(exact.make_exact(raw))
+    return tmp / "raw.tflite", tmp / "exact.tflite", data, model
+
+
+def _quantise_input(path: Path, x: np.ndarray) -> np.ndarray:
+    s, z = tf.lite.Interpreter(model_path=str(path)).get_input_details()[0]["quantization"]
+    return np.clip(np.round(x / s) + z, -128, 127).astype(np.int8)
+
+
+def _run_python(path: Path, x: np.ndarray) -> tuple[np.ndarray, tuple[float, int]]:
+    it = tf.lite.Interpreter(model_path=str(path), num_threads=1)
+    it.allocate_tensors()
+    i, o = it.get_input_details()[0], it.get_output_details()[0]
+    it.set_tensor(i["index"], _quantise_input(path, x)[None])
+    it.invoke()
+    return it.get_tensor(o["index"])[0], o["quantization"]
+
+
+def test_make_exact_keeps_the_function_and_rounds_alike(tmp_path: Path) -> None:
+    if not default_library().is_file():
+        pytest.fail(f"{default_library()}: missing; `make deps` installs it")
+    raw, ex, data, model = _small_graph(tmp_path)
+    from tensorflow.lite.tools import flatbuffer_utils as fu
+
+    exact.check(exact._Graph(fu.read_model(str(ex))))  # raises if any op could round two ways
+    with pytest.raises(exact.ExactError):
+        exact.check(exact._Graph(fu.read_model(str(raw))))  # the converter's own scales are not
+    for x in data[:4]:
+        want = model(x[None]).numpy()[0]
+        (q_raw, (s_raw, z_raw)), (q_ex, (s_ex, z_ex)) = _run_python(raw, x), _run_python(ex, x)
+        got_raw, got_ex = (q_raw.astype(np.float32) - z_raw) * s_raw, (q_ex.astype(np.float32) - z_ex) * s_ex
+        # the same function: as close to the float model as the converter's graph, or nearly
+        assert np.abs(got_ex - want).mean() <= 2 * np.abs(got_raw - want).mean() + s_ex
+        with CInterpreter(ex) as c:  # XNNPACK with its int8 kernels, as the daemon
+            np.testing.assert_array_equal(c.run(_quantise_input(ex, x))[0], q_ex)
+
+
+@pytest.mark.parametrize(
+    "scale, want",
+    [
+        (0.0365, 0.0625),  # rounds up, never down: the calibrated range is kept
+        (0.0625, 0.0625),  # a power of two stays
+        (1.0, 1.0),  # the uint8 input's scale
+        (0.00390625, 0.00390625),  # SOFTMAX's fixed 1/256
+        (0.0039, 0.00390625),  # just below a power of two
+        (3.0, 4.0),  # above one
+    ],
+)
+def test_pow2_up(scale: float, want: float) -> None:
+    got = exact.pow2_up(scale)
+    assert got == np.float32(want) and exact.is_pow2(got)
