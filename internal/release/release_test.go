@@ -119,11 +119,7 @@ func demo(t *testing.T, arch string) []decision {
 		"\n  threads: 2\ncapture:\n  replay:\n    path: "+testlib.Demo("frames")+"\n    fps: 0\noutput:\n  reject:\n    delay: 30s\nlog:\n  format: json\n"), 0o644)
 	args := []string{filepath.Join(dir, "adtrd"), "run", "-c", cfg}
 	if arch == "arm64" {
-		qemu, err := exec.LookPath("qemu-aarch64")
-		if err != nil {
-			testlib.Tool(t, "qemu-aarch64")
-		}
-		args = append([]string{qemu, "-L", "/usr/aarch64-linux-gnu"}, args...)
+		args = append([]string{testlib.Tool(t, "qemu-aarch64"), "-L", "/usr/aarch64-linux-gnu"}, args...)
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	var stderr, stdout bytes.Buffer
@@ -186,14 +182,7 @@ func TestArm64DemoMatchesAmd64(t *testing.T) {
 // This is the cause of the equal scores above, checked directly.
 func TestArm64MapsEqualGolden(t *testing.T) {
 	lib := filepath.Join(dist(t), "arm64", "libtensorflowlite_c.so")
-	qemu, err := exec.LookPath("qemu-aarch64")
-	if err != nil {
-		testlib.Tool(t, "qemu-aarch64")
-	}
-	cc, err := exec.LookPath("aarch64-linux-gnu-gcc")
-	if err != nil {
-		testlib.Tool(t, "aarch64-linux-gnu-gcc")
-	}
+	qemu, cc := testlib.Tool(t, "qemu-aarch64"), testlib.Tool(t, "aarch64-linux-gnu-gcc")
 	bin := filepath.Join(t.TempDir(), "maprun")
 	build := exec.Command("go", "build", "-o", bin, "./testdata/maprun")
 	build.Env = append(os.Environ(), "CGO_ENABLED=1", "GOOS=linux", "GOARCH=arm64", "CC="+cc)

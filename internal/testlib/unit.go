@@ -8,15 +8,21 @@ import (
 	"testing"
 )
 
-// Tool skips the test, saying why, when a Debian tool is missing, unless
-// ADTRD_REQUIRE_TOOLS is set (as `make test` does after installing them), when it fails.
-func Tool(t testing.TB, name string) {
+// Tool is the path of a Debian tool. When it is missing the test is skipped, saying
+// why, unless ADTRD_REQUIRE_TOOLS is set (as `make test` does after installing them),
+// when it fails.
+func Tool(t testing.TB, name string) string {
 	t.Helper()
+	path, err := exec.LookPath(name)
+	if err == nil {
+		return path
+	}
 	msg := name + " missing: scripts/install-debs.sh installs it"
 	if os.Getenv("ADTRD_REQUIRE_TOOLS") != "" {
 		t.Fatal(msg)
 	}
 	t.Skip(msg)
+	return ""
 }
 
 // VerifyUnit runs `systemd-analyze verify` on unit inside a root that has this
@@ -25,10 +31,7 @@ func Tool(t testing.TB, name string) {
 // is allowed (the unit falls back to the Type=notify before it).
 func VerifyUnit(t testing.TB, unit, binary string) {
 	t.Helper()
-	analyze, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		Tool(t, "systemd-analyze")
-	}
+	analyze := Tool(t, "systemd-analyze")
 	root := t.TempDir()
 	for _, d := range []string{"usr/bin", "bin", "lib/systemd"} {
 		os.MkdirAll(filepath.Join(root, d), 0o755)

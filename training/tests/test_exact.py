@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from adtr import exact
+from adtr.evaluate import TFLiteRunner
 from adtr.tflite_c import CInterpreter, default_library
 
 
@@ -35,18 +36,9 @@ def _small_graph(tmp: Path) -> tuple[Path, Path, np.ndarray, tf.keras.Model]:
     return tmp / "raw.tflite", tmp / "exact.tflite", data, model
 
 
-def _quantise_input(path: Path, x: np.ndarray) -> np.ndarray:
-    s, z = tf.lite.Interpreter(model_path=str(path)).get_input_details()[0]["quantization"]
+def _quantise(runner: TFLiteRunner, x: np.ndarray) -> np.ndarray:
+    s, z = runner.inp["quantization"]
     return np.clip(np.round(x / s) + z, -128, 127).astype(np.int8)
-
-
-def _run_python(path: Path, x: np.ndarray) -> tuple[np.ndarray, tuple[float, int]]:
-    it = tf.lite.Interpreter(model_path=str(path), num_threads=1)
-    it.allocate_tensors()
-    i, o = it.get_input_details()[0], it.get_output_details()[0]
-    it.set_tensor(i["index"], _quantise_input(path, x)[None])
-    it.invoke()
-    return it.get_tensor(o["index"])[0], o["quantization"]
 
 
 def test_make_exact_keeps_the_function_and_rounds_alike(tmp_path: Path) -> None:
@@ -58,14 +50,16 @@ def test_make_exact_keeps_the_function_and_rounds_alike(tmp_path: Path) -> None:
     exact.check(exact._Graph(fu.read_model(str(ex))))  # raises if any op could round two ways
     with pytest.raises(exact.ExactError):
         exact.check(exact._Graph(fu.read_model(str(raw))))  # the converter's own scales are not
-    for x in data[:4]:
-        want = model(x[None]).numpy()[0]
-        (q_raw, (s_raw, z_raw)), (q_ex, (s_ex, z_ex)) = _run_python(raw, x), _run_python(ex, x)
-        got_raw, got_ex = (q_raw.astype(np.float32) - z_raw) * s_raw, (q_ex.astype(np.float32) - z_ex) * s_ex
-        # the same function: as close to the float model as the converter's graph, or nearly
-        assert np.abs(got_ex - want).mean() <= 2 * np.abs(got_raw - want).mean() + s_ex
-        with CInterpreter(ex) as c:  # XNNPACK with its int8 kernels, as the daemon
-            np.testing.assert_array_equal(c.run(_quantise_input(ex, x))[0], q_ex)
+    r_raw, r_ex = TFLiteRunner(raw, threads=1), TFLiteRunner(ex, threads=1)
+    s_ex = r_ex.out["quantization"][0]
+    with CInterpreter(ex) as c:  # XNNPACK with its int8 kernels, as the daemon
+        for x in data[:4]:
+            want = model(x[None]).numpy()[0]
+            q_ex = r_ex.raw(_quantise(r_ex, x))
+            got_raw, got_ex = r_raw.dequantise(r_raw.raw(_quantise(r_raw, x))), r_ex.dequantise(q_ex)
+            # the same function: as close to the float model as the converter's graph, or nearly
+            assert np.abs(got_ex - want).mean() <= 2 * np.abs(got_raw - want).mean() + s_ex
+            np.testing.assert_array_equal(c.run(_quantise(r_ex, x))[0], q_ex)
 
 
 @pytest.mark.parametrize(
