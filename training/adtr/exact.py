@@ -33,7 +33,7 @@ SAME_SCALE_OPS = {"RESHAPE": 1, "TRANSPOSE": 1, "SQUEEZE": 1, "EXPAND_DIMS": 1,
                   "CONCATENATION": None, "MAXIMUM": 2, "MINIMUM": 2, "AVERAGE_POOL_2D": 1, "MAX_POOL_2D": 1}
 # Ops whose int8 output parameters TFLite fixes (a group holding one of these takes its parameters).
 FIXED_OUTPUT_OPS = {"SOFTMAX", "L2_NORMALIZATION", "LOGISTIC", "TANH"}
-WEIGHTED_OPS = {"FULLY_CONNECTED", "CONV_2D"}
+WEIGHTED_OPS = {"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"}
 
 
 class ExactError(ValueError):
@@ -182,14 +182,19 @@ def _activation_scales(g: _Graph, weights: set[int]) -> dict[int, float]:
     return old
 
 
-def _weighted(g: _Graph, op: Any, old_in: dict[int, float]) -> None:
+def _weighted(g: _Graph, op: Any, name: str, old_in: dict[int, float]) -> None:
     """Power-of-two weight scales, even weights, and a bias whose parity rules out ties."""
     x, w, o = int(op.inputs[0]), int(op.inputs[1]), int(op.outputs[0])
     sx_old = old_in.get(x, g.scales(x)[0])
     sx, so = g.scales(x)[0], g.scales(o)[0]
     sw_old = g.scales(w)
-    n = int(g.tensor(w).shape[0])
-    wq = g.data(w, np.int8).astype(np.float64).reshape(n, -1)
+    # Output channels are the weights' first axis, except for DEPTHWISE_CONV_2D's
+    # (1, kh, kw, C) kernel, whose channels (and per-channel scales) are the last axis.
+    depthwise = name == "DEPTHWISE_CONV_2D"
+    shape = [int(v) for v in g.tensor(w).shape]
+    n = shape[-1] if depthwise else shape[0]
+    wq = g.data(w, np.int8).astype(np.float64)
+    wq = wq.reshape(-1, n).T if depthwise else wq.reshape(n, -1)
     per_channel = len(sw_old) == n and n > 1
     per = sw_old if len(sw_old) == n else np.full(n, sw_old[0])
     real = wq * per[:, None]
@@ -203,8 +208,8 @@ def _weighted(g: _Graph, op: Any, old_in: dict[int, float]) -> None:
         S = np.array([scale_for(r, s) for r, s in zip(real, per)], np.float64)
     else:
         S = np.full(n, scale_for(real, per[0]), np.float64)
-    m = np.round(real / (2 * S[:, None]))
-    g.set_data(w, (2 * m).astype(np.int8).reshape(-1))
+    m = (2 * np.round(real / (2 * S[:, None]))).astype(np.int8)
+    g.set_data(w, (m.T if depthwise else m).reshape(-1))
     nq = n if per_channel else 1
     g.set_quant(w, S[:nq], np.zeros(nq, np.int64))
     bias_scale = sx * S
@@ -275,7 +280,7 @@ def make_exact(graph: bytes) -> bytes:
     old = _activation_scales(g, weights)
     for op, n in zip(g.sub.operators, g.names):
         if n in WEIGHTED_OPS:
-            _weighted(g, op, old)
+            _weighted(g, op, n, old)
     check(g)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(g.model))
 

@@ -1,4 +1,4 @@
-"""exact.make_exact on a small graph built here: still the same function, every
+"""exact.make_exact on a small graph built here (conv, depthwise conv, dense): still the same function, every
 requantisation exact, and the C library (XNNPACK, as the daemon runs it) equal to the
 Python interpreter."""
 
@@ -19,7 +19,12 @@ def _small_graph(tmp: Path) -> tuple[Path, Path, np.ndarray, tf.keras.Model]:
     rng = np.random.default_rng(3)
     inp = tf.keras.Input((7, 7, 32), batch_size=1)
     conv2d = tf.keras.layers.Conv2D(16, 1, activation="relu")  # per-channel weight scales
-    model = tf.keras.Model(inp, tf.keras.layers.Dense(8)(conv2d(inp)))
+    # EfficientNet-Lite's depthwise convolution: per-channel scales on the kernel's last axis.
+    depthwise = tf.keras.layers.DepthwiseConv2D(3, strides=2, padding="same", activation=tf.nn.relu6)
+    model = tf.keras.Model(inp, tf.keras.layers.Dense(8)(depthwise(conv2d(inp))))
+    dw, db = depthwise.get_weights()
+    dw[..., 3, 0] *= 40.0  # one channel's weights far larger than the rest: scales must be per channel
+    depthwise.set_weights([dw, db + 0.1])
     w, b = conv2d.get_weights()
     w[..., 5] = 0.0  # an all-zero output channel with a bias: its scale must stay sane
     b[5] = 0.7
