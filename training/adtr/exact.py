@@ -204,10 +204,22 @@ def _weighted(g: _Graph, op: Any, name: str, old_in: dict[int, float]) -> None:
         big = float(np.abs(r).max())
         return pow2_up(big / 126.0) if big > 0 else pow2_up(old)
 
+    if len(op.inputs) > 2 and int(op.inputs[2]) >= 0:
+        b = int(op.inputs[2])
+        b_real = g.data(b, np.int32).astype(np.float64) * (sx_old * per)
+    else:
+        b = -1
+        b_real = np.zeros(n)
+    # A channel whose weights are nearly zero but whose bias is not (a dead channel
+    # after BatchNorm folding: weights 1e-9, bias -1.2 in EfficientNet-Lite0's stem)
+    # gets a scale coarse enough for the bias to fit in 2^30 steps; its weights round
+    # to zero, which they nearly are.
+    floor = np.array([pow2_up(v / (sx * 2**30)) if v > 0 else 0.0 for v in np.abs(b_real)], np.float64)
     if per_channel:
         S = np.array([scale_for(r, s) for r, s in zip(real, per)], np.float64)
+        S = np.maximum(S, floor)
     else:
-        S = np.full(n, scale_for(real, per[0]), np.float64)
+        S = np.full(n, max(scale_for(real, per[0]), floor.max(initial=0.0)), np.float64)
     m = (2 * np.round(real / (2 * S[:, None]))).astype(np.int8)
     g.set_data(w, (m.T if depthwise else m).reshape(-1))
     nq = n if per_channel else 1
@@ -216,12 +228,6 @@ def _weighted(g: _Graph, op: Any, name: str, old_in: dict[int, float]) -> None:
     k = np.log2(so / bias_scale)
     if not np.all(k == np.round(k)):
         raise ExactError(f"{g.tensor(o).name!r}: multiplier is not a power of two")
-    if len(op.inputs) > 2 and int(op.inputs[2]) >= 0:
-        b = int(op.inputs[2])
-        b_real = g.data(b, np.int32).astype(np.float64) * (sx_old * per)
-    else:
-        b = -1
-        b_real = np.zeros(n)
     exact = b_real / bias_scale
     bq = np.round(exact)
     # k >= 2: odd accumulators (even weights + odd bias) never sit on a half.

@@ -30,6 +30,9 @@ _EFFICIENTNET_STAGES = {
     "efficientnet-b0": ("block1a_project_bn", "block2b_add", "block3b_add", "block5c_add"),
     "efficientnet-b4": ("block1b_add", "block2d_add", "block3d_add", "block5f_add"),
 }
+# The same choice for EfficientNet-Lite0 (B0's block layout): the last block at strides
+# 2, 4, 8 and 16, 16+24+40+112 = 192 channels (lite0.build's output names).
+LITE0_STAGES = ("block1a", "block2b", "block3b", "block5c")
 
 
 def _channel_affine(x: tf.Tensor, scale: tf.Tensor, offset: tf.Tensor) -> tf.Tensor:
@@ -44,11 +47,20 @@ def _channel_affine(x: tf.Tensor, scale: tf.Tensor, offset: tf.Tensor) -> tf.Ten
 
 
 class Normalise(layers.Layer):
-    """ImageNet mean/std normalisation of 0..255 RGB, folded into the graph."""
+    """(x - mean) / std per channel of 0..255 RGB, folded into the graph.
+
+    The default is torchvision's ImageNet mean/std in 0..255 units; EfficientNet-Lite's
+    weights expect (x - 127) / 128 (lite0.MEAN, lite0.STD).
+    """
+
+    def __init__(self, mean: np.ndarray | float = 255.0 * IMAGENET_MEAN, std: np.ndarray | float = 255.0 * IMAGENET_STD,
+                 **kw: object) -> None:
+        super().__init__(**kw)
+        self.mean = np.broadcast_to(np.asarray(mean, np.float32), (3,)).copy()
+        self.std = np.broadcast_to(np.asarray(std, np.float32), (3,)).copy()
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        scale = 1.0 / (255.0 * IMAGENET_STD)
-        return _channel_affine(x, tf.constant(scale), tf.constant(-IMAGENET_MEAN / IMAGENET_STD))
+        return _channel_affine(x, tf.constant(1.0 / self.std), tf.constant(-self.mean / self.std))
 
 
 class FeatureNorm(layers.Layer):
@@ -112,6 +124,15 @@ def build_backbone(cfg: ModelConfig, weights: str | Path | None = None) -> keras
             raise ConfigError("backbone random-cnn takes no weights file")
         x = Normalise(name="normalise")(inp)
         stages = _random_cnn(cfg, x)
+    elif cfg.backbone == "efficientnet-lite0":
+        from . import lite0
+
+        state = lite0.read_state_dict(weights if weights is not None else lite0.default_weights())
+        x = Normalise(lite0.MEAN, lite0.STD, name="normalise")(inp)
+        # Residual sums lowered like the transformer's (see _signed_sum): int8 ADD rounds
+        # differently in TFLite 2.9 and 2.15.
+        outs = lite0.build(x, state, add=lambda a, b: Residual()([a, b]), upto="block5")
+        stages = [outs[n] for n in LITE0_STAGES]
     else:
         if weights is not None and not Path(weights).is_file():
             raise ConfigError(f"{weights}: backbone weights file not found")
@@ -195,12 +216,27 @@ def _signed_sum(terms: list[tf.Tensor], signs: list[float]) -> tf.Tensor:
             raise ValueError(f"cannot sum {c} channels with {d}")
         blocks.append(sign * (np.eye(d) if c == d else np.ones((1, d))))
     w = tf.constant(np.concatenate(blocks).astype(np.float32))
-    return tf.matmul(tf.concat(terms, axis=-1), w)
+    x = tf.concat(terms, axis=-1)
+    if x.shape.rank == 4:
+        # NHWC (the backbone's residuals): a 1x1 CONV_2D, the same sum per pixel.
+        return tf.nn.conv2d(x, w[None, None], 1, "VALID")
+    return tf.matmul(x, w)
 
 
 def _add(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     """a + b (same shape), lowered so that TFLite 2.9 and 2.15 agree: see _signed_sum."""
     return _signed_sum([a, b], [1.0, 1.0])
+
+
+class Residual(layers.Layer):
+    """[a, b] -> a + b as a layer, for functional models (the backbone's residuals).
+
+    A bare _add in a functional model is traced once, when the model is built; as a
+    layer it is traced again under int8_lowering, as the converter needs.
+    """
+
+    def call(self, ab: list[tf.Tensor]) -> tf.Tensor:
+        return _add(ab[0], ab[1])
 
 
 def _own_scale(x: tf.Tensor) -> tf.Tensor:
