@@ -56,8 +56,10 @@ dist: deps sysdeps
 test-release: dist
 	ADTRD_DIST=$(CURDIR)/dist ADTRD_REQUIRE_TFLITE=1 ADTRD_REQUIRE_TOOLS=1 $(GO) test -count=1 ./internal/release
 
+# BENCH_COMPARE=PATH also times another graph's bare Invoke loop in the same run.
+BENCH_COMPARE ?=
 bench: deps
-	$(GO) test -run '^$$' -bench '^Benchmark(Invoke|Pipeline|PrePost|Score)' -benchtime 3s ./tflite ./daemon ./score
+	ADTRD_BENCH_COMPARE=$(BENCH_COMPARE) $(GO) test -run '^$$' -bench '^Benchmark(Invoke|Pipeline|PrePost|Score)' -benchtime 3s ./tflite ./daemon ./score
 	$(GO) test -run '^$$' -bench RejectEdge -benchtime 10000x ./gpio
 	$(GO) test -run '^$$' -bench Swap -benchtime 100x ./daemon
 

@@ -175,35 +175,48 @@ func TestInvokeDoesNotAllocate(t *testing.T) {
 
 // BenchmarkInvoke is the bare inference loop the pipeline is measured against, on
 // XNNPACK (the daemon's default) and on TFLite's built-in kernels (delegate: cpu).
+// BenchmarkInvoke times the bare Invoke loop on the demo graph and, with
+// ADTRD_BENCH_COMPARE=PATH (`make bench BENCH_COMPARE=PATH`), on another graph in the
+// same run, so that two graphs are compared on one machine at one time.
 func BenchmarkInvoke(b *testing.B) {
-	for _, bc := range []struct {
-		threads int
-		xnnpack bool
-	}{{1, true}, {2, true}, {1, false}, {2, false}} {
-		name := fmt.Sprintf("threads=%d/xnnpack", bc.threads)
-		if !bc.xnnpack {
-			name = fmt.Sprintf("threads=%d/cpu", bc.threads)
-		}
-		b.Run(name, func(b *testing.B) {
-			lib, err := tflite.Open(testlib.TFLiteLibrary(b))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer lib.Close()
-			it, err := lib.NewInterpreter(testlib.Demo("adtr.tflite"), tflite.Options{Threads: bc.threads, XNNPACK: bc.xnnpack})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer it.Close()
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := it.Invoke(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
-		})
+	graphs := []struct{ name, path string }{{"demo", testlib.Demo("adtr.tflite")}}
+	if p := os.Getenv("ADTRD_BENCH_COMPARE"); p != "" {
+		graphs = append(graphs, struct{ name, path string }{"compare", p})
 	}
+	for _, g := range graphs {
+		for _, bc := range []struct {
+			threads int
+			xnnpack bool
+		}{{1, true}, {2, true}, {1, false}, {2, false}} {
+			name := fmt.Sprintf("graph=%s/threads=%d/xnnpack", g.name, bc.threads)
+			if !bc.xnnpack {
+				name = fmt.Sprintf("graph=%s/threads=%d/cpu", g.name, bc.threads)
+			}
+			benchInvoke(b, name, g.path, bc.threads, bc.xnnpack)
+		}
+	}
+}
+
+func benchInvoke(b *testing.B, name, graph string, threads int, xnnpack bool) {
+	b.Run(name, func(b *testing.B) {
+		lib, err := tflite.Open(testlib.TFLiteLibrary(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer lib.Close()
+		it, err := lib.NewInterpreter(graph, tflite.Options{Threads: threads, XNNPACK: xnnpack})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer it.Close()
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := it.Invoke(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
+	})
 }
 
 func abs(v int) int {

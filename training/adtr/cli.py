@@ -1,4 +1,4 @@
-"""`python -m adtr`: synth, textures, train, eval, export, ablate, demo.
+"""`python -m adtr`: synth, textures, train, eval, export, ablate, compare, demo.
 
 Every expected failure (bad folder, bad image, unknown preset, wrong checkpoint, an
 output that exists) is one line on stderr and exit status 2.
@@ -155,6 +155,19 @@ def cmd_ablate(a: argparse.Namespace) -> None:
     print(ablate.table(rows))
 
 
+def cmd_compare(a: argparse.Namespace) -> None:
+    import tempfile
+
+    from . import compare
+
+    for p in a.presets:
+        _preset_config(argparse.Namespace(preset=p, seed=None, epochs=None))
+    with tempfile.TemporaryDirectory(dir=a.work) as d:
+        data = compare.make_data(Path(d), a.categories, a.seed, a.train)
+        cells = compare.run(data, a.presets, a.int8, a.seed)
+    print(compare.table(cells, a.presets, a.categories))
+
+
 def cmd_demo(a: argparse.Namespace) -> None:
     from . import demo
 
@@ -228,6 +241,16 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--data", required=True)
     model_args(b)
     b.set_defaults(fn=cmd_ablate)
+
+    c = sub.add_parser("compare", help="presets side by side on real-texture and generated categories (README table)")
+    c.add_argument("--presets", nargs="+", default=["lite0", "tiny"])
+    c.add_argument("--categories", nargs="+", default=["leather", "burlap", "granite", "marble", "wood",
+                                                       "weave", "brushed_metal", "printed_part"])
+    c.add_argument("--train", type=int, default=60, help="good training images per category")
+    c.add_argument("--int8", action="store_true", help="also export and evaluate each int8 graph")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--work", default=None, help="folder for the generated data (default: the system's temporary folder)")
+    c.set_defaults(fn=cmd_compare)
 
     d = sub.add_parser("demo", help="rebuild models/demo from a fixed seed")
     d.add_argument("--out", default="models/demo")

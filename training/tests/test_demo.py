@@ -34,7 +34,10 @@ def test_demo_files_agree_with_each_other(golden: dict) -> None:
         data = (DEMO / graph).read_bytes()
         meta = json.loads((DEMO / f"{graph}.json").read_text())
         assert meta["sha256"] == hashlib.sha256(data).hexdigest(), graph
-        assert len(data) < 4 << 20, f"{graph} is {len(data)} bytes: the demo must stay small"
+        # The int8 graph the daemon runs stays under 4 MiB; the float ONNX graph carries the
+        # backbone's 684k weights and the transformer's in float32 (6.3 MB for lite0).
+        limit = (4 if graph.endswith(".tflite") else 8) << 20
+        assert len(data) < limit, f"{graph} is {len(data)} bytes: the demo must stay small"
     assert golden["sha256"] == hashlib.sha256((DEMO / "adtr.tflite").read_bytes()).hexdigest()
     names = sorted(p.name for p in (DEMO / "frames").glob("*.png"))
     assert names == [f["file"] for f in golden["frames"]]

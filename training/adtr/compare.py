@@ -1,0 +1,93 @@
+"""`python -m adtr compare`: presets side by side on real-texture and generated categories.
+
+Each preset trains on each category as shipped (its own epochs); the float model is
+evaluated, and with --int8 its exported int8 graph too (TF 2.15's interpreter, which
+gives the daemon's maps: tests/test_real_textures.py). Prints a Markdown table, the
+one in the README's "Backbones on real surfaces" section.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from . import evaluate, export, synth, textures, train
+from .config import preset
+from .data import Dataset
+
+log = logging.getLogger("adtr.compare")
+
+
+@dataclass(frozen=True)
+class Cell:
+    float_: evaluate.Result
+    int8: evaluate.Result | None
+    seconds: float
+
+
+def make_data(root: Path, categories: Sequence[str], seed: int, n_train: int) -> dict[str, Dataset]:
+    """Real-texture categories (textures.CATEGORIES) and generated ones (synth.CATEGORIES)."""
+    out = {}
+    for c in categories:
+        if c in textures.CATEGORIES:
+            textures.write_category(root, synth.SynthSpec(c, 224, n_train, 20, 6, seed))
+        elif c in synth.CATEGORIES:
+            synth.write_category(root, synth.SynthSpec(c, 224, n_train, 20, 8, seed))
+        else:
+            raise ValueError(f"unknown category {c!r} (choose from {', '.join(textures.CATEGORIES + tuple(synth.CATEGORIES))})")
+        out[c] = Dataset(root / c)
+    return out
+
+
+def run(data: dict[str, Dataset], presets: Sequence[str], int8: bool, seed: int) -> dict[tuple[str, str], Cell]:
+    cells = {}
+    for name in presets:
+        p = preset(name)
+        for c, ds in data.items():
+            t0 = time.monotonic()
+            ck = train.train(p.model.replace(seed=seed), p.train, ds)
+            secs = time.monotonic() - t0
+            split = ds.test(ck.cfg.input_size)
+            fl = evaluate.evaluate_maps(ck.model.maps(split.images), split, ck.cfg.pool_kernel)
+            q = None
+            if int8:
+                with tempfile.TemporaryDirectory() as d:
+                    g = Path(d) / "m.tflite"
+                    export.export_tflite(ck, g, ds.train(ck.cfg.input_size)[:64], f"compare-{name}-{c}")
+                    maps = evaluate.graph_maps(evaluate.TFLiteRunner(g), split.images)
+                    q = evaluate.evaluate_maps(maps, split, ck.cfg.pool_kernel)
+            cells[name, c] = Cell(fl, q, secs)
+            log.info("%s", fl.line(f"{name} {c} float ({secs:.0f} s)"))
+            if q is not None:
+                log.info("%s", q.line(f"{name} {c} int8"))
+    return cells
+
+
+def table(cells: dict[tuple[str, str], Cell], presets: Sequence[str], categories: Sequence[str]) -> str:
+    def fmt(r: evaluate.Result | None) -> str:
+        return "-" if r is None else f"{r.image_auroc:.3f} / {r.pixel_auroc:.3f}"
+
+    lines = ["| category | " + " | ".join(f"{p} float | {p} int8" for p in presets) + " |",
+             "|---|" + "---|---|" * len(presets)]
+    for c in categories:
+        lines.append(f"| {c} | " + " | ".join(f"{fmt(cells[p, c].float_)} | {fmt(cells[p, c].int8)}" for p in presets) + " |")
+    for group, members in (("real textures", textures.CATEGORIES), ("generated", tuple(synth.CATEGORIES))):
+        got = [c for c in categories if c in members]
+        if not got:
+            continue
+        row = []
+        for p in presets:
+            for attr in ("float_", "int8"):
+                rs = [getattr(cells[p, c], attr) for c in got]
+                if any(r is None for r in rs):
+                    row.append("-")
+                else:
+                    row.append(f"{sum(r.image_auroc for r in rs) / len(rs):.3f} / {sum(r.pixel_auroc for r in rs) / len(rs):.3f}")
+        lines.append(f"| mean, {group} | " + " | ".join(row) + " |")
+    secs = ", ".join(f"{p} {sum(cells[p, c].seconds for c in categories) / len(categories):.0f} s" for p in presets)
+    lines.append(f"\nImage / pixel AUROC. Training time per category: {secs}.")
+    return "\n".join(lines)
