@@ -404,16 +404,17 @@ class DecoderLayer(layers.Layer):
 class Embedding(layers.Layer):
     """A learned (K, D) table broadcast over the batch: positions, or the decoder's queries."""
 
-    def __init__(self, k: int, d: int, seed: int, **kw: object) -> None:
+    def __init__(self, k: int, d: int, seed: int, init: str = "uniform", **kw: object) -> None:
         super().__init__(**kw)
-        self.k, self.d, self.seed = k, d, seed
+        self.k, self.d, self.seed, self.init = k, d, seed, init
 
     def build(self, input_shape: tf.TensorShape) -> None:
-        # UniAD initialises both tables uniformly in [0, 1) (nn.init.uniform_).
-        self.table = self.add_weight(
-            name="table", shape=(1, self.k, self.d),
-            initializer=keras.initializers.RandomUniform(0.0, 1.0, seed=self.seed),
-        )
+        # ModelConfig.embed_init: UniAD's uniform [0, 1) or DETR's N(0, 1).
+        if self.init == "normal":
+            init = keras.initializers.RandomNormal(0.0, 1.0, seed=self.seed)
+        else:
+            init = keras.initializers.RandomUniform(0.0, 1.0, seed=self.seed)
+        self.table = self.add_weight(name="table", shape=(1, self.k, self.d), initializer=init)
 
     def call(self, like: tf.Tensor) -> tf.Tensor:
         return tf.broadcast_to(self.table, tf.shape(like))
@@ -443,12 +444,12 @@ def build_reconstructor(cfg: ModelConfig, channels: int) -> keras.Model:
     k = g * g
     tokens = layers.Reshape((k, channels), name="tokens")(inp)
     x = TokenDense(cfg.hidden, name="input_proj")(tokens)
-    pos = Embedding(k, cfg.hidden, cfg.seed * 1000 + 101, name="pos_embed")(x)
+    pos = Embedding(k, cfg.hidden, cfg.seed * 1000 + 101, cfg.embed_init, name="pos_embed")(x)
     memory = x
     for i in range(cfg.enc_layers):
         memory = EncoderLayer(cfg, name=f"enc{i + 1}")(memory, pos)
     if cfg.query_embedding:
-        tgt = Embedding(k, cfg.hidden, cfg.seed * 1000 + 102, name="query_embed")(x)
+        tgt = Embedding(k, cfg.hidden, cfg.seed * 1000 + 102, cfg.embed_init, name="query_embed")(x)
     else:
         tgt = memory
     for i in range(cfg.dec_layers):

@@ -22,6 +22,20 @@ SEED = 1  # not the demo's seed: the test trains its own model on its own images
 
 
 @pytest.fixture(scope="session")
+def gimp_data() -> None:
+    """Skips without gimp-data's patterns, unless ADTRD_REQUIRE_TOOLS is set (as the
+    Makefile does after `make sysdeps`), when it fails with the install hint."""
+    from adtr import textures
+
+    missing = [textures.PATTERNS_DIR / f for f in textures.TEXTURES.values() if not (textures.PATTERNS_DIR / f).is_file()]
+    if missing:
+        msg = f"{missing[0]}: not found (gimp-data is installed by `make sysdeps`: scripts/install-debs.sh)"
+        if os.environ.get("ADTRD_REQUIRE_TOOLS"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     root = tmp_path_factory.mktemp("data")
     return Dataset(synth.write_category(root, synth.SynthSpec(CATEGORY, seed=SEED)))

@@ -62,6 +62,7 @@ def test_maps_are_the_l2_norm_of_the_feature_difference() -> None:
         ({"hidden": 30, "heads": 4}, "not divisible"),  # heads must split hidden
         ({"reconstructor": "mlp"}, "reconstructor 'mlp' unknown"),  # unknown reconstructor
         ({"dropout": 1.0}, "dropout"),  # out of range
+        ({"embed_init": "zeros"}, "embed_init 'zeros' unknown"),  # neither UniAD's nor DETR's
     ],
 )
 def test_config_validation(change: dict, message: str) -> None:
@@ -159,3 +160,16 @@ def test_lowered_matmul_is_the_matmul() -> None:
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(got2, tf.matmul(tf.transpose(a, (0, 1, 3, 2)), b).numpy(), rtol=1e-5, atol=1e-5)
 
+
+
+@pytest.mark.parametrize("init, mean", [("uniform", 0.5), ("normal", 0.0)])
+def test_embedding_init(init: str, mean: float) -> None:
+    """UniAD's uniform [0, 1) tables share a common component (mean 0.5); DETR's N(0, 1)
+    ones do not, which is why the lite0 preset takes them (README, "Backbones")."""
+    m = ADTR(preset("tiny").model.replace(embed_init=init))
+    tables = [w.numpy() for w in m.reconstructor.weights if "table" in w.name]
+    assert len(tables) == 2  # positions and queries
+    for t in tables:
+        assert abs(float(t.mean()) - mean) < 0.05
+        assert (t.min() >= 0) == (init == "uniform")
+    assert preset("lite0").model.embed_init == "normal"

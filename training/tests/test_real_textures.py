@@ -17,7 +17,6 @@ printed is the README's.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -39,13 +38,7 @@ EXPORTED = "burlap"
 
 
 @pytest.fixture(scope="module")
-def texture_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    missing = [textures.PATTERNS_DIR / f for f in textures.TEXTURES.values() if not (textures.PATTERNS_DIR / f).is_file()]
-    if missing:
-        msg = f"{missing[0]}: not found (gimp-data is installed by `make sysdeps`: scripts/install-debs.sh)"
-        if os.environ.get("ADTRD_REQUIRE_TOOLS"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+def texture_root(gimp_data: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("textures")
     textures.write_all(root, 224, N_TRAIN, N_TEST_GOOD, N_TEST_DEFECT, SEED)
     return root

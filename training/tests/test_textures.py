@@ -3,7 +3,6 @@ each defect where its mask says; GIMP .pat files read safely."""
 
 from __future__ import annotations
 
-import os
 import struct
 from pathlib import Path
 
@@ -15,18 +14,6 @@ from adtr import textures
 from adtr.cli import main
 from adtr.data import DataError, Dataset
 from adtr.synth import SynthSpec
-
-
-@pytest.fixture
-def gimp_data() -> None:
-    """Skips without gimp-data's patterns, unless ADTRD_REQUIRE_TOOLS is set (as the
-    Makefile does after `make sysdeps`), when it fails with the install hint."""
-    missing = [textures.PATTERNS_DIR / f for f in textures.TEXTURES.values() if not (textures.PATTERNS_DIR / f).is_file()]
-    if missing:
-        msg = f"{missing[0]}: not found (gimp-data is installed by `make sysdeps`: scripts/install-debs.sh)"
-        if os.environ.get("ADTRD_REQUIRE_TOOLS"):
-            pytest.fail(msg)
-        pytest.skip(msg)
 
 
 def pat_bytes(width: int, height: int, bpp: int, *, magic: bytes = b"GPAT", version: int = 1, name: bytes = b"test",
