@@ -5,6 +5,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -271,10 +272,44 @@ func decode(n *yaml.Node, v reflect.Value, prefix string, lines map[string]int, 
 			decode(val, f, key, lines, errs)
 			continue
 		}
+		before := reflect.New(f.Type()).Elem()
+		before.Set(f)
 		if err := val.Decode(f.Addr().Interface()); err != nil {
 			errs.Problems = append(errs.Problems, Problem{val.Line, key, typeMessage(err, f.Type(), val)})
+			continue
+		}
+		if !finite(f) {
+			// NaN defeats every range check (NaN < 0 and NaN > max are both false) and
+			// every comparison after it: a NaN threshold passes every part, a NaN in the
+			// reload diff is never equal to itself. No float key takes one, nor an infinity.
+			errs.Problems = append(errs.Problems, Problem{val.Line, key, fmt.Sprintf("%s is not a finite number", val.Value)})
+			f.Set(before)
 		}
 	}
+}
+
+// finite reports whether every float in v (a float, or a pointer, slice or map of them)
+// is a finite number.
+func finite(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Float32, reflect.Float64:
+		return !math.IsNaN(v.Float()) && !math.IsInf(v.Float(), 0)
+	case reflect.Pointer:
+		return v.IsNil() || finite(v.Elem())
+	case reflect.Slice, reflect.Array:
+		for i := 0; i < v.Len(); i++ {
+			if !finite(v.Index(i)) {
+				return false
+			}
+		}
+	case reflect.Map:
+		for it := v.MapRange(); it.Next(); {
+			if !finite(it.Value()) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // collectFields maps each YAML key of t to its field index, flattening ",inline" fields.

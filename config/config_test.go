@@ -100,6 +100,14 @@ func TestEveryKindOfErrorNamesKeyAndLine(t *testing.T) {
 		{"heartbeat period", base + "output:\n  backend: gpiochip\n  reject:\n    line: A\n  heartbeat:\n    line: B\n", []string{"output.heartbeat.period: the heartbeat line is wired but its period is 0"}},
 		// an unknown pull
 		{"bad pull", base + "input:\n  encoder:\n    pull: sideways\n", []string{`input.encoder.pull: "sideways" is not one of none, up, down, float`}},
+		// NaN and infinities defeat range checks (field case 05): every float key refuses them
+		{"threshold NaN", base + "threshold: .nan\n", []string{"line 6: threshold: .nan is not a finite number"}},
+		{"threshold NaN spelled NaN", base + "threshold: .NaN\n", []string{"line 6: threshold: .NaN is not a finite number"}},
+		{"threshold +Inf", base + "threshold: .inf\n", []string{"line 6: threshold: .inf is not a finite number"}},
+		{"threshold -Inf", base + "threshold: -.Inf\n", []string{"line 6: threshold: -.Inf is not a finite number"}},
+		// field case 10: a NaN fps would later make every reload look like a restart key change
+		{"fps NaN", "model:\n  path: m.tflite\ncapture:\n  replay:\n    path: frames\n    fps: .nan\n", []string{"line 6: capture.replay.fps: .nan is not a finite number"}},
+		{"fps Inf", "model:\n  path: m.tflite\ncapture:\n  replay:\n    path: frames\n    fps: .inf\n", []string{"line 6: capture.replay.fps: .inf is not a finite number"}},
 		// broken YAML
 		{"syntax", "model: [\n", []string{"(syntax)"}},
 		// several problems: all of them, not only the first
@@ -197,5 +205,20 @@ func TestReadmeJetsonConfigIsValid(t *testing.T) {
 	}
 	if c.Output.Backend != config.BackendGPIOChip || wired != 9 {
 		t.Fatalf("backend %v, %d of 9 pins wired", c.Output.Backend, wired)
+	}
+}
+
+// A non-finite value is one problem, not also an "out of range" one: the key keeps its
+// default after the refusal, so later checks see a sane value.
+func TestNonFiniteIsOneProblem(t *testing.T) {
+	for _, body := range []string{
+		base + "threshold: -.inf\n", // would also be "negative"
+		"model:\n  path: m.tflite\ncapture:\n  replay:\n    path: frames\n    fps: .inf\n", // would also be out of range
+	} {
+		_, err := config.Load(writeCfg(t, body))
+		var list *config.Errors
+		if !errors.As(err, &list) || len(list.Problems) != 1 || !strings.Contains(list.Problems[0].Msg, "not a finite number") {
+			t.Errorf("%q: %v, want exactly one 'not a finite number' problem", body, err)
+		}
 	}
 }

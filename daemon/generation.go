@@ -2,12 +2,17 @@ package daemon
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
+	"math"
 
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/score"
 )
+
+// ErrThreshold reports a threshold that is not a positive finite score.
+var ErrThreshold = errors.New("bad threshold")
 
 // Generation is everything a config decides about scoring a frame: the warmed-up
 // engine, its scorer, the threshold and the fail-safe. The pipeline holds exactly one
@@ -35,6 +40,11 @@ func BuildGeneration(n uint64, cfg config.Config, log *slog.Logger) (*Generation
 	thr := cfg.Threshold
 	if thr == 0 {
 		thr = eng.Meta.Threshold
+	}
+	// config and model.Load refuse these already; a threshold that is not a positive
+	// finite number would silently pass every part (NaN compares false), so check here too.
+	if !(thr > 0) || math.IsInf(thr, 0) {
+		return nil, errors.Join(fmt.Errorf("%w: threshold %v: want a positive finite score", ErrThreshold, thr), eng.Close())
 	}
 	return &Generation{N: n, Config: cfg, Engine: eng, Scorer: sc, Threshold: thr, FailSafe: FailSafe(cfg.FailSafe), ModelSHA: eng.SHA256}, nil
 }

@@ -11,6 +11,11 @@ import (
 // ErrParams reports scoring parameters that cannot describe a model.
 var ErrParams = errors.New("score: bad parameters")
 
+// ErrNotFinite reports a map with a NaN or infinite value, or a score that is not a
+// finite number: a broken model, never a pass (a NaN compares false with any
+// threshold), so the pipeline treats it as an inference failure.
+var ErrNotFinite = errors.New("score: not a finite number")
+
 // Params are the model-specific numbers, all from the metadata JSON beside the model.
 type Params struct {
 	Grid      int     // the map is Grid x Grid
@@ -85,7 +90,7 @@ func (sc *Scorer) ScoreInt8(raw []int8) (float64, error) {
 	for i, q := range raw {
 		sc.deq[i] = (float32(q) - float32(sc.p.ZeroPoint)) * sc.p.Scale
 	}
-	return sc.score(), nil
+	return sc.finite(sc.score())
 }
 
 // ScoreFloat scores an already real-valued Grid*Grid map (float graphs).
@@ -93,8 +98,21 @@ func (sc *Scorer) ScoreFloat(m []float32) (float64, error) {
 	if len(m) != len(sc.deq) {
 		return 0, fmt.Errorf("%w: map has %d values, want %d", ErrParams, len(m), len(sc.deq))
 	}
+	for i, v := range m {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return math.NaN(), fmt.Errorf("%w: map value %d is %v", ErrNotFinite, i, v)
+		}
+	}
 	copy(sc.deq, m)
-	return sc.score(), nil
+	return sc.finite(sc.score())
+}
+
+// finite passes a finite score through; anything else (an overflowing map) is an error.
+func (sc *Scorer) finite(s float64) (float64, error) {
+	if math.IsNaN(s) || math.IsInf(s, 0) {
+		return math.NaN(), fmt.Errorf("%w: image score %v", ErrNotFinite, s)
+	}
+	return s, nil
 }
 
 func (sc *Scorer) score() float64 {

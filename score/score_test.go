@@ -112,3 +112,35 @@ func int8s(v []int) []int8 {
 	}
 	return out
 }
+
+// A broken model's map must never score as a pass: a NaN anywhere used to be skipped by
+// the max (NaN > best is false), leaving the score of the clean windows.
+func TestNonFiniteMapsAreErrors(t *testing.T) {
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	tests := []struct {
+		name string
+		m    []float32
+		want string
+	}{
+		{"one NaN among normal values", []float32{1, 2, nan, 1}, "map value 2 is NaN"}, // the max would have skipped it
+		{"all NaN", []float32{nan, nan, nan, nan}, "map value 0 is NaN"},               // no window is a number
+		{"+Inf", []float32{1, inf, 1, 1}, "map value 1 is +Inf"},                       // overflowed float graph
+		{"-Inf", []float32{1, 1, 1, float32(math.Inf(-1))}, "map value 3 is -Inf"},     // would make every window -Inf
+	}
+	sc, err := score.New(score.Params{Grid: 2, Size: 4, Kernel: 2, Scale: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range tests {
+		s, err := sc.ScoreFloat(tc.m)
+		if !errors.Is(err, score.ErrNotFinite) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: score %v, err %v; want ErrNotFinite with %q", tc.name, s, err, tc.want)
+		}
+		if !math.IsNaN(s) {
+			t.Errorf("%s: score %v, want NaN with the error", tc.name, s)
+		}
+	}
+	if s, err := sc.ScoreFloat([]float32{1, 2, 3, 4}); err != nil || math.IsNaN(s) {
+		t.Fatalf("finite map: %v, %v", s, err)
+	}
+}
