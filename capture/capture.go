@@ -3,12 +3,14 @@
 package capture
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"image"
 	"image/draw"
 	_ "image/jpeg" // replay reads JPEG
 	_ "image/png"  // and PNG
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -85,16 +87,73 @@ func ListImages(path string) ([]string, error) {
 	return out, nil
 }
 
-// LoadRGB decodes an image file and fits it to size as packed RGB.
-func LoadRGB(path string, size Size, fit Fit) ([]byte, error) {
+// Limits on an image file before it is decoded. A PNG can declare 30000x30000 pixels
+// in 109 KB and its decoder then allocates 3.6 GB; a path can name a FIFO or a device
+// whose read never ends. MaxPixels is the largest width x height decoded (a 48 MP
+// machine-vision sensor has 8192x5460 = 44.7 M); MaxFileBytes the largest file read.
+const (
+	MaxPixels    = 48 << 20
+	MaxFileBytes = 256 << 20
+)
+
+// ReadImageFile reads a regular file of at most MaxFileBytes. Anything else (a FIFO,
+// a device, a directory) is refused without opening it for a read that could block.
+func ReadImageFile(path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrFrame, err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s: not a regular file", ErrFrame, path)
+	}
+	if st.Size() > MaxFileBytes {
+		return nil, fmt.Errorf("%w: %s: %d bytes, larger than the %d MiB an image may have", ErrFrame, path, st.Size(), MaxFileBytes>>20)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrFrame, err)
 	}
 	defer f.Close()
-	img, _, err := image.Decode(f)
+	// Replaced by something else between the Stat and the Open: check the open file.
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s: not a regular file", ErrFrame, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: not a readable image (%v)", ErrFrame, path, err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrFrame, path, err)
+	}
+	if len(b) > MaxFileBytes {
+		return nil, fmt.Errorf("%w: %s: larger than the %d MiB an image may have", ErrFrame, path, MaxFileBytes>>20)
+	}
+	return b, nil
+}
+
+// DecodeImage decodes PNG or JPEG bytes, after checking the size the header declares
+// against MaxPixels (image.DecodeConfig reads only the header).
+func DecodeImage(b []byte, name string) (image.Image, error) {
+	cfg, _, err := image.DecodeConfig(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: not a readable image (%v)", ErrFrame, name, err)
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 || int64(cfg.Width)*int64(cfg.Height) > MaxPixels {
+		return nil, fmt.Errorf("%w: %s: declares %dx%d pixels, over the %d M limit", ErrFrame, name, cfg.Width, cfg.Height, MaxPixels>>20)
+	}
+	img, _, err := image.Decode(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: not a readable image (%v)", ErrFrame, name, err)
+	}
+	return img, nil
+}
+
+// LoadRGB decodes an image file and fits it to size as packed RGB.
+func LoadRGB(path string, size Size, fit Fit) ([]byte, error) {
+	b, err := ReadImageFile(path)
+	if err != nil {
+		return nil, err
+	}
+	img, err := DecodeImage(b, path)
+	if err != nil {
+		return nil, err
 	}
 	return FitRGB(img, size, fit, path)
 }

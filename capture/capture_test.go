@@ -2,7 +2,9 @@ package capture_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"image"
 	"image/color"
 	"image/png"
@@ -157,5 +159,70 @@ func TestReplayNextAfterClose(t *testing.T) {
 	}
 	if len(f.Pixels) != 224*224*3 {
 		t.Fatal("a frame handed out before Close lost its pixels")
+	}
+}
+
+// pngHeader is a PNG that declares w x h pixels and holds none: what a decompression
+// bomb looks like to DecodeConfig (signature, IHDR, IEND, each chunk with its CRC).
+func pngHeader(w, h uint32) []byte {
+	chunk := func(typ string, data []byte) []byte {
+		out := binary.BigEndian.AppendUint32(nil, uint32(len(data)))
+		out = append(out, typ...)
+		out = append(out, data...)
+		return binary.BigEndian.AppendUint32(out, crc32.ChecksumIEEE(append([]byte(typ), data...)))
+	}
+	ihdr := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, w), h)
+	ihdr = append(ihdr, 8, 2, 0, 0, 0) // 8-bit RGB, deflate, no filter, no interlace
+	b := []byte("\x89PNG\r\n\x1a\n")
+	b = append(b, chunk("IHDR", ihdr)...)
+	return append(b, chunk("IEND", nil)...)
+}
+
+// Files that must be refused before anything large is allocated or any read blocks,
+// each a bad frame with a one-line error naming the file (issue 12, fault 2 and
+// field case 11 B).
+func TestLoadRGBRefusesBeforeDecoding(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	fifo := filepath.Join(dir, "fifo.png")
+	if err := mkfifo(fifo); err != nil {
+		fifo = filepath.Join(dir, "d.png") // no FIFOs here: the directory row stands in
+	}
+	tests := []struct {
+		name string
+		path string
+		want string
+	}{
+		{"30000x30000 declared in a few bytes", write("bomb.png", pngHeader(30000, 30000)), "declares 30000x30000 pixels, over the 48 M limit"},
+		{"wide and short, still too many pixels", write("wide.png", pngHeader(1<<20, 64)), "declares 1048576x64 pixels"},
+		{"a FIFO, whose read would block forever", fifo, "not a regular file"},
+		{"a directory named like an image", func() string { p := filepath.Join(dir, "d.png"); os.Mkdir(p, 0o755); return p }(), "not a regular file"},
+		{"not an image at all", write("text.png", []byte("hello")), "not a readable image"},
+	}
+	for _, tc := range tests {
+		done := make(chan error, 1)
+		go func() {
+			_, err := capture.LoadRGB(tc.path, capture.Size{W: 4, H: 4}, capture.FitResize)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if !errors.Is(err, capture.ErrFrame) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), filepath.Base(tc.path)) {
+				t.Errorf("%s: err %v, want ErrFrame naming the file with %q", tc.name, err, tc.want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: LoadRGB still running after 5 s", tc.name)
+		}
+	}
+	// Just under the limit in pixels is not refused for its size (it fails later, being empty).
+	_, err := capture.LoadRGB(write("ok.png", pngHeader(8192, 5460)), capture.Size{W: 4, H: 4}, capture.FitResize)
+	if err == nil || strings.Contains(err.Error(), "limit") {
+		t.Fatalf("8192x5460 header: %v, want a decode error, not the size limit", err)
 	}
 }

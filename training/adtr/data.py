@@ -5,6 +5,7 @@ Every problem is a DataError naming the file or folder, so the CLI can print one
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,10 +34,32 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+# The daemon's limits (capture.MaxPixels, capture.MaxFileBytes): a PNG can declare
+# 30000x30000 pixels in 109 KB, and a path can name a FIFO whose read never ends.
+MAX_PIXELS = 48 << 20
+MAX_FILE_BYTES = 256 << 20
+
+
 def load_image(path: Path, size: int, *, mode: str = "RGB", expect: tuple[int, int] | None = None) -> np.ndarray:
-    """Load and resize (bilinear for RGB, nearest for masks) to size x size."""
+    """Load and resize (bilinear for RGB, nearest for masks) to size x size.
+
+    The file must be regular and at most MAX_FILE_BYTES; the size its header declares is
+    checked against MAX_PIXELS before any pixel is decoded.
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{path}: not a regular file")
+    if st.st_size > MAX_FILE_BYTES:
+        raise DataError(f"{path}: {st.st_size} bytes, larger than the {MAX_FILE_BYTES >> 20} MiB an image may have")
     try:
         with Image.open(path) as im:
+            w, h = im.size
+            if w <= 0 or h <= 0 or w * h > MAX_PIXELS:
+                raise DataError(f"{path}: declares {w}x{h} pixels, over the {MAX_PIXELS >> 20} M limit")
             im.load()
             if expect is not None and im.size != expect:
                 raise DataError(f"{path}: image is {im.size[0]}x{im.size[1]}, the others are {expect[0]}x{expect[1]}")
@@ -44,6 +67,8 @@ def load_image(path: Path, size: int, *, mode: str = "RGB", expect: tuple[int, i
             if im.size != (size, size):
                 im = im.resize((size, size), Image.NEAREST if mode == "L" else Image.BILINEAR)
             return np.asarray(im)
+    except Image.DecompressionBombError as e:  # Pillow's own limit, checked in Image.open
+        raise DataError(f"{path}: declares too many pixels, over the {MAX_PIXELS >> 20} M limit ({e})") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise DataError(f"{path}: not a readable image ({e.__class__.__name__})") from None
 
