@@ -250,6 +250,9 @@ func decode(n *yaml.Node, v reflect.Value, prefix string, lines map[string]int, 
 		k, val := n.Content[i], n.Content[i+1]
 		key := join(prefix, k.Value)
 		lines[key] = k.Line
+		if refuseAliasOrMerge(k, val, prefix, key, errs) {
+			continue
+		}
 		if seen[k.Value] {
 			errs.Problems = append(errs.Problems, Problem{k.Line, key, "duplicate key"})
 			continue
@@ -272,6 +275,10 @@ func decode(n *yaml.Node, v reflect.Value, prefix string, lines map[string]int, 
 			decode(val, f, key, lines, errs)
 			continue
 		}
+		if f.Kind() == reflect.Map {
+			decodeStringMap(val, f, key, lines, errs)
+			continue
+		}
 		before := reflect.New(f.Type()).Elem()
 		before.Set(f)
 		if err := val.Decode(f.Addr().Interface()); err != nil {
@@ -286,6 +293,57 @@ func decode(n *yaml.Node, v reflect.Value, prefix string, lines map[string]int, 
 			f.Set(before)
 		}
 	}
+}
+
+// refuseAliasOrMerge reports YAML aliases (*name) and merge keys (<<) by name. Both are
+// valid YAML, but resolving them here would give every other message two meanings (the
+// line of the alias or of its anchor); writing the keys out is always possible.
+func refuseAliasOrMerge(k, val *yaml.Node, prefix, key string, errs *Errors) bool {
+	switch {
+	case k.Kind == yaml.AliasNode:
+		errs.Problems = append(errs.Problems, Problem{k.Line, join(prefix, "*"+k.Value), fmt.Sprintf("YAML aliases (*%s) are not supported as keys; write the key out", k.Value)})
+	case k.Tag == "!!merge" || k.Value == "<<" && k.Style == 0:
+		at := prefix
+		if at == "" {
+			at = "(top)"
+		}
+		errs.Problems = append(errs.Problems, Problem{k.Line, at, "YAML merge keys (<<) are not supported; write the keys out"})
+	case val.Kind == yaml.AliasNode:
+		errs.Problems = append(errs.Problems, Problem{val.Line, key, fmt.Sprintf("YAML aliases (*%s) are not supported; write the value out", val.Value)})
+	default:
+		return false
+	}
+	return true
+}
+
+// decodeStringMap decodes a mapping of scalars (model.external.options) pair by pair:
+// linear in its size, each problem named by the entry's own key.
+func decodeStringMap(n *yaml.Node, f reflect.Value, key string, lines map[string]int, errs *Errors) {
+	if n.Tag == "!!null" {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		errs.Problems = append(errs.Problems, Problem{n.Line, key, "want a mapping, got " + kindName(n)})
+		return
+	}
+	m := reflect.MakeMapWithSize(f.Type(), len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		sub := join(key, k.Value)
+		lines[sub] = k.Line
+		switch {
+		case refuseAliasOrMerge(k, val, key, sub, errs):
+		case k.Kind != yaml.ScalarNode:
+			errs.Problems = append(errs.Problems, Problem{k.Line, key, "want string keys, got " + kindName(k)})
+		case m.MapIndex(reflect.ValueOf(k.Value)).IsValid():
+			errs.Problems = append(errs.Problems, Problem{k.Line, sub, "duplicate key"})
+		case val.Kind != yaml.ScalarNode:
+			errs.Problems = append(errs.Problems, Problem{val.Line, sub, "want a string value, got " + kindName(val)})
+		default:
+			m.SetMapIndex(reflect.ValueOf(k.Value), reflect.ValueOf(val.Value))
+		}
+	}
+	f.Set(m)
 }
 
 // finite reports whether every float in v (a float, or a pointer, slice or map of them)
@@ -362,6 +420,8 @@ func kindName(n *yaml.Node) string {
 		return "a mapping"
 	case yaml.SequenceNode:
 		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
 	}
 	switch n.Tag {
 	case "!!int":

@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -108,6 +109,15 @@ func TestEveryKindOfErrorNamesKeyAndLine(t *testing.T) {
 		// field case 10: a NaN fps would later make every reload look like a restart key change
 		{"fps NaN", "model:\n  path: m.tflite\ncapture:\n  replay:\n    path: frames\n    fps: .nan\n", []string{"line 6: capture.replay.fps: .nan is not a finite number"}},
 		{"fps Inf", "model:\n  path: m.tflite\ncapture:\n  replay:\n    path: frames\n    fps: .inf\n", []string{"line 6: capture.replay.fps: .inf is not a finite number"}},
+		// field case 04: aliases and merge keys are refused by name, never "want a mapping, got string"
+		{"alias of a mapping", base + "output:\n  alarm: &pin\n    active_low: true\n  ready: *pin\n", []string{"line 9: output.ready: YAML aliases (*pin) are not supported; write the value out"}},
+		{"alias of a scalar", base + "x: &t 12\nthreshold: *t\n", []string{"line 6: x: unknown key", "line 7: threshold: YAML aliases (*t) are not supported"}},
+		{"merge key", base + "output:\n  alarm: &pin\n    active_low: true\n  ready:\n    <<: *pin\n    chip: gpiochip0\n", []string{"line 10: output.ready: YAML merge keys (<<) are not supported; write the keys out"}},
+		// an option whose value is not a string: named by the option's key, never "want a mapping, got a mapping"
+		{"option value a mapping", "capture:\n  replay:\n    path: frames\nmodel:\n  path: m.tflite\n  external:\n    options:\n      cache:\n        dir: /x\n", []string{"line 9: model.external.options.cache: want a string value, got a mapping"}},
+		{"option value a list", "capture:\n  replay:\n    path: frames\nmodel:\n  path: m.tflite\n  external:\n    options:\n      ids: [1, 2]\n", []string{"line 8: model.external.options.ids: want a string value, got a list"}},
+		{"options a list", "capture:\n  replay:\n    path: frames\nmodel:\n  path: m.tflite\n  external:\n    options: [a]\n", []string{"line 7: model.external.options: want a mapping, got a list"}},
+		{"option twice", "capture:\n  replay:\n    path: frames\nmodel:\n  path: m.tflite\n  external:\n    options:\n      a: 1\n      a: 2\n", []string{"line 9: model.external.options.a: duplicate key"}},
 		// broken YAML
 		{"syntax", "model: [\n", []string{"(syntax)"}},
 		// several problems: all of them, not only the first
@@ -220,5 +230,22 @@ func TestNonFiniteIsOneProblem(t *testing.T) {
 		if !errors.As(err, &list) || len(list.Problems) != 1 || !strings.Contains(list.Problems[0].Msg, "not a finite number") {
 			t.Errorf("%q: %v, want exactly one 'not a finite number' problem", body, err)
 		}
+	}
+}
+
+// model.external.options is decoded pair by pair: 40,000 keys (7-9 s before, quadratic)
+// parse, and every value arrives.
+func TestManyOptionsParse(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("capture:\n  replay:\n    path: frames\nmodel:\n  path: m.tflite\n  external:\n    options:\n")
+	for i := 0; i < 40000; i++ {
+		fmt.Fprintf(&b, "      k%d: v%d\n", i, i)
+	}
+	c, err := config.Load(writeCfg(t, b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Model.External.Options) != 40000 || c.Model.External.Options["k39999"] != "v39999" {
+		t.Fatalf("%d options", len(c.Model.External.Options))
 	}
 }
