@@ -126,3 +126,71 @@ func TestWatcherSeesAModelElsewhere(t *testing.T) {
 		t.Fatalf("%d requests for a model no longer named", got)
 	}
 }
+
+// Field case 03: a provisioning tool deletes and recreates the config directory, or a
+// deploy swaps it by rename. The directory's own watch dies with it; the watcher must
+// see the directory come back, reload, and see every later save.
+func TestWatcherSurvivesItsDirectoryBeingReplaced(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		replace func(t *testing.T, dir string)
+	}{
+		// rm -rf; mkdir; write
+		{"removed and recreated", func(t *testing.T, dir string) {
+			os.RemoveAll(dir)
+			os.Mkdir(dir, 0o755)
+			os.WriteFile(filepath.Join(dir, "adtrd.yaml"), []byte("threshold: 12\n"), 0o644)
+		}},
+		// mkdir dir.new; write; mv dir dir.old; mv dir.new dir
+		{"swapped by rename", func(t *testing.T, dir string) {
+			os.Mkdir(dir+".new", 0o755)
+			os.WriteFile(filepath.Join(dir+".new", "adtrd.yaml"), []byte("threshold: 12\n"), 0o644)
+			os.Rename(dir, dir+".old")
+			os.Rename(dir+".new", dir)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "adtrd")
+			os.Mkdir(dir, 0o755)
+			cfg := filepath.Join(dir, "adtrd.yaml")
+			os.WriteFile(cfg, []byte("threshold: 11\n"), 0o644)
+			w := startWatcher(t, cfg)
+			tc.replace(t, dir)
+			if n := requests(w, 3*time.Second); n < 1 {
+				t.Fatalf("no reload after the directory was replaced")
+			}
+			// what Reloader.Serve does after each reload
+			if err := w.Watch(cfg); err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(cfg, []byte("threshold: 13\n"), 0o644)
+			if n := requests(w, time.Second); n != 1 {
+				t.Fatalf("%d reloads after a save in the new directory, want 1", n)
+			}
+		})
+	}
+}
+
+// A directory replaced while nothing could see it (its parent replaced too): Rearm,
+// which SIGHUP calls, watches the directory there now.
+func TestRearmWatchesTheDirectoryThereNow(t *testing.T) {
+	root := t.TempDir()
+	parent := filepath.Join(root, "etc")
+	dir := filepath.Join(parent, "adtrd")
+	os.MkdirAll(dir, 0o755)
+	cfg := filepath.Join(dir, "adtrd.yaml")
+	os.WriteFile(cfg, []byte("threshold: 11\n"), 0o644)
+	w := startWatcher(t, cfg)
+	os.RemoveAll(parent)
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(cfg, []byte("threshold: 12\n"), 0o644)
+	requests(w, 300*time.Millisecond) // whatever the 2 s re-check finds or not
+	if err := w.Rearm(cfg); err != nil {
+		t.Fatal(err)
+	}
+	requests(w, 200*time.Millisecond)
+	os.WriteFile(cfg, []byte("threshold: 13\n"), 0o644)
+	if n := requests(w, time.Second); n != 1 {
+		t.Fatalf("%d reloads after a save following Rearm, want 1", n)
+	}
+}

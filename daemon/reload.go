@@ -254,16 +254,23 @@ func (r *Reloader) Serve(ctx context.Context, w *config.Watcher, requests <-chan
 	}
 	for {
 		reason := ""
+		asked := false
 		select {
 		case <-ctx.Done():
 			return
 		case reason = <-requests:
+			asked = true
 		case reason = <-events:
 		}
 		r.Reload(reason)
 		if w != nil {
-			// The config may name other files now, and links may point elsewhere.
-			if err := w.Watch(r.Files()...); err != nil {
+			// The config may name other files now, and links may point elsewhere; a
+			// request (SIGHUP) re-arms every watch, in case a directory was replaced unseen.
+			watch := w.Watch
+			if asked {
+				watch = w.Rearm
+			}
+			if err := watch(r.Files()...); err != nil {
 				r.log.Error("config watch incomplete", "err", err)
 			}
 		}
