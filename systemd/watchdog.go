@@ -2,20 +2,30 @@ package systemd
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 )
 
+// ErrWatchdog reports a WATCHDOG_USEC (or WATCHDOG_PID) that is not a number: the
+// unit asked for a watchdog, and treating it as "none" would leave a hung daemon alive.
+var ErrWatchdog = errors.New("systemd: malformed watchdog environment")
+
 // WatchdogInterval is how often to ping: half of the unit's WatchdogSec, as
-// sd_watchdog_enabled(3) advises; ok is false when no watchdog is set for us.
-func WatchdogInterval() (interval time.Duration, ok bool) {
+// sd_watchdog_enabled(3) advises; 0 when no watchdog is set for this process.
+func WatchdogInterval() (time.Duration, error) {
 	d, err := daemon.SdWatchdogEnabled(false)
-	if err != nil || d <= 0 {
-		return 0, false
+	if err != nil {
+		return 0, fmt.Errorf("%w: WATCHDOG_USEC=%q WATCHDOG_PID=%q: %v", ErrWatchdog, os.Getenv("WATCHDOG_USEC"), os.Getenv("WATCHDOG_PID"), err)
 	}
-	return d / 2, true
+	if d <= 0 {
+		return 0, nil
+	}
+	return d / 2, nil
 }
 
 // Supervise pings the watchdog every interval while progress() says the daemon is

@@ -130,6 +130,10 @@ func newLogger(format config.LogFormat, level *slog.LevelVar, w io.Writer) *slog
 // Config changes (file events, SIGHUP, `systemctl reload`) are applied by swapping
 // generations while it runs.
 func runPipeline(ctx context.Context, path string, override func(*config.Config), level *slog.LevelVar, log *slog.Logger) (daemon.Summary, error) {
+	interval, err := systemd.WatchdogInterval()
+	if err != nil {
+		return daemon.Summary{}, err
+	}
 	notify := systemd.NewNotifier(log)
 	rl, gen, err := daemon.NewReloader(path, override, level, notify, log)
 	if err != nil {
@@ -174,20 +178,35 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 		}
 	}()
 	go watchProgress(runCtx, p.Progress(), 2*time.Second, line.SetHealthy)
-	interval, _ := systemd.WatchdogInterval()
 	go systemd.Supervise(runCtx, notify, interval, 5*time.Second, p.Progress(), status, log)
 	sum, runErr := p.Run(ctx)
 	stop()
 	<-reloads
 	notify.Stopping()
 	// Parts still between camera and ejector get their pulses (or fail-safe) before
-	// the outputs go inactive; a stop signal waits no longer than one part's travel.
-	wait := time.Duration(cfg.Output.Reject.Delay) + time.Duration(cfg.Output.Reject.Pulse) + time.Second
+	// the outputs go inactive. They may have been stamped under the first generation or
+	// the current one (a reload may have changed the delay), so the wait covers the
+	// longer travel, capped below the unit's TimeoutStopSec so that systemd never has
+	// to kill the process with outputs on.
+	wait := min(max(travel(cfg), travel(rl.Config())), maxStopWait)
+	log.Info("stopping: waiting for the parts in flight", "up_to", wait)
 	flushCtx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	flushErr := line.Flush(flushCtx)
+	if flushErr != nil {
+		flushErr = fmt.Errorf("parts still in flight after %v are not ejected (outputs now inactive): %w", wait, flushErr)
+	}
 	sum.Line = line.Stats()
 	return sum, errors.Join(runErr, flushErr, line.Close())
+}
+
+// maxStopWait caps the wait for parts in flight at shutdown: under the shipped unit's
+// TimeoutStopSec=15s (systemd/adtrd.service), with room for the rest of the stop.
+const maxStopWait = 10 * time.Second
+
+// travel is the longest a part stamped under cfg can still need the outputs.
+func travel(cfg config.Config) time.Duration {
+	return time.Duration(cfg.Output.Reject.Delay) + time.Duration(cfg.Output.Reject.Pulse) + time.Second
 }
 
 // watchProgress tells the line side whether frames are moving (or the line is idle by
