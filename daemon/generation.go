@@ -8,6 +8,7 @@ import (
 
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/gpio"
+	"github.com/adtrd/adtrd/model"
 	"github.com/adtrd/adtrd/score"
 )
 
@@ -21,32 +22,44 @@ type Generation struct {
 	N         uint64
 	Config    config.Config
 	Engine    Engine
+	Meta      *model.Metadata // the model's, checked against the engine's tensors
 	Scorer    *score.Scorer
 	Threshold float64
 	FailSafe  gpio.FailSafe
 	ModelSHA  string // of the model bytes the engine runs
 }
 
-// BuildGeneration opens cfg's model (with a warm-up inference) and its scorer.
+// Builder builds generation n from cfg; the Reloader calls it for every reload.
+// BuildGeneration is the daemon's; tests give one with a fake engine.
+type Builder func(n uint64, cfg config.Config, log *slog.Logger) (*Generation, error)
+
+// BuildGeneration opens cfg's model on TFLite (with a warm-up inference) and its scorer.
 func BuildGeneration(n uint64, cfg config.Config, log *slog.Logger) (*Generation, error) {
 	eng, err := OpenTFLite(cfg.Model, log)
 	if err != nil {
 		return nil, err
 	}
-	sc, err := score.New(eng.Meta.ScoreParams())
+	return NewGeneration(n, cfg, eng, eng.Meta, eng.SHA256)
+}
+
+// NewGeneration completes a generation around an opened engine: the scorer from meta
+// and the threshold (the config's, or the metadata's when the config says 0). On
+// error the engine is closed.
+func NewGeneration(n uint64, cfg config.Config, eng Engine, meta *model.Metadata, sha string) (*Generation, error) {
+	sc, err := score.New(meta.ScoreParams())
 	if err != nil {
 		return nil, errors.Join(err, eng.Close())
 	}
 	thr := cfg.Threshold
 	if thr == 0 {
-		thr = eng.Meta.Threshold
+		thr = meta.Threshold
 	}
 	// config and model.Load refuse these already; a threshold that is not a positive
 	// finite number would silently pass every part (NaN compares false), so check here too.
 	if !(thr > 0) || math.IsInf(thr, 0) {
 		return nil, errors.Join(fmt.Errorf("%w: threshold %v: want a positive finite score", ErrThreshold, thr), eng.Close())
 	}
-	return &Generation{N: n, Config: cfg, Engine: eng, Scorer: sc, Threshold: thr, FailSafe: FailSafe(cfg.FailSafe), ModelSHA: eng.SHA256}, nil
+	return &Generation{N: n, Config: cfg, Engine: eng, Meta: meta, Scorer: sc, Threshold: thr, FailSafe: FailSafe(cfg.FailSafe), ModelSHA: sha}, nil
 }
 
 // Close frees the engine; safe twice.
@@ -57,10 +70,4 @@ func (g *Generation) Close() error {
 	err := g.Engine.Close()
 	g.Engine = nil
 	return err
-}
-
-// tflite is the engine as a TFLiteEngine, or nil.
-func (g *Generation) tflite() *TFLiteEngine {
-	e, _ := g.Engine.(*TFLiteEngine)
-	return e
 }

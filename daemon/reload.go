@@ -52,6 +52,7 @@ type ReloadStatus struct {
 type Reloader struct {
 	path     string // "" for the built-in demo config
 	override func(*config.Config)
+	build    Builder
 	log      *slog.Logger
 	level    *slog.LevelVar
 	notify   Notifier
@@ -67,15 +68,19 @@ type Reloader struct {
 }
 
 // NewReloader loads path (or the built-in demo config when path is "") and builds
-// generation 1. override, if not nil, is applied to every config read (command-line
-// flags); level, if not nil, follows log.level.
-func NewReloader(path string, override func(*config.Config), level *slog.LevelVar, notify Notifier, log *slog.Logger) (*Reloader, *Generation, error) {
-	r := &Reloader{path: path, override: override, log: log, level: level, notify: notify}
+// generation 1 with build (nil: BuildGeneration, the TFLite engine). override, if not
+// nil, is applied to every config read (command-line flags); level, if not nil,
+// follows log.level.
+func NewReloader(path string, build Builder, override func(*config.Config), level *slog.LevelVar, notify Notifier, log *slog.Logger) (*Reloader, *Generation, error) {
+	if build == nil {
+		build = BuildGeneration
+	}
+	r := &Reloader{path: path, override: override, build: build, log: log, level: level, notify: notify}
 	cfg, fp, err := r.read()
 	if err != nil {
 		return nil, nil, err
 	}
-	g, err := BuildGeneration(1, cfg, log)
+	g, err := build(1, cfg, log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -178,7 +183,7 @@ func (r *Reloader) Reload(reason string) error {
 	}
 	var g *Generation
 	if err == nil {
-		g, err = BuildGeneration(r.cur.N+1, cfg, r.log)
+		g, err = r.build(r.cur.N+1, cfg, r.log)
 	}
 	if err == nil && g.Scorer.Params().Size != r.cur.Scorer.Params().Size {
 		err = fmt.Errorf("%w: the new model's input is %dpx, the running one's %dpx (frames are sized at start)", ErrRestart, g.Scorer.Params().Size, r.cur.Scorer.Params().Size)
@@ -233,10 +238,7 @@ func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", ";
 func (r *Reloader) Meta() *model.Metadata {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if e := r.cur.tflite(); e != nil {
-		return e.Meta
-	}
-	return nil
+	return r.cur.Meta
 }
 
 // Serve reloads on w's file events (w may be nil) and on requests (SIGHUP...), one at

@@ -98,7 +98,7 @@ func TestReloadSoak(t *testing.T) {
 	}
 	d := newReloadDir(t)
 	os.WriteFile(d.cfg, d.body("a.tflite", 10.0, ""), 0o644)
-	rl, gen, err := daemon.NewReloader(d.cfg, nil, nil, nil, quiet)
+	rl, gen, err := daemon.NewReloader(d.cfg, fakeBuild, nil, nil, nil, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,7 +416,7 @@ func TestReloadKeepsTheOldGenerationOnEveryFailure(t *testing.T) {
 	good := d.body("a.tflite", 10.5, "")
 	os.WriteFile(d.cfg, good, 0o644)
 	n := &notes{}
-	rl, gen, err := daemon.NewReloader(d.cfg, nil, nil, n, quiet)
+	rl, gen, err := daemon.NewReloader(d.cfg, nil, nil, nil, n, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}

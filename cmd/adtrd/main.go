@@ -135,7 +135,7 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 		return daemon.Summary{}, err
 	}
 	notify := systemd.NewNotifier(log)
-	rl, gen, err := daemon.NewReloader(path, override, level, notify, log)
+	rl, gen, err := daemon.NewReloader(path, nil, override, level, notify, log)
 	if err != nil {
 		return daemon.Summary{}, err
 	}

@@ -1,0 +1,45 @@
+package daemon_test
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/adtrd/adtrd/config"
+	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/model"
+)
+
+// fakeEngine stands in for TFLite where a test is about reloads, not inference: it
+// checks the model file against its metadata as the real engine does (so a truncated or
+// foreign model is still refused) and then "infers" at once, a fixed map, so the test's
+// timing does not depend on how heavy the demo graph is or how loaded the machine is.
+// The real engine's reloads are tested by TestReloadKeepsTheOldGenerationOnEveryFailure
+// and TestReloadWhileRunning.
+type fakeEngine struct {
+	in  []byte
+	out []int8
+}
+
+func (e *fakeEngine) Input() []byte  { return e.in }
+func (e *fakeEngine) Invoke() error  { return nil }
+func (e *fakeEngine) Output() []int8 { return e.out }
+func (e *fakeEngine) Close() error   { return nil }
+
+// fakeBuild is a daemon.Builder over fakeEngine.
+func fakeBuild(n uint64, cfg config.Config, _ *slog.Logger) (*daemon.Generation, error) {
+	meta, err := model.Load(cfg.Model.MetadataPath())
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(cfg.Model.Path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", model.ErrMetadata, err)
+	}
+	sum, err := meta.CheckGraph(cfg.Model.Path, data)
+	if err != nil {
+		return nil, err
+	}
+	e := &fakeEngine{in: make([]byte, meta.Input.Width*meta.Input.Height*3), out: make([]int8, meta.Grid[0]*meta.Grid[1])}
+	return daemon.NewGeneration(n, cfg, e, meta, sum)
+}
