@@ -10,12 +10,13 @@ import (
 	"image/draw"
 	_ "image/jpeg" // replay reads JPEG
 	_ "image/png"  // and PNG
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/adtrd/adtrd/internal/safefile"
 )
 
 // Sentinel errors.
@@ -99,31 +100,9 @@ const (
 // ReadImageFile reads a regular file of at most MaxFileBytes. Anything else (a FIFO,
 // a device, a directory) is refused without opening it for a read that could block.
 func ReadImageFile(path string) ([]byte, error) {
-	st, err := os.Stat(path)
+	b, err := safefile.Read(path, MaxFileBytes)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrFrame, err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s: not a regular file", ErrFrame, path)
-	}
-	if st.Size() > MaxFileBytes {
-		return nil, fmt.Errorf("%w: %s: %d bytes, larger than the %d MiB an image may have", ErrFrame, path, st.Size(), MaxFileBytes>>20)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrFrame, err)
-	}
-	defer f.Close()
-	// Replaced by something else between the Stat and the Open: check the open file.
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s: not a regular file", ErrFrame, path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrFrame, path, err)
-	}
-	if len(b) > MaxFileBytes {
-		return nil, fmt.Errorf("%w: %s: larger than the %d MiB an image may have", ErrFrame, path, MaxFileBytes>>20)
 	}
 	return b, nil
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/adtrd/adtrd/internal/safefile"
 )
 
 // ErrInvalid wraps every validation failure; *Errors lists them.
@@ -196,12 +198,15 @@ func (e *Errors) Unwrap() error { return ErrInvalid }
 // Load reads, decodes strictly and validates a file. Relative paths in it are
 // resolved against the file's directory.
 func Load(path string) (Config, error) {
-	b, err := os.ReadFile(path)
+	b, err := safefile.Read(path, MaxFileBytes)
 	if err != nil {
 		return Config{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return Parse(path, b)
 }
+
+// MaxFileBytes bounds a config file: far above any real one, far below memory.
+const MaxFileBytes = 4 << 20
 
 // Parse decodes b (named name in errors) onto the defaults and validates it.
 func Parse(name string, b []byte) (Config, error) {

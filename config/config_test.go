@@ -249,3 +249,22 @@ func TestManyOptionsParse(t *testing.T) {
 		t.Fatalf("%d options", len(c.Model.External.Options))
 	}
 }
+
+// Field case 11 A: a config path that names a FIFO (or a device: a hung mount reads
+// alike) is refused at once, never read: `adtrd check` and start-up used to hang.
+func TestConfigThatIsNotARegularFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "adtrd.yaml")
+	if err := mkfifo(p); err != nil {
+		t.Skipf("no FIFOs here: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := config.Load(p); done <- err }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), p+": not a regular file (a FIFO)") {
+			t.Fatalf("err %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Load blocked on a FIFO")
+	}
+}

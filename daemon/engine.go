@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"unsafe"
 
 	"github.com/adtrd/adtrd/config"
+	"github.com/adtrd/adtrd/internal/safefile"
 	"github.com/adtrd/adtrd/model"
 	"github.com/adtrd/adtrd/tflite"
 )
@@ -36,7 +36,7 @@ func OpenTFLite(c config.Model, log *slog.Logger) (_ *TFLiteEngine, err error) {
 	}
 	// One read: the bytes hashed and checked are the bytes the interpreter runs, even
 	// if the file is being replaced meanwhile.
-	data, err := os.ReadFile(c.Path)
+	data, err := safefile.Read(c.Path, model.MaxGraphBytes)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", model.ErrMetadata, err)
 	}

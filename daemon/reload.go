@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/adtrd/adtrd/config"
+	"github.com/adtrd/adtrd/internal/safefile"
 	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/model"
 )
@@ -128,7 +128,7 @@ func (r *Reloader) read() (config.Config, [32]byte, error) {
 	name := "(built-in demo config)"
 	if r.path != "" {
 		var err error
-		if b, err = os.ReadFile(r.path); err != nil {
+		if b, err = safefile.Read(r.path, config.MaxFileBytes); err != nil {
 			return config.Config{}, [32]byte{}, fmt.Errorf("%w: %v", config.ErrInvalid, err)
 		}
 		name = r.path
@@ -143,7 +143,7 @@ func (r *Reloader) read() (config.Config, [32]byte, error) {
 	h := sha256.New()
 	h.Write(b)
 	for _, f := range []string{cfg.Model.Path, cfg.Model.MetadataPath()} {
-		data, err := os.ReadFile(f)
+		data, err := safefile.Read(f, model.MaxGraphBytes)
 		if err != nil {
 			return cfg, [32]byte{}, fmt.Errorf("model: %v", err)
 		}

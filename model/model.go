@@ -8,11 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"os"
 	"slices"
 
+	"github.com/adtrd/adtrd/internal/safefile"
 	"github.com/adtrd/adtrd/score"
 )
 
@@ -66,9 +65,16 @@ func (m *Metadata) Exact() bool { return m.Quantisation.Rounding == RoundingExac
 // Upsample is the only rule the scorer implements.
 const Upsample = "bilinear-align-corners"
 
+// Bounds on what a model's files may be: a path naming a device would otherwise be
+// read until memory runs out. The demo graph is 3 MB; the paper preset's about 30.
+const (
+	MaxMetadataBytes = 1 << 20
+	MaxGraphBytes    = 1 << 30
+)
+
 // Load reads and checks metadata on its own (shapes that make sense, known rules).
 func Load(path string) (*Metadata, error) {
-	b, err := os.ReadFile(path)
+	b, err := safefile.Read(path, MaxMetadataBytes)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMetadata, err)
 	}
@@ -105,21 +111,16 @@ func (m *Metadata) ScoreParams() score.Params {
 	return score.Params{Grid: m.Grid[0], Size: m.Input.Width, Kernel: m.PoolKernel, Scale: float32(m.Output.Scale), ZeroPoint: m.Output.ZeroPoint}
 }
 
-// FileSHA256 hashes a file.
+// FileSHA256 hashes a regular file of at most MaxGraphBytes.
 func FileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
+	b, err := safefile.Read(path, MaxGraphBytes)
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
 }
 
-// CheckGraphFile refuses a graph whose bytes are not the ones the metadata describes.
 func (m *Metadata) CheckGraphFile(graph string) (string, error) {
 	sum, err := FileSHA256(graph)
 	if err != nil {
