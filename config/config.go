@@ -539,11 +539,11 @@ func (c *Config) validate(lines map[string]int, errs *Errors) {
 func (c *Config) Roles() []Role {
 	o, in := &c.Output, &c.Input
 	return []Role{
-		{"output.reject", o.Reject.Pin, false}, {"output.alarm", o.Alarm, false},
-		{"output.ready", o.Ready, false}, {"output.heartbeat", o.Heartbeat.Pin, false},
-		{"input.trigger", in.Trigger.Pin, true}, {"input.encoder", in.Encoder.Pin, true},
-		{"input.confirm", in.Confirm.Pin, true}, {"input.inhibit", in.Inhibit.Pin, true},
-		{"input.alarm_reset", in.AlarmReset.Pin, true},
+		{"output.reject", o.Reject.Pin, false, PullNone}, {"output.alarm", o.Alarm, false, PullNone},
+		{"output.ready", o.Ready, false, PullNone}, {"output.heartbeat", o.Heartbeat.Pin, false, PullNone},
+		{"input.trigger", in.Trigger.Pin, true, in.Trigger.Pull}, {"input.encoder", in.Encoder.Pin, true, in.Encoder.Pull},
+		{"input.confirm", in.Confirm.Pin, true, in.Confirm.Pull}, {"input.inhibit", in.Inhibit.Pin, true, in.Inhibit.Pull},
+		{"input.alarm_reset", in.AlarmReset.Pin, true, in.AlarmReset.Pull},
 	}
 }
 
@@ -552,6 +552,7 @@ type Role struct {
 	Key   string
 	Pin   Pin
 	Input bool
+	Pull  Pull // inputs only
 }
 
 func (c *Config) validateLines(lines map[string]int, bad func(key, format string, args ...any)) {

@@ -63,31 +63,23 @@ func OpenLine(cfg config.Config, log *slog.Logger) (_ *Line, err error) {
 			return nil, err
 		}
 		l.closers = append(l.closers, board.Close)
-		outs := map[string]*gpio.Output{
-			"output.reject": &opt.Reject, "output.alarm": &opt.Alarm, "output.ready": &opt.Ready, "output.heartbeat": &opt.Heartbeat,
-		}
-		ins := map[string]struct {
-			in   *gpio.Input
-			pull config.Pull
-		}{
-			"input.trigger": {&opt.Trigger, in.Trigger.Pull}, "input.encoder": {&opt.Encoder, in.Encoder.Pull},
-			"input.confirm": {&opt.Confirm, in.Confirm.Pull}, "input.inhibit": {&opt.Inhibit, in.Inhibit.Pull},
-			"input.alarm_reset": {&opt.AlarmReset, in.AlarmReset.Pull},
-		}
 		for _, r := range cfg.Roles() {
 			if !r.Pin.Wired() {
 				continue
+			}
+			out, in, err := slot(&opt, r.Key)
+			if err != nil {
+				return nil, err
 			}
 			pin, err := board.Line(r.Key, lineSpec(r.Pin))
 			if err != nil {
 				return nil, err
 			}
-			if out, ok := outs[r.Key]; ok {
+			if out != nil {
 				*out = gpio.Output{Name: r.Key, Pin: pin, ActiveLow: r.Pin.ActiveLow}
-				continue
+			} else {
+				*in = gpio.Input{Name: r.Key, Pin: pin, ActiveLow: r.Pin.ActiveLow, Pull: periphPull(r.Pull)}
 			}
-			i := ins[r.Key]
-			*i.in = gpio.Input{Name: r.Key, Pin: pin, ActiveLow: r.Pin.ActiveLow, Pull: periphPull(i.pull)}
 		}
 	default:
 		return nil, fmt.Errorf("daemon: output backend %v not supported", o.Backend)
@@ -98,6 +90,36 @@ func OpenLine(cfg config.Config, log *slog.Logger) (_ *Line, err error) {
 	}
 	l.Tracker = tr
 	return l, nil
+}
+
+// ErrRole reports a config role the tracker has no place for (a role added to
+// config.Roles but not here): an error, never a nil pointer.
+var ErrRole = errors.New("daemon: no tracker slot for role")
+
+// slot is where role key's pin goes in the tracker's options: exactly one of out, in.
+// TestEveryRoleHasASlot keeps it and config.Roles in step.
+func slot(opt *gpio.Options, key string) (out *gpio.Output, in *gpio.Input, err error) {
+	switch key {
+	case "output.reject":
+		return &opt.Reject, nil, nil
+	case "output.alarm":
+		return &opt.Alarm, nil, nil
+	case "output.ready":
+		return &opt.Ready, nil, nil
+	case "output.heartbeat":
+		return &opt.Heartbeat, nil, nil
+	case "input.trigger":
+		return nil, &opt.Trigger, nil
+	case "input.encoder":
+		return nil, &opt.Encoder, nil
+	case "input.confirm":
+		return nil, &opt.Confirm, nil
+	case "input.inhibit":
+		return nil, &opt.Inhibit, nil
+	case "input.alarm_reset":
+		return nil, &opt.AlarmReset, nil
+	}
+	return nil, nil, fmt.Errorf("%w %s", ErrRole, key)
 }
 
 // lineSpec is the backend's name for the line a config pin names.

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/adtrd/adtrd/config"
-	"github.com/adtrd/adtrd/internal/safefile"
 	"github.com/adtrd/adtrd/gpio"
+	"github.com/adtrd/adtrd/internal/safefile"
 	"github.com/adtrd/adtrd/model"
 )
 
