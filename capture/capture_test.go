@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"image"
 	"image/color"
@@ -224,5 +225,44 @@ func TestLoadRGBRefusesBeforeDecoding(t *testing.T) {
 	_, err := capture.LoadRGB(write("ok.png", pngHeader(8192, 5460)), capture.Size{W: 4, H: 4}, capture.FitResize)
 	if err == nil || strings.Contains(err.Error(), "limit") {
 		t.Fatalf("8192x5460 header: %v, want a decode error, not the size limit", err)
+	}
+}
+
+// Issue 12, fault 7: NewReplay decodes nothing (start-up and memory do not grow with
+// the folder); an image is decoded when it is first replayed, and kept for the next pass.
+func TestReplayDecodesAsItGoes(t *testing.T) {
+	dir := t.TempDir()
+	red := func(x, y int) color.RGBA { return color.RGBA{200, 0, 0, 255} }
+	blue := func(x, y int) color.RGBA { return color.RGBA{0, 0, 200, 255} }
+	writePNG(t, filepath.Join(dir, "a.png"), 4, 4, red)
+	for i := range 2000 { // not images at all: a decode at start would report them
+		os.WriteFile(filepath.Join(dir, fmt.Sprintf("z%04d.png", i)), []byte("x"), 0o644)
+	}
+	r, err := capture.NewReplay(capture.ReplayOptions{Path: dir, Size: capture.Size{W: 4, H: 4}, Loop: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.Len() != 2001 {
+		t.Fatalf("%d images", r.Len())
+	}
+	// Changed after NewReplay, before its first replay: the frame shows the new file.
+	writePNG(t, filepath.Join(dir, "a.png"), 4, 4, blue)
+	f, err := r.Next(context.Background())
+	if err != nil || f.Err != nil || f.Pixels[2] != 200 || f.Pixels[0] != 0 {
+		t.Fatalf("first frame: %v %v %v", err, f.Err, f.Pixels[:3])
+	}
+	f2, _ := r.Next(context.Background())
+	if !errors.Is(f2.Err, capture.ErrFrame) {
+		t.Fatalf("z0000.png: %v", f2.Err)
+	}
+	for range 1999 {
+		r.Next(context.Background())
+	}
+	// Second pass: a.png comes from the cache, as decoded on the first.
+	writePNG(t, filepath.Join(dir, "a.png"), 4, 4, red)
+	f3, _ := r.Next(context.Background())
+	if filepath.Base(f3.Name) != "a.png" || f3.Pixels[2] != 200 {
+		t.Fatalf("second pass: %s %v", f3.Name, f3.Pixels[:3])
 	}
 }

@@ -16,14 +16,19 @@ type ReplayOptions struct {
 	Size Size
 }
 
-// Replay plays a directory (or list) of images as if a camera produced them. Frames
-// are decoded and fitted once at start, so the per-frame path copies nothing; an
-// unreadable image becomes a frame with Err set, so it is counted and decided.
+// Replay plays a directory (or list) of images as if a camera produced them. Images
+// are decoded when they are first replayed, not at start, so start-up time does not
+// grow with the folder; decoded frames are kept up to CacheBytes (a looped demo folder
+// then costs no decoding, and no allocation, from its second pass on), and images past
+// that budget are decoded again each time they come round, so memory stays bounded for
+// any number of files. An unreadable image becomes a frame with Err set, so it is
+// counted and decided.
 type Replay struct {
 	opt    ReplayOptions
 	names  []string
-	pixels [][]byte
-	errs   []error
+	cache  [][]byte // decoded frames, nil until decoded (or beyond the budget)
+	errs   []error  // per image, once read
+	cached int      // bytes held in cache
 	next   int
 	seq    uint64
 	start  time.Time
@@ -31,23 +36,40 @@ type Replay struct {
 	closed atomic.Bool
 }
 
-// NewReplay lists and decodes the images.
+// CacheBytes bounds the decoded frames a Replay keeps: about 1,300 frames of
+// 224x224 RGB.
+const CacheBytes = 192 << 20
+
+// NewReplay lists the images; they are decoded as they are replayed.
 func NewReplay(opt ReplayOptions) (*Replay, error) {
 	if opt.Size.W <= 0 || opt.Size.H <= 0 {
 		return nil, fmt.Errorf("%w: replay needs the model's input size", ErrSource)
 	}
-	if opt.FPS < 0 {
-		return nil, fmt.Errorf("%w: fps %v is negative", ErrSource, opt.FPS)
+	if !(opt.FPS >= 0) {
+		return nil, fmt.Errorf("%w: fps %v is not a non-negative number", ErrSource, opt.FPS)
 	}
 	paths, err := ListImages(opt.Path)
 	if err != nil {
 		return nil, err
 	}
-	r := &Replay{opt: opt, names: paths, pixels: make([][]byte, len(paths)), errs: make([]error, len(paths))}
-	for i, p := range paths {
-		r.pixels[i], r.errs[i] = LoadRGB(p, opt.Size, opt.Fit)
+	return &Replay{opt: opt, names: paths, cache: make([][]byte, len(paths)), errs: make([]error, len(paths))}, nil
+}
+
+// frame is image i's pixels (decoded now, or from the cache) and its read error.
+func (r *Replay) frame(i int) ([]byte, error) {
+	if r.cache[i] != nil || r.errs[i] != nil {
+		return r.cache[i], r.errs[i]
 	}
-	return r, nil
+	px, err := LoadRGB(r.names[i], r.opt.Size, r.opt.Fit)
+	if err != nil {
+		r.errs[i] = err // a bad file stays bad for this run: one read, one error
+		return nil, err
+	}
+	if r.cached+len(px) <= CacheBytes {
+		r.cache[i] = px
+		r.cached += len(px)
+	}
+	return px, nil
 }
 
 // Len is the number of images in one pass.
@@ -90,7 +112,8 @@ func (r *Replay) Next(ctx context.Context) (Frame, error) {
 	i := r.next
 	r.next++
 	r.seq++
-	return Frame{Seq: r.seq, Time: time.Now(), Name: r.names[i], Pixels: r.pixels[i], Err: r.errs[i]}, nil
+	px, err := r.frame(i)
+	return Frame{Seq: r.seq, Time: time.Now(), Name: r.names[i], Pixels: px, Err: err}, nil
 }
 
 // Paced reports whether frames arrive on their own clock (a camera would): then a
