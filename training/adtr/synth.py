@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -269,10 +269,17 @@ def defect_image(category: str, defect: str, size: int, seed: int, index: int) -
 
 
 def write_category(root: Path, spec: SynthSpec) -> Path:
-    """Write one category in MVTec-AD layout under root/category; returns that folder.
+    """Write one category in MVTec-AD layout under root/category; returns that folder."""
+    return write_mvtec(root, spec, good_image, defect_image, DEFECTS)
+
+
+def write_mvtec(root: Path, spec: SynthSpec, good: Callable[[str, int, int, str, int], np.ndarray],
+                defect: Callable[[str, str, int, int, int], tuple[np.ndarray, np.ndarray]], defects: Sequence[str]) -> Path:
+    """Write spec's images, made by good(category, size, seed, split, index) and
+    defect(category, kind, size, seed, index), in MVTec-AD layout under root/category.
 
     The set is built in a temporary sibling folder and renamed into place, so an
-    interrupted run leaves nothing half-written.
+    interrupted run leaves nothing half-written; an existing folder is refused.
     """
     dest = root / spec.category
     if dest.exists():
@@ -286,14 +293,14 @@ def write_category(root: Path, spec: SynthSpec) -> Path:
             Image.fromarray(a).save(p)
 
         for i in range(spec.n_train):
-            save(good_image(spec.category, spec.size, spec.seed, "train", i), f"train/good/{i:03d}.png")
+            save(good(spec.category, spec.size, spec.seed, "train", i), f"train/good/{i:03d}.png")
         for i in range(spec.n_test_good):
-            save(good_image(spec.category, spec.size, spec.seed, "test", i), f"test/good/{i:03d}.png")
-        for defect in DEFECTS:
+            save(good(spec.category, spec.size, spec.seed, "test", i), f"test/good/{i:03d}.png")
+        for kind in defects:
             for i in range(spec.n_test_defect):
-                img, mask = defect_image(spec.category, defect, spec.size, spec.seed, i)
-                save(img, f"test/{defect}/{i:03d}.png")
-                save(mask, f"ground_truth/{defect}/{i:03d}_mask.png")
+                img, mask = defect(spec.category, kind, spec.size, spec.seed, i)
+                save(img, f"test/{kind}/{i:03d}.png")
+                save(mask, f"ground_truth/{kind}/{i:03d}_mask.png")
         os.replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

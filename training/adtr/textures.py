@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import struct
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Sequence
@@ -392,37 +390,10 @@ def defect_image(category: str, defect: str, size: int, seed: int, index: int) -
 
 
 def write_category(root: Path, spec: SynthSpec) -> Path:
-    """Write one category in MVTec-AD layout under root/category; returns that folder.
-
-    Built in a temporary sibling folder and renamed into place, so an interrupted run
-    leaves nothing half-written; an existing folder is refused.
-    """
+    """Write one category in MVTec-AD layout under root/category; returns that folder
+    (synth.write_mvtec: built beside and renamed into place; an existing one is refused)."""
     pattern(spec.category)  # unknown category or missing gimp-data: say so before writing anything
-    dest = root / spec.category
-    if dest.exists():
-        raise FileExistsError(f"{dest}: already exists")
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.category}.", dir=root))
-    try:
-        def save(a: np.ndarray, rel: str) -> None:
-            p = tmp / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(a).save(p)
-
-        for i in range(spec.n_train):
-            save(good_image(spec.category, spec.size, spec.seed, "train", i), f"train/good/{i:03d}.png")
-        for i in range(spec.n_test_good):
-            save(good_image(spec.category, spec.size, spec.seed, "test", i), f"test/good/{i:03d}.png")
-        for defect in DEFECTS:
-            for i in range(spec.n_test_defect):
-                img, mask = defect_image(spec.category, defect, spec.size, spec.seed, i)
-                save(img, f"test/{defect}/{i:03d}.png")
-                save(mask, f"ground_truth/{defect}/{i:03d}_mask.png")
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dest
+    return synth.write_mvtec(root, spec, good_image, defect_image, DEFECTS)
 
 
 def write_all(root: Path, size: int = 224, n_train: int = 60, n_test_good: int = 20, n_test_defect: int = 6,
