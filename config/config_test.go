@@ -178,14 +178,30 @@ fail_safe: alarm
 	}
 }
 
+// Whatever a config file holds: no panic, and either a config or one line of problems
+// wrapping ErrInvalid, never a NaN accepted. Seeds: the annotated example and the
+// shapes field cases found (aliases, merge keys, NaN, non-string options).
 func FuzzParse(f *testing.F) {
-	f.Add([]byte(base))
-	f.Add([]byte("model: {path: 3}\nthreshold: -1\n"))
-	f.Add([]byte("capture:\n  replay:\n    fps: .inf\n"))
+	if b, err := os.ReadFile(filepath.Join(testlib.Root(), "config", "example.yaml")); err == nil {
+		f.Add(b)
+	}
+	for _, s := range []string{
+		base, "model: {path: 3}\nthreshold: -1\n", "capture:\n  replay:\n    fps: .inf\n", "threshold: .nan\n",
+		"output:\n  alarm: &p\n    active_low: true\n  ready: *p\n", "output:\n  ready:\n    <<: {line: A}\n",
+		"model:\n  external:\n    options:\n      a: {b: c}\n", "a: [\n", "- 1\n", "",
+	} {
+		f.Add([]byte(s))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, err := config.Parse("fuzz.yaml", b)
-		if err != nil && !errors.Is(err, config.ErrInvalid) {
-			t.Fatalf("error not wrapped in ErrInvalid: %v", err)
+		c, err := config.Parse("fuzz.yaml", b)
+		if err != nil {
+			if !errors.Is(err, config.ErrInvalid) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("not one line wrapping ErrInvalid: %q", err)
+			}
+			return
+		}
+		if c.Threshold != c.Threshold || c.Capture.Replay.FPS != c.Capture.Replay.FPS {
+			t.Fatalf("NaN accepted: %+v", c)
 		}
 	})
 }

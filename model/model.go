@@ -78,6 +78,12 @@ func Load(path string) (*Metadata, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMetadata, err)
 	}
+	return Parse(path, b)
+}
+
+// Parse decodes and checks metadata bytes; path names them in errors. It touches no
+// file (FuzzParse).
+func Parse(path string, b []byte) (*Metadata, error) {
 	var m Metadata
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("%w: %s: malformed JSON (%v)", ErrMetadata, path, err)
