@@ -45,7 +45,7 @@ func TestWatcherSeesEveryKindOfSave(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		edit func(t *testing.T, dir, cfg string)
-		want int
+		want int // negative: 1 to -want requests
 	}{
 		// an editor writing the file in place
 		{"in-place rewrite", func(t *testing.T, dir, cfg string) { os.WriteFile(cfg, []byte("threshold: 2\n"), 0o644) }, 1},
@@ -55,12 +55,13 @@ func TestWatcherSeesEveryKindOfSave(t *testing.T) {
 			os.WriteFile(tmp, []byte("threshold: 3\n"), 0o644)
 			os.Rename(tmp, cfg)
 		}, 1},
-		// twenty quick writes are one reload
+		// twenty quick writes are one reload (or two: the debounce is capped at 5 periods,
+		// 250 ms here, which a loaded CI machine's twenty writes can straddle)
 		{"burst", func(t *testing.T, dir, cfg string) {
 			for i := range 20 {
 				os.WriteFile(cfg, []byte{byte('0' + i%10)}, 0o644)
 			}
-		}, 1},
+		}, -2},
 		// chmod alone is noise
 		{"chmod only", func(t *testing.T, dir, cfg string) { os.Chmod(cfg, 0o600) }, 0},
 		// an editor's swap file beside the config is not the config
@@ -74,8 +75,9 @@ func TestWatcherSeesEveryKindOfSave(t *testing.T) {
 			os.WriteFile(cfg, []byte("threshold: 1\n"), 0o644)
 			w := startWatcher(t, cfg)
 			tc.edit(t, dir, cfg)
-			if got := requests(w, 400*time.Millisecond); got != tc.want {
-				t.Fatalf("%d reload requests, want %d", got, tc.want)
+			got := requests(w, 400*time.Millisecond)
+			if tc.want >= 0 && got != tc.want || tc.want < 0 && (got < 1 || got > -tc.want) {
+				t.Fatalf("%d reload requests, want %d (negative: 1 to that many)", got, tc.want)
 			}
 		})
 	}
