@@ -186,9 +186,13 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 	// Parts still between camera and ejector get their pulses (or fail-safe) before
 	// the outputs go inactive. They may have been stamped under the first generation or
 	// the current one (a reload may have changed the delay), so the wait covers the
-	// longer travel, capped below the unit's TimeoutStopSec so that systemd never has
-	// to kill the process with outputs on.
-	wait := min(max(travel(cfg), travel(rl.Config())), maxStopWait)
+	// longer travel; on a stop signal it is capped below the unit's TimeoutStopSec so
+	// that systemd never has to kill the process with outputs on. At the natural end of
+	// the frames nothing is waiting to kill it: every part gets its full travel.
+	wait := max(travel(cfg), travel(rl.Config()))
+	if ctx.Err() != nil {
+		wait = min(wait, maxStopWait)
+	}
 	log.Info("stopping: waiting for the parts in flight", "up_to", wait)
 	flushCtx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
