@@ -37,7 +37,8 @@ N_TEST_DEFECT = 6  # per defect kind: crack, burn, smear, fibre
 # 2026-12-01): int8 image AUROC 0.7979 against float 0.8229, 0.025 apart, over the
 # issue's 0.02 (pixel 0.8803 against 0.9090); the README says so and issue 11 stays
 # open for it. Exporting every category would add 15 minutes, so the test keeps the
-# bar on one other category, wood (0.002 apart when measured by hand), as a guard that
+# bar on one other category, wood (by hand, this preset: image 1.000 both, pixel 0.9852
+# float and 0.9835 int8), as a guard that
 # the int8 graph of a lite0 model tracks its float model.
 EXPORTED = "wood"
 
