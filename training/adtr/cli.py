@@ -30,9 +30,23 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     return (UsageError, DataError, ConfigError, CheckpointError, TFLiteCError, FileExistsError, FileNotFoundError, ValueError)
 
 
+def _check_sizes(a: argparse.Namespace) -> None:
+    """Image size and image counts a data set can have, checked before anything is written."""
+    if not 16 <= a.size <= 4096:
+        raise UsageError(f"--size {a.size}: want 16..4096 pixels")
+    for flag in ("train", "test_good", "test_defect"):
+        n = getattr(a, flag, 0)
+        if n < 0:
+            raise UsageError(f"--{flag.replace('_', '-')} {n}: want 0 or more images")
+    out = getattr(a, "out", None)
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+
+
 def cmd_synth(a: argparse.Namespace) -> None:
     from . import synth
 
+    _check_sizes(a)
     for cat in a.categories:
         if cat not in synth.CATEGORIES:
             raise UsageError(f"unknown category {cat!r} (choose from {', '.join(synth.CATEGORIES)})")
@@ -44,6 +58,7 @@ def cmd_synth(a: argparse.Namespace) -> None:
 def cmd_textures(a: argparse.Namespace) -> None:
     from . import textures
 
+    _check_sizes(a)
     for cat in a.categories:
         if cat not in textures.CATEGORIES:
             raise UsageError(f"unknown category {cat!r} (choose from {', '.join(textures.CATEGORIES)})")
@@ -162,6 +177,10 @@ def cmd_compare(a: argparse.Namespace) -> None:
 
     for p in a.presets:
         _preset_config(argparse.Namespace(preset=p, seed=None, epochs=None))
+    if a.train < 2:
+        raise UsageError(f"--train {a.train}: want at least 2 good training images")
+    if a.work is not None and not Path(a.work).is_dir():
+        raise UsageError(f"--work {a.work}: not a folder")
     with tempfile.TemporaryDirectory(dir=a.work) as d:
         data = compare.make_data(Path(d), a.categories, a.seed, a.train)
         cells = compare.run(data, a.presets, a.int8, a.seed)

@@ -94,3 +94,26 @@ def test_train_output_exists(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     (tmp_path / "ck").mkdir()
     code, err = run(capsys, "train", "--data", str(root), "--out", str(tmp_path / "ck"))
     assert code == 2 and "ck: already exists" in one_line(err)
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["textures", "--size", "0"], "--size 0: want 16..4096 pixels"),  # was a ZeroDivisionError traceback
+    (["synth", "--size", "-5"], "--size -5: want 16..4096 pixels"),  # was numpy's words, not the option's
+    (["textures", "--train", "-1"], "--train -1: want 0 or more images"),  # was accepted, writing no train/
+    (["synth", "--test-good", "-1"], "--test-good -1: want 0 or more images"),  # likewise
+    (["synth", "--test-defect", "-3"], "--test-defect -3: want 0 or more images"),  # likewise
+    (["compare", "--train", "-1"], "--train -1: want at least 2"),  # was a late 'train/good: missing'
+])
+def test_bad_sizes_and_counts(args: list[str], problem: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    extra = [] if args[0] == "compare" else ["--out", str(out)]
+    code, err = run(capsys, *args, *extra)
+    assert code == 2 and problem in one_line(err)
+    assert not out.exists()
+
+
+def test_out_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "f"
+    f.write_text("x")
+    code, err = run(capsys, "synth", "--out", str(f))
+    assert code == 2 and one_line(err) == f"adtr synth: --out {f}: exists and is not a folder"
