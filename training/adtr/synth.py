@@ -301,6 +301,10 @@ def write_mvtec(root: Path, spec: SynthSpec, good: Callable[[str, int, int, str,
                 img, mask = defect(spec.category, kind, spec.size, spec.seed, i)
                 save(img, f"test/{kind}/{i:03d}.png")
                 save(mask, f"ground_truth/{kind}/{i:03d}_mask.png")
+        # mkdtemp makes the folder 0700; the data set gets the mode a plain mkdir would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
         os.replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -61,3 +61,13 @@ def test_unknown_category_and_defect() -> None:
         synth.good_image("wood", 32, 0, "train", 0)
     with pytest.raises(ValueError, match="unknown defect 'dent'"):
         synth.defect_image("weave", "dent", 32, 0, 0)
+
+
+def test_written_folder_has_a_plain_mkdir_mode(tmp_path: Path) -> None:
+    """Built in a mkdtemp folder (mode 0700) and renamed: it must not stay private."""
+    import os
+
+    root = synth.write_category(tmp_path, synth.SynthSpec("weave", size=16, n_train=1, n_test_good=1, n_test_defect=1))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert root.stat().st_mode & 0o777 == 0o777 & ~umask
