@@ -192,7 +192,7 @@ func TestLoadRGBRefusesBeforeDecoding(t *testing.T) {
 		return p
 	}
 	fifo := filepath.Join(dir, "fifo.png")
-	if err := mkfifo(fifo); err != nil {
+	if err := testlib.Mkfifo(fifo); err != nil {
 		fifo = filepath.Join(dir, "d.png") // no FIFOs here: the directory row stands in
 	}
 	tests := []struct {

@@ -270,7 +270,7 @@ func TestManyOptionsParse(t *testing.T) {
 // alike) is refused at once, never read: `adtrd check` and start-up used to hang.
 func TestConfigThatIsNotARegularFile(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "adtrd.yaml")
-	if err := mkfifo(p); err != nil {
+	if err := testlib.Mkfifo(p); err != nil {
 		t.Skipf("no FIFOs here: %v", err)
 	}
 	done := make(chan error, 1)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/adtrd/adtrd/internal/safefile"
+	"github.com/adtrd/adtrd/internal/testlib"
 )
 
 func TestRead(t *testing.T) {
@@ -18,7 +19,7 @@ func TestRead(t *testing.T) {
 	big := filepath.Join(dir, "big")
 	os.WriteFile(big, make([]byte, 100), 0o644)
 	fifo := filepath.Join(dir, "fifo.yaml")
-	haveFIFO := mkfifo(fifo) == nil
+	haveFIFO := testlib.Mkfifo(fifo) == nil
 	type row struct {
 		name string
 		path string
