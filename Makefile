@@ -73,7 +73,7 @@ bench: deps
 	$(GO) test -run '^$$' -bench RejectEdge -benchtime 10000x ./gpio
 	$(GO) test -run '^$$' -bench Swap -benchtime 100x ./daemon
 
-test-python: deps venv
+test-python: deps venv build
 	cd training && ../$(VPY) -m pytest -q -rP -p no:cacheprovider tests
 
 # Rebuilds models/demo from a fixed seed (minutes on 2 cores): data, training, export,

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	"image/draw"
 	_ "image/jpeg" // replay reads JPEG
 	_ "image/png"  // and PNG
 	"os"
@@ -136,74 +135,3 @@ func LoadRGB(path string, size Size, fit Fit) ([]byte, error) {
 	}
 	return FitRGB(img, size, fit, path)
 }
-
-// FitRGB converts img to packed RGB at size, by resize or centre crop.
-func FitRGB(img image.Image, size Size, fit Fit, name string) ([]byte, error) {
-	b := img.Bounds()
-	rgba := image.NewRGBA(image.Rect(0, 0, b.Dx(), b.Dy()))
-	draw.Draw(rgba, rgba.Bounds(), img, b.Min, draw.Src)
-	w, h := b.Dx(), b.Dy()
-	out := make([]byte, size.W*size.H*3)
-	switch {
-	case w == size.W && h == size.H:
-		for i, j := 0, 0; i < len(out); i, j = i+3, j+4 {
-			out[i], out[i+1], out[i+2] = rgba.Pix[j], rgba.Pix[j+1], rgba.Pix[j+2]
-		}
-	case fit == FitCrop:
-		if w < size.W || h < size.H {
-			return nil, fmt.Errorf("%w: %s: %dx%d is smaller than the model's %dx%d (use fit: resize)", ErrFrame, name, w, h, size.W, size.H)
-		}
-		x0, y0 := (w-size.W)/2, (h-size.H)/2
-		for y := 0; y < size.H; y++ {
-			for x := 0; x < size.W; x++ {
-				s := rgba.PixOffset(x0+x, y0+y)
-				d := (y*size.W + x) * 3
-				out[d], out[d+1], out[d+2] = rgba.Pix[s], rgba.Pix[s+1], rgba.Pix[s+2]
-			}
-		}
-	default:
-		resizeBilinear(rgba, out, size)
-	}
-	return out, nil
-}
-
-// resizeBilinear uses half-pixel centres (as PIL and OpenCV do for upscaling).
-func resizeBilinear(src *image.RGBA, dst []byte, size Size) {
-	w, h := src.Bounds().Dx(), src.Bounds().Dy()
-	for y := 0; y < size.H; y++ {
-		y0, y1, wy := sample(y, h, size.H)
-		for x := 0; x < size.W; x++ {
-			x0, x1, wx := sample(x, w, size.W)
-			for c := 0; c < 3; c++ {
-				p00 := float64(src.Pix[src.PixOffset(x0, y0)+c])
-				p01 := float64(src.Pix[src.PixOffset(x1, y0)+c])
-				p10 := float64(src.Pix[src.PixOffset(x0, y1)+c])
-				p11 := float64(src.Pix[src.PixOffset(x1, y1)+c])
-				v := (p00*(1-wx)+p01*wx)*(1-wy) + (p10*(1-wx)+p11*wx)*wy
-				dst[(y*size.W+x)*3+c] = byte(v + 0.5)
-			}
-		}
-	}
-}
-
-// sample maps output coordinate i (of n) to the two source coordinates (of src) it
-// blends and the weight of the second, with half-pixel centres.
-func sample(i, src, n int) (lo, hi int, w float64) {
-	f := (float64(i)+0.5)*float64(src)/float64(n) - 0.5
-	lo = clamp(int(floor(f)), 0, src-1)
-	hi = clamp(lo+1, 0, src-1)
-	if f > 0 {
-		w = f - floor(f)
-	}
-	return lo, hi, w
-}
-
-func floor(v float64) float64 {
-	i := float64(int(v))
-	if v < i {
-		return i - 1
-	}
-	return i
-}
-
-func clamp(v, lo, hi int) int { return max(lo, min(v, hi)) }

@@ -54,8 +54,8 @@ func TestFit(t *testing.T) {
 		{"crop", capture.Size{W: 4, H: 2}, capture.FitCrop, [3]byte{20, 20, 7}, ""},
 		// crop cannot make a frame larger
 		{"crop too small", capture.Size{W: 16, H: 16}, capture.FitCrop, [3]byte{}, "smaller than the model's 16x16"},
-		// downscale 2x: half-pixel centres average pixels 0 and 1
-		{"resize", capture.Size{W: 4, H: 3}, capture.FitResize, [3]byte{5, 5, 7}, ""},
+		// downscale 2x, Pillow's antialiased triangle: pixels 0, 1, 2 (0, 10, 20) weigh 3:3:1
+		{"resize", capture.Size{W: 4, H: 3}, capture.FitResize, [3]byte{7, 7, 7}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

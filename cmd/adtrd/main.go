@@ -28,6 +28,9 @@ var version = "dev"
 const usage = `usage:
   adtrd run [-c FILE] [--loop]   run the pipeline (no -c: the demo, models/demo's frames once)
   adtrd check -c FILE            validate a config file and exit
+  adtrd preprocess --size N [--fit resize|crop] FILE...
+                                 write each image's model input (N*N*3 RGB bytes) to stdout,
+                                 decoded as the daemon decodes frames (the toolkit's --adtrd)
   adtrd version                  print the version
 `
 
@@ -45,6 +48,9 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if args[0] == "version" {
 		fmt.Fprintf(stdout, "adtrd %s\n", version)
 		return 0
+	}
+	if args[0] == "preprocess" {
+		return preprocessCmd(args[1:], stdout, stderr)
 	}
 	fs := flag.NewFlagSet("adtrd "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -99,6 +105,35 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	fmt.Fprintf(stderr, "adtrd: unknown command %q\n%s", args[0], usage)
 	return 2
+}
+
+// preprocessCmd lets the toolkit compute scores and thresholds on the daemon's own
+// decoding (JPEG decodes differently in Go and in Pillow's libjpeg-turbo).
+func preprocessCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("adtrd preprocess", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	size := fs.Int("size", 0, "model input width and height in pixels")
+	fitName := fs.String("fit", "resize", "resize (Pillow's bilinear) or crop (centre)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	fit, ok := map[string]capture.Fit{"resize": capture.FitResize, "crop": capture.FitCrop}[*fitName]
+	if !ok || *size < 1 || *size > 4096 || fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "adtrd preprocess: want --size 1..4096, --fit resize or crop, and at least one FILE")
+		return 2
+	}
+	for _, f := range fs.Args() {
+		px, err := capture.LoadRGB(f, capture.Size{W: *size, H: *size}, fit)
+		if err != nil {
+			fmt.Fprintf(stderr, "adtrd preprocess: %v\n", err)
+			return 1
+		}
+		if _, err := stdout.Write(px); err != nil {
+			fmt.Fprintf(stderr, "adtrd preprocess: stdout: %v\n", err)
+			return 1
+		}
+	}
+	return 0
 }
 
 func loadOrDemo(path string) (config.Config, error) {

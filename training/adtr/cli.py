@@ -30,6 +30,12 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     return (UsageError, DataError, ConfigError, CheckpointError, TFLiteCError, FileExistsError, FileNotFoundError, ValueError)
 
 
+def _decoder(a: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from .preprocess import DaemonDecoder
+
+    return DaemonDecoder(a.adtrd) if a.adtrd else None
+
+
 def _check_sizes(a: argparse.Namespace) -> None:
     """Image size and image counts a data set can have, checked before anything is written."""
     if not 16 <= a.size <= 4096:
@@ -81,13 +87,13 @@ def cmd_train(a: argparse.Namespace) -> None:
 
     out = Path(a.out)
     refuse_existing(out)
-    ds = Dataset(a.data)
+    ds = Dataset(a.data, _decoder(a))
     if a.plus:
         if not a.init:
             raise UsageError("--plus needs --from CHECKPOINT (an ADTR model to fine-tune)")
         expect = _preset_config(a)[0] if a.preset_given else None
         ck = checkpoint.load(a.init, expect)
-        defects = Dataset(a.defects) if a.defects else None
+        defects = Dataset(a.defects, ds.decoder) if a.defects else None
         if defects is None and not a.synthetic:
             raise UsageError("--plus needs labelled anomalies: --defects DIR (MVTec layout) or --synthetic N")
         if not 0 <= a.val_fraction < 1:
@@ -106,7 +112,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
     from . import checkpoint, evaluate
     from .data import Dataset
 
-    ds = Dataset(a.data)
+    ds = Dataset(a.data, _decoder(a))
     if bool(a.checkpoint) == bool(a.graph):
         raise UsageError("give exactly one of --checkpoint or --graph")
     if a.checkpoint:
@@ -152,12 +158,13 @@ def cmd_export(a: argparse.Namespace) -> None:
         raise UsageError("nothing to export: give --tflite PATH and/or --onnx PATH")
     ck = checkpoint.load(a.checkpoint)
     version = a.version or f"{Path(a.checkpoint).name}"
+    decoder = _decoder(a)
     if a.tflite:
-        calib = Dataset(a.data).train(ck.cfg.input_size)[: a.calibration]
-        meta = export.export_tflite(ck, Path(a.tflite), calib, version)
+        calib = Dataset(a.data, decoder).train(ck.cfg.input_size)[: a.calibration]
+        meta = export.export_tflite(ck, Path(a.tflite), calib, version, decoder)
         print(f"{a.tflite}: threshold {meta['threshold']:.4f}, normal mean {meta['normal_scores']['mean']:.4f}")
     if a.onnx:
-        meta = export.export_onnx(ck, Path(a.onnx), version)
+        meta = export.export_onnx(ck, Path(a.onnx), version, decoder)
         print(f"{a.onnx}: threshold {meta['threshold']:.4f}, normal mean {meta['normal_scores']['mean']:.4f}")
 
 
@@ -238,6 +245,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--val-fraction", type=float, default=0.5,
                    help="with --plus: share of the labelled anomalies held out, with the checkpoint's held-out good "
                         "images, to choose the epoch kept (epoch 0, the starting model, competes); 0 keeps the last epoch")
+    t.add_argument("--adtrd", metavar="BINARY", help="read images through this adtrd binary's decoding (`adtrd preprocess`) instead of Pillow's, so "
+                        "that scores and thresholds are computed on the daemon's exact input bytes (JPEG decodes differ)")
     t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("eval", help="image and pixel AUROC on a test split")
@@ -245,6 +254,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpoint")
     e.add_argument("--graph", help="exported .tflite or .onnx (metadata JSON beside it)")
     e.add_argument("--c-library", help="run a .tflite on this libtensorflowlite_c.so instead of Python's interpreter")
+    e.add_argument("--adtrd", metavar="BINARY", help="read images through this adtrd binary's decoding (`adtrd preprocess`) instead of Pillow's, so "
+                        "that scores and thresholds are computed on the daemon's exact input bytes (JPEG decodes differ)")
     e.set_defaults(fn=cmd_eval)
 
     x = sub.add_parser("export", help="int8 TFLite and ONNX graphs with metadata")
@@ -254,6 +265,8 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--onnx")
     x.add_argument("--calibration", type=int, default=64, help="calibration images")
     x.add_argument("--version", help="model version string (default: the checkpoint's name)")
+    x.add_argument("--adtrd", metavar="BINARY", help="read images through this adtrd binary's decoding (`adtrd preprocess`) instead of Pillow's, so "
+                        "that scores and thresholds are computed on the daemon's exact input bytes (JPEG decodes differ)")
     x.set_defaults(fn=cmd_export)
 
     b = sub.add_parser("ablate", help="ADTR vs no query embedding vs conv reconstruction (seed section 3.2)")

@@ -12,7 +12,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+from . import preprocess
+
+# The daemon reads the same two formats (capture.ListImages).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+FORMATS = ("PNG", "JPEG")
 
 
 class DataError(ValueError):
@@ -40,8 +44,12 @@ MAX_PIXELS = 48 << 20
 MAX_FILE_BYTES = 256 << 20
 
 
-def load_image(path: Path, size: int, *, mode: str = "RGB", expect: tuple[int, int] | None = None) -> np.ndarray:
-    """Load and resize (bilinear for RGB, nearest for masks) to size x size.
+def load_image(path: Path, size: int, *, mode: str = "RGB", expect: tuple[int, int] | None = None, fit: str = "resize",
+               decoder: preprocess.DaemonDecoder | None = None) -> np.ndarray:
+    """An image file as the model's (size, size, 3) uint8 input, by the preprocessing
+    contract (preprocess.py, the same as the daemon's), or with decoder through the
+    daemon's own decoding; mode "L" reads a mask (nearest-neighbour resize, values as
+    stored).
 
     The file must be regular and at most MAX_FILE_BYTES; the size its header declares is
     checked against MAX_PIXELS before any pixel is decoded.
@@ -60,13 +68,21 @@ def load_image(path: Path, size: int, *, mode: str = "RGB", expect: tuple[int, i
             w, h = im.size
             if w <= 0 or h <= 0 or w * h > MAX_PIXELS:
                 raise DataError(f"{path}: declares {w}x{h} pixels, over the {MAX_PIXELS >> 20} M limit")
-            im.load()
+            if im.format not in FORMATS:
+                raise DataError(f"{path}: a {im.format} file; images are PNG or JPEG")
             if expect is not None and im.size != expect:
                 raise DataError(f"{path}: image is {im.size[0]}x{im.size[1]}, the others are {expect[0]}x{expect[1]}")
-            im = im.convert(mode)
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.NEAREST if mode == "L" else Image.BILINEAR)
-            return np.asarray(im)
+            if decoder is not None and mode == "RGB":
+                return decoder(path, size, fit)
+            im.load()
+            if mode == "L":
+                im = im.convert("L")
+                if im.size != (size, size):
+                    im = im.resize((size, size), Image.NEAREST)
+                return np.asarray(im)
+            return preprocess.fit(preprocess.to_rgb8(im), size, fit)
+    except preprocess.PreprocessError as e:
+        raise DataError(f"{path}: {e}") from None
     except Image.DecompressionBombError as e:  # Pillow's own limit, checked in Image.open
         raise DataError(f"{path}: declares too many pixels, over the {MAX_PIXELS >> 20} M limit ({e})") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
@@ -76,8 +92,9 @@ def load_image(path: Path, size: int, *, mode: str = "RGB", expect: tuple[int, i
 class Dataset:
     """One category folder in MVTec-AD layout."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, decoder: preprocess.DaemonDecoder | None = None) -> None:
         self.root = Path(root)
+        self.decoder = decoder
         if not self.root.is_dir():
             raise DataError(f"{self.root}: dataset folder not found")
         self.train_dir = self.root / "train" / "good"
@@ -94,7 +111,7 @@ class Dataset:
                     self._size = im.size
             except (UnidentifiedImageError, OSError) as e:
                 raise DataError(f"{path}: not a readable image ({e.__class__.__name__})") from None
-        return load_image(path, size, mode=mode, expect=self._size if mode == "RGB" else None)
+        return load_image(path, size, mode=mode, expect=self._size if mode == "RGB" else None, decoder=self.decoder)
 
     def train_paths(self) -> list[Path]:
         paths = _images_in(self.train_dir)

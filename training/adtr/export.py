@@ -21,6 +21,7 @@ import tensorflow as tf
 from . import anomalies, scoring
 from .checkpoint import Checkpoint, refuse_existing
 from .data import load_image
+from .preprocess import DaemonDecoder
 from . import exact
 from .exact import make_exact
 from .model import int8_lowering
@@ -150,14 +151,15 @@ def build_metadata(
     }
 
 
-def load_heldout(ck: Checkpoint) -> np.ndarray:
+def load_heldout(ck: Checkpoint, decoder: DaemonDecoder | None = None) -> np.ndarray:
     if not ck.heldout:
         raise ValueError("checkpoint has no held-out good images to calibrate the threshold")
-    return np.stack([load_image(Path(p), ck.cfg.input_size) for p in ck.heldout])
+    return np.stack([load_image(Path(p), ck.cfg.input_size, decoder=decoder) for p in ck.heldout])
 
 
-def export_tflite(ck: Checkpoint, out: Path, good: np.ndarray, version: str) -> dict[str, Any]:
-    """Write out (.tflite) and out.json; good images calibrate the int8 ranges."""
+def export_tflite(ck: Checkpoint, out: Path, good: np.ndarray, version: str, decoder: DaemonDecoder | None = None) -> dict[str, Any]:
+    """Write out (.tflite) and out.json; good images calibrate the int8 ranges; the
+    threshold comes from the held-out images, read through decoder when given."""
     from .evaluate import TFLiteRunner
 
     meta_out = metadata_path(out)
@@ -175,7 +177,7 @@ def export_tflite(ck: Checkpoint, out: Path, good: np.ndarray, version: str) -> 
             "shape": [int(v) for v in runner.out["shape"]], "dtype": "int8",
             "scale": float(scale), "zero_point": int(zero), "meaning": "anomaly map s(u) = ||f - f^||_2",
         }
-        meta = build_metadata(ck, out, graph, runner, load_heldout(ck), output, version)
+        meta = build_metadata(ck, out, graph, runner, load_heldout(ck, decoder), output, version)
     meta["quantisation"] = {"kind": "full-integer int8", "calibration_images": {"good": int(len(good)), "synthetic_anomalies": int(len(calibration) - len(good))},
                             "converter": f"tensorflow {tf.__version__}", "runs_on": "TFLite >= 2.9",
                             # The daemon warns about graphs without it (exported before exact.py).
@@ -185,7 +187,7 @@ def export_tflite(ck: Checkpoint, out: Path, good: np.ndarray, version: str) -> 
     return meta
 
 
-def export_onnx(ck: Checkpoint, out: Path, version: str) -> dict[str, Any]:
+def export_onnx(ck: Checkpoint, out: Path, version: str, decoder: DaemonDecoder | None = None) -> dict[str, Any]:
     from .evaluate import ONNXRunner
 
     meta_out = metadata_path(out)
@@ -197,7 +199,7 @@ def export_onnx(ck: Checkpoint, out: Path, version: str) -> dict[str, Any]:
         scratch.write_bytes(graph)
         runner = ONNXRunner(scratch)
         output = {"shape": [1, ck.cfg.grid, ck.cfg.grid], "dtype": "float32", "meaning": "anomaly map s(u) = ||f - f^||_2"}
-        meta = build_metadata(ck, out, graph, runner, load_heldout(ck), output, version)
+        meta = build_metadata(ck, out, graph, runner, load_heldout(ck, decoder), output, version)
     meta["quantisation"] = {"kind": "none (float32)"}
     _write_atomic(out, graph)
     _write_atomic(meta_out, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
