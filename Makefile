@@ -10,7 +10,7 @@ PIP_VERSION := 24.2
 GO ?= go
 GOARCH ?= $(shell $(GO) env GOARCH)
 
-.PHONY: all deps sysdeps venv build run test test-go test-fuzz test-python test-release dist bench demo-model clean
+.PHONY: all deps sysdeps venv build run test test-go test-race test-fuzz test-python test-release dist bench demo-model clean
 
 all: build
 
@@ -41,15 +41,19 @@ build: deps
 run: build
 	./build/adtrd run
 
-test: test-go test-fuzz test-python test-release
+test: test-go test-race test-fuzz test-python test-release
 
 # ADTRD_REQUIRE_TFLITE and ADTRD_REQUIRE_TOOLS turn "library/tool missing" skips into failures.
 test-go: deps sysdeps
 	ADTRD_REQUIRE_TFLITE=1 ADTRD_REQUIRE_TOOLS=1 $(GO) test -count=1 ./...
 
+# The race detector over every Go package (it needs cgo, which the build has anyway).
+test-race: deps
+	ADTRD_REQUIRE_TFLITE=1 $(GO) test -race -count=1 ./...
+
 # Each fuzzer for a few seconds beyond its committed seeds (go test runs the seeds
-# alone as part of test-go): config parsing, model metadata, image decoding.
-FUZZ := ./config:FuzzParse ./model:FuzzParse ./capture:FuzzDecodeImage
+# alone as part of test-go): config parsing, model metadata, image decoding, GPIO line lookup.
+FUZZ := ./config:FuzzParse ./model:FuzzParse ./capture:FuzzDecodeImage ./gpio/hostgpio:FuzzFind
 FUZZTIME ?= 5s
 test-fuzz: deps
 	@set -e; for f in $(FUZZ); do \

@@ -282,9 +282,11 @@ func TestSlowPipelineDropsAtCapture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng := &slowEngine{in: make([]byte, 224*224*3), out: make([]int8, 196), d: 20 * time.Millisecond}
+	// 16 frames at 200 fps: 5 ms apart; inference takes 100 ms, slower than the replay's
+	// first-pass PNG decoding even under the race detector.
+	eng := &slowEngine{in: make([]byte, 224*224*3), out: make([]int8, 196), d: 100 * time.Millisecond}
 	dir := testlib.Demo("frames")
-	src := replay(t, dir, 200) // 16 frames at 200 fps: 5 ms apart, inference takes 20 ms
+	src := replay(t, dir, 200)
 	r := newRig(t, eng, meta, src, rigSet{Queue: 2}, 0)
 	sum := r.run(t)
 	if sum.Dropped == 0 {

@@ -68,6 +68,9 @@ func TestWatchdogStopsWhenThePipelineStalls(t *testing.T) {
 		}
 	}()
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(pings) }
+	// A tick with no finished frame while one is in flight is a stall, so the interval
+	// must outlast one frame (5 ms of inference plus scoring, slower under -race).
+	const interval = 50 * time.Millisecond
 
 	meta, err := model.Load(testlib.Demo("adtr.tflite.json"))
 	if err != nil {
@@ -88,21 +91,21 @@ func TestWatchdogStopsWhenThePipelineStalls(t *testing.T) {
 	var logs strings.Builder
 	var logMu sync.Mutex
 	log := slog.New(slog.NewTextHandler(writerFunc(func(b []byte) (int, error) { logMu.Lock(); defer logMu.Unlock(); return logs.Write(b) }), nil))
-	go systemd.Supervise(ctx, systemd.NewNotifier(log), 20*time.Millisecond, time.Hour, r.p.Progress(), func() string { return "" }, log)
+	go systemd.Supervise(ctx, systemd.NewNotifier(log), interval, time.Hour, r.p.Progress(), func() string { return "" }, log)
 
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(15 * interval)
 	if n := count(); n < 5 {
 		t.Fatalf("%d pings while frames flowed", n)
 	}
 	eng.set(false) // inference hangs
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(5 * interval)
 	stalledAt := count()
-	time.Sleep(400 * time.Millisecond)
+	time.Sleep(20 * interval)
 	if n := count(); n != stalledAt {
 		t.Fatalf("%d pings while inference hung", n-stalledAt)
 	}
 	eng.set(true)
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(15 * interval)
 	if n := count(); n < stalledAt+5 {
 		t.Fatalf("pings did not resume: %d after %d", n, stalledAt)
 	}
