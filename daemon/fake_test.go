@@ -43,3 +43,11 @@ func fakeBuild(n uint64, cfg config.Config, _ *slog.Logger) (*daemon.Generation,
 	e := &fakeEngine{in: make([]byte, meta.Input.Width*meta.Input.Height*3), out: make([]int8, meta.Grid[0]*meta.Grid[1])}
 	return daemon.NewGeneration(n, cfg, e, meta, sum)
 }
+
+// closeCounting is a fakeEngine that records its Close.
+type closeCounting struct {
+	fakeEngine
+	closed chan struct{}
+}
+
+func (e *closeCounting) Close() error { close(e.closed); return nil }

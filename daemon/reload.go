@@ -59,7 +59,12 @@ type Reloader struct {
 	// OnApplied, if set, is called after each swap (tests, metrics).
 	OnApplied func(*Generation)
 
-	mu     sync.Mutex // one reload at a time
+	// serial makes reloads one at a time; mu guards the state below only briefly, never
+	// across a file read or a model build, so that Config, Status and Close answer at
+	// once even while a reload is stuck reading (a hung network mount).
+	serial sync.Mutex
+	mu     sync.Mutex
+	closed bool
 	p      *Pipeline
 	line   LiveLine
 	cur    *Generation
@@ -157,15 +162,20 @@ func (r *Reloader) read() (config.Config, [32]byte, error) {
 
 // Reload applies the file as it is now. reason is logged ("SIGHUP", a file event...).
 func (r *Reloader) Reload(reason string) error {
+	r.serial.Lock()
+	defer r.serial.Unlock()
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cur == nil {
+	cur, curFP, closed := r.cur, r.fp, r.closed
+	r.mu.Unlock()
+	if cur == nil || closed {
 		return ErrNotRunning
 	}
 	start := time.Now()
 	cfg, fp, err := r.read()
-	if err == nil && bytes.Equal(fp[:], r.fp[:]) {
+	if err == nil && bytes.Equal(fp[:], curFP[:]) {
+		r.mu.Lock()
 		r.status.Unchanged++
+		r.mu.Unlock()
 		r.log.Debug("reload: nothing changed", "reason", reason)
 		return nil
 	}
@@ -173,45 +183,52 @@ func (r *Reloader) Reload(reason string) error {
 		r.notify.Reloading()
 		defer func() {
 			r.notify.Ready()
-			r.notify.Status(fmt.Sprintf("generation %d, model %s", r.status.Generation, shortSHA(r.status.ModelSHA)))
+			st := r.Status()
+			r.notify.Status(fmt.Sprintf("generation %d, model %s", st.Generation, shortSHA(st.ModelSHA)))
 		}()
 	}
 	if err == nil {
-		if keys := config.RestartKeys(r.cur.Config, cfg); len(keys) > 0 {
+		if keys := config.RestartKeys(cur.Config, cfg); len(keys) > 0 {
 			err = fmt.Errorf("%w: %s changed; nothing was applied (live keys: %s)", ErrRestart, strings.Join(keys, ", "), strings.Join(config.LiveKeys(), ", "))
 		}
 	}
 	var g *Generation
 	if err == nil {
-		g, err = r.build(r.cur.N+1, cfg, r.log)
+		g, err = r.build(cur.N+1, cfg, r.log)
 	}
-	if err == nil && g.Scorer.Params().Size != r.cur.Scorer.Params().Size {
-		err = fmt.Errorf("%w: the new model's input is %dpx, the running one's %dpx (frames are sized at start)", ErrRestart, g.Scorer.Params().Size, r.cur.Scorer.Params().Size)
+	if err == nil && g.Scorer.Params().Size != cur.Scorer.Params().Size {
+		err = fmt.Errorf("%w: the new model's input is %dpx, the running one's %dpx (frames are sized at start)", ErrRestart, g.Scorer.Params().Size, cur.Scorer.Params().Size)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err == nil && r.closed {
+		err = ErrNotRunning
 	}
 	if err == nil && r.p != nil {
 		var old *Generation
-		if old, err = r.p.Swap(g); err == nil && old != nil && old != r.cur {
-			err = fmt.Errorf("daemon: the pipeline held generation %d, expected %d", old.N, r.cur.N)
+		if old, err = r.p.Swap(g); err == nil && old != nil && old != cur {
+			err = fmt.Errorf("daemon: the pipeline held generation %d, expected %d", old.N, cur.N)
 		}
 	}
 	if err != nil {
-		g.Close()
+		if g != nil {
+			g.Close()
+		}
 		r.status.Failed++
 		r.status.LastError, r.status.LastErrorAt = oneLine(err), time.Now()
-		r.log.Error("reload failed: still running the previous generation", "reason", reason, "generation", r.cur.N, "err", r.status.LastError)
+		r.log.Error("reload failed: still running the previous generation", "reason", reason, "generation", cur.N, "err", r.status.LastError)
 		return err
 	}
 	if r.line != nil {
 		r.line.SetTiming(time.Duration(cfg.Output.Reject.Delay), time.Duration(cfg.Output.Reject.Pulse), g.FailSafe)
 	}
-	old := r.cur
 	r.cur, r.fp = g, fp
 	r.setLevel(cfg)
 	r.status.Applied++
 	r.status.Generation, r.status.ModelSHA = g.N, g.ModelSHA
-	closeErr := old.Close()
+	closeErr := cur.Close()
 	r.log.Info("reloaded", "reason", reason, "generation", g.N, "model", shortSHA(g.ModelSHA), "threshold", g.Threshold,
-		"changed", strings.Join(config.Diff(old.Config, cfg), ","), "took", time.Since(start).Round(time.Millisecond))
+		"changed", strings.Join(config.Diff(cur.Config, cfg), ","), "took", time.Since(start).Round(time.Millisecond))
 	if r.OnApplied != nil {
 		r.OnApplied(g)
 	}
@@ -225,11 +242,16 @@ func (r *Reloader) setLevel(cfg config.Config) {
 }
 
 // Close frees the running generation (after the pipeline has stopped).
+// It does not wait for a reload in progress: one that finishes later finds the
+// reloader closed and frees what it built. Safe to call twice.
 func (r *Reloader) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	err := r.cur.Close()
-	return err
+	if r.closed || r.cur == nil {
+		return nil
+	}
+	r.closed = true
+	return r.cur.Close()
 }
 
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }

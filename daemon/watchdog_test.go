@@ -91,7 +91,7 @@ func TestWatchdogStopsWhenThePipelineStalls(t *testing.T) {
 	var logs strings.Builder
 	var logMu sync.Mutex
 	log := slog.New(slog.NewTextHandler(writerFunc(func(b []byte) (int, error) { logMu.Lock(); defer logMu.Unlock(); return logs.Write(b) }), nil))
-	go systemd.Supervise(ctx, systemd.NewNotifier(log), interval, time.Hour, r.p.Progress(), func() string { return "" }, log)
+	go systemd.Supervise(ctx, systemd.NewNotifier(log), systemd.Monitor{Watchdog: interval, StatusEvery: time.Hour, Progress: r.p.Progress(), Status: func() string { return "" }}, log)
 
 	time.Sleep(15 * interval)
 	if n := count(); n < 5 {

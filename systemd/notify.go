@@ -5,6 +5,7 @@ package systemd
 
 import (
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -13,22 +14,28 @@ import (
 // Notifier sends states to systemd. Without $NOTIFY_SOCKET (not started by systemd)
 // every call does nothing.
 type Notifier struct {
-	log  *slog.Logger
-	mu   sync.Mutex
-	warn bool
+	log     *slog.Logger
+	mu      sync.Mutex
+	warn    bool
+	stopped bool // after STOPPING=1 nothing else is sent
 }
 
 // NewNotifier makes a notifier that logs a failed send once.
 func NewNotifier(log *slog.Logger) *Notifier { return &Notifier{log: log} }
 
 func (n *Notifier) send(state string) {
-	if _, err := daemon.SdNotify(false, state); err != nil {
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		if !n.warn {
-			n.warn = true
-			n.log.Warn("sd_notify failed", "state", state, "err", err)
-		}
+	// One lock around the check and the send: nothing can slip out after STOPPING=1.
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stopped {
+		return
+	}
+	if strings.HasPrefix(state, daemon.SdNotifyStopping) {
+		n.stopped = true
+	}
+	if _, err := daemon.SdNotify(false, state); err != nil && !n.warn {
+		n.warn = true
+		n.log.Warn("sd_notify failed", "state", state, "err", err)
 	}
 }
 
@@ -44,6 +51,8 @@ func (n *Notifier) Reloading() {
 }
 
 // Stopping: the daemon is shutting down.
+// Every later call sends nothing: a reload or a status line finishing after it must
+// not tell systemd the daemon is ready again.
 func (n *Notifier) Stopping() { n.send(daemon.SdNotifyStopping) }
 
 // Status is the one-line status `systemctl status` shows.

@@ -73,3 +73,23 @@ func TestDeadSocketIsLoggedOnce(t *testing.T) {
 		t.Fatalf("%d warnings:\n%s", c, logs.String())
 	}
 }
+
+// After STOPPING=1 nothing else reaches systemd: a reload or a watchdog tick that
+// finishes during shutdown must not say READY=1 again.
+func TestNothingAfterStopping(t *testing.T) {
+	c := listen(t)
+	n := systemd.NewNotifier(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	n.Stopping()
+	if got := read(t, c); got != "STOPPING=1" {
+		t.Fatalf("got %q", got)
+	}
+	n.Ready()
+	n.Watchdog()
+	n.Status("late")
+	n.Stopping()
+	c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	buf := make([]byte, 4096)
+	if k, err := c.Read(buf); err == nil {
+		t.Fatalf("sent after STOPPING=1: %q", buf[:k])
+	}
+}

@@ -28,39 +28,68 @@ func WatchdogInterval() (time.Duration, error) {
 	return d / 2, nil
 }
 
-// Supervise pings the watchdog every interval while progress() says the daemon is
-// making progress, and sends status() as STATUS= every statusEvery. When progress
-// fails the pings stop (systemd then kills and restarts the service) and that is
-// logged once per stall. interval 0: no watchdog, status only.
-func Supervise(ctx context.Context, n *Notifier, interval, statusEvery time.Duration, progress func() bool, status func() string, log *slog.Logger) {
-	var ping <-chan time.Time
-	if interval > 0 {
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		ping = t.C
+// Monitor is the daemon's one progress monitor.
+type Monitor struct {
+	Watchdog    time.Duration // ping interval (WatchdogInterval); 0: no watchdog
+	Check       time.Duration // how often progress is checked when that is sooner than Watchdog
+	StatusEvery time.Duration // STATUS= period
+	Progress    func() bool   // frames moving, or idle by design
+	Status      func() string
+	Health      func(bool) // told of every change (the heartbeat and ready outputs); may be nil
+}
+
+// Supervise checks m.Progress every min(Watchdog, Check) until ctx ends: while it
+// holds, the watchdog is pinged; when it fails the pings stop (systemd then kills and
+// restarts the service), m.Health(false) is called and the stall is logged once; and
+// m.Status() goes out as STATUS= every StatusEvery. It returns when ctx ends and
+// sends nothing after that, so the caller can join it before STOPPING=1.
+func Supervise(ctx context.Context, n *Notifier, m Monitor, log *slog.Logger) {
+	every := m.Check
+	if m.Watchdog > 0 && (every <= 0 || m.Watchdog < every) {
+		every = m.Watchdog
 	}
-	st := time.NewTicker(statusEvery)
+	var tick <-chan time.Time
+	if every > 0 {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		tick = t.C
+	}
+	st := time.NewTicker(m.StatusEvery)
 	defer st.Stop()
 	stalled := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-ping:
-			if progress() {
+		case <-tick:
+			if ctx.Err() != nil {
+				return
+			}
+			if m.Progress() {
 				if stalled {
 					log.Info("pipeline moving again: watchdog pings resumed")
+					if m.Health != nil {
+						m.Health(true)
+					}
 				}
 				stalled = false
-				n.Watchdog()
+				if m.Watchdog > 0 {
+					n.Watchdog()
+				}
 				continue
 			}
 			if !stalled {
 				log.Error("pipeline stalled: a frame is stuck in inference or scoring; watchdog pings stopped")
+				if m.Health != nil {
+					m.Health(false)
+				}
 			}
 			stalled = true
 		case <-st.C:
-			n.Status(status())
+			if ctx.Err() != nil {
+				return
+			}
+			n.Status(m.Status())
 		}
 	}
 }

@@ -203,7 +203,12 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 	reloads := watchReloads(runCtx, path, rl, log)
 	log.Info("running", "frames", src.Len(), "threshold", gen.Threshold, "fail_safe", cfg.FailSafe.String(), "generation", gen.N)
 	status := statusLine(p, rl)
+	// Every goroutine started here is joined before STOPPING=1, so nothing reaches
+	// systemd after it.
+	var wg sync.WaitGroup
+	wg.Add(2)
 	go func() {
+		defer wg.Done()
 		// READY only once a frame has been scored: the model, the camera and the
 		// outputs have all worked once.
 		select {
@@ -212,11 +217,25 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 		case <-runCtx.Done():
 		}
 	}()
-	go watchProgress(runCtx, p.Progress(), 2*time.Second, line.SetHealthy)
-	go systemd.Supervise(runCtx, notify, interval, 5*time.Second, p.Progress(), status, log)
+	go func() {
+		defer wg.Done()
+		// The one progress monitor: the watchdog pings, and the heartbeat and ready
+		// outputs, which a hung inference stops as it stops the pings.
+		systemd.Supervise(runCtx, notify, systemd.Monitor{
+			Watchdog: interval, Check: 2 * time.Second, StatusEvery: 5 * time.Second,
+			Progress: p.Progress(), Status: status, Health: line.SetHealthy,
+		}, log)
+	}()
 	sum, runErr := p.Run(ctx)
 	stop()
-	<-reloads
+	wg.Wait()
+	// A reload stuck in a read that blocks (a hung network mount) must not hold the
+	// stop: it is given a moment and then left behind, since the process is exiting.
+	select {
+	case <-reloads:
+	case <-time.After(reloadStopWait):
+		log.Warn("stopping without waiting for a reload still in progress", "waited", reloadStopWait)
+	}
 	notify.Stopping()
 	// Parts still between camera and ejector get their pulses (or fail-safe) before
 	// the outputs go inactive. They may have been stamped under the first generation or
@@ -239,6 +258,9 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 	return sum, errors.Join(runErr, flushErr, line.Close())
 }
 
+// reloadStopWait is how long a stop waits for a reload in progress.
+const reloadStopWait = time.Second
+
 // maxStopWait caps the wait for parts in flight at shutdown: under the shipped unit's
 // TimeoutStopSec=15s (systemd/adtrd.service), with room for the rest of the stop.
 const maxStopWait = 10 * time.Second
@@ -246,26 +268,6 @@ const maxStopWait = 10 * time.Second
 // travel is the longest a part stamped under cfg can still need the outputs.
 func travel(cfg config.Config) time.Duration {
 	return time.Duration(cfg.Output.Reject.Delay) + time.Duration(cfg.Output.Reject.Pulse) + time.Second
-}
-
-// watchProgress tells the line side whether frames are moving (or the line is idle by
-// design), checking every interval: a hung inference stops the heartbeat output and
-// drops ready, as it stops the systemd watchdog.
-func watchProgress(ctx context.Context, progressing func() bool, every time.Duration, set func(bool)) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	healthy := true
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if ok := progressing(); ok != healthy {
-				healthy = ok
-				set(ok)
-			}
-		}
-	}
 }
 
 // statusLine describes the running daemon for `systemctl status`: generation, model,
