@@ -16,15 +16,28 @@ import (
 
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/gpio"
+	"github.com/adtrd/adtrd/model"
 )
 
-// Engine runs the model: frames are written into Input, Invoke runs, Output holds
-// the raw int8 anomaly map. Implemented over tflite; tests may use others.
+// Engine runs one model. Tensors describes the model's input and output (type, shape,
+// quantisation) and is checked against its metadata when a generation is built; Input
+// is the frame's packed RGB (Size*Size*3 bytes), written before each Invoke (an
+// engine whose input tensor is float converts it in Invoke); Output is the anomaly map
+// of the last Invoke, int8 as quantised or float32 as real values, valid until the
+// next Invoke. TFLiteEngine is the daemon's; a float engine (ONNX Runtime, a GPU
+// delegate) plugs in the same way, and tests use fakes.
 type Engine interface {
+	Tensors() (in, out model.TensorInfo)
 	Input() []byte
 	Invoke() error
-	Output() []int8
+	Output() Output
 	Close() error
+}
+
+// Output is an engine's anomaly map: exactly one of the two is set, Grid*Grid values.
+type Output struct {
+	Int8    []int8    // quantised: real = scale * (q - zero point) from the tensor's quantisation
+	Float32 []float32 // real values
 }
 
 // Source produces frames; Paced sources (cameras) drop when the queue is full,
@@ -373,7 +386,7 @@ func (p *Pipeline) handle(j job) {
 		}
 		t1 := time.Now()
 		rec.Infer = t1.Sub(start)
-		s, err := g.Scorer.ScoreInt8(g.Engine.Output())
+		s, err := g.score(g.Engine.Output())
 		rec.Scoring = time.Since(t1)
 		if err != nil {
 			p.Stats.InferErrors.Add(1)

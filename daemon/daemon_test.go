@@ -253,7 +253,7 @@ func TestLateDecisionsFallToFailSafe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng := &slowEngine{in: make([]byte, 224*224*3), out: make([]int8, 196), d: 30 * time.Millisecond}
+	eng := &slowEngine{fakeEngine: newFake(meta), d: 30 * time.Millisecond}
 	src := replay(t, testlib.Demo("frames"), 0)
 	r := newRig(t, eng, meta, src, rigSet{Queue: 1}, 5*time.Millisecond)
 	sum := r.run(t)
@@ -265,15 +265,11 @@ func TestLateDecisionsFallToFailSafe(t *testing.T) {
 
 // slowEngine stands in for a model slower than the camera.
 type slowEngine struct {
-	in  []byte
-	out []int8
-	d   time.Duration
+	fakeEngine
+	d time.Duration
 }
 
-func (s *slowEngine) Input() []byte  { return s.in }
-func (s *slowEngine) Output() []int8 { return s.out }
-func (s *slowEngine) Close() error   { return nil }
-func (s *slowEngine) Invoke() error  { time.Sleep(s.d); return nil }
+func (s *slowEngine) Invoke() error { time.Sleep(s.d); return nil }
 
 // When inference cannot keep up with a paced source, frames are dropped at the
 // capture end and counted; the queue never grows past its bound.
@@ -284,7 +280,7 @@ func TestSlowPipelineDropsAtCapture(t *testing.T) {
 	}
 	// 16 frames at 200 fps: 5 ms apart; inference takes 100 ms, slower than the replay's
 	// first-pass PNG decoding even under the race detector.
-	eng := &slowEngine{in: make([]byte, 224*224*3), out: make([]int8, 196), d: 100 * time.Millisecond}
+	eng := &slowEngine{fakeEngine: newFake(meta), d: 100 * time.Millisecond}
 	dir := testlib.Demo("frames")
 	src := replay(t, dir, 200)
 	r := newRig(t, eng, meta, src, rigSet{Queue: 2}, 0)
@@ -407,7 +403,7 @@ func TestPrePostProcessingDoesNotAllocate(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(10, func() {
 		copy(eng.Input(), px)
-		sc.ScoreInt8(eng.Output())
+		sc.ScoreInt8(eng.Output().Int8)
 	}); n != 0 {
 		t.Fatalf("%v allocations per frame", n)
 	}
@@ -420,7 +416,7 @@ func BenchmarkPrePost(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		copy(eng.Input(), px)
-		sc.ScoreInt8(eng.Output())
+		sc.ScoreInt8(eng.Output().Int8)
 	}
 }
 

@@ -19,12 +19,13 @@ var ErrPinned = errors.New("model does not match its pinned sha256")
 // TFLiteEngine is an Engine over a TFLite interpreter whose tensors were checked
 // against the model's metadata.
 type TFLiteEngine struct {
-	lib    *tflite.Library
-	it     *tflite.Interpreter
-	in     []byte
-	out    []int8
-	Meta   *model.Metadata
-	SHA256 string
+	lib             *tflite.Library
+	it              *tflite.Interpreter
+	in              []byte
+	out             []int8
+	inInfo, outInfo model.TensorInfo
+	Meta            *model.Metadata
+	SHA256          string
 }
 
 // OpenTFLite loads the library, the metadata and the model, checks that they agree,
@@ -91,8 +92,12 @@ func OpenTFLite(c config.Model, log *slog.Logger) (_ *TFLiteEngine, err error) {
 	info := func(t tflite.Tensor) model.TensorInfo {
 		return model.TensorInfo{Type: t.Type.String(), Shape: t.Shape, Scale: float64(t.Quant.Scale), ZeroPoint: t.Quant.ZeroPoint}
 	}
-	if err = meta.CheckTensors(c.Path, info(ins[0]), info(outs[0])); err != nil {
+	e.inInfo, e.outInfo = info(ins[0]), info(outs[0])
+	if err = meta.CheckTensors(c.Path, e.inInfo, e.outInfo); err != nil {
 		return nil, err
+	}
+	if e.outInfo.Type != "int8" {
+		return nil, fmt.Errorf("%w: %s: output tensor is %s; the TFLite engine runs int8 graphs", model.ErrMetadata, c.Path, e.outInfo.Type)
 	}
 	e.in = ins[0].Bytes()
 	ob := outs[0].Bytes()
@@ -106,7 +111,10 @@ func OpenTFLite(c config.Model, log *slog.Logger) (_ *TFLiteEngine, err error) {
 
 func (e *TFLiteEngine) Input() []byte  { return e.in }
 func (e *TFLiteEngine) Invoke() error  { return e.it.Invoke() }
-func (e *TFLiteEngine) Output() []int8 { return e.out }
+func (e *TFLiteEngine) Output() Output { return Output{Int8: e.out} }
+
+// Tensors are the interpreter's, as checked against the metadata at open.
+func (e *TFLiteEngine) Tensors() (in, out model.TensorInfo) { return e.inInfo, e.outInfo }
 
 // Close frees the interpreter and the library; safe twice and after a failed open.
 func (e *TFLiteEngine) Close() error {

@@ -17,14 +17,25 @@ import (
 // The real engine's reloads are tested by TestReloadKeepsTheOldGenerationOnEveryFailure
 // and TestReloadWhileRunning.
 type fakeEngine struct {
-	in  []byte
-	out []int8
+	in   []byte
+	out  []int8
+	meta *model.Metadata // the tensors it reports are the ones this metadata describes
 }
 
-func (e *fakeEngine) Input() []byte  { return e.in }
-func (e *fakeEngine) Invoke() error  { return nil }
-func (e *fakeEngine) Output() []int8 { return e.out }
-func (e *fakeEngine) Close() error   { return nil }
+// newFake is a fakeEngine for meta's model.
+func newFake(meta *model.Metadata) fakeEngine {
+	return fakeEngine{in: make([]byte, meta.Input.Width*meta.Input.Height*3), out: make([]int8, meta.Grid[0]*meta.Grid[1]), meta: meta}
+}
+
+func (e *fakeEngine) Input() []byte         { return e.in }
+func (e *fakeEngine) Invoke() error         { return nil }
+func (e *fakeEngine) Output() daemon.Output { return daemon.Output{Int8: e.out} }
+func (e *fakeEngine) Close() error          { return nil }
+func (e *fakeEngine) Tensors() (in, out model.TensorInfo) {
+	m := e.meta
+	return model.TensorInfo{Type: m.Input.DType, Shape: []int{1, m.Input.Height, m.Input.Width, 3}},
+		model.TensorInfo{Type: m.Output.DType, Shape: []int{1, m.Grid[0], m.Grid[1]}, Scale: m.Output.Scale, ZeroPoint: m.Output.ZeroPoint}
+}
 
 // fakeBuild is a daemon.Builder over fakeEngine.
 func fakeBuild(n uint64, cfg config.Config, _ *slog.Logger) (*daemon.Generation, error) {
@@ -40,8 +51,8 @@ func fakeBuild(n uint64, cfg config.Config, _ *slog.Logger) (*daemon.Generation,
 	if err != nil {
 		return nil, err
 	}
-	e := &fakeEngine{in: make([]byte, meta.Input.Width*meta.Input.Height*3), out: make([]int8, meta.Grid[0]*meta.Grid[1])}
-	return daemon.NewGeneration(n, cfg, e, meta, sum)
+	e := newFake(meta)
+	return daemon.NewGeneration(n, cfg, &e, meta, sum)
 }
 
 // closeCounting is a fakeEngine that records its Close.

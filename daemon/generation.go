@@ -46,6 +46,10 @@ func BuildGeneration(n uint64, cfg config.Config, log *slog.Logger) (*Generation
 // and the threshold (the config's, or the metadata's when the config says 0). On
 // error the engine is closed.
 func NewGeneration(n uint64, cfg config.Config, eng Engine, meta *model.Metadata, sha string) (*Generation, error) {
+	in, out := eng.Tensors()
+	if err := meta.CheckTensors(cfg.Model.Path, in, out); err != nil {
+		return nil, errors.Join(err, eng.Close())
+	}
 	sc, err := score.New(meta.ScoreParams())
 	if err != nil {
 		return nil, errors.Join(err, eng.Close())
@@ -60,6 +64,14 @@ func NewGeneration(n uint64, cfg config.Config, eng Engine, meta *model.Metadata
 		return nil, errors.Join(fmt.Errorf("%w: threshold %v: want a positive finite score", ErrThreshold, thr), eng.Close())
 	}
 	return &Generation{N: n, Config: cfg, Engine: eng, Meta: meta, Scorer: sc, Threshold: thr, FailSafe: FailSafe(cfg.FailSafe), ModelSHA: sha}, nil
+}
+
+// score scores the engine's output, whichever type its tensor is.
+func (g *Generation) score(o Output) (float64, error) {
+	if o.Float32 != nil {
+		return g.Scorer.ScoreFloat(o.Float32)
+	}
+	return g.Scorer.ScoreInt8(o.Int8)
 }
 
 // Close frees the engine; safe twice.

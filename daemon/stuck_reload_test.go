@@ -31,7 +31,7 @@ func TestStuckReloadDoesNotHoldCloseOrStatus(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		built.in, built.out = make([]byte, meta.Input.Width*meta.Input.Height*3), make([]int8, meta.Grid[0]*meta.Grid[1])
+		built.fakeEngine = newFake(meta)
 		return daemon.NewGeneration(n, cfg, built, meta, "stuck")
 	}
 	rl, _, err := daemon.NewReloader(d.cfg, build, nil, nil, nil, quiet)

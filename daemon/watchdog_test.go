@@ -76,7 +76,7 @@ func TestWatchdogStopsWhenThePipelineStalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng := &gatedEngine{slowEngine: slowEngine{in: make([]byte, 224*224*3), out: make([]int8, 196), d: 5 * time.Millisecond}, gate: make(chan struct{})}
+	eng := &gatedEngine{slowEngine: slowEngine{fakeEngine: newFake(meta), d: 5 * time.Millisecond}, gate: make(chan struct{})}
 	close(eng.gate)
 	src, err := capture.NewReplay(capture.ReplayOptions{Path: testlib.Demo("frames"), Loop: true, FPS: 50, Size: capture.Size{W: 224, H: 224}})
 	if err != nil {

@@ -106,6 +106,12 @@ func Parse(path string, b []byte) (*Metadata, error) {
 		return nil, bad("pool_kernel %d outside 1..%d", m.PoolKernel, m.Input.Width)
 	case !(m.Threshold > 0) || math.IsInf(m.Threshold, 0):
 		return nil, bad("threshold %v: want a positive number", m.Threshold)
+	case m.Input.DType != "uint8" && m.Input.DType != "float32":
+		return nil, bad("input dtype %q: want uint8 or float32", m.Input.DType)
+	case m.Output.DType != "int8" && m.Output.DType != "float32":
+		return nil, bad("output dtype %q: want int8 or float32", m.Output.DType)
+	case m.Output.DType == "int8" && (!(m.Output.Scale > 0) || math.IsInf(m.Output.Scale, 0)):
+		return nil, bad("output scale %v: an int8 map needs a positive finite scale", m.Output.Scale)
 	case len(m.SHA256) != 64:
 		return nil, bad("sha256 %q is not a SHA-256", m.SHA256)
 	}
@@ -113,7 +119,11 @@ func Parse(path string, b []byte) (*Metadata, error) {
 }
 
 // ScoreParams are the scorer's parameters for this model.
+// A float32 map is real-valued already (scale 1, zero point 0).
 func (m *Metadata) ScoreParams() score.Params {
+	if m.Output.DType == "float32" {
+		return score.Params{Grid: m.Grid[0], Size: m.Input.Width, Kernel: m.PoolKernel, Scale: 1}
+	}
 	return score.Params{Grid: m.Grid[0], Size: m.Input.Width, Kernel: m.PoolKernel, Scale: float32(m.Output.Scale), ZeroPoint: m.Output.ZeroPoint}
 }
 
@@ -174,7 +184,7 @@ func (m *Metadata) CheckTensors(graph string, in, out TensorInfo) error {
 	if out.Type != m.Output.DType || !slices.Equal(out.Shape, wantOut) {
 		return fmt.Errorf("%w: %s: output tensor is %s%v, metadata says %s%v", ErrMetadata, graph, out.Type, out.Shape, m.Output.DType, wantOut)
 	}
-	if math.Abs(out.Scale-m.Output.Scale) > 1e-6*math.Abs(m.Output.Scale) || out.ZeroPoint != m.Output.ZeroPoint {
+	if out.Type == "int8" && (math.Abs(out.Scale-m.Output.Scale) > 1e-6*math.Abs(m.Output.Scale) || out.ZeroPoint != m.Output.ZeroPoint) {
 		return fmt.Errorf("%w: %s: output quantisation is (%g, %d), metadata says (%g, %d)", ErrMetadata, graph, out.Scale, out.ZeroPoint, m.Output.Scale, m.Output.ZeroPoint)
 	}
 	return nil
