@@ -45,15 +45,29 @@ func (f Fit) String() string {
 	return fmt.Sprintf("fit(%d)", int(f))
 }
 
-// Frame is one captured frame. Pixels is W*H*3 RGB, owned by the source and valid
-// until the source is closed; Err is set for a frame that could not be read, which
-// the pipeline still decides (by the fail-safe rule) rather than skipping.
+// Frame is one captured frame. Pixels is W*H*3 RGB, valid until Release: a pooled
+// source (a camera) reuses the buffer afterwards, so the consumer copies the pixels
+// into the model's input and then calls Release, exactly once. Frames of unpooled
+// sources (replay) stay valid and their Release does nothing. Err is set for a frame
+// that could not be read, which the pipeline still decides (by the fail-safe rule)
+// rather than skipping.
 type Frame struct {
 	Seq    uint64
-	Time   time.Time // time.Now(): carries the monotonic clock reading
+	Time   time.Time // capture time: time.Now() at arrival, carrying the monotonic clock
 	Name   string
 	Pixels []byte
 	Err    error
+	pool   *Pool
+	idx    int // buffer index + 1; 0: not pooled
+}
+
+// Release hands a pooled frame's buffer back to its source; the frame's Pixels must
+// not be used afterwards. Safe on unpooled frames; a second call does nothing.
+func (f *Frame) Release() {
+	if f.pool != nil && f.idx > 0 {
+		f.pool.put(f.idx - 1)
+	}
+	f.pool, f.idx, f.Pixels = nil, 0, nil
 }
 
 // Size is the model input a source fits frames to.

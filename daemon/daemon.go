@@ -41,7 +41,11 @@ type Output struct {
 }
 
 // Source produces frames; Paced sources (cameras) drop when the queue is full,
-// unpaced ones (replay as fast as possible) wait for the pipeline.
+// unpaced ones (replay as fast as possible) wait for the pipeline. Next returns a
+// frame (its Err set for one bad frame), capture.ErrLost while the camera is lost
+// and the source reconnects (the pipeline keeps calling Next, and parts meanwhile
+// take the fail-safe with cause "camera lost"), or any other error to end the stream
+// (capture.ErrEOF at the end of a replay). The pipeline releases every frame it gets.
 type Source interface {
 	Next(ctx context.Context) (capture.Frame, error)
 	Paced() bool
@@ -133,15 +137,15 @@ type Stats struct {
 // Summary is the end-of-run account; Missed and FalseRejects count only frames
 // named by the demo convention (see label).
 type Summary struct {
-	Frames, Rejects, Dropped, BadFrames, InferErrors uint64
-	Missed, FalseRejects                             []string
+	Frames, Rejects, Dropped, BadFrames, InferErrors, CameraErrors uint64
+	Missed, FalseRejects                                           []string
 	Line                                             gpio.Stats // the output side, filled by the caller
 }
 
 func (s Summary) String() string {
-	return fmt.Sprintf("frames %d, rejects %d, defects missed %d, false rejects %d, dropped %d, bad frames %d, inference errors %d; "+
+	return fmt.Sprintf("frames %d, rejects %d, defects missed %d, false rejects %d, dropped %d, bad frames %d, inference errors %d, camera errors %d; "+
 		"line: pulses %d, fail-safes %d, late decisions %d, alarms %d",
-		s.Frames, s.Rejects, len(s.Missed), len(s.FalseRejects), s.Dropped, s.BadFrames, s.InferErrors,
+		s.Frames, s.Rejects, len(s.Missed), len(s.FalseRejects), s.Dropped, s.BadFrames, s.InferErrors, s.CameraErrors,
 		s.Line.Pulses, s.Line.FailSafes(), s.Line.LateDecisions, s.Line.Alarms)
 }
 
@@ -303,9 +307,14 @@ loop:
 }
 
 // capture takes a frame per part: for each trigger, or one per frame (stamped then).
+// lostPause is the least time between two Next calls while the camera is lost.
+const lostPause = 50 * time.Millisecond
+
 func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 	defer close(out)
 	paced, triggered := p.src.Paced(), p.line.Triggered()
+	lost := false
+	var backoff *time.Timer
 	for {
 		var part uint64
 		if triggered {
@@ -317,6 +326,34 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 			}
 		}
 		f, err := p.src.Next(ctx)
+		if errors.Is(err, capture.ErrLost) && ctx.Err() == nil {
+			p.Stats.CameraErrors.Add(1)
+			if part != 0 {
+				p.line.Fail(part, gpio.CauseCameraLost)
+			}
+			if !lost {
+				lost = true
+				p.log.Error("camera lost: parts take the fail-safe until it is back", "err", err)
+			}
+			// The source backs off between reconnects itself; this pause only keeps one
+			// that returns ErrLost at once from spinning a core.
+			if backoff == nil {
+				backoff = time.NewTimer(lostPause)
+			} else {
+				backoff.Reset(lostPause)
+			}
+			select {
+			case <-backoff.C:
+			case <-ctx.Done():
+				backoff.Stop()
+				return ctx.Err()
+			}
+			continue
+		}
+		if err == nil && lost {
+			lost = false
+			p.log.Info("camera back: frames flowing again", "seq", f.Seq)
+		}
 		if err != nil {
 			if !errors.Is(err, capture.ErrEOF) && !errors.Is(err, context.Canceled) {
 				p.Stats.CameraErrors.Add(1)
@@ -336,6 +373,7 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 			select {
 			case out <- j:
 			case <-ctx.Done():
+				f.Release()
 				p.line.Fail(part, gpio.CauseNoFrame)
 				return ctx.Err()
 			}
@@ -346,6 +384,7 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 		default:
 			// The pipeline is behind: drop the newest frame here rather than queue it;
 			// its part falls to the fail-safe at its reject time.
+			f.Release()
 			p.Stats.Dropped.Add(1)
 			p.line.Fail(part, gpio.CauseDropped)
 			p.log.Warn("frame dropped: pipeline behind", "seq", f.Seq, "part", part, "queue", cap(out))
@@ -375,10 +414,12 @@ func (p *Pipeline) handle(j job) {
 	p.Stats.Frames.Add(1)
 	switch {
 	case f.Err != nil:
+		f.Release()
 		p.Stats.BadFrames.Add(1)
 		p.failSafe(&rec, BadFrame, gpio.CauseBadFrame, f.Err)
 	default:
 		copy(g.Engine.Input(), f.Pixels)
+		f.Release() // the pixels are in the input tensor: a camera can refill the buffer
 		if err := g.Engine.Invoke(); err != nil {
 			p.Stats.InferErrors.Add(1)
 			p.failSafe(&rec, InferFailure, gpio.CauseInferError, err)
@@ -473,7 +514,7 @@ func (p *Pipeline) summary() Summary {
 	defer p.mu.Unlock()
 	return Summary{
 		Frames: p.Stats.Frames.Load(), Rejects: p.Stats.Rejects.Load(), Dropped: p.Stats.Dropped.Load(),
-		BadFrames: p.Stats.BadFrames.Load(), InferErrors: p.Stats.InferErrors.Load(),
+		BadFrames: p.Stats.BadFrames.Load(), InferErrors: p.Stats.InferErrors.Load(), CameraErrors: p.Stats.CameraErrors.Load(),
 		Missed: append([]string(nil), p.missed...), FalseRejects: append([]string(nil), p.falseRj...),
 	}
 }

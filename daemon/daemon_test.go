@@ -56,6 +56,7 @@ type rig struct {
 // can be late however slow this machine is, and run() then lets every part go by.
 // rigSet is what a test varies: the generation's threshold and fail-safe, the queue.
 type rigSet struct {
+	Log       *slog.Logger // nil: quiet
 	Threshold float64
 	FailSafe  gpio.FailSafe
 	Queue     int
@@ -93,7 +94,11 @@ func newRig(t testing.TB, eng daemon.Engine, meta *model.Metadata, src daemon.So
 		set.Queue = 2
 	}
 	gen := &daemon.Generation{N: 1, Engine: eng, Scorer: sc, Threshold: set.Threshold, FailSafe: set.FailSafe, ModelSHA: meta.SHA256}
-	r.p, err = daemon.New(daemon.Settings{Queue: set.Queue}, gen, src, tr, quiet)
+	log := quiet
+	if set.Log != nil {
+		log = set.Log
+	}
+	r.p, err = daemon.New(daemon.Settings{Queue: set.Queue}, gen, src, tr, log)
 	if err != nil {
 		t.Fatal(err)
 	}
