@@ -139,7 +139,7 @@ type Stats struct {
 type Summary struct {
 	Frames, Rejects, Dropped, BadFrames, InferErrors, CameraErrors uint64
 	Missed, FalseRejects                                           []string
-	Line                                             gpio.Stats // the output side, filled by the caller
+	Line                                                           gpio.Stats // the output side, filled by the caller
 }
 
 func (s Summary) String() string {
