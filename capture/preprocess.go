@@ -99,7 +99,30 @@ func rgb8(img image.Image) []byte {
 				i += 3
 			}
 		}
-	default: // image.RGBA (opaque 8-bit PNG), image.YCbCr (JPEG) and anything else
+	case *image.RGBA:
+		// image/png returns RGBA only for opaque 8-bit RGB; a translucent pixel from
+		// another producer is un-premultiplied.
+		for y := b.Min.Y; y < b.Max.Y; y++ {
+			row := m.Pix[m.PixOffset(b.Min.X, y):][:4*w]
+			for x := 0; x < w; x++ {
+				if a := row[4*x+3]; a == 255 {
+					out[i], out[i+1], out[i+2] = row[4*x], row[4*x+1], row[4*x+2]
+				} else {
+					p := storedRGB(color.RGBA{row[4*x], row[4*x+1], row[4*x+2], a})
+					out[i], out[i+1], out[i+2] = p[0], p[1], p[2]
+				}
+				i += 3
+			}
+		}
+	case *image.YCbCr:
+		for y := b.Min.Y; y < b.Max.Y; y++ {
+			for x := b.Min.X; x < b.Max.X; x++ {
+				c := m.YCbCrAt(x, y)
+				out[i], out[i+1], out[i+2] = color.YCbCrToRGB(c.Y, c.Cb, c.Cr)
+				i += 3
+			}
+		}
+	default: // anything else (no decoder here makes one): one colour at a time
 		for y := b.Min.Y; y < b.Max.Y; y++ {
 			for x := b.Min.X; x < b.Max.X; x++ {
 				p := storedRGB(img.At(x, y))

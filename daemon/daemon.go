@@ -109,7 +109,8 @@ func (r Reason) String() string {
 // Settings are the pipeline's fixed knobs (a change needs a restart); what a reload
 // can change lives in the Generation.
 type Settings struct {
-	Queue int
+	Queue  int
+	Events *Bus // where the pipeline publishes; nil: a bus of its own (Pipeline.Events)
 }
 
 // Record is one frame's decision.
@@ -158,7 +159,7 @@ type Pipeline struct {
 	line   Tracker
 	log    *slog.Logger
 	Stats  Stats
-	OnDone func(Record) // called for every decided frame (tests, metrics); may be nil
+	events *Bus
 
 	mu      sync.Mutex
 	missed  []string
@@ -191,9 +192,16 @@ func New(set Settings, gen *Generation, src Source, line Tracker, log *slog.Logg
 	if err := gen.check(); err != nil {
 		return nil, err
 	}
-	return &Pipeline{set: set, gen: gen, swaps: make(chan swap), src: src, line: line, log: log,
+	bus := set.Events
+	if bus == nil {
+		bus = NewBus()
+	}
+	return &Pipeline{set: set, gen: gen, swaps: make(chan swap), src: src, line: line, log: log, events: bus,
 		first: make(chan struct{}), jobs: make(chan job, set.Queue)}, nil
 }
+
+// Events is the bus the pipeline publishes decisions, fail-safes and camera state on.
+func (p *Pipeline) Events() *Bus { return p.events }
 
 // FirstFrame is closed once the first frame has been decided: the daemon is ready.
 func (p *Pipeline) FirstFrame() <-chan struct{} { return p.first }
@@ -331,9 +339,13 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 			if part != 0 {
 				p.line.Fail(part, gpio.CauseCameraLost)
 			}
+			if part != 0 {
+				p.events.Publish(Event{Kind: EventFailSafe, Time: time.Now(), Part: part, Cause: gpio.CauseCameraLost.String()})
+			}
 			if !lost {
 				lost = true
 				p.log.Error("camera lost: parts take the fail-safe until it is back", "err", err)
+				p.events.Publish(Event{Kind: EventSourceLost, Time: time.Now(), Err: err.Error()})
 			}
 			// The source backs off between reconnects itself; this pause only keeps one
 			// that returns ErrLost at once from spinning a core.
@@ -353,6 +365,7 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 		if err == nil && lost {
 			lost = false
 			p.log.Info("camera back: frames flowing again", "seq", f.Seq)
+			p.events.Publish(Event{Kind: EventSourceBack, Time: time.Now()})
 		}
 		if err != nil {
 			if !errors.Is(err, capture.ErrEOF) && !errors.Is(err, context.Canceled) {
@@ -387,6 +400,7 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 			f.Release()
 			p.Stats.Dropped.Add(1)
 			p.line.Fail(part, gpio.CauseDropped)
+			p.events.Publish(Event{Kind: EventFailSafe, Time: time.Now(), Part: part, Cause: gpio.CauseDropped.String()})
 			p.log.Warn("frame dropped: pipeline behind", "seq", f.Seq, "part", part, "queue", cap(out))
 		}
 	}
@@ -488,9 +502,11 @@ func (p *Pipeline) record(r Record) {
 			p.mu.Unlock()
 		}
 	}
-	if p.OnDone != nil {
-		p.OnDone(r)
+	e := Event{Kind: EventDecision, Time: time.Now(), Record: r}
+	if r.Reason == ByScore {
+		e.Map = p.events.putMap(p.gen.Scorer.Grid(), p.gen.Scorer.Params().Grid)
 	}
+	p.events.Publish(e)
 }
 
 // label reads the demo frames' naming convention, NNN_<label>.png: "good" or a

@@ -48,6 +48,7 @@ type rig struct {
 	line *gpio.Tracker
 	mu   sync.Mutex
 	recs []daemon.Record
+	stop func() // ends the record collection (run calls it)
 }
 
 // newRig runs the pipeline into a tracker on simulated pins (there is no GPIO chip
@@ -102,11 +103,15 @@ func newRig(t testing.TB, eng daemon.Engine, meta *model.Metadata, src daemon.So
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.p.OnDone = func(rec daemon.Record) {
-		r.mu.Lock()
-		r.recs = append(r.recs, rec)
-		r.mu.Unlock()
-	}
+	// Records come off the event bus, as any subscriber gets them (1024 events
+	// buffered; the collector drains them as they come).
+	r.stop = collect(t, r.p.Events().Subscribe(1024), func(e daemon.Event) {
+		if e.Kind == daemon.EventDecision {
+			r.mu.Lock()
+			r.recs = append(r.recs, e.Record)
+			r.mu.Unlock()
+		}
+	})
 	return r
 }
 
@@ -116,6 +121,7 @@ func (r *rig) run(t testing.TB) daemon.Summary {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.stop()
 	r.flush(t)
 	return sum
 }
@@ -453,7 +459,6 @@ func BenchmarkPipeline(b *testing.B) {
 		b.Fatal(err)
 	}
 	r := newRig(b, e, e.Meta, &limited{src, b.N}, rigSet{}, 0)
-	r.p.OnDone = nil
 	b.ReportAllocs()
 	b.ResetTimer()
 	if _, err := r.p.Run(context.Background()); err != nil {
@@ -493,7 +498,11 @@ func TestTriggerTakesTheNextFrame(t *testing.T) {
 		t.Fatal(err)
 	}
 	recs := make(chan daemon.Record, 8)
-	p.OnDone = func(r daemon.Record) { recs <- r }
+	collect(t, p.Events().Subscribe(8), func(e daemon.Event) {
+		if e.Kind == daemon.EventDecision {
+			recs <- e.Record
+		}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { _, err := p.Run(ctx); done <- err }()

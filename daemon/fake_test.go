@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"testing"
 
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
@@ -62,3 +63,38 @@ type closeCounting struct {
 }
 
 func (e *closeCounting) Close() error { close(e.closed); return nil }
+
+// collect hands every event of sub to fn on a goroutine of its own, the way a real
+// subscriber (metrics, MQTT) reads the bus; stop waits until what was published
+// before it has been handed over.
+func collect(t testing.TB, sub *daemon.Subscription, fn func(daemon.Event)) (stop func()) {
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			select {
+			case e := <-sub.C():
+				fn(e)
+			case <-done:
+				for {
+					select {
+					case e := <-sub.C():
+						fn(e)
+					default:
+						return
+					}
+				}
+			}
+		}
+	}()
+	var once bool
+	stop = func() {
+		if !once {
+			once = true
+			close(done)
+			<-finished
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}

@@ -56,8 +56,6 @@ type Reloader struct {
 	log      *slog.Logger
 	level    *slog.LevelVar
 	notify   Notifier
-	// OnApplied, if set, is called after each swap (tests, metrics).
-	OnApplied func(*Generation)
 
 	// serial makes reloads one at a time; mu guards the state below only briefly, never
 	// across a file read or a model build, so that Config, Status and Close answer at
@@ -65,6 +63,7 @@ type Reloader struct {
 	serial sync.Mutex
 	mu     sync.Mutex
 	closed bool
+	bus    *Bus // the pipeline's, from Attach: reloads applied and failed
 	p      *Pipeline
 	line   LiveLine
 	cur    *Generation
@@ -99,7 +98,7 @@ func NewReloader(path string, build Builder, override func(*config.Config), leve
 func (r *Reloader) Attach(p *Pipeline, line LiveLine) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.p, r.line = p, line
+	r.p, r.line, r.bus = p, line, p.Events()
 }
 
 // Config is the running generation's config.
@@ -217,6 +216,9 @@ func (r *Reloader) Reload(reason string) error {
 		r.status.Failed++
 		r.status.LastError, r.status.LastErrorAt = oneLine(err), time.Now()
 		r.log.Error("reload failed: still running the previous generation", "reason", reason, "generation", cur.N, "err", r.status.LastError)
+		if r.bus != nil {
+			r.bus.Publish(Event{Kind: EventReload, Time: time.Now(), Gen: cur.N, Model: cur.ModelSHA, Threshold: cur.Threshold, Err: r.status.LastError})
+		}
 		return err
 	}
 	if r.line != nil {
@@ -229,8 +231,8 @@ func (r *Reloader) Reload(reason string) error {
 	closeErr := cur.Close()
 	r.log.Info("reloaded", "reason", reason, "generation", g.N, "model", shortSHA(g.ModelSHA), "threshold", g.Threshold,
 		"changed", strings.Join(config.Diff(cur.Config, cfg), ","), "took", time.Since(start).Round(time.Millisecond))
-	if r.OnApplied != nil {
-		r.OnApplied(g)
+	if r.bus != nil {
+		r.bus.Publish(Event{Kind: EventReload, Time: time.Now(), Gen: g.N, Model: g.ModelSHA, Threshold: g.Threshold})
 	}
 	return closeErr
 }

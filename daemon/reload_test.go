@@ -111,11 +111,7 @@ func TestReloadSoak(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var gens []applied
-	rl.OnApplied = func(g *daemon.Generation) {
-		mu.Lock()
-		gens = append(gens, applied{g.N, g.Threshold, g.ModelSHA, time.Now()})
-		mu.Unlock()
-	}
+
 	cfg := gen.Config
 	src, err := capture.NewReplay(capture.ReplayOptions{Path: cfg.Capture.Replay.Path, Loop: true, FPS: cfg.Capture.Replay.FPS, Size: capture.Size{W: 224, H: 224}})
 	if err != nil {
@@ -133,11 +129,17 @@ func TestReloadSoak(t *testing.T) {
 		at  time.Time
 	}
 	var recs []decided
-	p.OnDone = func(r daemon.Record) {
+	// Decisions and reloads as a subscriber of the pipeline's bus sees them.
+	stopCollect := collect(t, p.Events().Subscribe(1<<14), func(e daemon.Event) {
 		mu.Lock()
-		recs = append(recs, decided{r, time.Now()})
-		mu.Unlock()
-	}
+		defer mu.Unlock()
+		switch {
+		case e.Kind == daemon.EventDecision:
+			recs = append(recs, decided{e.Record, e.Time})
+		case e.Kind == daemon.EventReload && e.Err == "":
+			gens = append(gens, applied{e.Gen, e.Threshold, e.Model, e.Time})
+		}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	w, err := config.NewWatcher(50*time.Millisecond, quiet)
@@ -255,6 +257,7 @@ func TestReloadSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-serveDone
+	stopCollect()
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -347,12 +350,15 @@ func BenchmarkSwap(b *testing.B) {
 		d   time.Duration
 	}
 	frames := make(chan lat, 64)
-	p.OnDone = func(r daemon.Record) {
+	collect(b, p.Events().Subscribe(64), func(e daemon.Event) {
+		if e.Kind != daemon.EventDecision {
+			return
+		}
 		select {
-		case frames <- lat{r.Gen, r.Wait + r.Infer + r.Scoring}:
+		case frames <- lat{e.Record.Gen, e.Record.Wait + e.Record.Infer + e.Record.Scoring}:
 		default: // nobody is reading (the end of the run)
 		}
-	}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.Run(ctx); close(done) }()

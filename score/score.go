@@ -82,6 +82,10 @@ func (sc *Scorer) Params() Params { return sc.p }
 // overwritten by the next Score.
 func (sc *Scorer) Map() []float32 { return sc.up }
 
+// Grid is the last frame's low-resolution map in real values (Grid*Grid, row-major);
+// it is overwritten by the next Score.
+func (sc *Scorer) Grid() []float32 { return sc.deq }
+
 // ScoreInt8 scores a raw int8 map of Grid*Grid values.
 func (sc *Scorer) ScoreInt8(raw []int8) (float64, error) {
 	if len(raw) != len(sc.deq) {

@@ -1,0 +1,162 @@
+package daemon
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// EventKind is what an Event reports.
+type EventKind int
+
+const (
+	EventDecision   EventKind = iota // a frame decided: Record (score, decision, reason), Map
+	EventFailSafe                    // a part fell to the fail-safe before inference: Cause, Part
+	EventSourceLost                  // the camera was lost: Err
+	EventSourceBack                  // frames flow again after a loss
+	EventReload                      // a reload was applied (Gen) or failed (Err)
+)
+
+var eventKindNames = []string{"decision", "fail-safe", "source lost", "source back", "reload"}
+
+func (k EventKind) String() string {
+	if k < 0 || int(k) >= len(eventKindNames) {
+		return fmt.Sprintf("event(%d)", int(k))
+	}
+	return eventKindNames[k]
+}
+
+// Event is one thing that happened on the line. Values only: an Event owns nothing a
+// later frame overwrites (the anomaly map is reached through Map and Bus.Map).
+type Event struct {
+	Kind   EventKind
+	Time   time.Time
+	Record Record // EventDecision
+	Map    MapRef // EventDecision: the frame's low-resolution anomaly map
+	Part   uint64 // EventFailSafe
+	Cause  string // EventFailSafe: "dropped", "camera lost", ...
+	Gen       uint64  // EventReload: the generation now running
+	Model     string  // EventReload: its model's sha256
+	Threshold float64 // EventReload: its threshold
+	Err       string  // EventSourceLost, a failed EventReload
+}
+
+// MapRef names a decision's anomaly map in the bus's ring of recent maps.
+type MapRef struct {
+	seq  uint64 // 1-based; 0: no map
+	Grid int    // the map is Grid x Grid
+}
+
+// Bus fans events out to any number of subscribers without ever blocking the
+// publisher (the inference goroutine): each subscriber has a bounded channel, and an
+// event that does not fit is dropped and counted for that subscriber alone. It keeps
+// the anomaly maps of the last MapRing decisions, so a slow subscriber (a heatmap
+// renderer) can still fetch the map of a decision it has just read.
+type Bus struct {
+	subs atomic.Pointer[[]*Subscription]
+	mu   sync.Mutex // subscribe/unsubscribe, and the map ring
+
+	ring    [MapRing][]float32
+	ringSeq [MapRing]uint64
+	next    uint64
+}
+
+// MapRing is how many recent decisions' maps a Bus keeps.
+const MapRing = 16
+
+// NewBus makes an empty bus.
+func NewBus() *Bus {
+	b := &Bus{}
+	b.subs.Store(&[]*Subscription{})
+	return b
+}
+
+// Subscription is one subscriber's bounded view of the bus.
+type Subscription struct {
+	bus     *Bus
+	c       chan Event
+	dropped atomic.Uint64
+	closed  atomic.Bool
+}
+
+// Subscribe adds a subscriber whose channel holds up to buffer events (at least 1).
+func (b *Bus) Subscribe(buffer int) *Subscription {
+	s := &Subscription{bus: b, c: make(chan Event, max(buffer, 1))}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	old := *b.subs.Load()
+	subs := append(append(make([]*Subscription, 0, len(old)+1), old...), s)
+	b.subs.Store(&subs)
+	return s
+}
+
+// C is the subscriber's events, in publication order, with gaps where it fell behind.
+func (s *Subscription) C() <-chan Event { return s.c }
+
+// Dropped is how many events this subscriber missed because its channel was full.
+func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
+
+// Close unsubscribes; the channel is not closed (a publish may race with it), it
+// just receives nothing more. Safe twice.
+func (s *Subscription) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	b := s.bus
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	old := *b.subs.Load()
+	subs := make([]*Subscription, 0, len(old))
+	for _, o := range old {
+		if o != s {
+			subs = append(subs, o)
+		}
+	}
+	b.subs.Store(&subs)
+	return nil
+}
+
+// Publish offers e to every subscriber; it never blocks and does not allocate.
+func (b *Bus) Publish(e Event) {
+	for _, s := range *b.subs.Load() {
+		select {
+		case s.c <- e:
+		default:
+			s.dropped.Add(1)
+		}
+	}
+}
+
+// putMap copies grid (Grid*Grid real values) into the ring and returns its handle.
+// The ring's buffers are allocated once per slot and map size.
+func (b *Bus) putMap(grid []float32, side int) MapRef {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.next++
+	i := b.next % MapRing
+	if cap(b.ring[i]) < len(grid) {
+		b.ring[i] = make([]float32, len(grid))
+	}
+	b.ring[i] = b.ring[i][:len(grid)]
+	copy(b.ring[i], grid)
+	b.ringSeq[i] = b.next
+	return MapRef{seq: b.next, Grid: side}
+}
+
+// Map copies the map ref names into dst (Grid*Grid values) and reports whether it
+// was still in the ring (false: MapRing later decisions have overwritten it, or ref
+// names no map).
+func (b *Bus) Map(ref MapRef, dst []float32) bool {
+	if ref.seq == 0 {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	i := ref.seq % MapRing
+	if b.ringSeq[i] != ref.seq || len(dst) != len(b.ring[i]) {
+		return false
+	}
+	copy(dst, b.ring[i])
+	return true
+}
