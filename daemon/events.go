@@ -30,12 +30,12 @@ func (k EventKind) String() string {
 // Event is one thing that happened on the line. Values only: an Event owns nothing a
 // later frame overwrites (the anomaly map is reached through Map and Bus.Map).
 type Event struct {
-	Kind   EventKind
-	Time   time.Time
-	Record Record // EventDecision
-	Map    MapRef // EventDecision: the frame's low-resolution anomaly map
-	Part   uint64 // EventFailSafe
-	Cause  string // EventFailSafe: "dropped", "camera lost", ...
+	Kind      EventKind
+	Time      time.Time
+	Record    Record  // EventDecision
+	Map       MapRef  // EventDecision: the frame's low-resolution anomaly map
+	Part      uint64  // EventFailSafe
+	Cause     string  // EventFailSafe: "dropped", "camera lost", ...
 	Gen       uint64  // EventReload: the generation now running
 	Model     string  // EventReload: its model's sha256
 	Threshold float64 // EventReload: its threshold
