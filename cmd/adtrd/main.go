@@ -169,8 +169,8 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 	if err != nil {
 		return daemon.Summary{}, err
 	}
-	notify := systemd.NewNotifier(log)
-	rl, gen, err := daemon.NewReloader(path, nil, override, level, notify, log)
+	notify := systemd.NewNotifier(log.With("component", "systemd"))
+	rl, gen, err := daemon.NewReloader(path, nil, override, level, notify, log.With("component", "reload"))
 	if err != nil {
 		return daemon.Summary{}, err
 	}
@@ -178,21 +178,18 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 	cfg := gen.Config
 	meta := rl.Meta()
 	size := capture.Size{W: meta.Input.Width, H: meta.Input.Height}
-	src, err := capture.NewReplay(capture.ReplayOptions{
-		Path: cfg.Capture.Replay.Path, Loop: cfg.Capture.Replay.Loop, FPS: cfg.Capture.Replay.FPS,
-		Fit: capture.Fit(cfg.Capture.Replay.Fit), Size: size,
-	})
+	src, err := daemon.OpenSource(daemon.Sources(), cfg.Capture, size, log)
 	if err != nil {
 		return daemon.Summary{}, err
 	}
 	defer src.Close()
-	line, err := daemon.OpenLine(cfg, log)
+	line, err := daemon.OpenLine(cfg, log.With("component", "line"))
 	if err != nil {
 		return daemon.Summary{}, err
 	}
 	// Every exit path, signals included, ends here: outputs inactive, lines released.
 	defer line.Close()
-	p, err := daemon.New(daemon.Settings{Queue: cfg.Capture.Queue}, gen, src, line.Tracker, log)
+	p, err := daemon.New(daemon.Settings{Queue: cfg.Capture.Queue}, gen, src, line.Tracker, log.With("component", "pipeline"))
 	if err != nil {
 		return daemon.Summary{}, err
 	}
@@ -224,7 +221,7 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 		systemd.Supervise(runCtx, notify, systemd.Monitor{
 			Watchdog: interval, Check: 2 * time.Second, StatusEvery: 5 * time.Second,
 			Progress: p.Progress(), Status: status, Health: line.SetHealthy,
-		}, log)
+		}, log.With("component", "watchdog"))
 	}()
 	sum, runErr := p.Run(ctx)
 	stop()

@@ -1,0 +1,31 @@
+package daemon_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/adtrd/adtrd/capture"
+	"github.com/adtrd/adtrd/config"
+	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/internal/testlib"
+)
+
+// Sources are chosen by the config's kind from a map the caller passes: the
+// daemon's replay by default, and a kind with no factory is one clear error.
+func TestOpenSource(t *testing.T) {
+	c := config.Default().Capture
+	c.Replay.Path = testlib.Demo("frames")
+	src, err := daemon.OpenSource(daemon.Sources(), c, capture.Size{W: 224, H: 224}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if src.Len() != 16 || !src.Paced() {
+		t.Fatalf("replay of the demo: %d frames, paced %v", src.Len(), src.Paced())
+	}
+	_, err = daemon.OpenSource(map[config.Source]daemon.SourceFactory{}, c, capture.Size{W: 224, H: 224}, quiet)
+	if !errors.Is(err, capture.ErrSource) || !strings.Contains(err.Error(), "capture.source replay") {
+		t.Fatalf("no factory: %v", err)
+	}
+}
