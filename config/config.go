@@ -208,8 +208,15 @@ func Load(path string) (Config, error) {
 // MaxFileBytes bounds a config file: far above any real one, far below memory.
 const MaxFileBytes = 4 << 20
 
-// Parse decodes b (named name in errors) onto the defaults and validates it.
-func Parse(name string, b []byte) (Config, error) {
+// Parse decodes b (named name in errors) onto the defaults, validates it, and checks
+// that the files it names exist: Decode, then the file step, with every problem in
+// one list.
+func Parse(name string, b []byte) (Config, error) { return parse(name, b, true) }
+
+// Decode is Parse without the file step: it touches no file (FuzzParse runs it).
+func Decode(name string, b []byte) (Config, error) { return parse(name, b, false) }
+
+func parse(name string, b []byte, files bool) (Config, error) {
 	cfg := Default()
 	errs := &Errors{File: name}
 	lines := map[string]int{}
@@ -228,7 +235,7 @@ func Parse(name string, b []byte) (Config, error) {
 	}
 	base := filepath.Dir(name)
 	cfg.resolve(base)
-	cfg.validate(lines, errs)
+	cfg.validate(lines, errs, files)
 	if len(errs.Problems) > 0 {
 		sort.SliceStable(errs.Problems, func(i, j int) bool { return errs.Problems[i].Line < errs.Problems[j].Line })
 		return cfg, errs
@@ -473,7 +480,8 @@ func (c *Config) resolve(base string) {
 	abs(&c.Output.SimCSV)
 }
 
-func (c *Config) validate(lines map[string]int, errs *Errors) {
+// validate checks values; with files, also that the files named exist (os.Stat).
+func (c *Config) validate(lines map[string]int, errs *Errors, files bool) {
 	bad := func(key, format string, args ...any) {
 		errs.Problems = append(errs.Problems, Problem{lines[key], key, fmt.Sprintf(format, args...)})
 	}
@@ -482,12 +490,15 @@ func (c *Config) validate(lines map[string]int, errs *Errors) {
 			bad(key, "required")
 			return
 		}
+		if !files {
+			return
+		}
 		if _, err := os.Stat(path); err != nil {
 			bad(key, "%s %s not found", what, path)
 		}
 	}
 	missing("model.path", c.Model.Path, "model")
-	if c.Model.Path != "" {
+	if c.Model.Path != "" && files {
 		if _, err := os.Stat(c.Model.MetadataPath()); err != nil {
 			key := "model.metadata"
 			if _, set := lines[key]; !set {

@@ -193,7 +193,7 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := config.Parse("fuzz.yaml", b)
+		c, err := config.Decode("fuzz.yaml", b) // no file is touched while fuzzing
 		if err != nil {
 			if !errors.Is(err, config.ErrInvalid) || strings.Contains(err.Error(), "\n") {
 				t.Fatalf("not one line wrapping ErrInvalid: %q", err)
@@ -204,6 +204,21 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("NaN accepted: %+v", c)
 		}
 	})
+}
+
+// Decode checks values and touches no file; Parse adds the file step (the files a
+// config names must exist), with both kinds of problem in one list.
+func TestDecodeTouchesNoFile(t *testing.T) {
+	dir := t.TempDir()
+	b := []byte("model:\n  path: nowhere.tflite\ncapture:\n  replay:\n    path: frames\nthreshold: -1\n")
+	_, err := config.Decode(filepath.Join(dir, "a.yaml"), b)
+	if err == nil || strings.Contains(err.Error(), "not found") || !strings.Contains(err.Error(), "threshold") {
+		t.Fatalf("Decode: %v", err)
+	}
+	_, err = config.Parse(filepath.Join(dir, "a.yaml"), b)
+	if err == nil || !strings.Contains(err.Error(), "nowhere.tflite not found") || !strings.Contains(err.Error(), "threshold") {
+		t.Fatalf("Parse: %v", err)
+	}
 }
 
 // The README's complete Jetson config is valid (paths resolve against the repository,
