@@ -34,6 +34,27 @@ type InputPin interface {
 	Halt() error
 }
 
+// EdgeEvent is one edge of an input as the kernel saw it: its direction and when,
+// on the tracker's clock.
+type EdgeEvent struct {
+	Rising bool
+	At     time.Time
+}
+
+// EdgeReader is an input that reports every edge with its direction and the
+// kernel's timestamp (hostgpio's lines, from the GPIO character device's event
+// queue). The tracker uses it when an InputPin has it: a pulse shorter than the
+// watcher's wake-up is then neither lost nor stamped late. Otherwise it waits for an
+// edge and reads the level. ReadEdges waits up to timeout for at least one edge and
+// fills out with what has arrived; ErrNoEdges means the pin cannot report edges
+// this way after all.
+type EdgeReader interface {
+	ReadEdges(timeout time.Duration, out []EdgeEvent) (int, error)
+}
+
+// ErrNoEdges: an EdgeReader that cannot read the kernel's edge events.
+var ErrNoEdges = errors.New("gpio: no edge events on this line")
+
 // Clock is the tracker's time source; Real is the monotonic clock.
 type Clock interface {
 	Now() time.Time

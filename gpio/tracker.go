@@ -2,6 +2,7 @@ package gpio
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -67,6 +68,7 @@ type Stats struct {
 	LateDecisions, UnknownDecisions            uint64
 	Confirmed, Unconfirmed, UnexpectedConfirms uint64
 	Alarms, Overflows, OutputErrors            uint64
+	InputErrors                                uint64             // failed reads of kernel edge events
 	FailSafe                                   [causeCount]uint64 // by Cause
 	InFlight                                   uint64
 	MaxLateness                                time.Duration // pulse start after its due time, worst seen
@@ -727,11 +729,18 @@ func (t *Tracker) set(o *Output, active bool) {
 	}
 }
 
-// watch forwards one input's edges, stamped on arrival. It polls WaitForEdge with a
-// timeout so that Close can stop it on any driver.
+// watch forwards one input's edges: with their kernel timestamps and directions where
+// the pin is an EdgeReader, else stamped on arrival with the level read then. It waits
+// at most poll at a time so that Close can stop it on any driver.
 func (t *Tracker) watch(kind inputKind, in Input) {
 	defer t.wg.Done()
 	const poll = 100 * time.Millisecond
+	if er, ok := in.Pin.(EdgeReader); ok {
+		if t.watchEvents(kind, in, er, poll) {
+			return
+		}
+		t.log.Warn("gpio input: no kernel edge events; stamping edges on arrival", "input", in.Name)
+	}
 	for {
 		select {
 		case <-t.stop:
@@ -757,6 +766,42 @@ func (t *Tracker) watch(kind inputKind, in Input) {
 		}
 		if !t.send(event{kind: evInput, input: kind, active: active, at: at}) {
 			return
+		}
+	}
+}
+
+// watchEvents forwards an EdgeReader's edges until the tracker stops (true), or
+// returns false at once if the pin has no edge events after all.
+func (t *Tracker) watchEvents(kind inputKind, in Input, er EdgeReader, poll time.Duration) bool {
+	var buf [16]EdgeEvent
+	for {
+		select {
+		case <-t.stop:
+			return true
+		default:
+		}
+		n, err := er.ReadEdges(poll, buf[:])
+		if errors.Is(err, ErrNoEdges) {
+			return false
+		}
+		if err != nil {
+			t.bump(func(s *Stats) { s.InputErrors++ })
+			t.log.Error("gpio input", "input", in.Name, "err", err)
+			select {
+			case <-t.stop:
+				return true
+			case <-time.After(poll):
+			}
+			continue
+		}
+		for _, e := range buf[:n] {
+			active := e.Rising != in.ActiveLow
+			if kind == inEncoder && !active {
+				continue // the encoder counts its active edges only
+			}
+			if !t.send(event{kind: evInput, input: kind, active: active || kind == inEncoder, at: e.At}) {
+				return true
+			}
 		}
 	}
 }

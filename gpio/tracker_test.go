@@ -475,3 +475,57 @@ func TestSetTimingAppliesToLaterParts(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 }
+
+// With kernel edge events (an EdgeReader input) a trigger pulse is stamped at its own
+// rising edge, however late the watcher reads it and however short it was: here a
+// 50 µs pulse, over long before the read, and two bounces inside the debounce.
+func TestTriggerStampsTheKernelsEdgeTime(t *testing.T) {
+	trig := linetest.NewEdgeInput("trigger")
+	r := newRig(t, false, func(o *adgpio.Options) {
+		o.Trigger = adgpio.Input{Name: "trigger", Pin: trig, Pull: gpio.PullDown}
+		o.Debounce = 5 * ms
+	})
+	at := t0.Add(3 * ms)
+	trig.Send(
+		adgpio.EdgeEvent{Rising: true, At: at},
+		adgpio.EdgeEvent{Rising: false, At: at.Add(50 * time.Microsecond)},
+		adgpio.EdgeEvent{Rising: true, At: at.Add(1 * ms)}, // bounce
+		adgpio.EdgeEvent{Rising: false, At: at.Add(2 * ms)},
+		adgpio.EdgeEvent{Rising: true, At: at.Add(40 * ms)}, // the next part
+	)
+	var parts []adgpio.Part
+	deadline := time.After(5 * time.Second)
+	for len(parts) < 2 {
+		select {
+		case p := <-r.tr.Parts():
+			parts = append(parts, p)
+		case <-deadline:
+			t.Fatalf("parts %+v; stats %+v", parts, r.tr.Stats())
+		}
+	}
+	if !parts[0].At.Equal(at) || !parts[1].At.Equal(at.Add(40*ms)) {
+		t.Fatalf("parts stamped at %v and %v, want the rising edges' %v and %v", parts[0].At, parts[1].At, at, at.Add(40*ms))
+	}
+	if s := r.tr.Stats(); s.Triggers != 2 || s.Bounces != 1 {
+		t.Fatalf("triggers %d bounces %d, want 2 and 1", s.Triggers, s.Bounces)
+	}
+}
+
+// An input that turns out to have no kernel edge events falls back to waiting for
+// an edge and reading the level, as before.
+func TestTriggerFallsBackWithoutEdgeEvents(t *testing.T) {
+	trig := linetest.NewEdgeInput("trigger")
+	trig.NoEvents = true
+	r := newRig(t, false, func(o *adgpio.Options) {
+		o.Trigger = adgpio.Input{Name: "trigger", Pin: trig, Pull: gpio.PullDown}
+	})
+	r.edge(t, trig.Pin, gpio.High)
+	select {
+	case p := <-r.tr.Parts():
+		if !p.At.Equal(t0) {
+			t.Fatalf("part at %v, want the arrival time %v", p.At, t0)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no part from the fallback path")
+	}
+}

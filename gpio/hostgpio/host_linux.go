@@ -70,7 +70,7 @@ func (b *Board) Line(role string, s Spec) (gpio.PinIO, error) {
 	b.opened[key] = role
 	b.lines = append(b.lines, line)
 	b.log.Info("gpio line", "role", role, "chip", b.chips[ci].Name(), "offset", off, "name", line.Name())
-	return line, nil
+	return &edgeLine{GPIOLine: line}, nil
 }
 
 // Close releases every line opened; safe twice.

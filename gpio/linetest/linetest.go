@@ -176,3 +176,49 @@ func (r *Recorder) Pulses(activeLow bool) []Pulse {
 func NewInput(name string) *gpiotest.Pin {
 	return &gpiotest.Pin{N: name, EdgesChan: make(chan gpio.Level)}
 }
+
+// EdgeInput is an input whose edges arrive as the GPIO character device's event queue
+// delivers them (an adgpio.EdgeReader): each with its direction and its own time,
+// queued by the test with Send. With NoEvents set it reports adgpio.ErrNoEdges, and
+// the tracker falls back to the embedded gpiotest.Pin's WaitForEdge.
+type EdgeInput struct {
+	*gpiotest.Pin
+	NoEvents bool
+	events   chan adgpio.EdgeEvent
+}
+
+// NewEdgeInput makes an EdgeInput with room for 64 queued edges.
+func NewEdgeInput(name string) *EdgeInput {
+	return &EdgeInput{Pin: NewInput(name), events: make(chan adgpio.EdgeEvent, 64)}
+}
+
+// Send queues edges, as the kernel does while nobody reads.
+func (p *EdgeInput) Send(e ...adgpio.EdgeEvent) {
+	for _, v := range e {
+		p.events <- v
+	}
+}
+
+// ReadEdges waits up to timeout for an edge, then takes every queued one that fits.
+func (p *EdgeInput) ReadEdges(timeout time.Duration, out []adgpio.EdgeEvent) (int, error) {
+	if p.NoEvents {
+		return 0, adgpio.ErrNoEdges
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case out[0] = <-p.events:
+	case <-t.C:
+		return 0, nil
+	}
+	n := 1
+	for n < len(out) {
+		select {
+		case out[n] = <-p.events:
+			n++
+		default:
+			return n, nil
+		}
+	}
+	return n, nil
+}
