@@ -34,47 +34,17 @@ func rgb8(img image.Image) []byte {
 	i := 0
 	switch m := img.(type) {
 	case *image.Gray:
-		for y := b.Min.Y; y < b.Max.Y; y++ {
-			for _, v := range m.Pix[m.PixOffset(b.Min.X, y):][:w] {
-				out[i], out[i+1], out[i+2] = v, v, v
-				i += 3
-			}
-		}
-	case *image.Gray16:
-		for y := b.Min.Y; y < b.Max.Y; y++ {
-			row := m.Pix[m.PixOffset(b.Min.X, y):][:2*w]
-			for x := 0; x < w; x++ {
-				v := row[2*x] // big-endian: the high byte
-				out[i], out[i+1], out[i+2] = v, v, v
-				i += 3
-			}
-		}
+		samples(out, m.Pix, m.Stride, m.PixOffset(b.Min.X, b.Min.Y), w, h, 1, [3]int{0, 0, 0})
+	case *image.Gray16: // big-endian samples: the first byte is the high one
+		samples(out, m.Pix, m.Stride, m.PixOffset(b.Min.X, b.Min.Y), w, h, 2, [3]int{0, 0, 0})
 	case *image.NRGBA:
-		for y := b.Min.Y; y < b.Max.Y; y++ {
-			row := m.Pix[m.PixOffset(b.Min.X, y):][:4*w]
-			for x := 0; x < w; x++ {
-				out[i], out[i+1], out[i+2] = row[4*x], row[4*x+1], row[4*x+2]
-				i += 3
-			}
-		}
+		samples(out, m.Pix, m.Stride, m.PixOffset(b.Min.X, b.Min.Y), w, h, 4, [3]int{0, 1, 2})
 	case *image.NRGBA64:
-		for y := b.Min.Y; y < b.Max.Y; y++ {
-			row := m.Pix[m.PixOffset(b.Min.X, y):][:8*w]
-			for x := 0; x < w; x++ {
-				out[i], out[i+1], out[i+2] = row[8*x], row[8*x+2], row[8*x+4]
-				i += 3
-			}
-		}
+		samples(out, m.Pix, m.Stride, m.PixOffset(b.Min.X, b.Min.Y), w, h, 8, [3]int{0, 2, 4})
 	case *image.RGBA64:
 		// image/png returns RGBA64 only for opaque 16-bit RGB, where premultiplied and
 		// stored colour are the same.
-		for y := b.Min.Y; y < b.Max.Y; y++ {
-			row := m.Pix[m.PixOffset(b.Min.X, y):][:8*w]
-			for x := 0; x < w; x++ {
-				out[i], out[i+1], out[i+2] = row[8*x], row[8*x+2], row[8*x+4]
-				i += 3
-			}
-		}
+		samples(out, m.Pix, m.Stride, m.PixOffset(b.Min.X, b.Min.Y), w, h, 8, [3]int{0, 2, 4})
 	case *image.Paletted:
 		pal := make([][3]byte, len(m.Palette))
 		for j, c := range m.Palette {
@@ -132,6 +102,19 @@ func rgb8(img image.Image) []byte {
 		}
 	}
 	return out
+}
+
+// samples copies w x h pixels of bpp bytes each, from pix at off with stride, taking
+// the bytes at ch of each pixel as R, G, B (the high byte of a 16-bit sample).
+func samples(out, pix []byte, stride, off, w, h, bpp int, ch [3]int) {
+	i := 0
+	for y := 0; y < h; y++ {
+		row := pix[off+y*stride:][:w*bpp]
+		for x := 0; x < w*bpp; x += bpp {
+			out[i], out[i+1], out[i+2] = row[x+ch[0]], row[x+ch[1]], row[x+ch[2]]
+			i += 3
+		}
+	}
 }
 
 // storedRGB is a colour's non-premultiplied 8-bit RGB.
