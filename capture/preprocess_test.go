@@ -22,8 +22,9 @@ type corpusCase struct {
 	Size  int    `json:"size"`
 	Fit   string `json:"fit"`
 	Lossy bool   `json:"lossy"`
-	Want  string `json:"want"`
-	Error string `json:"error"`
+	Want    string `json:"want"`
+	Error   string `json:"error"`
+	Refused bool   `json:"refused"` // a malformed file both sides must refuse (messages differ)
 }
 
 // TestPreprocessCorpus holds the daemon to the toolkit's bytes on every case of the
@@ -49,6 +50,12 @@ func TestPreprocessCorpus(t *testing.T) {
 			fit = capture.FitCrop
 		}
 		got, err := capture.LoadRGB(filepath.Join(dir, c.File), capture.Size{W: c.Size, H: c.Size}, fit)
+		if c.Refused {
+			if err == nil {
+				t.Errorf("%s: decoded; the toolkit refuses it, and so must the daemon", c.File)
+			}
+			continue
+		}
 		if c.Error != "" {
 			if err == nil || !strings.Contains(err.Error(), c.Error) {
 				t.Errorf("%s %s: err %v, want the toolkit's %q", c.File, c.Fit, err, c.Error)

@@ -110,16 +110,25 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 // preprocessCmd lets the toolkit compute scores and thresholds on the daemon's own
 // decoding (JPEG decodes differently in Go and in Pillow's libjpeg-turbo).
 func preprocessCmd(args []string, stdout, stderr io.Writer) int {
+	const use = "usage: adtrd preprocess --size 1..4096 [--fit resize|crop] FILE..."
 	fs := flag.NewFlagSet("adtrd preprocess", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // one line below instead of flag's usage block
 	size := fs.Int("size", 0, "model input width and height in pixels")
 	fitName := fs.String("fit", "resize", "resize (Pillow's bilinear) or crop (centre)")
 	if err := fs.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "adtrd preprocess: %v (%s)\n", err, use)
 		return 2
 	}
 	fit, ok := map[string]capture.Fit{"resize": capture.FitResize, "crop": capture.FitCrop}[*fitName]
-	if !ok || *size < 1 || *size > 4096 || fs.NArg() == 0 {
-		fmt.Fprintln(stderr, "adtrd preprocess: want --size 1..4096, --fit resize or crop, and at least one FILE")
+	switch {
+	case !ok:
+		fmt.Fprintf(stderr, "adtrd preprocess: --fit %q: want resize or crop\n", *fitName)
+		return 2
+	case *size < 1 || *size > 4096:
+		fmt.Fprintf(stderr, "adtrd preprocess: --size %d: want 1..4096 (%s)\n", *size, use)
+		return 2
+	case fs.NArg() == 0:
+		fmt.Fprintf(stderr, "adtrd preprocess: no FILE (%s)\n", use)
 		return 2
 	}
 	for _, f := range fs.Args() {

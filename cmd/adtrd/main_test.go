@@ -310,3 +310,47 @@ func TestUsage(t *testing.T) {
 		}
 	}
 }
+
+// `adtrd preprocess` writes the daemon's model input bytes for the toolkit (--adtrd):
+// the corpus's bytes for a PNG, and one-line errors with exit 2 for usage and 1 for a
+// file it cannot read.
+func TestPreprocessCommand(t *testing.T) {
+	corpus := filepath.Join(testlib.Root(), "capture", "testdata", "preprocess")
+	want, err := os.ReadFile(filepath.Join(corpus, "rgb16-40x30.png.resize.rgb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		rc     int
+		stdout []byte
+		err    string
+	}{
+		// a 16-bit PNG shrunk to 16x16: the toolkit's bytes
+		{"png", []string{"--size", "16", filepath.Join(corpus, "rgb16-40x30.png")}, 0, want, ""},
+		// twice: the bytes of each file, one after the other
+		{"two files", []string{"--size", "16", filepath.Join(corpus, "rgb16-40x30.png"), filepath.Join(corpus, "rgb16-40x30.png")}, 0, append(append([]byte(nil), want...), want...), ""},
+		// not a number
+		{"bad size", []string{"--size", "abc", "x.png"}, 2, nil, `invalid value "abc"`},
+		// out of range
+		{"size 0", []string{"--size", "0", "x.png"}, 2, nil, "--size 0: want 1..4096"},
+		// unknown fit
+		{"bad fit", []string{"--size", "16", "--fit", "zoom", "x.png"}, 2, nil, `--fit "zoom"`},
+		// a malformed PNG from the corpus, refused by name
+		{"malformed", []string{"--size", "16", filepath.Join(corpus, "bad-missing-rows-40x30.png")}, 1, nil, "bad-missing-rows-40x30.png: not a readable image"},
+		// a directory
+		{"directory", []string{"--size", "16", corpus}, 1, nil, "not a regular file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			rc := realMain(context.Background(), append([]string{"preprocess"}, tc.args...), &out, &errb)
+			if rc != tc.rc || !bytes.Equal(out.Bytes(), tc.stdout) && tc.rc == 0 || !strings.Contains(errb.String(), tc.err) {
+				t.Fatalf("rc %d (want %d), %d bytes out, stderr %q (want %q)", rc, tc.rc, out.Len(), errb.String(), tc.err)
+			}
+			if tc.rc != 0 && strings.Count(strings.TrimSpace(errb.String()), "\n") != 0 {
+				t.Fatalf("more than one line: %q", errb.String())
+			}
+		})
+	}
+}

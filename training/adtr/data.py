@@ -6,6 +6,7 @@ Every problem is a DataError naming the file or folder, so the CLI can print one
 from __future__ import annotations
 
 import stat
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,29 +65,39 @@ def load_image(path: Path, size: int, *, mode: str = "RGB", expect: tuple[int, i
     if st.st_size > MAX_FILE_BYTES:
         raise DataError(f"{path}: {st.st_size} bytes, larger than the {MAX_FILE_BYTES >> 20} MiB an image may have")
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-            if w <= 0 or h <= 0 or w * h > MAX_PIXELS:
-                raise DataError(f"{path}: declares {w}x{h} pixels, over the {MAX_PIXELS >> 20} M limit")
-            if im.format not in FORMATS:
-                raise DataError(f"{path}: a {im.format} file; images are PNG or JPEG")
-            if expect is not None and im.size != expect:
-                raise DataError(f"{path}: image is {im.size[0]}x{im.size[1]}, the others are {expect[0]}x{expect[1]}")
-            if decoder is not None and mode == "RGB":
-                return decoder(path, size, fit)
-            im.load()
-            if mode == "L":
-                im = im.convert("L")
-                if im.size != (size, size):
-                    im = im.resize((size, size), Image.NEAREST)
-                return np.asarray(im)
-            return preprocess.fit(preprocess.to_rgb8(im), size, fit)
-    except preprocess.PreprocessError as e:
-        raise DataError(f"{path}: {e}") from None
+        with warnings.catch_warnings():
+            # Pillow warns above its own pixel limit before our check below refuses.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return _decode(path, size, mode, expect, fit, decoder)
+    except (DataError, preprocess.PreprocessError) as e:
+        raise DataError(str(e) if isinstance(e, DataError) else f"{path}: {e}") from None
     except Image.DecompressionBombError as e:  # Pillow's own limit, checked in Image.open
         raise DataError(f"{path}: declares too many pixels, over the {MAX_PIXELS >> 20} M limit ({e})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise DataError(f"{path}: not a readable image ({e.__class__.__name__})") from None
+    except Exception as e:  # noqa: BLE001 - Pillow raises struct.error, ValueError... on malformed files
+        raise DataError(f"{path}: not a readable image ({e.__class__.__name__}: {str(e)[:120]})") from None
+
+
+def _decode(path: Path, size: int, mode: str, expect: tuple[int, int] | None, fit: str,
+            decoder: preprocess.DaemonDecoder | None) -> np.ndarray:
+    with Image.open(path) as im:
+        w, h = im.size
+        if w <= 0 or h <= 0 or w * h > MAX_PIXELS:
+            raise DataError(f"{path}: declares {w}x{h} pixels, over the {MAX_PIXELS >> 20} M limit")
+        if im.format not in FORMATS:
+            raise DataError(f"{path}: a {im.format} file; images are PNG or JPEG")
+        if expect is not None and im.size != expect:
+            raise DataError(f"{path}: image is {im.size[0]}x{im.size[1]}, the others are {expect[0]}x{expect[1]}")
+        if im.format == "PNG" and (problem := preprocess.png_problem(path.read_bytes())):
+            raise DataError(f"{path}: not a readable image (png: {problem})")
+        if decoder is not None and mode == "RGB":
+            return decoder(path, size, fit)
+        im.load()
+        if mode == "L":
+            im = im.convert("L")
+            if im.size != (size, size):
+                im = im.resize((size, size), Image.NEAREST)
+            return np.asarray(im)
+        return preprocess.fit(preprocess.to_rgb8(im), size, fit)
 
 
 class Dataset:

@@ -131,6 +131,37 @@ def jpegs(w: int, h: int, seed: int) -> dict[str, bytes]:
     return out
 
 
+def malformed(w: int, h: int, seed: int) -> dict[str, bytes]:
+    """PNGs Go's decoder refuses and Pillow reads anyway (missing rows as zeros, a bad
+    CRC, no IEND...): both sides must refuse each as a bad frame."""
+    img = q(scene(w, h, seed), 8)
+    rows = b"".join(b"\x00" + r.astype(np.uint8).tobytes() for r in img.reshape(h, w * 3))
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+
+    def build(chunks: list[tuple[bytes, bytes]]) -> bytes:
+        return b"\x89PNG\r\n\x1a\n" + b"".join(chunk(k, v) for k, v in chunks)
+
+    good_idat = zlib.compress(rows, 9)
+    bad_crc = bytearray(build([(b"IHDR", ihdr), (b"IDAT", good_idat), (b"IEND", b"")]))
+    bad_crc[8 + 25 + 10] ^= 0xFF  # a byte inside IDAT's data: its CRC no longer matches
+    pal = np.random.default_rng(seed).integers(0, 256, (16, 3), dtype=np.uint8).tobytes()
+    p_ihdr = struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0)
+    p_rows = b"".join(b"\x00" + bytes([i % 16] * w) for i in range(h))
+    return {
+        "bad-missing-rows": build([(b"IHDR", ihdr), (b"IDAT", zlib.compress(rows[: (h // 2) * (1 + 3 * w)])), (b"IEND", b"")]),
+        "bad-extra-rows": build([(b"IHDR", ihdr), (b"IDAT", zlib.compress(rows + rows[: 1 + 3 * w])), (b"IEND", b"")]),
+        "bad-no-iend": build([(b"IHDR", ihdr), (b"IDAT", good_idat)]),
+        "bad-idat-crc": bytes(bad_crc),
+        "bad-filter-type": build([(b"IHDR", ihdr), (b"IDAT", zlib.compress(b"\x07" + rows[1:])), (b"IEND", b"")]),
+        "bad-palette-missing": build([(b"IHDR", p_ihdr), (b"IDAT", zlib.compress(p_rows)), (b"IEND", b"")]),
+        "bad-plte-after-idat": build([(b"IHDR", p_ihdr), (b"IDAT", zlib.compress(p_rows)), (b"PLTE", pal), (b"IEND", b"")]),
+        "bad-trns-in-rgba": build([(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0)), (b"tRNS", b"\0\0"),
+                                   (b"IDAT", zlib.compress(b"".join(b"\x00" + bytes(4 * w) for _ in range(h)))), (b"IEND", b"")]),
+        "bad-plte-too-long": build([(b"IHDR", ihdr), (b"PLTE", bytes(257 * 3)), (b"IDAT", good_idat), (b"IEND", b"")]),
+        "bad-ihdr-compression": build([(b"IHDR", ihdr[:10] + b"\x01" + ihdr[11:]), (b"IDAT", good_idat), (b"IEND", b"")]),
+    }
+
+
 # (suffix, width, height, seed, fits): at the model's size, shrinking by 2.5 and by 7.5,
 # enlarging, and a wide strip.
 SHAPES = (
@@ -163,6 +194,17 @@ def main() -> None:
                     case["want"] = f"{fname}.{how}.rgb"
                     (OUT / case["want"]).write_bytes(np.ascontiguousarray(px).tobytes())
                 cases.append(case)
+    for name, b in malformed(40, 30, 9).items():
+        fname = f"{name}-40x30.png"
+        (OUT / fname).write_bytes(b)
+        case = {"file": fname, "size": SIZE, "fit": "resize", "lossy": False, "refused": True}
+        try:
+            data.load_image(OUT / fname, SIZE)
+        except data.DataError as e:
+            case["toolkit_error"] = str(e).split(": ", 1)[1]
+        else:
+            raise SystemExit(f"{fname}: the toolkit reads it; it must refuse it as the daemon does")
+        cases.append(case)
     (OUT / "corpus.json").write_text(json.dumps({"size": SIZE, "cases": cases}, indent=1) + "\n")
     print(f"{OUT}: {len(cases)} cases")
 

@@ -41,6 +41,10 @@ def test_corpus_covers_every_png_colour_type_and_jpeg_kind() -> None:
 @pytest.mark.parametrize("case", cases(), ids=lambda c: f"{c['file']}-{c['fit']}")
 def test_toolkit_gives_the_corpus_bytes(case: dict) -> None:  # type: ignore[type-arg]
     path = CORPUS / case["file"]
+    if case.get("refused"):
+        with pytest.raises(data.DataError, match="not a readable image"):
+            data.load_image(path, case["size"])
+        return
     if "error" in case:
         with pytest.raises(data.DataError, match=case["error"].replace("(", r"\(").replace(")", r"\)")):
             data.load_image(path, case["size"], fit=case["fit"])
@@ -59,6 +63,10 @@ def daemon() -> preprocess.DaemonDecoder:
 def test_daemon_decoding_equals_the_toolkits_on_lossless_files_and_is_bounded_on_jpeg() -> None:
     dec, worst, lossy = daemon(), 0, 0
     for c in cases():
+        if c.get("refused"):
+            with pytest.raises(preprocess.PreprocessError):
+                dec(CORPUS / c["file"], c["size"], c["fit"])
+            continue
         if "error" in c:
             with pytest.raises(preprocess.PreprocessError, match="smaller than the model's"):
                 dec(CORPUS / c["file"], c["size"], c["fit"])
@@ -121,3 +129,51 @@ def test_sixteen_bit_grey_is_scaled_not_saturated(tmp_path: Path) -> None:
     np.testing.assert_array_equal(got[:, :, 0], (v >> 8).astype(np.uint8))
     out = subprocess.run([str(daemon().binary), "preprocess", "--size", "16", str(p)], capture_output=True, check=True).stdout
     np.testing.assert_array_equal(got, np.frombuffer(out, np.uint8).reshape(16, 16, 3))
+
+
+def test_daemon_decoder_refuses_binaries_that_are_not_adtrd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--adtrd with the wrong binary: one line naming it, never a flood read into memory
+    or a child left running."""
+    flood = tmp_path / "flood"
+    flood.write_text('#!/bin/sh\necho "adtrd fake"\n[ "$1" = version ] && exit 0\nexec yes\n')
+    hang = tmp_path / "hang"
+    hang.write_text('#!/bin/sh\necho "adtrd fake"\n[ "$1" = version ] && exit 0\nexec sleep 4321\n')
+    for f in (flood, hang):
+        f.chmod(0o755)
+    monkeypatch.setattr(preprocess.DaemonDecoder, "TIMEOUT_S", 1.0)
+    img = CORPUS / "rgb8-40x30.png"
+    for binary, want in (("/bin/false", "not an adtrd binary"), ("/bin/true", "not an adtrd binary"), ("", "empty path"),
+                         (str(flood), "wrote more than the 768 bytes"), (str(hang), "no answer within 1 s")):
+        with pytest.raises(preprocess.PreprocessError, match=want) as e:
+            preprocess.DaemonDecoder(binary)(img, 16)
+        assert "\n" not in str(e.value)
+    left = subprocess.run(["pgrep", "-f", "sleep 4321"], capture_output=True, text=True).stdout.strip()
+    assert not left, f"the hung child is still running: {left}"
+    # a relative path is this directory's file, never one found on PATH
+    with pytest.raises(preprocess.PreprocessError, match="not an executable adtrd"):
+        preprocess.DaemonDecoder("adtrd")
+
+
+def test_toolkit_messages_name_the_file_for_every_malformed_png(tmp_path: Path) -> None:
+    """Pillow raises struct.error or ValueError on some malformed chunks; the toolkit
+    still gives one line naming the file. (Go's decoder skips a short gAMA or pHYs, so
+    here the toolkit is the stricter side; the corpus's "refused" cases are the ones
+    both refuse.)"""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", 4, 4, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"".join(b"\0" + bytes(12) for _ in range(4)))
+    for name, body in (
+        ("gama-after-idat", [(b"IHDR", ihdr), (b"IDAT", idat), (b"gAMA", b"\0\1"), (b"IEND", b"")]),
+        ("short-ihdr", [(b"IHDR", ihdr[:12]), (b"IDAT", idat), (b"IEND", b"")]),
+        ("short-phys", [(b"IHDR", ihdr), (b"pHYs", b"\1"), (b"IDAT", idat), (b"IEND", b"")]),
+    ):
+        p = tmp_path / f"{name}.png"
+        p.write_bytes(b"\x89PNG\r\n\x1a\n" + b"".join(chunk(k, v) for k, v in body))
+        with pytest.raises(data.DataError, match=f"{name}.png: ") as e:
+            data.load_image(p, 16)
+        assert "\n" not in str(e.value)
