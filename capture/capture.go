@@ -110,6 +110,56 @@ const (
 	MaxFileBytes = 256 << 20
 )
 
+// MaxJPEGScans bounds a progressive JPEG's scans. Each scan is decoded over the whole
+// image, so a small file that repeats one scan many times takes minutes to decode (a
+// time bomb of the decompression-bomb kind); libjpeg's own progression scripts use 10
+// scans for colour, 6 for grey. The toolkit applies the same limit.
+const MaxJPEGScans = 32
+
+// jpegScans counts a JPEG's start-of-scan segments by walking its markers (no
+// decoding); 0 for anything that is not a JPEG, and it stops at whatever it cannot
+// walk, leaving the error to the decoder.
+func jpegScans(b []byte) int {
+	if len(b) < 2 || b[0] != 0xFF || b[1] != 0xD8 {
+		return 0
+	}
+	scans := 0
+	for i := 2; i+1 < len(b); {
+		if b[i] != 0xFF {
+			return scans
+		}
+		m := b[i+1]
+		switch {
+		case m == 0xFF: // fill byte
+			i++
+			continue
+		case m == 0xD9: // end of image
+			return scans
+		case m == 0x01 || (m >= 0xD0 && m <= 0xD7): // markers without a length
+			i += 2
+			continue
+		}
+		if i+3 >= len(b) {
+			return scans
+		}
+		n := int(b[i+2])<<8 | int(b[i+3])
+		if n < 2 {
+			return scans
+		}
+		i += 2 + n
+		if m != 0xDA {
+			continue
+		}
+		scans++
+		// entropy-coded data runs to the next marker that is not a stuffed 0xFF00 or a
+		// restart marker
+		for i+1 < len(b) && (b[i] != 0xFF || b[i+1] == 0 || (b[i+1] >= 0xD0 && b[i+1] <= 0xD7)) {
+			i++
+		}
+	}
+	return scans
+}
+
 // ReadImageFile reads a regular file of at most MaxFileBytes. Anything else (a FIFO,
 // a device, a directory) is refused without opening it for a read that could block.
 func ReadImageFile(path string) ([]byte, error) {
@@ -123,12 +173,15 @@ func ReadImageFile(path string) ([]byte, error) {
 // DecodeImage decodes PNG or JPEG bytes, after checking the size the header declares
 // against MaxPixels (image.DecodeConfig reads only the header).
 func DecodeImage(b []byte, name string) (image.Image, error) {
-	cfg, _, err := image.DecodeConfig(bytes.NewReader(b))
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: not a readable image (%v)", ErrFrame, name, err)
 	}
 	if cfg.Width <= 0 || cfg.Height <= 0 || int64(cfg.Width)*int64(cfg.Height) > MaxPixels {
 		return nil, fmt.Errorf("%w: %s: declares %dx%d pixels, over the %d M limit", ErrFrame, name, cfg.Width, cfg.Height, MaxPixels>>20)
+	}
+	if n := jpegScans(b); format == "jpeg" && n > MaxJPEGScans {
+		return nil, fmt.Errorf("%w: %s: a JPEG of %d scans, over the %d an image may have", ErrFrame, name, n, MaxJPEGScans)
 	}
 	img, _, err := image.Decode(bytes.NewReader(b))
 	if err != nil {

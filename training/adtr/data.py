@@ -89,6 +89,8 @@ def _decode(path: Path, size: int, mode: str, expect: tuple[int, int] | None, fi
             raise DataError(f"{path}: image is {im.size[0]}x{im.size[1]}, the others are {expect[0]}x{expect[1]}")
         if im.format == "PNG" and (problem := preprocess.png_problem(path.read_bytes())):
             raise DataError(f"{path}: not a readable image (png: {problem})")
+        if im.format == "JPEG" and (n := preprocess.jpeg_scans(path.read_bytes())) > preprocess.MAX_JPEG_SCANS:
+            raise DataError(f"{path}: a JPEG of {n} scans, over the {preprocess.MAX_JPEG_SCANS} an image may have")
         if decoder is not None and mode == "RGB":
             return decoder(path, size, fit)
         im.load()

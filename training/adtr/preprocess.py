@@ -283,3 +283,46 @@ def png_problem(b: bytes) -> str | None:
                 return "bad filter type"
             off += 1 + rb
     return None
+
+
+# The daemon's capture.MaxJPEGScans: each scan of a progressive JPEG is decoded over
+# the whole image, so a small file repeating one scan takes minutes (libjpeg's own
+# progression scripts use 10 scans for colour, 6 for grey).
+MAX_JPEG_SCANS = 32
+
+
+def jpeg_scans(b: bytes) -> int:
+    """Start-of-scan segments in a JPEG, by walking its markers (capture.jpegScans)."""
+    if len(b) < 2 or b[0] != 0xFF or b[1] != 0xD8:
+        return 0
+    scans, i = 0, 2
+    while i + 1 < len(b):
+        if b[i] != 0xFF:
+            return scans
+        m = b[i + 1]
+        if m == 0xFF:
+            i += 1
+            continue
+        if m == 0xD9:
+            return scans
+        if m == 0x01 or 0xD0 <= m <= 0xD7:
+            i += 2
+            continue
+        if i + 3 >= len(b):
+            return scans
+        n = b[i + 2] << 8 | b[i + 3]
+        if n < 2:
+            return scans
+        i += 2 + n
+        if m != 0xDA:
+            continue
+        scans += 1
+        while i + 1 < len(b):
+            nxt = b.find(b"\xff", i, len(b) - 1)  # the next 0xFF that could start a marker
+            if nxt < 0:
+                return scans
+            i = nxt
+            if b[i + 1] != 0 and not 0xD0 <= b[i + 1] <= 0xD7:
+                break
+            i += 1
+    return scans

@@ -205,6 +205,25 @@ def main() -> None:
         else:
             raise SystemExit(f"{fname}: the toolkit reads it; it must refuse it as the daemon does")
         cases.append(case)
+    # A progressive JPEG whose last scan repeats: 10 scans pass, 40 are refused (a
+    # decoding time bomb at full size; tiny here).
+    buf = io.BytesIO()
+    Image.fromarray((scene(40, 30, 11) * 256).astype(np.uint8), "RGB").save(buf, "JPEG", quality=90, progressive=True)
+    prog = buf.getvalue()
+    last = prog.rfind(b"\xff\xda")
+    for name, reps in (("jpeg-progressive", 0), ("bad-jpeg-40-scans", 40 - prog.count(b"\xff\xda"))):
+        b = prog[:-2] + prog[last:-2] * reps + b"\xff\xd9"
+        fname = f"{name}-40x30.jpg"
+        (OUT / fname).write_bytes(b)
+        case = {"file": fname, "size": SIZE, "fit": "resize", "lossy": True}
+        try:
+            px = data.load_image(OUT / fname, SIZE)
+        except data.DataError as e:
+            case.update(refused=True, toolkit_error=str(e).split(": ", 1)[1])
+        else:
+            case["want"] = f"{fname}.resize.rgb"
+            (OUT / case["want"]).write_bytes(np.ascontiguousarray(px).tobytes())
+        cases.append(case)
     (OUT / "corpus.json").write_text(json.dumps({"size": SIZE, "cases": cases}, indent=1) + "\n")
     print(f"{OUT}: {len(cases)} cases")
 
