@@ -18,10 +18,10 @@ import (
 const jpegBound = 72
 
 type corpusCase struct {
-	File  string `json:"file"`
-	Size  int    `json:"size"`
-	Fit   string `json:"fit"`
-	Lossy bool   `json:"lossy"`
+	File    string `json:"file"`
+	Size    int    `json:"size"`
+	Fit     string `json:"fit"`
+	Lossy   bool   `json:"lossy"`
 	Want    string `json:"want"`
 	Error   string `json:"error"`
 	Refused bool   `json:"refused"` // a malformed file both sides must refuse (messages differ)
