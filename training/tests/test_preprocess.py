@@ -147,8 +147,14 @@ def test_daemon_decoder_refuses_binaries_that_are_not_adtrd(tmp_path: Path, monk
         with pytest.raises(preprocess.PreprocessError, match=want) as e:
             preprocess.DaemonDecoder(binary)(img, 16)
         assert "\n" not in str(e.value)
-    left = subprocess.run(["pgrep", "-f", "sleep 4321"], capture_output=True, text=True).stdout.strip()
-    assert not left, f"the hung child is still running: {left}"
+    left = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and b"sleep\x004321" in (d / "cmdline").read_bytes():
+                left.append(d.name)
+        except OSError:
+            pass
+    assert not left, f"the hung child is still running: pid {left}"
     # a relative path is this directory's file, never one found on PATH
     with pytest.raises(preprocess.PreprocessError, match="not an executable adtrd"):
         preprocess.DaemonDecoder("adtrd")
