@@ -78,7 +78,7 @@ bench: deps
 	$(GO) test -run '^$$' -bench Swap -benchtime 100x ./daemon
 
 test-python: deps venv build
-	cd training && ../$(VPY) -m pytest -q -rP -p no:cacheprovider tests
+	cd training && ../$(VPY) -m pytest -q -rP --durations=15 -p no:cacheprovider tests
 
 # Rebuilds models/demo from a fixed seed (minutes on 2 cores): data, training, export,
 # demo frames and the golden file the Go side tests against.
