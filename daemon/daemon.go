@@ -338,8 +338,6 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 			p.Stats.CameraErrors.Add(1)
 			if part != 0 {
 				p.line.Fail(part, gpio.CauseCameraLost)
-			}
-			if part != 0 {
 				p.events.Publish(Event{Kind: EventFailSafe, Time: time.Now(), Part: part, Cause: gpio.CauseCameraLost.String()})
 			}
 			if !lost {
