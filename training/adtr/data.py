@@ -5,6 +5,7 @@ Every problem is a DataError naming the file or folder, so the CLI can print one
 
 from __future__ import annotations
 
+import io
 import stat
 import warnings
 from dataclasses import dataclass
@@ -69,8 +70,10 @@ def load_image(path: Path, size: int, *, mode: str = "RGB", expect: tuple[int, i
             # Pillow warns above its own pixel limit before our check below refuses.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return _decode(path, size, mode, expect, fit, decoder)
-    except (DataError, preprocess.PreprocessError) as e:
-        raise DataError(str(e) if isinstance(e, DataError) else f"{path}: {e}") from None
+    except DataError:
+        raise
+    except preprocess.PreprocessError as e:
+        raise DataError(f"{path}: {e}") from None
     except Image.DecompressionBombError as e:  # Pillow's own limit, checked in Image.open
         raise DataError(f"{path}: declares too many pixels, over the {MAX_PIXELS >> 20} M limit ({e})") from None
     except Exception as e:  # noqa: BLE001 - Pillow raises struct.error, ValueError... on malformed files
@@ -79,7 +82,8 @@ def load_image(path: Path, size: int, *, mode: str = "RGB", expect: tuple[int, i
 
 def _decode(path: Path, size: int, mode: str, expect: tuple[int, int] | None, fit: str,
             decoder: preprocess.DaemonDecoder | None) -> np.ndarray:
-    with Image.open(path) as im:
+    raw = path.read_bytes()  # once: the structure checks and Pillow read the same bytes
+    with Image.open(io.BytesIO(raw)) as im:
         w, h = im.size
         if w <= 0 or h <= 0 or w * h > MAX_PIXELS:
             raise DataError(f"{path}: declares {w}x{h} pixels, over the {MAX_PIXELS >> 20} M limit")
@@ -87,9 +91,9 @@ def _decode(path: Path, size: int, mode: str, expect: tuple[int, int] | None, fi
             raise DataError(f"{path}: a {im.format} file; images are PNG or JPEG")
         if expect is not None and im.size != expect:
             raise DataError(f"{path}: image is {im.size[0]}x{im.size[1]}, the others are {expect[0]}x{expect[1]}")
-        if im.format == "PNG" and (problem := preprocess.png_problem(path.read_bytes())):
+        if im.format == "PNG" and (problem := preprocess.png_problem(raw)):
             raise DataError(f"{path}: not a readable image (png: {problem})")
-        if im.format == "JPEG" and (n := preprocess.jpeg_scans(path.read_bytes())) > preprocess.MAX_JPEG_SCANS:
+        if im.format == "JPEG" and (n := preprocess.jpeg_scans(raw)) > preprocess.MAX_JPEG_SCANS:
             raise DataError(f"{path}: a JPEG of {n} scans, over the {preprocess.MAX_JPEG_SCANS} an image may have")
         if decoder is not None and mode == "RGB":
             return decoder(path, size, fit)
