@@ -42,7 +42,7 @@ func TestFloatEngineThroughThePipeline(t *testing.T) {
 		decision daemon.Decision
 		failed   bool // the frame's inference failed (the fail-safe decided)
 	}{
-		// a flat map far below the demo threshold (19.025)
+		// a flat map far below the demo threshold (10.071)
 		{"pass", 5, daemon.Pass, false},
 		// a flat map above it
 		{"reject", 30, daemon.Reject, false},

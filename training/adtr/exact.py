@@ -1,18 +1,22 @@
 """Makes a converted int8 TFLite graph round the same on every CPU kernel it may meet.
 
-The daemon's TFLite 2.9 libraries requantise int8 accumulators three ways: TFLite's own
+The daemon's TFLite 2.9 libraries requantise int8 accumulators four ways: TFLite's own
 kernels on amd64 round twice (a rounding doubling high multiply, then a rounding shift),
-on arm64 once; XNNPACK on x86 rounds a float32 product half to even, on arm64 an integer
-product half up. Each way agrees with the others on every input if
+on arm64 once; XNNPACK's per-tensor kernels on x86 round a float32 product half to
+even, on arm64 an integer product half up; XNNPACK's per-channel kernels round a
+float32 product half to even on both. Each way agrees with the others on every input if
 
 - every multiplier (input scale x weight scale / output scale) is a power of two, 2^-k,
   so the float and integer forms of it are exact: all scales become powers of two;
-- no accumulator lands exactly on a half (k >= 2: the accumulator is odd, from even
-  weights and an odd bias), or, for the double rounding of BATCH_MATMUL, every
+- a per-tensor FULLY_CONNECTED or CONV_2D never lands exactly on a half (k >= 2: the
+  accumulator is odd, from even weights and an odd bias); a per-channel CONV_2D or
+  DEPTHWISE_CONV_2D needs nothing more, since it meets the per-channel kernels only
+  (so its weights keep all 8 bits); and for the double rounding of BATCH_MATMUL, every
   accumulator is even (model._matmul sums each product twice).
 
-The price is precision: activation scales grow by less than 2x (under one bit), weights
-keep 6-7 of their 8 bits. Measured on the demo model in the README.
+The price is precision: activation scales grow by less than 2x (under one bit),
+per-channel weights keep 7-8 of their 8 bits, per-tensor weights 6-7. Measured in the
+README ("One rounding on every CPU").
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ import numpy as np
 
 # Written into the graph's metadata ("quantisation.rounding"); the daemon reads it.
 ROUNDING = "exact"
-ROUNDING_RULE = ("power-of-two scales, even weights, odd biases, doubled BATCH_MATMUL inner axes: "
-                 "the same int8 on TFLite 2.9 amd64 and arm64 with XNNPACK and on TF 2.15")
+ROUNDING_RULE = ("power-of-two scales; per-tensor weights even with odd biases; doubled BATCH_MATMUL "
+                 "inner axes: the same int8 on TFLite 2.9 amd64 and arm64 with XNNPACK and on TF 2.15")
 
 INT8, INT32 = 9, 2
 # Int8 kernels that move or compare bytes without requantising: their inputs (the data
@@ -34,6 +38,12 @@ SAME_SCALE_OPS = {"RESHAPE": 1, "TRANSPOSE": 1, "SQUEEZE": 1, "EXPAND_DIMS": 1,
 # Ops whose int8 output parameters TFLite fixes (a group holding one of these takes its parameters).
 FIXED_OUTPUT_OPS = {"SOFTMAX", "L2_NORMALIZATION", "LOGISTIC", "TANH"}
 WEIGHTED_OPS = {"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"}
+# Ops that XNNPACK runs with its per-channel (QC8) kernels when their weights have a
+# scale per output channel: those requantise float32 acc x scale rounded half to even
+# on x86 and on ARM alike, so a tie rounds the same everywhere. Measured with
+# internal/release's tie graphs (TestPerChannelTiesRoundAlike); XNNPACK 2.9 has no
+# per-channel FULLY_CONNECTED, so that op is never in this set.
+PER_CHANNEL_KERNEL_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D"}
 
 
 class ExactError(ValueError):
@@ -48,6 +58,20 @@ def pow2_up(s: float) -> np.float32:
 
 def is_pow2(s: float) -> bool:
     return s > 0 and np.frexp(np.float64(s))[0] == 0.5
+
+
+def _channels(g: "_Graph", op: Any, name: str) -> int:
+    """Output channels: the weights' first axis, except for DEPTHWISE_CONV_2D's
+    (1, kh, kw, C) kernel, whose channels (and per-channel scales) are the last axis."""
+    shape = [int(v) for v in g.tensor(int(op.inputs[1])).shape]
+    return shape[-1] if name == "DEPTHWISE_CONV_2D" else shape[0]
+
+
+def ties_round_alike(g: "_Graph", op: Any, name: str) -> bool:
+    """Whether a weighted op meets only kernels that round a tie the same way on every
+    CPU (XNNPACK's per-channel ones), so its weights and bias need no parity rule."""
+    n = _channels(g, op, name)
+    return name in PER_CHANNEL_KERNEL_OPS and n > 1 and len(g.scales(int(op.inputs[1]))) == n
 
 
 class _Graph:
@@ -183,26 +207,28 @@ def _activation_scales(g: _Graph, weights: set[int]) -> dict[int, float]:
 
 
 def _weighted(g: _Graph, op: Any, name: str, old_in: dict[int, float]) -> None:
-    """Power-of-two weight scales, even weights, and a bias whose parity rules out ties."""
+    """Power-of-two weight scales; where ties could round two ways, even weights and a
+    bias whose parity rules them out."""
     x, w, o = int(op.inputs[0]), int(op.inputs[1]), int(op.outputs[0])
     sx_old = old_in.get(x, g.scales(x)[0])
     sx, so = g.scales(x)[0], g.scales(o)[0]
     sw_old = g.scales(w)
-    # Output channels are the weights' first axis, except for DEPTHWISE_CONV_2D's
-    # (1, kh, kw, C) kernel, whose channels (and per-channel scales) are the last axis.
     depthwise = name == "DEPTHWISE_CONV_2D"
-    shape = [int(v) for v in g.tensor(w).shape]
-    n = shape[-1] if depthwise else shape[0]
+    n = _channels(g, op, name)
+    tie_free = ties_round_alike(g, op, name)
     wq = g.data(w, np.int8).astype(np.float64)
     wq = wq.reshape(-1, n).T if depthwise else wq.reshape(n, -1)
     per_channel = len(sw_old) == n and n > 1
     per = sw_old if len(sw_old) == n else np.full(n, sw_old[0])
     real = wq * per[:, None]
-    # stored = 2m on scale S: |2m| <= 126 must hold the largest weight. An all-zero
-    # row keeps (a power of two near) its old scale, so its bias stays in int32 range.
+    # Stored weights on scale S: |m| <= 127 (even ones: |2m| <= 126) must hold the
+    # largest weight. An all-zero row keeps (a power of two near) its old scale, so its
+    # bias stays in int32 range.
+    top = 127.0 if tie_free else 126.0
+
     def scale_for(r: np.ndarray, old: float) -> np.float32:
         big = float(np.abs(r).max())
-        return pow2_up(big / 126.0) if big > 0 else pow2_up(old)
+        return pow2_up(big / top) if big > 0 else pow2_up(old)
 
     if len(op.inputs) > 2 and int(op.inputs[2]) >= 0:
         b = int(op.inputs[2])
@@ -220,7 +246,10 @@ def _weighted(g: _Graph, op: Any, name: str, old_in: dict[int, float]) -> None:
         S = np.maximum(S, floor)
     else:
         S = np.full(n, max(scale_for(real, per[0]), floor.max(initial=0.0)), np.float64)
-    m = (2 * np.round(real / (2 * S[:, None]))).astype(np.int8)
+    if tie_free:
+        m = np.clip(np.round(real / S[:, None]), -127, 127).astype(np.int8)
+    else:
+        m = (2 * np.round(real / (2 * S[:, None]))).astype(np.int8)
     g.set_data(w, (m.T if depthwise else m).reshape(-1))
     nq = n if per_channel else 1
     g.set_quant(w, S[:nq], np.zeros(nq, np.int64))
@@ -234,7 +263,7 @@ def _weighted(g: _Graph, op: Any, name: str, old_in: dict[int, float]) -> None:
     # k == 1: even accumulators halve exactly. k <= 0: no rounding at all.
     want_odd = k >= 2
     fix = (bq % 2 == 0) == want_odd
-    fix &= k >= 1
+    fix &= (k >= 1) & (not tie_free)
     bq = np.where(fix, bq + np.where(exact >= bq, 1, -1), bq)
     if np.abs(bq).max(initial=0) >= 2**31:
         raise ExactError(f"{g.tensor(o).name!r}: bias out of int32 range")
@@ -300,7 +329,9 @@ def check(g: _Graph) -> None:
                 raise ExactError(f"int8 requantisation {g.tensor(out).name!r} to a coarser scale")
         if g.tensor(out).type == INT8 and not all(is_pow2(s) for s in g.scales(out)):
             raise ExactError(f"{n} {g.tensor(out).name!r}: scale {g.scales(out)} is not a power of two")
-        if n in WEIGHTED_OPS:
+        if n in WEIGHTED_OPS and not all(is_pow2(s) for s in g.scales(int(op.inputs[1]))):
+            raise ExactError(f"{n} {g.tensor(out).name!r}: a weight scale is not a power of two")
+        if n in WEIGHTED_OPS and not ties_round_alike(g, op, n):
             w, b = int(op.inputs[1]), int(op.inputs[2])
             if np.any(g.data(w, np.int8) % 2):
                 raise ExactError(f"{n} {g.tensor(out).name!r}: odd weights")
