@@ -188,9 +188,11 @@ def cmd_compare(a: argparse.Namespace) -> None:
         raise UsageError(f"--train {a.train}: want at least 2 good training images")
     if a.work is not None and not Path(a.work).is_dir():
         raise UsageError(f"--work {a.work}: not a folder")
+    if a.jobs < 1:
+        raise UsageError(f"--jobs {a.jobs}: want at least 1")
     with tempfile.TemporaryDirectory(dir=a.work) as d:
         data = compare.make_data(Path(d), a.categories, a.seed, a.train)
-        cells = compare.run(data, a.presets, a.int8, a.seed)
+        cells = compare.run(data, a.presets, a.int8, a.seed, jobs=a.jobs)
     print(compare.table(cells, a.presets, a.categories))
 
 
@@ -281,6 +283,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--train", type=int, default=60, help="good training images per category")
     c.add_argument("--int8", action="store_true", help="also export and evaluate each int8 graph")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--jobs", type=int, default=1, help="trainings at a time, each in its own process (each keeps about one core busy)")
     c.add_argument("--work", default=None, help="folder for the generated data (default: the system's temporary folder)")
     c.set_defaults(fn=cmd_compare)
 

@@ -9,13 +9,15 @@ one in the README's "Backbones on real surfaces" section.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from . import evaluate, export, synth, textures, train
+from . import checkpoint, evaluate, export, synth, textures, train
 from .config import preset
 from .data import Dataset
 
@@ -43,27 +45,49 @@ def make_data(root: Path, categories: Sequence[str], seed: int, n_train: int) ->
     return out
 
 
-def run(data: dict[str, Dataset], presets: Sequence[str], int8: bool, seed: int) -> dict[tuple[str, str], Cell]:
-    cells = {}
-    for name in presets:
-        p = preset(name)
-        for c, ds in data.items():
-            t0 = time.monotonic()
-            ck = train.train(p.model.replace(seed=seed), p.train, ds)
-            secs = time.monotonic() - t0
-            split = ds.test(ck.cfg.input_size)
-            fl = evaluate.evaluate_maps(ck.model.maps(split.images), split, ck.cfg.pool_kernel)
-            q = None
-            if int8:
-                with tempfile.TemporaryDirectory() as d:
-                    g = Path(d) / "m.tflite"
-                    export.export_tflite(ck, g, ds.train(ck.cfg.input_size)[:64], f"compare-{name}-{c}")
-                    maps = evaluate.graph_maps(evaluate.TFLiteRunner(g), split.images)
-                    q = evaluate.evaluate_maps(maps, split, ck.cfg.pool_kernel)
-            cells[name, c] = Cell(fl, q, secs)
-            log.info("%s", fl.line(f"{name} {c} float ({secs:.0f} s)"))
-            if q is not None:
-                log.info("%s", q.line(f"{name} {c} int8"))
+def measure(root: Path, name: str, seed: int, int8: bool, epochs: int | None = None,
+            keep: Path | None = None) -> Cell:
+    """Trains preset `name` on the category at `root`, evaluates the float model and,
+    with int8, its exported graph; keep names a folder for the checkpoint and the graph
+    (`<preset>-<category>/` and `<preset>-<category>.tflite`). Runs in a worker process."""
+    ds = Dataset(root)
+    p = preset(name)
+    t0 = time.monotonic()
+    ck = train.train(p.model.replace(seed=seed), p.train, ds, epochs=epochs)
+    secs = time.monotonic() - t0
+    split = ds.test(ck.cfg.input_size)
+    fl = evaluate.evaluate_maps(ck.model.maps(split.images), split, ck.cfg.pool_kernel)
+    q = None
+    if int8:
+        with tempfile.TemporaryDirectory() as d:
+            g = (keep if keep is not None else Path(d)) / f"{name}-{root.name}.tflite"
+            export.export_tflite(ck, g, ds.train(ck.cfg.input_size)[:64], f"compare-{name}-{root.name}")
+            maps = evaluate.graph_maps(evaluate.TFLiteRunner(g), split.images)
+            q = evaluate.evaluate_maps(maps, split, ck.cfg.pool_kernel)
+    if keep is not None:
+        checkpoint.save(ck, keep / f"{name}-{root.name}")
+    return Cell(fl, q, secs)
+
+
+def run(data: dict[str, Dataset], presets: Sequence[str], int8: bool | Sequence[str], seed: int,
+        jobs: int = 1, epochs: int | None = None, keep: Path | None = None) -> dict[tuple[str, str], Cell]:
+    """Every preset on every category, `jobs` cells at a time, each in its own process
+    (a training keeps about one core busy, so two on two cores take little more than
+    one). int8 is a flag for every preset or the presets to export; epochs overrides
+    the presets' own."""
+    exporting = set(presets) if int8 is True else set(int8 or ())
+    order = [(name, c) for name in presets for c in data]
+    cells: dict[tuple[str, str], Cell] = {}
+    ctx = multiprocessing.get_context("spawn")  # TensorFlow does not survive fork
+    with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=ctx) as pool:
+        futures = {key: pool.submit(measure, data[key[1]].root, key[0], seed, key[0] in exporting, epochs, keep)
+                   for key in order}
+        for key in order:
+            cells[key] = cell = futures[key].result()
+            name, c = key
+            log.info("%s", cell.float_.line(f"{name} {c} float ({cell.seconds:.0f} s)"))
+            if cell.int8 is not None:
+                log.info("%s", cell.int8.line(f"{name} {c} int8"))
     return cells
 
 

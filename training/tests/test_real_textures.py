@@ -5,10 +5,10 @@ defects of kinds synth.py never makes.
 
 (b) lite0's image AUROC is at least 0.9 averaged over the categories, none below 0.8,
     and at least 0.15 above tiny's on the same images;
-(c) its int8 graph keeps the float model's image and pixel AUROC within 0.02 (on wood;
-    burlap misses it, see EXPORTED);
-(d) the daemon's TFLite 2.9 C library gives the Python interpreter's int8 map, 0 steps
-    apart, on every test image of that graph.
+(c) int8 costs at most 0.02 of image or pixel AUROC on every category, and the mean
+    over the categories is within 0.02 of float's either way;
+(d) on every category, the daemon's TFLite 2.9 C library gives the Python
+    interpreter's int8 map, 0 steps apart, on every test image.
 
 Both presets train with the lite0 preset's epochs (60; tiny's own 150 would add five
 minutes to `make test`, and `python -m adtr compare` gives tiny as shipped); the table
@@ -17,14 +17,13 @@ printed is the README's.
 
 from __future__ import annotations
 
-import json
-import time
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from adtr import checkpoint, evaluate, export, textures, train
+from adtr import compare, evaluate, textures
 from adtr.config import preset
 from adtr.data import Dataset
 from adtr.tflite_c import CInterpreter, default_library
@@ -33,14 +32,9 @@ SEED = 0
 N_TRAIN = 60  # good images per category (10 % of them held out for the threshold)
 N_TEST_GOOD = 20
 N_TEST_DEFECT = 6  # per defect kind: crack, burn, smear, fibre
-# The graph of (c) and (d). Burlap, the hardest surface, was measured first (make test,
-# 2026-12-01): int8 image AUROC 0.7979 against float 0.8229, 0.025 apart, over the
-# issue's 0.02 (pixel 0.8803 against 0.9090); the README says so and issue 11 stays
-# open for it. Exporting every category would add 15 minutes, so the test keeps the
-# bar on one other category, wood (by hand, this preset: image 1.000 both, pixel 0.9852
-# float and 0.9835 int8), as a guard that
-# the int8 graph of a lite0 model tracks its float model.
-EXPORTED = "wood"
+# Trainings at a time: one keeps about one core busy, so two on this project's 2-core
+# machines take 14 minutes where one after the other took 25.
+JOBS = max(1, min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture(scope="module")
@@ -50,71 +44,78 @@ def texture_root(gimp_data: None, tmp_path_factory: pytest.TempPathFactory) -> P
     return root
 
 
-class Trained:
-    def __init__(self) -> None:
-        self.results: dict[tuple[str, str], evaluate.Result] = {}
-        self.seconds: dict[tuple[str, str], float] = {}
-        self.checkpoints: dict[tuple[str, str], Path] = {}
+class Measured:
+    def __init__(self, cells: dict[tuple[str, str], compare.Cell], graphs: Path) -> None:
+        self.cells = cells
+        self.graphs = graphs  # lite0-<category>.tflite (and its .json) for each category
 
 
 @pytest.fixture(scope="module")
-def trained(texture_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    out = Trained()
-    epochs = preset("lite0").train.epochs
-    for name in ("lite0", "tiny"):
-        p = preset(name)
-        for category in textures.CATEGORIES:
-            ds = Dataset(texture_root / category)
-            t0 = time.monotonic()
-            ck = train.train(p.model.replace(seed=SEED), p.train, ds, epochs=epochs)
-            out.seconds[name, category] = time.monotonic() - t0
-            split = ds.test(ck.cfg.input_size)
-            out.results[name, category] = evaluate.evaluate_maps(ck.model.maps(split.images), split, ck.cfg.pool_kernel)
-            print(out.results[name, category].line(f"{name} {category} ({out.seconds[name, category]:.0f} s)"))
-            if name == "lite0" and category == EXPORTED:
-                out.checkpoints[name, category] = checkpoint.save(ck, tmp_path_factory.mktemp("ck") / f"{name}-{category}")
-    return out
+def measured(texture_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Measured:
+    """Both presets on every category, JOBS trainings at a time (each in its own
+    process: one keeps about one core busy); lite0's int8 graphs exported and kept."""
+    data = {c: Dataset(texture_root / c) for c in textures.CATEGORIES}
+    keep = tmp_path_factory.mktemp("graphs")
+    cells = compare.run(data, ("lite0", "tiny"), ("lite0",), SEED, jobs=JOBS, epochs=preset("lite0").train.epochs, keep=keep)
+    for (name, c), cell in cells.items():
+        print(cell.float_.line(f"{name} {c} float ({cell.seconds:.0f} s)"))
+        if cell.int8 is not None:
+            print(cell.int8.line(f"{name} {c} int8"))
+    return Measured(cells, keep)
 
 
-def test_b_pretrained_features_detect_defects_on_real_textures(trained: Trained) -> None:
+def test_b_pretrained_features_detect_defects_on_real_textures(measured: Measured) -> None:
     cats = textures.CATEGORIES
-    img = {n: np.array([trained.results[n, c].image_auroc for c in cats]) for n in ("lite0", "tiny")}
-    pix = {n: np.array([trained.results[n, c].pixel_auroc for c in cats]) for n in ("lite0", "tiny")}
+    res = {(n, c): measured.cells[n, c].float_ for n in ("lite0", "tiny") for c in cats}
+    img = {n: np.array([res[n, c].image_auroc for c in cats]) for n in ("lite0", "tiny")}
+    pix = {n: np.array([res[n, c].pixel_auroc for c in cats]) for n in ("lite0", "tiny")}
+    q = [measured.cells["lite0", c].int8 for c in cats]
     print("| preset | " + " | ".join(cats) + " | mean |")
     print("|---|" + "---|" * (len(cats) + 1))
     for n in ("lite0", "tiny"):
         cells = [f"{i:.3f} / {p:.3f}" for i, p in zip(img[n], pix[n])]
-        print(f"| {n} (image / pixel AUROC, float) | " + " | ".join(cells) + f" | {img[n].mean():.3f} / {pix[n].mean():.3f} |")
+        print(f"| `{n}`, float (image / pixel AUROC) | " + " | ".join(cells) + f" | {img[n].mean():.3f} / {pix[n].mean():.3f} |")
+        if n == "lite0":
+            qi, qp = np.array([r.image_auroc for r in q]), np.array([r.pixel_auroc for r in q])
+            cells = [f"{i:.3f} / {p:.3f}" for i, p in zip(qi, qp)]
+            print("| `lite0`, int8 | " + " | ".join(cells) + f" | {qi.mean():.3f} / {qp.mean():.3f} |")
     for n in ("lite0", "tiny"):
-        kinds = sorted(trained.results[n, cats[0]].per_kind)
-        per = {k: np.mean([trained.results[n, c].per_kind[k] for c in cats]) for k in kinds}
+        kinds = sorted(res[n, cats[0]].per_kind)
+        per = {k: np.mean([res[n, c].per_kind[k] for c in cats]) for k in kinds}
         print(f"{n}: mean image AUROC per defect kind: " + ", ".join(f"{k} {v:.3f}" for k, v in per.items()))
-        print(f"{n}: training {np.mean([trained.seconds[n, c] for c in cats]):.0f} s per category")
+        print(f"{n}: training {np.mean([measured.cells[n, c].seconds for c in cats]):.0f} s per category")
     assert img["lite0"].mean() >= 0.9
     assert img["lite0"].min() >= 0.8, dict(zip(cats, img["lite0"]))
     assert img["lite0"].mean() >= img["tiny"].mean() + 0.15
 
 
-@pytest.fixture(scope="module")
-def exported(trained: Trained, texture_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    ck = checkpoint.load(trained.checkpoints["lite0", EXPORTED])
-    out = tmp_path_factory.mktemp("export") / "lite0.tflite"
-    export.export_tflite(ck, out, Dataset(texture_root / EXPORTED).train(ck.cfg.input_size)[:64], "test-lite0")
-    return out
+@pytest.mark.parametrize("category", textures.CATEGORIES)
+def test_c_int8_lite0_graph_keeps_the_floats_auroc(measured: Measured, category: str) -> None:
+    """What int8 may cost: at most 0.02 of image or pixel AUROC on any category. It may
+    also score higher than float (the maps move by about half a step; one good/defective
+    pair is 0.002 of image AUROC here), which is printed, and bounded for the mean below."""
+    cell = measured.cells["lite0", category]
+    assert cell.int8 is not None
+    d_img = cell.int8.image_auroc - cell.float_.image_auroc
+    d_pix = cell.int8.pixel_auroc - cell.float_.pixel_auroc
+    print(f"lite0 {category}: int8 - float = {d_img:+.4f} image, {d_pix:+.4f} pixel AUROC")
+    assert d_img >= -0.02 and d_pix >= -0.02
 
 
-def test_c_int8_lite0_graph_keeps_the_floats_auroc(trained: Trained, exported: Path, texture_root: Path) -> None:
-    split = Dataset(texture_root / EXPORTED).test(224)
-    k = json.loads(export.metadata_path(exported).read_text())["pool_kernel"]
-    q = evaluate.evaluate_maps(evaluate.graph_maps(evaluate.TFLiteRunner(exported), split.images), split, k)
-    fl = trained.results["lite0", EXPORTED]
-    print(fl.line(f"lite0 {EXPORTED} float"))
-    print(q.line(f"lite0 {EXPORTED} int8"))
-    assert abs(q.image_auroc - fl.image_auroc) <= 0.02
-    assert abs(q.pixel_auroc - fl.pixel_auroc) <= 0.02
+def test_c_int8_lite0_mean_auroc_is_the_floats(measured: Measured) -> None:
+    """Over the categories, int8's mean image and pixel AUROC within 0.02 of float's, either way."""
+    fl = [measured.cells["lite0", c].float_ for c in textures.CATEGORIES]
+    q = [measured.cells["lite0", c].int8 for c in textures.CATEGORIES]
+    assert all(r is not None for r in q)
+    for attr in ("image_auroc", "pixel_auroc"):
+        f_mean = float(np.mean([getattr(r, attr) for r in fl]))
+        q_mean = float(np.mean([getattr(r, attr) for r in q]))
+        print(f"lite0 mean {attr}: float {f_mean:.4f}, int8 {q_mean:.4f}")
+        assert abs(q_mean - f_mean) <= 0.02
 
 
-def test_d_c_library_maps_equal_pythons_for_the_lite0_graph(exported: Path, texture_root: Path) -> None:
+@pytest.mark.parametrize("category", textures.CATEGORIES)
+def test_d_c_library_maps_equal_pythons_for_the_lite0_graph(measured: Measured, texture_root: Path, category: str) -> None:
     """The backbone runs inside the int8 graph; exact.py's rounding rules cover its
     convolutions, depthwise convolutions and residual sums as they do the transformer's."""
     if not default_library().is_file():
@@ -123,17 +124,18 @@ def test_d_c_library_maps_equal_pythons_for_the_lite0_graph(exported: Path, text
 
     from adtr import exact
 
-    exact.check(exact._Graph(fu.read_model(str(exported))))
-    m = fu.read_model(str(exported))
+    graph = measured.graphs / f"lite0-{category}.tflite"
+    exact.check(exact._Graph(fu.read_model(str(graph))))
+    m = fu.read_model(str(graph))
     names = {fu.opcode_to_name(m, op.opcodeIndex) for op in m.subgraphs[0].operators}
     assert "DEPTHWISE_CONV_2D" in names  # the backbone is in the graph
     assert not {"ADD", "SUB", "MUL", "MEAN", "RSQRT"} & names, sorted(names)
-    split = Dataset(texture_root / EXPORTED).test(224)
-    py = evaluate.TFLiteRunner(exported)
+    split = Dataset(texture_root / category).test(224)
+    py = evaluate.TFLiteRunner(graph)
     worst = 0
-    with CInterpreter(exported) as c:
+    with CInterpreter(graph) as c:
         for im in split.images:
             a, b = c.run(im)[0].astype(np.int32), py.raw(im).astype(np.int32)
             worst = max(worst, int(np.abs(a - b).max()))
-    print(f"lite0 graph: max |C 2.9 - Python| = {worst} quantisation steps over {len(split.images)} images")
+    print(f"lite0 {category} graph: max |C 2.9 - Python| = {worst} quantisation steps over {len(split.images)} images")
     assert worst == 0
