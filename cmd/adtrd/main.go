@@ -31,7 +31,11 @@ const usage = `usage:
   adtrd preprocess --size N [--fit resize|crop] FILE...
                                  write each image's model input (N*N*3 RGB bytes) to stdout,
                                  decoded as the daemon decodes frames (the toolkit's --adtrd)
-  adtrd version                  print the version
+  adtrd version                  print the version (also --version)
+  adtrd help                     this text (also -h, --help); adtrd COMMAND -h: its flags
+
+A config is YAML; every key, its default and its range is in config/example.yaml
+(installed as /usr/share/doc/adtrd/example.yaml by the .deb).
 `
 
 func main() {
@@ -45,66 +49,102 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	if args[0] == "version" {
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "adtrd %s\n", version)
 		return 0
-	}
-	if args[0] == "preprocess" {
+	case "preprocess":
 		return preprocessCmd(args[1:], stdout, stderr)
-	}
-	fs := flag.NewFlagSet("adtrd "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("c", "", "config file (YAML)")
-	loop := fs.Bool("loop", false, "replay: start again at the end (overrides capture.replay.loop)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return 2
-	}
-	switch args[0] {
 	case "check":
-		if *cfgPath == "" {
-			fmt.Fprintln(stderr, "adtrd check: -c FILE is required")
-			return 2
-		}
-		cfg, err := config.Load(*cfgPath)
-		if err != nil {
-			fmt.Fprintf(stderr, "adtrd check: %v\n", err)
-			return 2
-		}
-		if err := daemon.CheckLines(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
-			fmt.Fprintf(stderr, "adtrd check: %s: %s\n", *cfgPath, strings.ReplaceAll(err.Error(), "\n", "; "))
-			return 2
-		}
-		fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)
-		return 0
+		return checkCmd(args[1:], stdout, stderr)
 	case "run":
-		cfg, err := loadOrDemo(*cfgPath)
-		if err != nil {
-			fmt.Fprintf(stderr, "adtrd run: %v\n", err)
-			return 2
-		}
-		var override func(*config.Config)
-		if *loop {
-			override = func(c *config.Config) { c.Capture.Replay.Loop = true }
-		}
-		level := new(slog.LevelVar)
-		level.Set(cfg.Log.SlogLevel())
-		log := newLogger(cfg.Log.Format, level, stderr)
-		sum, err := runPipeline(ctx, *cfgPath, override, level, log)
-		if err != nil {
-			fmt.Fprintf(stderr, "adtrd run: %v\n", err)
-			return 1
-		}
-		fmt.Fprintf(stdout, "summary: %s\n", sum)
-		if len(sum.Missed) > 0 {
-			fmt.Fprintf(stdout, "missed: %v\n", sum.Missed)
-		}
-		if len(sum.FalseRejects) > 0 {
-			fmt.Fprintf(stdout, "false rejects: %v\n", sum.FalseRejects)
-		}
-		return 0
+		return runCmd(ctx, args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "adtrd: unknown command %q\n%s", args[0], usage)
 	return 2
+}
+
+// parseFlags parses one command's flags: -h prints that command's usage and flags to
+// stdout (exit 0), a bad flag or any argument left over is an error (exit 2). ok is
+// false when the command must not run; code is then its exit status.
+func parseFlags(fs *flag.FlagSet, synopsis string, args []string, stdout, stderr io.Writer) (code int, ok bool) {
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(stdout, "usage: %s\n", synopsis)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return 0, false
+	}
+	if err == nil && fs.NArg() > 0 {
+		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v (usage: %s; -h lists the flags)\n", fs.Name(), err, synopsis)
+		return 2, false
+	}
+	return 0, true
+}
+
+func checkCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("adtrd check", flag.ContinueOnError)
+	cfgPath := fs.String("c", "", "config file (YAML) to validate")
+	if code, ok := parseFlags(fs, "adtrd check -c FILE", args, stdout, stderr); !ok {
+		return code
+	}
+	if *cfgPath == "" {
+		fmt.Fprintln(stderr, "adtrd check: -c FILE is required (usage: adtrd check -c FILE)")
+		return 2
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "adtrd check: %v\n", err)
+		return 2
+	}
+	if err := daemon.Check(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		fmt.Fprintf(stderr, "adtrd check: %s: %s\n", *cfgPath, strings.ReplaceAll(err.Error(), "\n", "; "))
+		return 2
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)
+	return 0
+}
+
+func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("adtrd run", flag.ContinueOnError)
+	cfgPath := fs.String("c", "", "config file (YAML); without it, the built-in demo")
+	loop := fs.Bool("loop", false, "replay: start again at the end (overrides capture.replay.loop)")
+	if code, ok := parseFlags(fs, "adtrd run [-c FILE] [--loop]", args, stdout, stderr); !ok {
+		return code
+	}
+	cfg, err := loadOrDemo(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "adtrd run: %v\n", err)
+		return 2
+	}
+	var override func(*config.Config)
+	if *loop {
+		override = func(c *config.Config) { c.Capture.Replay.Loop = true }
+	}
+	level := new(slog.LevelVar)
+	level.Set(cfg.Log.SlogLevel())
+	log := newLogger(cfg.Log.Format, level, stderr)
+	sum, err := runPipeline(ctx, *cfgPath, override, level, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "adtrd run: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "summary: %s\n", sum)
+	if len(sum.Missed) > 0 {
+		fmt.Fprintf(stdout, "missed: %v\n", sum.Missed)
+	}
+	if len(sum.FalseRejects) > 0 {
+		fmt.Fprintf(stdout, "false rejects: %v\n", sum.FalseRejects)
+	}
+	return 0
 }
 
 // preprocessCmd lets the toolkit compute scores and thresholds on the daemon's own
@@ -115,7 +155,12 @@ func preprocessCmd(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(io.Discard) // one line below instead of flag's usage block
 	size := fs.Int("size", 0, "model input width and height in pixels")
 	fitName := fs.String("fit", "resize", "resize (Pillow's bilinear) or crop (centre)")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(stdout, use)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return 0
+	} else if err != nil {
 		fmt.Fprintf(stderr, "adtrd preprocess: %v (%s)\n", err, use)
 		return 2
 	}

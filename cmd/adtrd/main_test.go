@@ -264,10 +264,19 @@ func TestCheck(t *testing.T) {
 	if strings.Count(msg, "\n") != 0 || !strings.Contains(msg, "line 1: treshold: unknown key") || !strings.Contains(msg, "line 2: fail_safe") {
 		t.Fatalf("stderr %q", msg)
 	}
-	good := filepath.Join(testlib.Root(), "config", "example.yaml")
+	// The documented example, with the library this test has (check loads the model).
+	example, err := os.ReadFile(filepath.Join(testlib.Root(), "config", "example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(string(example), "../models/", filepath.Join(testlib.Root(), "models")+"/")
+	text = strings.Replace(text, `library: ""`, "library: "+testlib.TFLiteLibrary(t), 1)
+	good := filepath.Join(dir, "example.yaml")
+	os.WriteFile(good, []byte(text), 0o644)
 	out.Reset()
+	errb.Reset()
 	if code := realMain(context.Background(), []string{"check", "-c", good}, &out, &errb); code != 0 || !strings.Contains(out.String(), "ok") {
-		t.Fatalf("exit %d, %q", code, out.String())
+		t.Fatalf("exit %d, %q %q", code, out.String(), errb.String())
 	}
 }
 
@@ -302,11 +311,53 @@ func TestCheckFindsGPIOLines(t *testing.T) {
 	}
 }
 
+// What a new user types first: help and version in every spelling exit 0 on stdout; a
+// subcommand's -h lists its own flags only; unknown commands, bad flags and arguments
+// left over are one-line errors (exit 2) that say what was wrong, nothing runs.
 func TestUsage(t *testing.T) {
-	var out, errb bytes.Buffer
-	for _, args := range [][]string{nil, {"fly"}, {"check"}} {
-		if code := realMain(context.Background(), args, &out, &errb); code != 2 {
-			t.Fatalf("%v: exit %d", args, code)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte("model:\n  path: "+testlib.Demo("adtr.tflite")+"\n"), 0o644)
+	for _, tc := range []struct {
+		args    []string
+		code    int
+		stdout  string // a substring stdout must hold ("" = stdout empty)
+		stderr  string // a substring stderr must hold ("" = stderr empty)
+		without string // a substring stdout must not hold
+	}{
+		{nil, 2, "", "usage:", ""},                                                                  // no command: the usage, as an error
+		{[]string{"fly"}, 2, "", `unknown command "fly"`, ""},                                       // a typo
+		{[]string{"help"}, 0, "adtrd check -c FILE", "", ""},                                        // help as a command
+		{[]string{"-h"}, 0, "config/example.yaml", "", ""},                                          // the usage points at the keys
+		{[]string{"--help"}, 0, "adtrd run", "", ""},                                                // GNU spelling
+		{[]string{"--version"}, 0, "adtrd ", "", ""},                                                // like `version`
+		{[]string{"version"}, 0, "adtrd ", "", ""},                                                  // the command
+		{[]string{"check", "--help"}, 0, "-c string", "", "-loop"},                                  // check's flags only
+		{[]string{"run", "-h"}, 0, "-loop", "", ""},                                                 // run's flags
+		{[]string{"preprocess", "-h"}, 0, "-size", "", ""},                                          // preprocess's flags
+		{[]string{"check"}, 2, "", "-c FILE is required", ""},                                       // nothing to check
+		{[]string{"check", "extra", "-c", cfg}, 2, "", `unexpected argument "extra"`, ""},           // flags after a stray word are not lost silently
+		{[]string{"check", "-c", cfg, "extra", "junk"}, 2, "", `unexpected argument "extra"`, ""},   // extra words after the config
+		{[]string{"run", "-c", cfg, "now"}, 2, "", `unexpected argument "now"`, ""},                 // run does not start on a typo
+		{[]string{"check", "--loop", "-c", cfg}, 2, "", "flag provided but not defined: -loop", ""}, // check has no --loop
+	} {
+		var out, errb bytes.Buffer
+		code := realMain(context.Background(), tc.args, &out, &errb)
+		if code != tc.code {
+			t.Errorf("%q: exit %d, want %d (stderr %q)", tc.args, code, tc.code, errb.String())
+		}
+		for _, c := range []struct {
+			name, got, want string
+		}{{"stdout", out.String(), tc.stdout}, {"stderr", errb.String(), tc.stderr}} {
+			if c.want == "" && c.got != "" || !strings.Contains(c.got, c.want) {
+				t.Errorf("%q: %s %q, want it to hold %q", tc.args, c.name, c.got, c.want)
+			}
+		}
+		if tc.without != "" && strings.Contains(out.String(), tc.without) {
+			t.Errorf("%q: stdout %q holds %q", tc.args, out.String(), tc.without)
+		}
+		if tc.code == 2 && len(tc.args) > 0 && strings.Count(errb.String(), "\n") != 1 && tc.args[0] != "fly" {
+			t.Errorf("%q: stderr %q is not one line", tc.args, errb.String())
 		}
 	}
 }

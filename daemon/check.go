@@ -1,0 +1,74 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/adtrd/adtrd/capture"
+	"github.com/adtrd/adtrd/config"
+)
+
+// Check finds what starting cfg would find, short of driving hardware: the model as
+// BuildGeneration opens it (metadata, the graph's hash against it and against
+// model.sha256, the graph loaded by TFLite and warmed up, its tensors against the
+// metadata, the threshold), the frame source opened and closed, the simulated
+// outputs' CSV writable, and each wired GPIO line found by name. `adtrd check` runs
+// it; every problem found is in the joined error.
+func Check(cfg config.Config, log *slog.Logger) error {
+	var errs []error
+	// The source needs the model's input size only to decode frames, which opening
+	// does not do; without a model, 1x1 still lets the source check its own settings.
+	size := capture.Size{W: 1, H: 1}
+	if gen, err := BuildGeneration(0, cfg, log); err != nil {
+		errs = append(errs, err)
+	} else {
+		size = capture.Size{W: gen.Meta.Input.Width, H: gen.Meta.Input.Height}
+		if err := gen.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if src, err := OpenSource(Sources(), cfg.Capture, size, log); err != nil {
+		errs = append(errs, err)
+	} else if err := src.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.Output.Backend == config.BackendSim && cfg.Output.SimCSV != "" {
+		if err := checkWritable(cfg.Output.SimCSV); err != nil {
+			errs = append(errs, fmt.Errorf("output.sim_csv: %w", err))
+		}
+	}
+	if err := CheckLines(cfg, log); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// checkWritable reports whether run could open path for writing, without changing
+// it: an existing file is opened for writing and closed (not truncated); for a new
+// one, a temporary file is made in its folder and removed.
+func checkWritable(path string) error {
+	if fi, err := os.Stat(path); err == nil {
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("%s: not a regular file", path)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		return f.Close()
+	}
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".adtrd-check-*")
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the temporary name would only confuse
+		}
+		return fmt.Errorf("%s: cannot create it in %s: %w", path, dir, err)
+	}
+	name := f.Name()
+	return errors.Join(f.Close(), os.Remove(name))
+}
