@@ -469,15 +469,15 @@ func (p *Pipeline) record(r Record) {
 			slog.Uint64("seq", r.Seq),
 			slog.Uint64("part", r.Part),
 			slog.String("frame", filepath.Base(r.Name)),
-			slog.Float64("score", r.Score),
-			slog.Float64("threshold", r.Threshold),
+			slog.Float64("score", Round4(r.Score)),
+			slog.Float64("threshold", Round4(r.Threshold)),
 			slog.Uint64("gen", r.Gen),
 			slog.String("model", shortSHA(r.Model)),
 			slog.String("decision", r.Decision.String()),
 			slog.String("reason", r.Reason.String()),
-			slog.Duration("queue_wait", r.Wait),
-			slog.Duration("infer", r.Infer),
-			slog.Duration("score_time", r.Scoring),
+			slog.Duration("queue_wait", r.Wait.Round(time.Microsecond)),
+			slog.Duration("infer", r.Infer.Round(time.Microsecond)),
+			slog.Duration("score_time", r.Scoring.Round(time.Microsecond)),
 		}
 		if r.Err != nil {
 			p.log.LogAttrs(context.Background(), lvl, "frame", append(attrs[:], slog.String("err", r.Err.Error()))...)
@@ -532,6 +532,11 @@ func (p *Pipeline) summary() Summary {
 		Missed: append([]string(nil), p.missed...), FalseRejects: append([]string(nil), p.falseRj...),
 	}
 }
+
+// Round4 rounds a score or threshold to 4 decimals for records and logs: one map
+// quantisation step is about 0.06 of score, so more digits say nothing a reader can
+// use. Decisions compare the unrounded values.
+func Round4(x float64) float64 { return math.Round(x*1e4) / 1e4 }
 
 func shortSHA(s string) string {
 	if len(s) > 12 {

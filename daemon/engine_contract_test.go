@@ -2,7 +2,9 @@ package daemon_test
 
 import (
 	"errors"
+	"log/slog"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/adtrd/adtrd/config"
@@ -80,5 +82,39 @@ func TestNewGenerationChecksTheEnginesTensors(t *testing.T) {
 	_, err = daemon.NewGeneration(2, cfg, eng, int8Meta, "x")
 	if !errors.Is(err, model.ErrMetadata) {
 		t.Fatalf("a float engine under int8 metadata: %v", err)
+	}
+}
+
+// Decision records print the score and threshold to 4 decimals (a map step is about
+// 0.06 of score), while the decision uses the full value: a score 3e-5 above the
+// threshold is a reject although both print alike.
+func TestRecordsRoundScoresToFourDecimals(t *testing.T) {
+	const v = 7.123456789
+	eng, meta := newFloat(t, v)
+	var logs logBuf
+	r := newRig(t, eng, meta, replay(t, testlib.Demo("frames"), 0), rigSet{Log: slog.New(slog.NewTextHandler(&logs, nil)), Threshold: v - 3e-5}, 0)
+	r.run(t)
+	out := logs.String()
+	if !strings.Contains(out, "score=7.1235 threshold=7.1234 ") || strings.Contains(out, "7.12345") {
+		t.Fatalf("records:\n%s", out)
+	}
+	for _, rec := range r.recs {
+		if rec.Decision != daemon.Reject {
+			t.Fatalf("%s: %v at score %v over threshold %v", rec.Name, rec.Decision, rec.Score, v-3e-5)
+		}
+	}
+}
+
+func TestRound4(t *testing.T) {
+	for _, tc := range []struct{ in, want float64 }{
+		{22.523316, 22.5233}, // a demo score
+		{10.07083049028124, 10.0708},
+		{0.00004, 0},           // below the last digit
+		{-1.23456, -1.2346},    // never a score, but rounds symmetrically
+		{1e9 + 0.5, 1e9 + 0.5}, // large values keep what a float64 holds
+	} {
+		if got := daemon.Round4(tc.in); got != tc.want {
+			t.Errorf("Round4(%v) = %v, want %v", tc.in, got, tc.want)
+		}
 	}
 }

@@ -229,7 +229,7 @@ func (r *Reloader) Reload(reason string) error {
 	r.status.Applied++
 	r.status.Generation, r.status.ModelSHA = g.N, g.ModelSHA
 	closeErr := cur.Close()
-	r.log.Info("reloaded", "reason", reason, "generation", g.N, "model", shortSHA(g.ModelSHA), "threshold", g.Threshold,
+	r.log.Info("reloaded", "reason", reason, "generation", g.N, "model", shortSHA(g.ModelSHA), "threshold", Round4(g.Threshold),
 		"changed", strings.Join(config.Diff(cur.Config, cfg), ","), "took", time.Since(start).Round(time.Millisecond))
 	if r.bus != nil {
 		r.bus.Publish(Event{Kind: EventReload, Time: time.Now(), Gen: g.N, Model: g.ModelSHA, Threshold: g.Threshold})

@@ -252,7 +252,7 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	reloads := watchReloads(runCtx, path, rl, log)
-	log.Info("running", "frames", src.Len(), "threshold", gen.Threshold, "fail_safe", cfg.FailSafe.String(), "generation", gen.N)
+	log.Info("running", "frames", src.Len(), "threshold", daemon.Round4(gen.Threshold), "fail_safe", cfg.FailSafe.String(), "generation", gen.N)
 	status := statusLine(p, rl)
 	// Every goroutine started here is joined before STOPPING=1, so nothing reaches
 	// systemd after it.

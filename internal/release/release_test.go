@@ -167,10 +167,11 @@ func TestArm64DemoMatchesAmd64(t *testing.T) {
 		}
 		d := math.Abs(a.Score - b.Score)
 		worst = max(worst, d)
-		// 1e-5, not 0: the int8 maps are equal, but the float32 scoring of the same map
-		// differs in its last bits (Go fuses multiply-adds on arm64, not on amd64):
-		// about 1e-7 measured, where one map step is 0.06.
-		if d > 1e-5 {
+		// One unit of the records' fourth decimal, not 0: the int8 maps are equal
+		// (TestArm64MapsEqualGolden), but the float32 scoring of the same map differs
+		// in its last bits (Go fuses multiply-adds on arm64, not on amd64; about 1e-7
+		// measured), which can round to neighbouring fourth decimals in the records.
+		if d > 1e-4+1e-9 {
 			t.Errorf("%s: amd64 score %.9f, arm64 %.9f: %.3f quantisation steps (%.5f each) apart, want 0", a.Frame, a.Score, b.Score, d/g.Output.Scale, g.Output.Scale)
 		}
 	}
