@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -85,6 +86,9 @@ func OpenTFLite(c config.Model, log *slog.Logger) (_ *TFLiteEngine, err error) {
 	for _, w := range e.it.Warnings() {
 		log.Warn(string(w), "model", c.Path)
 	}
+	for _, line := range e.it.Printed() {
+		logPrinted(log, line)
+	}
 	ins, outs := e.it.Inputs(), e.it.Outputs()
 	if len(ins) != 1 || len(outs) != 1 {
 		return nil, fmt.Errorf("%w: %s: %d inputs and %d outputs, want 1 and 1", model.ErrMetadata, c.Path, len(ins), len(outs))
@@ -128,4 +132,16 @@ func (e *TFLiteEngine) Close() error {
 	}
 	e.in, e.out = nil, nil
 	return nil
+}
+
+// logPrinted logs a line TFLite printed itself, at the level its prefix names.
+func logPrinted(log *slog.Logger, line string) {
+	level := slog.LevelInfo
+	for prefix, l := range map[string]slog.Level{"INFO: ": slog.LevelInfo, "WARNING: ": slog.LevelWarn, "ERROR: ": slog.LevelError} {
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
+			line, level = rest, l
+			break
+		}
+	}
+	log.Log(context.Background(), level, "tflite: "+line)
 }

@@ -310,6 +310,7 @@ type Interpreter struct {
 	inputs   []Tensor
 	outputs  []Tensor
 	warnings []Warning
+	printed  []string // TFLite's own stderr lines while starting, not yet in an error
 }
 
 // Tensor is a view of an interpreter's tensor. Data points into C-owned memory that
@@ -380,18 +381,35 @@ func (it *Interpreter) reported() string {
 	return s
 }
 
+// call runs a C call that may print on stderr and keeps what it printed.
+func (it *Interpreter) call(fn func()) { it.printed = append(it.printed, captureStderr(fn)...) }
+
+// said is everything TFLite said about a failure: its error reporter's messages and
+// the lines it printed, which it then no longer holds.
+func (it *Interpreter) said() string {
+	parts := []string{}
+	if s := it.reported(); s != "" {
+		parts = append(parts, s)
+	}
+	for _, l := range it.printed {
+		parts = append(parts, strings.TrimPrefix(strings.TrimPrefix(l, "ERROR: "), "WARNING: "))
+	}
+	it.printed = nil
+	return orNone(strings.Join(parts, "; "))
+}
+
 func (it *Interpreter) build(modelPath string, data []byte, opts Options) error {
 	t := it.lib.t
 	if data != nil {
 		it.buf = C.CBytes(data)
-		it.model = C.adtr_model_buf(t, it.buf, C.size_t(len(data)))
+		it.call(func() { it.model = C.adtr_model_buf(t, it.buf, C.size_t(len(data))) })
 	} else {
 		cpath := C.CString(modelPath)
 		defer C.free(unsafe.Pointer(cpath))
-		it.model = C.adtr_model(t, cpath)
+		it.call(func() { it.model = C.adtr_model(t, cpath) })
 	}
 	if it.model == nil {
-		return fmt.Errorf("%w: %s: not a TFLite model the library can read (%s)", ErrModel, modelPath, orNone(it.reported()))
+		return fmt.Errorf("%w: %s: not a TFLite model the library can read (%s)", ErrModel, modelPath, it.said())
 	}
 	threads := opts.Threads
 	if threads <= 0 {
@@ -409,31 +427,33 @@ func (it *Interpreter) build(modelPath string, data []byte, opts Options) error 
 		return fmt.Errorf("%w: cannot create interpreter options", ErrModel)
 	}
 	if opts.XNNPACK {
-		if it.xnnpack = C.adtr_xnnpack(t, C.int(threads)); it.xnnpack == nil {
+		if it.call(func() { it.xnnpack = C.adtr_xnnpack(t, C.int(threads)) }); it.xnnpack == nil {
 			return fmt.Errorf("%w: XNNPACK is not in %s", ErrDelegate, it.lib.path)
 		}
 		C.adtr_add_delegate(t, it.options, it.xnnpack)
 	}
+	var err error
 	if g := opts.GPU; g != nil {
-		if err := it.addGPU(g); err != nil {
+		if it.call(func() { err = it.addGPU(g) }); err != nil {
 			return err
 		}
 	}
 	for _, x := range opts.External {
-		if err := it.addExternal(x); err != nil {
+		if it.call(func() { err = it.addExternal(x) }); err != nil {
 			return err
 		}
 	}
-	it.interp = C.adtr_interp(t, it.model, it.options)
+	it.call(func() { it.interp = C.adtr_interp(t, it.model, it.options) })
 	if it.interp == nil {
-		msg := orNone(it.reported())
+		msg := it.said()
 		if it.gpu != nil || len(it.ext) > 0 {
 			return fmt.Errorf("%w: %s: a delegate could not prepare the graph (%s)", ErrDelegate, modelPath, msg)
 		}
 		return fmt.Errorf("%w: %s: interpreter creation failed (%s)", ErrModel, modelPath, msg)
 	}
-	if C.adtr_allocate(t, it.interp) != C.kTfLiteOk {
-		return fmt.Errorf("%w: %s: allocating tensors failed (%s)", ErrModel, modelPath, orNone(it.reported()))
+	var status C.int
+	if it.call(func() { status = C.adtr_allocate(t, it.interp) }); status != C.kTfLiteOk {
+		return fmt.Errorf("%w: %s: allocating tensors failed (%s)", ErrModel, modelPath, it.said())
 	}
 	it.inputs = make([]Tensor, int(C.adtr_input_count(t, it.interp)))
 	for i := range it.inputs {
@@ -535,6 +555,10 @@ func (it *Interpreter) Outputs() []Tensor { return it.outputs }
 
 // Warnings are the non-fatal problems met while starting (a delegate fallback).
 func (it *Interpreter) Warnings() []Warning { return it.warnings }
+
+// Printed is what TFLite printed on stderr while this interpreter started (e.g.
+// "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."), for the caller's logger.
+func (it *Interpreter) Printed() []string { return it.printed }
 
 // Invoke runs the model on what the input buffers hold. No Go allocation.
 func (it *Interpreter) Invoke() error {

@@ -96,8 +96,8 @@ func TestBadModelFiles(t *testing.T) {
 		{"missing", filepath.Join(dir, "nope.tflite"), "no such file"},
 		// zero bytes
 		{"empty", write("empty.tflite", nil), "not a TFLite model"},
-		// a PNG renamed to .tflite
-		{"not tflite", write("png.tflite", []byte("\x89PNG\r\n\x1a\n0000000000000000000000000000")), "not a TFLite model"},
+		// a PNG renamed to .tflite: TFLite prints its reason on stderr, which the error carries
+		{"not tflite", write("png.tflite", []byte("\x89PNG\r\n\x1a\n0000000000000000000000000000")), "not a TFLite model the library can read (The model is not a valid Flatbuffer buffer)"},
 		// cut off half way
 		{"truncated", write("half.tflite", good[:len(good)/2]), "not a TFLite model"},
 	}

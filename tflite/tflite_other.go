@@ -34,5 +34,6 @@ func (t *Tensor) Bytes() []byte { return nil }
 func (it *Interpreter) Inputs() []Tensor    { return nil }
 func (it *Interpreter) Outputs() []Tensor   { return nil }
 func (it *Interpreter) Warnings() []Warning { return nil }
+func (it *Interpreter) Printed() []string   { return nil }
 func (it *Interpreter) Invoke() error       { return ErrUnsupported }
 func (it *Interpreter) Close() error        { return nil }

@@ -20,6 +20,7 @@ import (
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
 	"github.com/adtrd/adtrd/systemd"
+	"github.com/adtrd/adtrd/tflite"
 )
 
 // version is set at build time by cross-build.sh (-X main.version=...).
@@ -41,7 +42,9 @@ A config is YAML; every key, its default and its range is in config/example.yaml
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	os.Exit(realMain(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	// Records and errors go to stderr as it was at start: TFLite calls briefly point
+	// fd 2 elsewhere to catch what the library prints (tflite.Stderr).
+	os.Exit(realMain(ctx, os.Args[1:], os.Stdout, tflite.Stderr()))
 }
 
 func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -134,7 +137,12 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	log := newLogger(cfg.Log.Format, level, stderr)
 	sum, err := runPipeline(ctx, *cfgPath, override, level, log)
 	if err != nil {
-		fmt.Fprintf(stderr, "adtrd run: %v\n", err)
+		if cfg.Log.Format == config.LogJSON {
+			// A log parser reads this stream: the reason the run ended is a record too.
+			log.Error("adtrd run: "+err.Error(), "exit", 1)
+		} else {
+			fmt.Fprintf(stderr, "adtrd run: %v\n", err)
+		}
 		return 1
 	}
 	fmt.Fprintf(stdout, "summary: %s\n", sum)

@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/csv"
+	"encoding/hex"
+	"encoding/json"
 	"net"
 	"os"
 	"os/exec"
@@ -401,6 +404,65 @@ func TestPreprocessCommand(t *testing.T) {
 			}
 			if tc.rc != 0 && strings.Count(strings.TrimSpace(errb.String()), "\n") != 0 {
 				t.Fatalf("more than one line: %q", errb.String())
+			}
+		})
+	}
+}
+
+// With log.format: json every stderr line is a JSON record, TFLite's own included
+// (field case 14): the library prints "Created TensorFlow Lite XNNPACK delegate" on
+// stderr itself, and for a model it cannot read, "The model is not a valid Flatbuffer
+// buffer" before any error reporter exists. Run as a child process: TFLite prints its
+// XNNPACK line once per process.
+func TestTFLiteLinesGoThroughTheLogger(t *testing.T) {
+	lib := testlib.TFLiteLibrary(t)
+	dir := t.TempDir()
+	random := filepath.Join(dir, "random.tflite")
+	junk := make([]byte, 4096)
+	for i := range junk {
+		junk[i] = byte(i*7 + i/13)
+	}
+	os.WriteFile(random, junk, 0o644)
+	sum := sha256.Sum256(junk)
+	meta, _ := os.ReadFile(testlib.Demo("adtr.tflite.json"))
+	var m map[string]any
+	json.Unmarshal(meta, &m)
+	m["sha256"] = hex.EncodeToString(sum[:])
+	meta, _ = json.Marshal(m)
+	os.WriteFile(random+".json", meta, 0o644)
+	for _, tc := range []struct {
+		name, model string
+		code        int
+		want        string // in stderr
+	}{
+		// the demo: TFLite's XNNPACK line as a record of its own
+		{"demo", testlib.Demo("adtr.tflite"), 0, `"msg":"tflite: Created TensorFlow Lite XNNPACK delegate for CPU."`},
+		// an unreadable model: one line, with TFLite's reason in it
+		{"random", random, 1, "not a TFLite model the library can read (The model is not a valid Flatbuffer buffer)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := filepath.Join(dir, tc.name+".yaml")
+			os.WriteFile(cfg, []byte("model:\n  path: "+tc.model+"\n  library: "+lib+"\ncapture:\n  replay:\n    path: "+testlib.Demo("frames")+
+				"\n    fps: 0\nlog:\n  format: json\n"), 0o644)
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), "ADTRD_TEST_MAIN=1", "ADTRD_TEST_ARGS=run -c "+cfg)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			if code := cmd.ProcessState.ExitCode(); code != tc.code {
+				t.Fatalf("exit %d (%v), want %d\n%s", code, err, tc.code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tc.want) {
+				t.Fatalf("stderr lacks %q:\n%s", tc.want, stderr.String())
+			}
+			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+			if tc.code != 0 && (len(lines) != 1 || strings.Contains(lines[0], "no message from TFLite")) {
+				t.Fatalf("want one record with TFLite's reason, got:\n%s", stderr.String())
+			}
+			for _, l := range lines {
+				if !json.Valid([]byte(l)) {
+					t.Fatalf("stderr line is not JSON: %q", l)
+				}
 			}
 		})
 	}

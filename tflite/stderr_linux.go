@@ -1,0 +1,90 @@
+//go:build linux
+
+package tflite
+
+import (
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// TFLite 2.9's C API prints some of what it has to say on the process's standard
+// error itself (TfLiteModelCreate's "The model is not a valid Flatbuffer buffer" has no
+// error reporter yet; XNNPACK's "Created TensorFlow Lite XNNPACK delegate" is its
+// logging). So the calls that may print run with file descriptor 2 pointed into a
+// pipe, and what they wrote comes back to the caller as lines, into its errors or its
+// logger: nothing bypasses a JSON log.
+
+var (
+	stderrOnce sync.Once
+	stderrFile *os.File
+	captureMu  sync.Mutex // one capture at a time: fd 2 is the process's
+)
+
+// Stderr is the process's standard error as it was before any capture. Loggers and
+// error messages should write here: while a TFLite call runs, fd 2 is the capture's
+// pipe, and a record written to it then would be taken for TFLite's.
+func Stderr() *os.File {
+	stderrOnce.Do(func() {
+		stderrFile = os.Stderr
+		if fd, err := syscall.Dup(2); err == nil {
+			syscall.CloseOnExec(fd)
+			stderrFile = os.NewFile(uintptr(fd), "/dev/stderr")
+		}
+	})
+	return stderrFile
+}
+
+// maxCaptured bounds what one call's output may hold in memory; the rest is read and
+// dropped so the C side never blocks on a full pipe.
+const maxCaptured = 64 << 10
+
+// captureStderr runs fn with fd 2 redirected and returns the non-empty lines written
+// to it. If the redirection cannot be set up, fn runs anyway and its output goes where
+// fd 2 went.
+func captureStderr(fn func()) []string {
+	captureMu.Lock()
+	defer captureMu.Unlock()
+	Stderr()
+	r, w, err := os.Pipe()
+	if err != nil {
+		fn()
+		return nil
+	}
+	defer r.Close()
+	saved, err := syscall.Dup(2)
+	if err != nil {
+		w.Close()
+		fn()
+		return nil
+	}
+	if err := syscall.Dup3(int(w.Fd()), 2, 0); err != nil {
+		syscall.Close(saved)
+		w.Close()
+		fn()
+		return nil
+	}
+	read := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(r, maxCaptured))
+		io.Copy(io.Discard, r)
+		read <- b
+	}()
+	fn()
+	syscall.Dup3(saved, 2, 0)
+	syscall.Close(saved)
+	w.Close() // the pipe's last writer: the reader sees EOF
+	return splitLines(<-read)
+}
+
+func splitLines(b []byte) []string {
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
