@@ -70,6 +70,9 @@ type Replay struct {
 	Loop bool    `yaml:"loop"`
 	FPS  float64 `yaml:"fps"` // 0: as fast as the pipeline takes them
 	Fit  Fit     `yaml:"fit"`
+	// Labels: none (default) or name (the demo frames' NNN_<label>.png); the built-in
+	// demo reads names.
+	Labels Labels `yaml:"labels"`
 }
 
 type Output struct {

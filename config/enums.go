@@ -86,6 +86,20 @@ var fitNames = []string{"resize", "crop"}
 func (f Fit) String() string                    { return enumString(fitNames, int(f)) }
 func (f *Fit) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, fitNames, f) }
 
+// Labels says where a replayed frame's label ("good" or a defect kind) comes from,
+// for the end-of-run summary's escapes and false rejects.
+type Labels int
+
+const (
+	LabelsNone Labels = iota // frames are unlabelled: the summary counts no escapes or false rejects
+	LabelsName               // NNN_<label>.png: digits, "_", then "good" or a defect kind (a-z, _)
+)
+
+var labelNames = []string{"none", "name"}
+
+func (l Labels) String() string                    { return enumString(labelNames, int(l)) }
+func (l *Labels) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, labelNames, l) }
+
 // Backend is the GPIO backend.
 type Backend int
 

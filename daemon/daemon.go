@@ -9,12 +9,14 @@ import (
 	"log/slog"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/adtrd/adtrd/capture"
+	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/model"
 )
@@ -135,19 +137,57 @@ type Stats struct {
 	Frames, Rejects, Dropped, BadFrames, InferErrors, CameraErrors atomic.Uint64
 }
 
-// Summary is the end-of-run account; Missed and FalseRejects count only frames
-// named by the demo convention (see label).
+// Summary is the end-of-run account. Rejects counts reject decisions (by score or by
+// the fail-safe); Line.Pulses is what the reject output did. Escapes and FalseRejects
+// are counted only when frames are labelled (capture.replay.labels), from the
+// decisions: a labelled defect decided pass is an escape, a labelled good part
+// decided reject a false reject.
 type Summary struct {
 	Frames, Rejects, Dropped, BadFrames, InferErrors, CameraErrors uint64
-	Missed, FalseRejects                                           []string
+	Labelled                                                       bool
+	Escapes, FalseRejects                                          Tally
 	Line                                                           gpio.Stats // the output side, filled by the caller
 }
 
+// Tally counts frames and keeps the first MaxNames distinct names among them, so a
+// summary stays small however long a run (or --loop) lasts.
+type Tally struct {
+	N     uint64
+	Names []string
+}
+
+// MaxNames is how many distinct frame names a Tally keeps.
+const MaxNames = 10
+
+// Add counts one frame named name.
+func (t *Tally) Add(name string) {
+	t.N++
+	if len(t.Names) < MaxNames && !slices.Contains(t.Names, name) {
+		t.Names = append(t.Names, name)
+	}
+}
+
+// List is the names, with how many more frames there were ("" when none).
+func (t Tally) List() string {
+	if t.N == 0 {
+		return ""
+	}
+	s := strings.Join(t.Names, " ")
+	if more := t.N - uint64(len(t.Names)); more > 0 {
+		s += fmt.Sprintf(" (%d frames in all)", t.N)
+	}
+	return s
+}
+
 func (s Summary) String() string {
-	return fmt.Sprintf("frames %d, rejects %d, defects missed %d, false rejects %d, dropped %d, bad frames %d, inference errors %d, camera errors %d; "+
-		"line: pulses %d, fail-safes %d, late decisions %d, alarms %d",
-		s.Frames, s.Rejects, len(s.Missed), len(s.FalseRejects), s.Dropped, s.BadFrames, s.InferErrors, s.CameraErrors,
-		s.Line.Pulses, s.Line.FailSafes(), s.Line.LateDecisions, s.Line.Alarms)
+	labels := ""
+	if s.Labelled {
+		labels = fmt.Sprintf(", escapes %d, false rejects %d", s.Escapes.N, s.FalseRejects.N)
+	}
+	return fmt.Sprintf("frames %d, rejects %d%s, dropped %d, bad frames %d, inference errors %d, camera errors %d; "+
+		"line: pulses %d, fail-safes %d, late decisions %d, untracked decisions %d, alarms %d",
+		s.Frames, s.Rejects, labels, s.Dropped, s.BadFrames, s.InferErrors, s.CameraErrors,
+		s.Line.Pulses, s.Line.FailSafes(), s.Line.LateDecisions, s.Line.UnknownDecisions, s.Line.Alarms)
 }
 
 // Pipeline wires a source, a generation (engine, scorer, threshold) and a tracker.
@@ -162,8 +202,8 @@ type Pipeline struct {
 	events *Bus
 
 	mu      sync.Mutex
-	missed  []string
-	falseRj []string
+	escapes Tally
+	falseRj Tally
 	ready   bool
 	running chan struct{} // open while Run runs
 	first   chan struct{} // closed when the first frame is decided
@@ -376,16 +416,21 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 			}
 			return err
 		}
-		if !triggered {
+		if !triggered && paced {
 			part = p.line.Stamp(f.Time)
 		}
 		j := job{f: f, part: part}
 		if !paced {
+			// Unpaced and untriggered, a frame becomes a part when the pipeline takes it
+			// (handle stamps it): a frame read ahead when the run stops is no part, and
+			// gets no fail-safe pulse.
 			select {
 			case out <- j:
 			case <-ctx.Done():
 				f.Release()
-				p.line.Fail(part, gpio.CauseNoFrame)
+				if part != 0 {
+					p.line.Fail(part, gpio.CauseNoFrame)
+				}
 				return ctx.Err()
 			}
 			continue
@@ -422,6 +467,9 @@ func (p *Pipeline) handle(j job) {
 	p.busy.Store(true)
 	defer p.busy.Store(false)
 	start := time.Now()
+	if j.part == 0 && !p.line.Triggered() {
+		j.part = p.line.Stamp(f.Time) // an unpaced frame (see capture)
+	}
 	rec := Record{Seq: f.Seq, Part: j.part, Gen: g.N, Model: g.ModelSHA, Threshold: g.Threshold, Name: f.Name, Wait: start.Sub(f.Time)}
 	p.Stats.Frames.Add(1)
 	switch {
@@ -485,18 +533,16 @@ func (p *Pipeline) record(r Record) {
 			p.log.LogAttrs(context.Background(), lvl, "frame", attrs[:]...)
 		}
 	}
-	switch label(r.Name) {
-	case "":
-	case "good":
-		if r.Decision == Reject {
+	if p.gen.Config.Capture.Replay.Labels == config.LabelsName {
+		switch l := label(r.Name); {
+		case l == "":
+		case l == "good" && r.Decision == Reject:
 			p.mu.Lock()
-			p.falseRj = append(p.falseRj, filepath.Base(r.Name))
+			p.falseRj.Add(filepath.Base(r.Name))
 			p.mu.Unlock()
-		}
-	default:
-		if r.Decision != Reject {
+		case l != "good" && r.Decision != Reject:
 			p.mu.Lock()
-			p.missed = append(p.missed, filepath.Base(r.Name))
+			p.escapes.Add(filepath.Base(r.Name))
 			p.mu.Unlock()
 		}
 	}
@@ -507,12 +553,13 @@ func (p *Pipeline) record(r Record) {
 	p.events.Publish(e)
 }
 
-// label reads the demo frames' naming convention, NNN_<label>.png: "good" or a
-// defect kind. Other names are unlabelled ("") and count as neither.
+// label reads the demo frames' naming convention (capture.replay.labels: name),
+// NNN_<label>.png with NNN digits: "good" or a defect kind. Other names are
+// unlabelled ("") and count as neither.
 func label(name string) string {
 	base := strings.TrimSuffix(filepath.Base(name), filepath.Ext(name))
-	_, l, ok := strings.Cut(base, "_")
-	if !ok || l == "" {
+	n, l, ok := strings.Cut(base, "_")
+	if !ok || l == "" || n == "" || strings.Trim(n, "0123456789") != "" {
 		return ""
 	}
 	for _, c := range l {
@@ -529,7 +576,8 @@ func (p *Pipeline) summary() Summary {
 	return Summary{
 		Frames: p.Stats.Frames.Load(), Rejects: p.Stats.Rejects.Load(), Dropped: p.Stats.Dropped.Load(),
 		BadFrames: p.Stats.BadFrames.Load(), InferErrors: p.Stats.InferErrors.Load(), CameraErrors: p.Stats.CameraErrors.Load(),
-		Missed: append([]string(nil), p.missed...), FalseRejects: append([]string(nil), p.falseRj...),
+		Labelled: p.gen.Config.Capture.Replay.Labels == config.LabelsName,
+		Escapes:  Tally{p.escapes.N, slices.Clone(p.escapes.Names)}, FalseRejects: Tally{p.falseRj.N, slices.Clone(p.falseRj.Names)},
 	}
 }
 

@@ -61,6 +61,7 @@ type rigSet struct {
 	Threshold float64
 	FailSafe  gpio.FailSafe
 	Queue     int
+	Labels    config.Labels
 }
 
 func newRig(t testing.TB, eng daemon.Engine, meta *model.Metadata, src daemon.Source, set rigSet, delay time.Duration) *rig {
@@ -95,6 +96,7 @@ func newRig(t testing.TB, eng daemon.Engine, meta *model.Metadata, src daemon.So
 		set.Queue = 2
 	}
 	gen := &daemon.Generation{N: 1, Engine: eng, Scorer: sc, Threshold: set.Threshold, FailSafe: set.FailSafe, ModelSHA: meta.SHA256}
+	gen.Config.Capture.Replay.Labels = set.Labels
 	log := quiet
 	if set.Log != nil {
 		log = set.Log

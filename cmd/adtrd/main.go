@@ -128,9 +128,15 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "adtrd run: %v\n", err)
 		return 2
 	}
+	demo := *cfgPath == ""
 	var override func(*config.Config)
-	if *loop {
-		override = func(c *config.Config) { c.Capture.Replay.Loop = true }
+	if *loop || demo {
+		override = func(c *config.Config) {
+			c.Capture.Replay.Loop = c.Capture.Replay.Loop || *loop
+			if demo {
+				c.Capture.Replay.Labels = config.LabelsName // the demo frames are named NNN_<label>.png
+			}
+		}
 	}
 	level := new(slog.LevelVar)
 	level.Set(cfg.Log.SlogLevel())
@@ -146,11 +152,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "summary: %s\n", sum)
-	if len(sum.Missed) > 0 {
-		fmt.Fprintf(stdout, "missed: %v\n", sum.Missed)
+	if l := sum.Escapes.List(); l != "" {
+		fmt.Fprintf(stdout, "escapes: %s\n", l)
 	}
-	if len(sum.FalseRejects) > 0 {
-		fmt.Fprintf(stdout, "false rejects: %v\n", sum.FalseRejects)
+	if l := sum.FalseRejects.List(); l != "" {
+		fmt.Fprintf(stdout, "false rejects: %s\n", l)
 	}
 	return 0
 }
