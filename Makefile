@@ -44,7 +44,7 @@ run: build
 test: test-go test-race test-fuzz test-python test-release
 
 # ADTRD_REQUIRE_TFLITE and ADTRD_REQUIRE_TOOLS turn "library/tool missing" skips into failures.
-test-go: deps sysdeps
+test-go: deps sysdeps venv
 	ADTRD_REQUIRE_TFLITE=1 ADTRD_REQUIRE_TOOLS=1 $(GO) test -count=1 ./...
 
 # The race detector over every Go package (it needs cgo, which the build has anyway).

@@ -487,7 +487,7 @@ func (p *Pipeline) handle(j job) {
 		}
 		t1 := time.Now()
 		rec.Infer = t1.Sub(start)
-		s, err := g.score(g.Engine.Output())
+		s, err := g.Score(g.Engine.Output())
 		rec.Scoring = time.Since(t1)
 		if err != nil {
 			p.Stats.InferErrors.Add(1)

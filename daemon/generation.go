@@ -66,8 +66,9 @@ func NewGeneration(n uint64, cfg config.Config, eng Engine, meta *model.Metadata
 	return &Generation{N: n, Config: cfg, Engine: eng, Meta: meta, Scorer: sc, Threshold: thr, FailSafe: FailSafe(cfg.FailSafe), ModelSHA: sha}, nil
 }
 
-// score scores the engine's output, whichever type its tensor is.
-func (g *Generation) score(o Output) (float64, error) {
+// Score scores the engine's last output, whichever type its tensor is (the
+// scorer's Map then holds its pixel map).
+func (g *Generation) Score(o Output) (float64, error) {
 	if o.Float32 != nil {
 		return g.Scorer.ScoreFloat(o.Float32)
 	}

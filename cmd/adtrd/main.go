@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +21,7 @@ import (
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/evaluate"
 	"github.com/adtrd/adtrd/systemd"
 	"github.com/adtrd/adtrd/tflite"
 )
@@ -29,6 +32,9 @@ var version = "dev"
 const usage = `usage:
   adtrd run [-c FILE] [--loop]   run the pipeline (no -c: the demo, models/demo's frames once)
   adtrd check -c FILE            validate a config file and exit
+  adtrd eval -c FILE [--json] DIR
+                                 image / pixel AUROC, per defect kind, and the confusion at
+                                 the threshold, of the config's model on an MVTec-layout folder
   adtrd preprocess --size N [--fit resize|crop] FILE...
                                  write each image's model input (N*N*3 RGB bytes) to stdout,
                                  decoded as the daemon decodes frames (the toolkit's --adtrd)
@@ -65,6 +71,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return checkCmd(args[1:], stdout, stderr)
 	case "run":
 		return runCmd(ctx, args[1:], stdout, stderr)
+	case "eval":
+		return evalCmd(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "adtrd: unknown command %q\n%s", args[0], usage)
 	return 2
@@ -113,6 +121,75 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)
+	return 0
+}
+
+func evalCmd(args []string, stdout, stderr io.Writer) int {
+	const synopsis = "adtrd eval -c FILE [--json] DIR"
+	fs := flag.NewFlagSet("adtrd eval", flag.ContinueOnError)
+	cfgPath := fs.String("c", "", "config file (YAML): its model, threshold and capture.replay.fit are evaluated")
+	asJSON := fs.Bool("json", false, "print the report, every image's score included, as JSON")
+	// DIR comes last: taken off before parsing, so a stray word before it is still an
+	// "unexpected argument".
+	var dir string
+	if n := len(args); n > 0 && !strings.HasPrefix(args[n-1], "-") {
+		dir, args = args[n-1], args[:n-1]
+	}
+	if code, ok := parseFlags(fs, synopsis, args, stdout, stderr); !ok {
+		return code
+	}
+	switch {
+	case *cfgPath == "":
+		fmt.Fprintf(stderr, "adtrd eval: -c FILE is required (usage: %s)\n", synopsis)
+		return 2
+	case dir == "":
+		fmt.Fprintf(stderr, "adtrd eval: no DIR (usage: %s)\n", synopsis)
+		return 2
+	}
+	items, err := evaluate.Find(dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "adtrd eval: %v\n", err)
+		return 2
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "adtrd eval: %v\n", err)
+		return 2
+	}
+	gen, err := daemon.BuildGeneration(0, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		fmt.Fprintf(stderr, "adtrd eval: %v\n", err)
+		return 1
+	}
+	defer gen.Close()
+	rep, err := evaluate.Run(gen, items, capture.Fit(cfg.Capture.Replay.Fit))
+	if err != nil {
+		fmt.Fprintf(stderr, "adtrd eval: %v\n", err)
+		return 1
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", " ")
+		if err := enc.Encode(rep); err != nil {
+			fmt.Fprintf(stderr, "adtrd eval: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	c := rep.Confusion
+	fmt.Fprintf(stdout, "model %s (sha256 %.12s), %d good and %d defective images in %s\n", rep.Model, rep.ModelSHA256, rep.Good, rep.Defective, dir)
+	fmt.Fprintf(stdout, "image AUROC %.4f, pixel AUROC %.4f\n", rep.ImageAUROC, rep.PixelAUROC)
+	kinds := make([]string, 0, len(rep.PerKind))
+	for k := range rep.PerKind {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for i, k := range kinds {
+		kinds[i] = fmt.Sprintf("%s %.4f", k, rep.PerKind[k])
+	}
+	fmt.Fprintf(stdout, "image AUROC per defect kind: %s\n", strings.Join(kinds, ", "))
+	fmt.Fprintf(stdout, "at threshold %.4f: %d of %d defects rejected, %d escapes (escape rate %.4f); %d of %d good parts rejected (false-reject rate %.4f)\n",
+		c.Threshold, c.TruePositive, c.TruePositive+c.Escapes, c.Escapes, c.EscapeRate(), c.FalseRejects, c.FalseRejects+c.TrueNegative, c.FalseRejectRate())
 	return 0
 }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -343,6 +344,10 @@ func TestUsage(t *testing.T) {
 		{[]string{"check", "-c", cfg, "extra", "junk"}, 2, "", `unexpected argument "extra"`, ""},   // extra words after the config
 		{[]string{"run", "-c", cfg, "now"}, 2, "", `unexpected argument "now"`, ""},                 // run does not start on a typo
 		{[]string{"check", "--loop", "-c", cfg}, 2, "", "flag provided but not defined: -loop", ""}, // check has no --loop
+		{[]string{"eval", "-h"}, 0, "-json", "", "-loop"},                                           // eval's flags
+		{[]string{"eval", dir}, 2, "", "-c FILE is required", ""},                                   // no config
+		{[]string{"eval", "-c", cfg}, 2, "", "flag needs an argument: -c", ""},                      // no DIR: the config path is taken for it and -c lacks its value
+		{[]string{"eval", "-c", cfg, dir}, 2, "", "no good/ folder", ""},                            // DIR is not an MVTec layout
 	} {
 		var out, errb bytes.Buffer
 		code := realMain(context.Background(), tc.args, &out, &errb)
@@ -466,4 +471,101 @@ func TestTFLiteLinesGoThroughTheLogger(t *testing.T) {
 			}
 		})
 	}
+}
+
+// `adtrd eval` on the demo frames laid out as MVTec AD gives the toolkit's numbers:
+// image, pixel and per-kind AUROC as `python -m adtr eval --c-library` computes them
+// (its functions, unrounded) to 1e-6, and its image AUROC is scikit-learn's on its own
+// scores. The confusion matches the demo's decisions at the metadata's threshold.
+func TestEvalAgreesWithTheToolkit(t *testing.T) {
+	lib, py := testlib.TFLiteLibrary(t), testlib.Python(t)
+	root := filepath.Join(t.TempDir(), "demo")
+	frames, _ := filepath.Glob(testlib.Demo("frames", "*.png"))
+	for _, f := range frames {
+		b := strings.TrimSuffix(filepath.Base(f), ".png")
+		_, kind, _ := strings.Cut(b, "_")
+		dst := filepath.Join(root, "test", kind, b+".png")
+		os.MkdirAll(filepath.Dir(dst), 0o755)
+		data, _ := os.ReadFile(f)
+		os.WriteFile(dst, data, 0o644)
+		if kind != "good" {
+			mask, _ := os.ReadFile(testlib.Demo("frames", "masks", b+"_mask.png"))
+			os.MkdirAll(filepath.Join(root, "ground_truth", kind), 0o755)
+			os.WriteFile(filepath.Join(root, "ground_truth", kind, b+"_mask.png"), mask, 0o644)
+		}
+	}
+	// the toolkit's Dataset wants a train split too (adtrd eval does not read it)
+	os.MkdirAll(filepath.Join(root, "train", "good"), 0o755)
+	good, _ := os.ReadFile(testlib.Demo("frames", "000_good.png"))
+	os.WriteFile(filepath.Join(root, "train", "good", "000.png"), good, 0o644)
+	cfg := filepath.Join(t.TempDir(), "eval.yaml")
+	os.WriteFile(cfg, []byte("model:\n  path: "+testlib.Demo("adtr.tflite")+"\n  library: "+lib+"\ncapture:\n  replay:\n    path: "+root+"\n"), 0o644)
+	var out, errb bytes.Buffer
+	if code := realMain(context.Background(), []string{"eval", "-c", cfg, "--json", root}, &out, &errb); code != 0 {
+		t.Fatalf("eval: exit %d: %s", code, errb.String())
+	}
+	repFile := filepath.Join(t.TempDir(), "report.json")
+	os.WriteFile(repFile, out.Bytes(), 0o644)
+	var got struct {
+		Good, Defective int
+		ImageAUROC      float64            `json:"image_auroc"`
+		PixelAUROC      float64            `json:"pixel_auroc"`
+		PerKind         map[string]float64 `json:"per_kind_image_auroc"`
+		Confusion       struct{ TruePositive, Escapes, FalseRejects, TrueNegative int }
+	}
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("eval --json: %v\n%s", err, out.String())
+	}
+	script := `import json, sys
+import numpy as np
+from sklearn.metrics import roc_auc_score
+from adtr import evaluate
+from adtr.data import Dataset
+from adtr.tflite_c import CInterpreter
+rep = json.load(open(sys.argv[1]))
+meta = json.load(open(sys.argv[3] + ".json"))
+split = Dataset(sys.argv[2]).test(int(meta["input"]["width"]))
+with CInterpreter(sys.argv[3], sys.argv[4]) as it:
+    scale, zero = it.output_quant
+    maps = np.stack([(it.run(im)[0].astype(np.float32) - zero) * scale for im in split.images])
+r = evaluate.evaluate_maps(maps, split, int(meta["pool_kernel"]))
+print(json.dumps({"image": r.image_auroc, "pixel": r.pixel_auroc, "per_kind": r.per_kind,
+    "sklearn_image": roc_auc_score([s["kind"] != "good" for s in rep["scores"]], [s["score"] for s in rep["scores"]])}))`
+	cmd := exec.Command(py, "-c", script, repFile, root, testlib.Demo("adtr.tflite"), lib)
+	cmd.Dir = filepath.Join(testlib.Root(), "training")
+	var perr bytes.Buffer
+	cmd.Stderr = &perr
+	pyOut, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("toolkit: %v\n%s", err, perr.String())
+	}
+	var want struct {
+		Image, Pixel, SklearnImage float64            `json:"-"`
+		PerKind                    map[string]float64 `json:"per_kind"`
+	}
+	var raw map[string]any
+	json.Unmarshal(pyOut, &raw)
+	json.Unmarshal(pyOut, &want)
+	want.Image, want.Pixel, want.SklearnImage = raw["image"].(float64), raw["pixel"].(float64), raw["sklearn_image"].(float64)
+	for _, c := range []struct {
+		name      string
+		got, want float64
+	}{{"image AUROC", got.ImageAUROC, want.Image}, {"pixel AUROC", got.PixelAUROC, want.Pixel}, {"image AUROC vs scikit-learn", got.ImageAUROC, want.SklearnImage}} {
+		if math.Abs(c.got-c.want) > 1e-6 {
+			t.Errorf("%s: adtrd %.8f, toolkit %.8f", c.name, c.got, c.want)
+		}
+	}
+	if len(got.PerKind) != len(want.PerKind) {
+		t.Errorf("kinds: adtrd %v, toolkit %v", got.PerKind, want.PerKind)
+	}
+	for k, v := range want.PerKind {
+		if math.Abs(got.PerKind[k]-v) > 1e-6 {
+			t.Errorf("%s: adtrd %.8f, toolkit %.8f", k, got.PerKind[k], v)
+		}
+	}
+	// the demo: all 8 defects rejected, all 8 good parts passed at the metadata's threshold
+	if c := got.Confusion; got.Good != 8 || got.Defective != 8 || c.TruePositive != 8 || c.TrueNegative != 8 {
+		t.Errorf("confusion %+v for %d good, %d defective", c, got.Good, got.Defective)
+	}
+	t.Logf("adtrd eval: image %.6f, pixel %.6f; toolkit: %.6f, %.6f", got.ImageAUROC, got.PixelAUROC, want.Image, want.Pixel)
 }

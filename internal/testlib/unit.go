@@ -64,3 +64,20 @@ func VerifyUnit(t testing.TB, unit, binary string) {
 		}
 	}
 }
+
+// Python is the toolkit's venv interpreter (training/.venv, made by `make venv`),
+// for tests that compare the daemon with the toolkit. Missing, the test is skipped,
+// or fails under ADTRD_REQUIRE_TOOLS (`make test-go` makes the venv first).
+func Python(t testing.TB) string {
+	t.Helper()
+	p := filepath.Join(Root(), "training", ".venv", "bin", "python")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	msg := p + " missing: `make venv` makes it"
+	if os.Getenv("ADTRD_REQUIRE_TOOLS") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
