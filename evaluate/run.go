@@ -40,17 +40,9 @@ func Run(gen *daemon.Generation, items []Item, fit capture.Fit) (Report, error) 
 	var pixels []float32
 	var truth []bool
 	for i, it := range items {
-		px, err := capture.LoadRGB(it.Path, size, fit)
+		s, err := scoreOne(gen, it.Path, size, fit)
 		if err != nil {
 			return Report{}, err
-		}
-		copy(gen.Engine.Input(), px)
-		if err := gen.Engine.Invoke(); err != nil {
-			return Report{}, fmt.Errorf("%s: %w", it.Path, err)
-		}
-		s, err := gen.Score(gen.Engine.Output())
-		if err != nil {
-			return Report{}, fmt.Errorf("%s: %w", it.Path, err)
 		}
 		scores[i], labels[i] = s, it.Kind != Good
 		r.Scores = append(r.Scores, Scored{it.Path, it.Kind, s})
@@ -101,4 +93,35 @@ func Run(gen *daemon.Generation, items []Item, fit capture.Fit) (Report, error) 
 	}
 	r.Confusion = Confuse(scores, labels, gen.Threshold)
 	return r, nil
+}
+
+// ScoreImages scores each image with gen, decoded and fitted as the daemon's replay does.
+func ScoreImages(gen *daemon.Generation, paths []string, fit capture.Fit) ([]float64, error) {
+	size := capture.Size{W: gen.Meta.Input.Width, H: gen.Meta.Input.Height}
+	out := make([]float64, len(paths))
+	for i, p := range paths {
+		s, err := scoreOne(gen, p, size, fit)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = s
+	}
+	return out, nil
+}
+
+// scoreOne runs one image through gen; the scorer's Map then holds its pixel map.
+func scoreOne(gen *daemon.Generation, path string, size capture.Size, fit capture.Fit) (float64, error) {
+	px, err := capture.LoadRGB(path, size, fit)
+	if err != nil {
+		return 0, err
+	}
+	copy(gen.Engine.Input(), px)
+	if err := gen.Engine.Invoke(); err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	s, err := gen.Score(gen.Engine.Output())
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
 }

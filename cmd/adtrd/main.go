@@ -12,12 +12,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/adtrd/adtrd/calibrate"
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
@@ -32,6 +34,9 @@ var version = "dev"
 const usage = `usage:
   adtrd run [-c FILE] [--loop]   run the pipeline (no -c: the demo, models/demo's frames once)
   adtrd check -c FILE            validate a config file and exit
+  adtrd calibrate -c FILE [--false-reject R] [--escape R] [--use frr|escape|f1] [--png F] [--write] DIR
+                                 propose a threshold from DIR's scores (good images, or an
+                                 MVTec-layout folder with defects); --write sets it in FILE
   adtrd eval -c FILE [--json] DIR
                                  image / pixel AUROC, per defect kind, and the confusion at
                                  the threshold, of the config's model on an MVTec-layout folder
@@ -73,6 +78,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return runCmd(ctx, args[1:], stdout, stderr)
 	case "eval":
 		return evalCmd(args[1:], stdout, stderr)
+	case "calibrate":
+		return calibrateCmd(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "adtrd: unknown command %q\n%s", args[0], usage)
 	return 2
@@ -124,6 +131,146 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// lastArg takes the last argument off as a command's DIR, unless it is a flag.
+func lastArg(args []string) (string, []string) {
+	if n := len(args); n > 0 && !strings.HasPrefix(args[n-1], "-") {
+		return args[n-1], args[:n-1]
+	}
+	return "", args
+}
+
+// calibrationImages are DIR's good images and defects: an MVTec-layout folder
+// (test/good and test/<kind>, plus train/good when there), or a folder of good
+// images alone (DIR, DIR/good or DIR/train/good).
+func calibrationImages(dir string) (good, bad []string, err error) {
+	if items, err := evaluate.Find(dir); err == nil {
+		for _, it := range items {
+			if it.Kind == evaluate.Good {
+				good = append(good, it.Path)
+			} else {
+				bad = append(bad, it.Path)
+			}
+		}
+		if more, err := capture.ListImages(filepath.Join(dir, "train", "good")); err == nil {
+			good = append(good, more...)
+		}
+		return good, bad, nil
+	}
+	for _, d := range []string{dir, filepath.Join(dir, "good"), filepath.Join(dir, "train", "good")} {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			if paths, err := capture.ListImages(d); err == nil {
+				return paths, nil, nil
+			}
+		}
+	}
+	return nil, nil, fmt.Errorf("%s: no images (want a folder of good images, or MVTec's test/good + test/<kind>)", dir)
+}
+
+func calibrateCmd(args []string, stdout, stderr io.Writer) int {
+	const synopsis = "adtrd calibrate -c FILE [--false-reject R] [--escape R] [--use frr|escape|f1] [--png FILE] [--write] DIR"
+	fs := flag.NewFlagSet("adtrd calibrate", flag.ContinueOnError)
+	cfgPath := fs.String("c", "", "config file (YAML): its model scores the images; --write sets its threshold")
+	frr := fs.Float64("false-reject", 0.001, "target false-reject rate (good parts rejected), 0..1")
+	esc := fs.Float64("escape", 0.01, "target escape rate (defects passed), 0..1; needs defects in DIR")
+	use := fs.String("use", "frr", "which threshold --write and the snippet take: frr, escape or f1")
+	png := fs.String("png", "calibrate.png", "PNG plot of the score distributions (\"\": none)")
+	write := fs.Bool("write", false, "write the threshold into the config file (atomically: a running daemon reloads it)")
+	var dir string
+	dir, args = lastArg(args)
+	if code, ok := parseFlags(fs, synopsis, args, stdout, stderr); !ok {
+		return code
+	}
+	usage := func(msg string) int {
+		fmt.Fprintf(stderr, "adtrd calibrate: %s (usage: %s)\n", msg, synopsis)
+		return 2
+	}
+	pick := map[string]string{"frr": "false-reject rate", "escape": "escape rate", "f1": "best F1"}[*use]
+	switch {
+	case *cfgPath == "":
+		return usage("-c FILE is required")
+	case dir == "":
+		return usage("no DIR")
+	case !(*frr >= 0 && *frr < 1):
+		return usage(fmt.Sprintf("--false-reject %v: want a rate in 0..1", *frr))
+	case !(*esc >= 0 && *esc < 1):
+		return usage(fmt.Sprintf("--escape %v: want a rate in 0..1", *esc))
+	case pick == "":
+		return usage(fmt.Sprintf("--use %q: want frr, escape or f1", *use))
+	}
+	goodPaths, badPaths, err := calibrationImages(dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "adtrd calibrate: %v\n", err)
+		return 2
+	}
+	if pick != "false-reject rate" && len(badPaths) == 0 {
+		return usage(fmt.Sprintf("--use %s needs defects in DIR (MVTec layout)", *use))
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "adtrd calibrate: %v\n", err)
+		return 2
+	}
+	gen, err := daemon.BuildGeneration(0, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		fmt.Fprintf(stderr, "adtrd calibrate: %v\n", err)
+		return 1
+	}
+	defer gen.Close()
+	fit := capture.Fit(cfg.Capture.Replay.Fit)
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "adtrd calibrate: %v\n", err)
+		return 1
+	}
+	good, err := evaluate.ScoreImages(gen, goodPaths, fit)
+	if err != nil {
+		return fail(err)
+	}
+	bad, err := evaluate.ScoreImages(gen, badPaths, fit)
+	if err != nil {
+		return fail(err)
+	}
+	points, err := calibrate.Propose(good, bad, *frr, *esc)
+	if err != nil {
+		return fail(err)
+	}
+	return calibrateReport(stdout, stderr, *cfgPath, *png, *write, pick, *frr, good, bad, points)
+}
+
+func calibrateReport(stdout, stderr io.Writer, cfgPath, png string, write bool, pick string, frr float64, good, bad []float64, points []calibrate.Point) int {
+	fmt.Fprintf(stdout, "%d good and %d defective images scored\n\n%s\n", len(good), len(bad), calibrate.Histogram(good, bad, points, 20))
+	var chosen calibrate.Point
+	for _, p := range points {
+		fmt.Fprintf(stdout, "%-17s threshold %.4f: false rejects %d of %d (rate %.4f, 95%% upper bound %.4f)", p.Name, p.Threshold, p.FalseRej, p.Good, p.FRR, p.FRRUpper)
+		if p.Defective > 0 {
+			fmt.Fprintf(stdout, ", escapes %d of %d (rate %.4f, upper bound %.4f), F1 %.3f", p.Escapes, p.Defective, p.Escape, p.EscapeUp, p.F1)
+		}
+		fmt.Fprintln(stdout)
+		if p.Name == pick {
+			chosen = p
+		}
+	}
+	if first := points[0]; !first.Sufficient {
+		fmt.Fprintf(stdout, "too few good images for a false-reject rate of %g: %d without a false reject bound it at %.4f at best (95%%); %d are needed\n",
+			frr, first.Good, calibrate.UpperBound(0, first.Good), calibrate.Needed(frr))
+	}
+	if png != "" {
+		if err := calibrate.Plot(png, good, bad, points); err != nil {
+			fmt.Fprintf(stderr, "adtrd calibrate: %s: %v\n", png, err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "plot: %s\n", png)
+	}
+	fmt.Fprintf(stdout, "config snippet (%s):\nthreshold: %.4f\n", chosen.Name, chosen.Threshold)
+	if write {
+		if err := calibrate.WriteThreshold(cfgPath, chosen.Threshold); err != nil {
+			fmt.Fprintf(stderr, "adtrd calibrate: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "%s: threshold set to %.4f\n", cfgPath, chosen.Threshold)
+	}
+	return 0
+}
+
 func evalCmd(args []string, stdout, stderr io.Writer) int {
 	const synopsis = "adtrd eval -c FILE [--json] DIR"
 	fs := flag.NewFlagSet("adtrd eval", flag.ContinueOnError)
@@ -132,9 +279,7 @@ func evalCmd(args []string, stdout, stderr io.Writer) int {
 	// DIR comes last: taken off before parsing, so a stray word before it is still an
 	// "unexpected argument".
 	var dir string
-	if n := len(args); n > 0 && !strings.HasPrefix(args[n-1], "-") {
-		dir, args = args[n-1], args[:n-1]
-	}
+	dir, args = lastArg(args)
 	if code, ok := parseFlags(fs, synopsis, args, stdout, stderr); !ok {
 		return code
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"math"
 	"net"
 	"os"
@@ -479,25 +480,7 @@ func TestTFLiteLinesGoThroughTheLogger(t *testing.T) {
 // scores. The confusion matches the demo's decisions at the metadata's threshold.
 func TestEvalAgreesWithTheToolkit(t *testing.T) {
 	lib, py := testlib.TFLiteLibrary(t), testlib.Python(t)
-	root := filepath.Join(t.TempDir(), "demo")
-	frames, _ := filepath.Glob(testlib.Demo("frames", "*.png"))
-	for _, f := range frames {
-		b := strings.TrimSuffix(filepath.Base(f), ".png")
-		_, kind, _ := strings.Cut(b, "_")
-		dst := filepath.Join(root, "test", kind, b+".png")
-		os.MkdirAll(filepath.Dir(dst), 0o755)
-		data, _ := os.ReadFile(f)
-		os.WriteFile(dst, data, 0o644)
-		if kind != "good" {
-			mask, _ := os.ReadFile(testlib.Demo("frames", "masks", b+"_mask.png"))
-			os.MkdirAll(filepath.Join(root, "ground_truth", kind), 0o755)
-			os.WriteFile(filepath.Join(root, "ground_truth", kind, b+"_mask.png"), mask, 0o644)
-		}
-	}
-	// the toolkit's Dataset wants a train split too (adtrd eval does not read it)
-	os.MkdirAll(filepath.Join(root, "train", "good"), 0o755)
-	good, _ := os.ReadFile(testlib.Demo("frames", "000_good.png"))
-	os.WriteFile(filepath.Join(root, "train", "good", "000.png"), good, 0o644)
+	root := demoMVTec(t)
 	cfg := filepath.Join(t.TempDir(), "eval.yaml")
 	os.WriteFile(cfg, []byte("model:\n  path: "+testlib.Demo("adtr.tflite")+"\n  library: "+lib+"\ncapture:\n  replay:\n    path: "+root+"\n"), 0o644)
 	var out, errb bytes.Buffer
@@ -568,4 +551,88 @@ print(json.dumps({"image": r.image_auroc, "pixel": r.pixel_auroc, "per_kind": r.
 		t.Errorf("confusion %+v for %d good, %d defective", c, got.Good, got.Defective)
 	}
 	t.Logf("adtrd eval: image %.6f, pixel %.6f; toolkit: %.6f, %.6f", got.ImageAUROC, got.PixelAUROC, want.Image, want.Pixel)
+}
+
+// demoMVTec lays the demo frames out as MVTec AD: test/good, test/<kind> with masks in
+// ground_truth/<kind>, and one train/good image (the toolkit's Dataset wants one).
+func demoMVTec(t *testing.T) string {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "demo")
+	frames, _ := filepath.Glob(testlib.Demo("frames", "*.png"))
+	for _, f := range frames {
+		b := strings.TrimSuffix(filepath.Base(f), ".png")
+		_, kind, _ := strings.Cut(b, "_")
+		dst := filepath.Join(root, "test", kind, b+".png")
+		os.MkdirAll(filepath.Dir(dst), 0o755)
+		data, _ := os.ReadFile(f)
+		os.WriteFile(dst, data, 0o644)
+		if kind != "good" {
+			mask, _ := os.ReadFile(testlib.Demo("frames", "masks", b+"_mask.png"))
+			os.MkdirAll(filepath.Join(root, "ground_truth", kind), 0o755)
+			os.WriteFile(filepath.Join(root, "ground_truth", kind, b+"_mask.png"), mask, 0o644)
+		}
+	}
+	os.MkdirAll(filepath.Join(root, "train", "good"), 0o755)
+	good, _ := os.ReadFile(testlib.Demo("frames", "000_good.png"))
+	os.WriteFile(filepath.Join(root, "train", "good", "000.png"), good, 0o644)
+	return root
+}
+
+// calibrate on the demo's labelled frames proposes thresholds that separate them,
+// writes the chosen one into the config (which the daemon then accepts), and says
+// that 8 good images cannot bound a false-reject rate of 0.001.
+func TestCalibrateWritesAThresholdTheDaemonUses(t *testing.T) {
+	lib := testlib.TFLiteLibrary(t)
+	root := demoMVTec(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "line.yaml")
+	os.WriteFile(cfg, []byte("# the line's config\nmodel:\n  path: "+testlib.Demo("adtr.tflite")+"\n  library: "+lib+
+		"\ncapture:\n  replay:\n    path: "+root+"\nthreshold: 50 # too high: escapes\n"), 0o644)
+	png := filepath.Join(dir, "scores.png")
+	var out, errb bytes.Buffer
+	if code := realMain(context.Background(), []string{"calibrate", "-c", cfg, "--use", "f1", "--png", png, "--write", root}, &out, &errb); code != 0 {
+		t.Fatalf("calibrate: exit %d: %s", code, errb.String())
+	}
+	for _, want := range []string{"9 good and 8 defective images scored", "<- best F1", "too few good images for a false-reject rate of 0.001", "2995 are needed", "threshold set to"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if b, err := os.ReadFile(png); err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
+		t.Errorf("plot %s: %v", png, err)
+	}
+	text, _ := os.ReadFile(cfg)
+	if !strings.HasPrefix(string(text), "# the line's config\n") || strings.Contains(string(text), "threshold: 50") {
+		t.Fatalf("config after --write:\n%s", text)
+	}
+	// the written threshold: every demo defect rejected, every good part passed
+	out.Reset()
+	if code := realMain(context.Background(), []string{"eval", "-c", cfg, "--json", root}, &out, &errb); code != 0 {
+		t.Fatalf("eval: exit %d: %s", code, errb.String())
+	}
+	var rep struct {
+		Confusion struct{ TruePositive, Escapes, FalseRejects, TrueNegative int }
+	}
+	json.Unmarshal(out.Bytes(), &rep)
+	if c := rep.Confusion; c.TruePositive != 8 || c.TrueNegative != 8 {
+		t.Fatalf("at the written threshold: %+v", c)
+	}
+	// what calibrate refuses, before scoring anything
+	goodOnly := filepath.Join(root, "test", "good")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--false-reject", "2", root}, "--false-reject 2: want a rate in 0..1"},
+		{[]string{"--escape", "NaN", root}, "--escape NaN: want a rate in 0..1"},
+		{[]string{"--use", "best", root}, `--use "best": want frr, escape or f1`},
+		{[]string{"--use", "escape", goodOnly}, "needs defects in DIR"},
+		{[]string{filepath.Join(dir, "nothing")}, "no images"},
+	} {
+		errb.Reset()
+		code := realMain(context.Background(), append([]string{"calibrate", "-c", cfg}, tc.args...), io.Discard, &errb)
+		if code != 2 || !strings.Contains(errb.String(), tc.want) || strings.Count(errb.String(), "\n") != 1 {
+			t.Errorf("%v: exit %d, stderr %q, want %q", tc.args, code, errb.String(), tc.want)
+		}
+	}
 }

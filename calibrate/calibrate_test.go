@@ -1,0 +1,135 @@
+package calibrate_test
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/adtrd/adtrd/calibrate"
+	"github.com/adtrd/adtrd/internal/testlib"
+)
+
+// UpperBound is the Clopper-Pearson bound scipy gives (beta.ppf(0.95, k+1, n-k)), and
+// its k = 0 case the closed form; Needed is the smallest sample meeting a rate.
+func TestUpperBoundEqualsScipy(t *testing.T) {
+	py := testlib.Python(t)
+	cases := [][2]int{{0, 20}, {0, 3000}, {1, 100}, {5, 100}, {50, 1000}, {99, 100}}
+	b, _ := json.Marshal(cases)
+	out, err := exec.Command(py, "-c", `import json, sys
+from scipy.stats import beta
+print(json.dumps([float(beta.ppf(0.95, k + 1, n - k)) for k, n in json.loads(sys.argv[1])]))`, string(b)).Output()
+	if err != nil {
+		t.Fatalf("scipy: %v", err)
+	}
+	var want []float64
+	json.Unmarshal(out, &want)
+	for i, c := range cases {
+		if got := calibrate.UpperBound(c[0], c[1]); math.Abs(got-want[i]) > 1e-9 {
+			t.Errorf("UpperBound(%d, %d) = %.12f, scipy %.12f", c[0], c[1], got, want[i])
+		}
+	}
+	if got, want := calibrate.UpperBound(0, 3000), 1-math.Pow(0.05, 1.0/3000); math.Abs(got-want) > 1e-12 {
+		t.Errorf("k = 0: %v, closed form %v", got, want)
+	}
+	if n := calibrate.Needed(0.001); n != 2995 || calibrate.UpperBound(0, n) > 0.001 || calibrate.UpperBound(0, n-1) <= 0.001 {
+		t.Errorf("Needed(0.001) = %d", n)
+	}
+}
+
+func TestPropose(t *testing.T) {
+	good := []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	for _, tc := range []struct {
+		name      string
+		bad       []float64
+		frr, esc  float64
+		want      []float64 // thresholds, in Propose's order
+		falseRejs []int
+	}{
+		// good images alone, no false reject allowed: just above the highest
+		{"good only", nil, 0, 0.01, []float64{10.01}, []int{0}},
+		// one false reject in ten allowed: between the two highest good scores
+		{"good only, 10 %", nil, 0.1, 0.01, []float64{9.5}, []int{1}},
+		// separable defects: every threshold between the classes
+		{"separable", []float64{20, 30}, 0, 0, []float64{15, 15, 15}, []int{0, 0, 0}},
+		// overlap: frr 0 lets the defect at 9.7 escape; escape 0 rejects the good 10; F1
+		// (0.8 against 0.67) picks the escape-free one
+		{"overlap", []float64{9.7, 30}, 0, 0, []float64{20, 9.35, 9.35}, []int{0, 1, 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ps, err := calibrate.Propose(good, tc.bad, tc.frr, tc.esc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ps) != len(tc.want) {
+				t.Fatalf("%d points, want %d: %+v", len(ps), len(tc.want), ps)
+			}
+			for i, p := range ps {
+				if math.Abs(p.Threshold-tc.want[i]) > 1e-9 || p.FalseRej != tc.falseRejs[i] {
+					t.Errorf("%s: threshold %v with %d false rejects, want %v and %d", p.Name, p.Threshold, p.FalseRej, tc.want[i], tc.falseRejs[i])
+				}
+			}
+		})
+	}
+	if _, err := calibrate.Propose([]float64{1, math.NaN()}, nil, 0, 0); err == nil {
+		t.Error("a NaN score was accepted")
+	}
+	if _, err := calibrate.Propose(nil, []float64{1}, 0, 0); err == nil {
+		t.Error("no good images was accepted")
+	}
+}
+
+// WriteThreshold changes only the threshold line, adds one when there is none, never
+// writes a config the daemon would refuse, and replaces the file by rename (a new
+// inode: the watcher sees one complete file) keeping its mode.
+func TestWriteThreshold(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, before, after string
+		bad                 bool
+	}{
+		// the key replaced, the comment before the value dropped, others kept
+		{"replace", "# line 3\nthreshold: 19.0  # old\nfail_safe: reject\n", "# line 3\nthreshold: 12.3457 # old\nfail_safe: reject\n", false},
+		// no threshold yet: appended
+		{"append", "fail_safe: reject\n", "fail_safe: reject\nthreshold: 12.3457 # set by adtrd calibrate\n", false},
+		// a nested key of that name would not be the top-level one: appended at the top level
+		{"nested only", "model:\n  path: x\n", "model:\n  path: x\nthreshold: 12.3457 # set by adtrd calibrate\n", false},
+		// a config the daemon refuses stays as it was
+		{"invalid", "treshold: 3\n", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, tc.name+".yaml")
+			os.WriteFile(p, []byte(tc.before), 0o640)
+			before, _ := os.Stat(p)
+			err := calibrate.WriteThreshold(p, 12.345678)
+			got, _ := os.ReadFile(p)
+			if tc.bad {
+				if err == nil || string(got) != tc.before {
+					t.Fatalf("err %v, file now %q", err, got)
+				}
+				return
+			}
+			if err != nil || string(got) != tc.after {
+				t.Fatalf("err %v, file %q, want %q", err, got, tc.after)
+			}
+			after, _ := os.Stat(p)
+			if os.SameFile(before, after) || after.Mode().Perm() != 0o640 {
+				t.Fatalf("not replaced by rename (same file %v) or mode %v", os.SameFile(before, after), after.Mode())
+			}
+			if m, _ := filepath.Glob(filepath.Join(dir, ".*")); len(m) != 0 {
+				t.Fatalf("temporary files left: %v", m)
+			}
+		})
+	}
+}
+
+func TestHistogramMarksThresholds(t *testing.T) {
+	ps, _ := calibrate.Propose([]float64{1, 2, 3}, []float64{9}, 0, 0)
+	h := calibrate.Histogram([]float64{1, 2, 3}, []float64{9}, ps, 10)
+	if !strings.Contains(h, "<- false-reject rate 6.0000") || strings.Count(h, "\n") != 11 {
+		t.Fatalf("histogram:\n%s", h)
+	}
+}
