@@ -38,6 +38,9 @@ const usage = `usage:
                                  propose a threshold from DIR's scores (good images, or an
                                  MVTec-layout folder with defects); --write sets it in FILE
   adtrd eval -c FILE [--json] DIR
+  adtrd bench -c FILE [-n N] [--fps F] [--json]
+                                 frames/s and per-stage latency of the whole pipeline (simulated
+                                 outputs) and of the bare Invoke loop, same engine, same run
                                  image / pixel AUROC, per defect kind, and the confusion at
                                  the threshold, of the config's model on an MVTec-layout folder
   adtrd preprocess --size N [--fit resize|crop] FILE...
@@ -80,6 +83,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return evalCmd(args[1:], stdout, stderr)
 	case "calibrate":
 		return calibrateCmd(args[1:], stdout, stderr)
+	case "bench":
+		return benchCmd(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "adtrd: unknown command %q\n%s", args[0], usage)
 	return 2

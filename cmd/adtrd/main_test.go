@@ -636,3 +636,41 @@ func TestCalibrateWritesAThresholdTheDaemonUses(t *testing.T) {
 		}
 	}
 }
+
+// bench measures the pipeline and the bare Invoke loop in one run (no timing is
+// asserted: speed goals live in benchmarks): every stage's percentiles in order, the
+// ratio the quotient of the two rates, and no pulse on a real output (simulated pins).
+func TestBenchReports(t *testing.T) {
+	lib := testlib.TFLiteLibrary(t)
+	cfg := filepath.Join(t.TempDir(), "bench.yaml")
+	os.WriteFile(cfg, []byte("model:\n  path: "+testlib.Demo("adtr.tflite")+"\n  library: "+lib+"\ncapture:\n  replay:\n    path: "+testlib.Demo("frames")+"\n"), 0o644)
+	var out, errb bytes.Buffer
+	if code := realMain(context.Background(), []string{"bench", "-c", cfg, "-n", "12", "--fps", "0", "--json"}, &out, &errb); code != 0 {
+		t.Fatalf("bench: exit %d: %s", code, errb.String())
+	}
+	var rep BenchReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if rep.Frames != 12 || !(rep.PipelineFPS > 0) || !(rep.BareFPS > 0) || math.Abs(rep.Ratio-rep.PipelineFPS/rep.BareFPS) > 1e-9 || len(rep.Stages) != len(benchStages) {
+		t.Fatalf("report %+v", rep)
+	}
+	for name, l := range rep.Stages {
+		if !(l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.Max && l.Max > 0 || name == "scoring" && l.Max >= 0) {
+			t.Errorf("%s: %+v out of order", name, l)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-n", "5"}, "-n 5: want 10..1000000"},
+		{[]string{"--fps", "-3"}, "--fps -3: want 0..10000"},
+		{[]string{"--fps", "NaN"}, "--fps NaN: want 0..10000"},
+	} {
+		errb.Reset()
+		if code := realMain(context.Background(), append([]string{"bench", "-c", cfg}, tc.args...), io.Discard, &errb); code != 2 || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("%v: exit %d, %q", tc.args, code, errb.String())
+		}
+	}
+}
