@@ -136,6 +136,15 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// exitFor is a failed command's exit status: 2 for bad input (an image or folder
+// that cannot be read as one, a layout that is not MVTec's), 1 for the rest.
+func exitFor(err error) int {
+	if errors.Is(err, capture.ErrFrame) || errors.Is(err, capture.ErrSource) || errors.Is(err, evaluate.ErrLayout) {
+		return 2
+	}
+	return 1
+}
+
 // lastArg takes the last argument off as a command's DIR, unless it is a flag.
 func lastArg(args []string) (string, []string) {
 	if n := len(args); n > 0 && !strings.HasPrefix(args[n-1], "-") {
@@ -195,10 +204,10 @@ func calibrateCmd(args []string, stdout, stderr io.Writer) int {
 		return usage("-c FILE is required")
 	case dir == "":
 		return usage("no DIR")
-	case !(*frr >= 0 && *frr < 1):
-		return usage(fmt.Sprintf("--false-reject %v: want a rate in 0..1", *frr))
-	case !(*esc >= 0 && *esc < 1):
-		return usage(fmt.Sprintf("--escape %v: want a rate in 0..1", *esc))
+	case !(*frr > 0 && *frr < 1):
+		return usage(fmt.Sprintf("--false-reject %v: want a rate between 0 and 1, both excluded", *frr))
+	case !(*esc > 0 && *esc < 1):
+		return usage(fmt.Sprintf("--escape %v: want a rate between 0 and 1, both excluded", *esc))
 	case pick == "":
 		return usage(fmt.Sprintf("--use %q: want frr, escape or f1", *use))
 	}
@@ -224,7 +233,7 @@ func calibrateCmd(args []string, stdout, stderr io.Writer) int {
 	fit := capture.Fit(cfg.Capture.Replay.Fit)
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "adtrd calibrate: %v\n", err)
-		return 1
+		return exitFor(err)
 	}
 	good, err := evaluate.ScoreImages(gen, goodPaths, fit)
 	if err != nil {
@@ -315,7 +324,7 @@ func evalCmd(args []string, stdout, stderr io.Writer) int {
 	rep, err := evaluate.Run(gen, items, capture.Fit(cfg.Capture.Replay.Fit))
 	if err != nil {
 		fmt.Fprintf(stderr, "adtrd eval: %v\n", err)
-		return 1
+		return exitFor(err)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)

@@ -8,6 +8,9 @@ import (
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
+	"image"
+	"image/draw"
+	"image/png"
 	"io"
 	"math"
 	"net"
@@ -623,8 +626,9 @@ func TestCalibrateWritesAThresholdTheDaemonUses(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--false-reject", "2", root}, "--false-reject 2: want a rate in 0..1"},
-		{[]string{"--escape", "NaN", root}, "--escape NaN: want a rate in 0..1"},
+		{[]string{"--false-reject", "2", root}, "--false-reject 2: want a rate between 0 and 1, both excluded"},
+		{[]string{"--false-reject", "0", root}, "--false-reject 0: want a rate between 0 and 1"},
+		{[]string{"--escape", "NaN", root}, "--escape NaN: want a rate between 0 and 1"},
 		{[]string{"--use", "best", root}, `--use "best": want frr, escape or f1`},
 		{[]string{"--use", "escape", goodOnly}, "needs defects in DIR"},
 		{[]string{filepath.Join(dir, "nothing")}, "no images"},
@@ -672,5 +676,95 @@ func TestBenchReports(t *testing.T) {
 		if code := realMain(context.Background(), append([]string{"bench", "-c", cfg}, tc.args...), io.Discard, &errb); code != 2 || !strings.Contains(errb.String(), tc.want) {
 			t.Errorf("%v: exit %d, %q", tc.args, code, errb.String())
 		}
+	}
+}
+
+// eval and calibrate on the inputs real folders hold: odd but valid images are scored
+// (grey expanded to RGB, alpha dropped, 16-bit samples >> 8, masks of another size
+// resized as the toolkit does), bad ones are one line naming the file, exit 2.
+func TestEvalAndCalibrateOnOddAndBadFolders(t *testing.T) {
+	lib := testlib.TFLiteLibrary(t)
+	decode := func(t *testing.T, name string) image.Image {
+		f, err := os.Open(testlib.Demo("frames", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		img, err := png.Decode(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return img
+	}
+	save := func(t *testing.T, path string, img image.Image) {
+		f, _ := os.Create(path)
+		defer f.Close()
+		if err := png.Encode(f, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	convert := func(src image.Image, dst draw.Image) image.Image {
+		draw.Draw(dst, dst.Bounds(), src, src.Bounds().Min, draw.Src)
+		return dst
+	}
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, root string) string // returns the DIR to give
+		code  int
+		want  string // in stderr ("" = ok)
+	}{
+		// a grey, an RGBA and a 16-bit grey good part, and a mask at a quarter size
+		{"odd images", func(t *testing.T, root string) string {
+			g := decode(t, "000_good.png")
+			b := g.Bounds()
+			save(t, filepath.Join(root, "test", "good", "g8.png"), convert(g, image.NewGray(b)))
+			save(t, filepath.Join(root, "test", "good", "rgba.png"), convert(g, image.NewNRGBA(b)))
+			save(t, filepath.Join(root, "test", "good", "g16.png"), convert(g, image.NewGray16(b)))
+			m := decode(t, filepath.Join("masks", "001_scratch_mask.png"))
+			small := image.NewGray(image.Rect(0, 0, b.Dx()/4, b.Dy()/4))
+			for y := range small.Bounds().Dy() {
+				for x := range small.Bounds().Dx() {
+					small.Set(x, y, m.At(4*x, 4*y))
+				}
+			}
+			save(t, filepath.Join(root, "ground_truth", "scratch", "001_scratch_mask.png"), small)
+			return root
+		}, 0, ""},
+		// a truncated PNG among the good parts
+		{"truncated image", func(t *testing.T, root string) string {
+			os.WriteFile(filepath.Join(root, "test", "good", "cut.png"), []byte("\x89PNG\r\n\x1a\n\x00\x00"), 0o644)
+			return root
+		}, 2, "cut.png"},
+		// a folder that does not exist
+		{"missing folder", func(t *testing.T, root string) string { return filepath.Join(root, "nope") }, 2, "nope"},
+		// an empty folder
+		{"empty folder", func(t *testing.T, root string) string {
+			d := filepath.Join(root, "empty")
+			os.Mkdir(d, 0o755)
+			return d
+		}, 2, "empty"},
+		// good/ without images
+		{"no good images", func(t *testing.T, root string) string {
+			os.RemoveAll(filepath.Join(root, "test", "good"))
+			os.Mkdir(filepath.Join(root, "test", "good"), 0o755)
+			return root
+		}, 2, "good"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := demoMVTec(t)
+			dir := tc.setup(t, root)
+			cfg := filepath.Join(t.TempDir(), "c.yaml")
+			os.WriteFile(cfg, []byte("model:\n  path: "+testlib.Demo("adtr.tflite")+"\n  library: "+lib+"\ncapture:\n  replay:\n    path: "+testlib.Demo("frames")+"\n"), 0o644)
+			for _, cmd := range [][]string{{"eval", "-c", cfg, dir}, {"calibrate", "-c", cfg, "--png", "", dir}} {
+				var errb bytes.Buffer
+				code := realMain(context.Background(), cmd, io.Discard, &errb)
+				if tc.name == "no good images" && cmd[0] == "calibrate" {
+					continue // calibrate then takes train/good as the good images: see calibrationImages
+				}
+				if code != tc.code || !strings.Contains(errb.String(), tc.want) || (tc.code != 0 && strings.Count(errb.String(), "\n") != 1) {
+					t.Errorf("%s: exit %d, stderr %q; want %d and %q", cmd[0], code, errb.String(), tc.code, tc.want)
+				}
+			}
+		})
 	}
 }
