@@ -90,12 +90,14 @@ type Options struct {
 // operator must hear about (a delegate that fell back to the CPU).
 type Warning string
 
-// LibrarySearch lists where Open looks when no path is given: beside the binary,
-// /usr/lib/adtrd, then the dynamic loader's own search (the bare name).
+// LibrarySearch lists where Open looks when no path is given: beside the binary, in
+// ../lib/adtrd from it (the .deb's layout wherever its tree is unpacked), /usr/lib/adtrd,
+// then the dynamic loader's own search (the bare name).
 func LibrarySearch() []string {
 	var out []string
 	if exe, err := os.Executable(); err == nil {
-		out = append(out, filepath.Join(filepath.Dir(exe), LibraryName))
+		dir := filepath.Dir(exe)
+		out = append(out, filepath.Join(dir, LibraryName), filepath.Join(dir, "..", "lib", "adtrd", LibraryName))
 	}
 	return append(out, filepath.Join("/usr/lib/adtrd", LibraryName), LibraryName)
 }
