@@ -136,6 +136,22 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// openModel loads a line tool's config and builds its generation (the engine, scorer
+// and threshold run would use). On failure gen is nil and code the exit status: 2 for
+// the config, 1 for the model.
+func openModel(cmd, path string, stderr io.Writer) (cfg config.Config, gen *daemon.Generation, code int) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
+		return cfg, nil, 2
+	}
+	if gen, err = daemon.BuildGeneration(0, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
+		return cfg, nil, 1
+	}
+	return cfg, gen, 0
+}
+
 // exitFor is a failed command's exit status: 2 for bad input (an image or folder
 // that cannot be read as one, a layout that is not MVTec's), 1 for the rest.
 func exitFor(err error) int {
@@ -219,15 +235,9 @@ func calibrateCmd(args []string, stdout, stderr io.Writer) int {
 	if pick != "false-reject rate" && len(badPaths) == 0 {
 		return usage(fmt.Sprintf("--use %s needs defects in DIR (MVTec layout)", *use))
 	}
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "adtrd calibrate: %v\n", err)
-		return 2
-	}
-	gen, err := daemon.BuildGeneration(0, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		fmt.Fprintf(stderr, "adtrd calibrate: %v\n", err)
-		return 1
+	cfg, gen, code := openModel("adtrd calibrate", *cfgPath, stderr)
+	if gen == nil {
+		return code
 	}
 	defer gen.Close()
 	fit := capture.Fit(cfg.Capture.Replay.Fit)
@@ -310,15 +320,9 @@ func evalCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "adtrd eval: %v\n", err)
 		return 2
 	}
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "adtrd eval: %v\n", err)
-		return 2
-	}
-	gen, err := daemon.BuildGeneration(0, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		fmt.Fprintf(stderr, "adtrd eval: %v\n", err)
-		return 1
+	cfg, gen, code := openModel("adtrd eval", *cfgPath, stderr)
+	if gen == nil {
+		return code
 	}
 	defer gen.Close()
 	rep, err := evaluate.Run(gen, items, capture.Fit(cfg.Capture.Replay.Fit))

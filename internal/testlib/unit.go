@@ -17,12 +17,17 @@ func Tool(t testing.TB, name string) string {
 	if err == nil {
 		return path
 	}
-	msg := name + " missing: scripts/install-debs.sh installs it"
+	missing(t, name+" missing: scripts/install-debs.sh installs it")
+	return ""
+}
+
+// missing skips the test, saying why, or fails it under ADTRD_REQUIRE_TOOLS.
+func missing(t testing.TB, msg string) {
+	t.Helper()
 	if os.Getenv("ADTRD_REQUIRE_TOOLS") != "" {
 		t.Fatal(msg)
 	}
 	t.Skip(msg)
-	return ""
 }
 
 // VerifyUnit runs `systemd-analyze verify` on unit inside a root that has this
@@ -74,10 +79,6 @@ func Python(t testing.TB) string {
 	if _, err := os.Stat(p); err == nil {
 		return p
 	}
-	msg := p + " missing: `make venv` makes it"
-	if os.Getenv("ADTRD_REQUIRE_TOOLS") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	missing(t, p+" missing: `make venv` makes it")
 	return ""
 }
