@@ -64,6 +64,8 @@ type Tracker interface {
 	Decide(id uint64, reject bool)
 	Fail(id uint64, cause gpio.Cause)
 	SetReady(on bool)
+	// Observe reports what the reject output did for each part (see gpio.Outcome).
+	Observe(f func(gpio.Outcome))
 }
 
 // Decision is what happens to a part.
@@ -138,15 +140,17 @@ type Stats struct {
 }
 
 // Summary is the end-of-run account. Rejects counts reject decisions (by score or by
-// the fail-safe); Line.Pulses is what the reject output did. Escapes and FalseRejects
-// are counted only when frames are labelled (capture.replay.labels), from the
-// decisions: a labelled defect decided pass is an escape, a labelled good part
-// decided reject a false reject.
+// the fail-safe); Unpulsed those of them the reject output did not act on (the part
+// was not tracked, its decision came after its reject time, or rejects were
+// inhibited); Line.Pulses is what the reject output did. Escapes and FalseRejects are
+// counted only when frames are labelled (capture.replay.labels), from what the output
+// did: a labelled defect that was not pulsed is an escape, a labelled good part that
+// was pulsed a false reject.
 type Summary struct {
-	Frames, Rejects, Dropped, BadFrames, InferErrors, CameraErrors uint64
-	Labelled                                                       bool
-	Escapes, FalseRejects                                          Tally
-	Line                                                           gpio.Stats // the output side, filled by the caller
+	Frames, Rejects, Unpulsed, Dropped, BadFrames, InferErrors, CameraErrors uint64
+	Labelled                                                                 bool
+	Escapes, FalseRejects                                                    Tally
+	Line                                                                     gpio.Stats // the output side, filled by the caller
 }
 
 // Tally counts frames and keeps the first MaxNames distinct names among them, so a
@@ -184,9 +188,9 @@ func (s Summary) String() string {
 	if s.Labelled {
 		labels = fmt.Sprintf(", escapes %d, false rejects %d", s.Escapes.N, s.FalseRejects.N)
 	}
-	return fmt.Sprintf("frames %d, rejects %d%s, dropped %d, bad frames %d, inference errors %d, camera errors %d; "+
+	return fmt.Sprintf("frames %d, rejects %d, rejects not pulsed %d%s, dropped %d, bad frames %d, inference errors %d, camera errors %d; "+
 		"line: pulses %d, fail-safes %d, late decisions %d, untracked decisions %d, alarms %d",
-		s.Frames, s.Rejects, labels, s.Dropped, s.BadFrames, s.InferErrors, s.CameraErrors,
+		s.Frames, s.Rejects, s.Unpulsed, labels, s.Dropped, s.BadFrames, s.InferErrors, s.CameraErrors,
 		s.Line.Pulses, s.Line.FailSafes(), s.Line.LateDecisions, s.Line.UnknownDecisions, s.Line.Alarms)
 }
 
@@ -202,8 +206,6 @@ type Pipeline struct {
 	events *Bus
 
 	mu      sync.Mutex
-	escapes Tally
-	falseRj Tally
 	ready   bool
 	running chan struct{} // open while Run runs
 	first   chan struct{} // closed when the first frame is decided
@@ -211,7 +213,41 @@ type Pipeline struct {
 	ran     atomic.Bool   // Run has been called: a pipeline runs once
 	busy    atomic.Bool   // a frame is being inferred and scored
 	last    atomic.Uint64 // the last score's float64 bits
+
+	outcomes outcomes
 }
+
+// outcomes pairs each part's decision with what the output did for it; it has its own
+// lock because the tracker's goroutine reports into it.
+type outcomes struct {
+	sync.Mutex
+	notes             []note // by part ID modulo len
+	unpulsed          uint64
+	escapes, falseRjs Tally
+}
+
+// note is one part's decision and outcome, which arrive in either order (a part not
+// tracked or decided late has its outcome first).
+type note struct {
+	id             uint64
+	name           string
+	truth          truth
+	reject         bool
+	decided, acted bool
+	pulsed         bool
+}
+
+type truth uint8
+
+const (
+	unlabelled truth = iota
+	labelledGood
+	labelledDefect
+)
+
+// noteSlots bounds the parts whose decision and outcome are both awaited: the
+// tracking FIFO holds at most 4096 (tracking.in_flight), the queue a few more.
+const noteSlots = 8192
 
 type swap struct {
 	gen   *Generation
@@ -236,8 +272,67 @@ func New(set Settings, gen *Generation, src Source, line Tracker, log *slog.Logg
 	if bus == nil {
 		bus = NewBus()
 	}
-	return &Pipeline{set: set, gen: gen, swaps: make(chan swap), src: src, line: line, log: log, events: bus,
-		first: make(chan struct{}), jobs: make(chan job, set.Queue)}, nil
+	p := &Pipeline{set: set, gen: gen, swaps: make(chan swap), src: src, line: line, log: log, events: bus,
+		first: make(chan struct{}), jobs: make(chan job, set.Queue)}
+	p.outcomes.notes = make([]note, noteSlots)
+	line.Observe(p.outcome)
+	return p, nil
+}
+
+// decided notes part's decision (reject or not) for the frame named name.
+func (p *Pipeline) decided(part uint64, name string, reject bool, labels config.Labels) {
+	if part == 0 {
+		return
+	}
+	t := unlabelled
+	if labels == config.LabelsName {
+		switch l := label(name); l {
+		case "":
+		case "good":
+			t = labelledGood
+		default:
+			t = labelledDefect
+		}
+	}
+	o := &p.outcomes
+	o.Lock()
+	defer o.Unlock()
+	n := &o.notes[part%noteSlots]
+	if n.id != part {
+		*n = note{id: part}
+	}
+	n.name, n.truth, n.reject, n.decided = filepath.Base(name), t, reject, true
+	o.settle(n)
+}
+
+// outcome is the tracker's report (gpio.Tracker.Observe).
+func (p *Pipeline) outcome(oc gpio.Outcome) {
+	o := &p.outcomes
+	o.Lock()
+	defer o.Unlock()
+	n := &o.notes[oc.Part%noteSlots]
+	if n.id != oc.Part {
+		*n = note{id: oc.Part}
+	}
+	n.acted, n.pulsed = true, oc.Pulsed
+	o.settle(n)
+}
+
+// settle counts a part once both its decision and its outcome are in.
+func (o *outcomes) settle(n *note) {
+	if !n.decided || !n.acted {
+		return
+	}
+	if n.reject && !n.pulsed {
+		o.unpulsed++
+	}
+	switch {
+	case n.truth == labelledDefect && !n.pulsed:
+		o.escapes.Add(n.name)
+	case n.truth == labelledGood && n.pulsed:
+		o.falseRjs.Add(n.name)
+	}
+	*n = note{}
 }
 
 // Events is the bus the pipeline publishes decisions, fail-safes and camera state on.
@@ -351,7 +446,7 @@ loop:
 	if errors.Is(err, capture.ErrEOF) || errors.Is(err, context.Canceled) {
 		err = nil
 	}
-	return p.summary(), err
+	return p.Summary(), err
 }
 
 // capture takes a frame per part: for each trigger, or one per frame (stamped then).
@@ -443,6 +538,7 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 			f.Release()
 			p.Stats.Dropped.Add(1)
 			p.line.Fail(part, gpio.CauseDropped)
+			p.decided(part, f.Name, false, p.Generation().Config.Capture.Replay.Labels)
 			p.events.Publish(Event{Kind: EventFailSafe, Time: time.Now(), Part: part, Cause: gpio.CauseDropped.String()})
 			p.log.Warn("frame dropped: pipeline behind", "seq", f.Seq, "part", part, "queue", cap(out))
 		}
@@ -533,19 +629,7 @@ func (p *Pipeline) record(r Record) {
 			p.log.LogAttrs(context.Background(), lvl, "frame", attrs[:]...)
 		}
 	}
-	if p.gen.Config.Capture.Replay.Labels == config.LabelsName {
-		switch l := label(r.Name); {
-		case l == "":
-		case l == "good" && r.Decision == Reject:
-			p.mu.Lock()
-			p.falseRj.Add(filepath.Base(r.Name))
-			p.mu.Unlock()
-		case l != "good" && r.Decision != Reject:
-			p.mu.Lock()
-			p.escapes.Add(filepath.Base(r.Name))
-			p.mu.Unlock()
-		}
-	}
+	p.decided(r.Part, r.Name, r.Decision == Reject, p.gen.Config.Capture.Replay.Labels)
 	e := Event{Kind: EventDecision, Time: time.Now(), Record: r}
 	if r.Reason == ByScore {
 		e.Map = p.events.putMap(p.gen.Scorer.Grid(), p.gen.Scorer.Params().Grid)
@@ -570,14 +654,19 @@ func label(name string) string {
 	return l
 }
 
-func (p *Pipeline) summary() Summary {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// Summary is the account so far. Escapes, false rejects and rejects not pulsed are
+// counted as parts reach the ejector, so the full account is the one taken after the
+// tracker's Flush.
+func (p *Pipeline) Summary() Summary {
+	labels := p.Generation().Config.Capture.Replay.Labels
+	o := &p.outcomes
+	o.Lock()
+	defer o.Unlock()
 	return Summary{
-		Frames: p.Stats.Frames.Load(), Rejects: p.Stats.Rejects.Load(), Dropped: p.Stats.Dropped.Load(),
+		Frames: p.Stats.Frames.Load(), Rejects: p.Stats.Rejects.Load(), Unpulsed: o.unpulsed, Dropped: p.Stats.Dropped.Load(),
 		BadFrames: p.Stats.BadFrames.Load(), InferErrors: p.Stats.InferErrors.Load(), CameraErrors: p.Stats.CameraErrors.Load(),
-		Labelled: p.gen.Config.Capture.Replay.Labels == config.LabelsName,
-		Escapes:  Tally{p.escapes.N, slices.Clone(p.escapes.Names)}, FalseRejects: Tally{p.falseRj.N, slices.Clone(p.falseRj.Names)},
+		Labelled: labels == config.LabelsName,
+		Escapes:  Tally{o.escapes.N, slices.Clone(o.escapes.Names)}, FalseRejects: Tally{o.falseRjs.N, slices.Clone(o.falseRjs.Names)},
 	}
 }
 

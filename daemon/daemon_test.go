@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -62,6 +63,7 @@ type rigSet struct {
 	FailSafe  gpio.FailSafe
 	Queue     int
 	Labels    config.Labels
+	InFlight  int // the tracking FIFO; 0: 1024
 }
 
 func newRig(t testing.TB, eng daemon.Engine, meta *model.Metadata, src daemon.Source, set rigSet, delay time.Duration) *rig {
@@ -81,7 +83,7 @@ func newRig(t testing.TB, eng daemon.Engine, meta *model.Metadata, src daemon.So
 		Clock:  clock,
 		Reject: gpio.Output{Name: "reject", Pin: sim.Pin("reject")}, Alarm: gpio.Output{Name: "alarm", Pin: sim.Pin("alarm")},
 		Ready: gpio.Output{Name: "ready", Pin: sim.Pin("ready")},
-		Delay: delay, Pulse: time.Millisecond, InFlight: 1024, FailSafe: set.FailSafe, Log: quiet,
+		Delay: delay, Pulse: time.Millisecond, InFlight: cmp.Or(set.InFlight, 1024), FailSafe: set.FailSafe, Log: quiet,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -119,13 +121,12 @@ func newRig(t testing.TB, eng daemon.Engine, meta *model.Metadata, src daemon.So
 
 func (r *rig) run(t testing.TB) daemon.Summary {
 	t.Helper()
-	sum, err := r.p.Run(context.Background())
-	if err != nil {
+	if _, err := r.p.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	r.stop()
 	r.flush(t)
-	return sum
+	return r.p.Summary() // escapes and unpulsed rejects are counted at the ejector
 }
 
 // flush lets every part in flight go by (on the manual clock: at once).

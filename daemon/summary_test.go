@@ -57,11 +57,49 @@ func TestSummaryLabelsOnlyWhereGiven(t *testing.T) {
 	}
 }
 
+// Counts follow what the reject output did (field case 12 C): with a tracking FIFO of
+// one part and the ejector's clock held, every part after the first overflows, so its
+// reject decision never pulses. Those are rejects not pulsed and, labelled, escapes.
+func TestSummaryCountsWhatTheOutputDid(t *testing.T) {
+	for _, tc := range []struct {
+		name                      string
+		v                         float32 // every frame's score
+		inFlight                  int
+		rejects, unpulsed, pulses uint64
+		escapes, falseRjs         uint64
+	}{
+		// all 16 decided reject, only the first (000_good) tracked and pulsed
+		{"FIFO of one, all rejected", 30, 1, 16, 15, 1, 8, 1},
+		// all passed: nothing to pulse, and the defects escape whether tracked or not
+		{"FIFO of one, all passed", 1, 1, 0, 0, 0, 8, 0},
+		// room for every part: every reject pulses
+		{"FIFO of 64, all rejected", 30, 64, 16, 0, 16, 0, 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			eng, meta := newFloat(t, tc.v)
+			r := newRig(t, eng, meta, replay(t, testlib.Demo("frames"), 0), rigSet{Labels: config.LabelsName, InFlight: tc.inFlight}, 0)
+			sum := r.run(t)
+			st := r.line.Stats()
+			if sum.Rejects != tc.rejects || sum.Unpulsed != tc.unpulsed || st.Pulses != tc.pulses ||
+				sum.Escapes.N != tc.escapes || sum.FalseRejects.N != tc.falseRjs {
+				t.Fatalf("summary %s: rejects %d, not pulsed %d, pulses %d, escapes %d, false rejects %d; want %d, %d, %d, %d, %d",
+					sum, sum.Rejects, sum.Unpulsed, st.Pulses, sum.Escapes.N, sum.FalseRejects.N,
+					tc.rejects, tc.unpulsed, tc.pulses, tc.escapes, tc.falseRjs)
+			}
+			if sum.Rejects-sum.Unpulsed != st.Pulses {
+				t.Errorf("rejects %d - not pulsed %d != pulses %d (no fail-safe here)", sum.Rejects, sum.Unpulsed, st.Pulses)
+			}
+		})
+	}
+}
+
 // A Tally keeps its count exact and at most MaxNames distinct names, so the summary of
 // a --loop run stays small.
 func TestTallyIsBounded(t *testing.T) {
 	r := newLoopRig(t, 1)
-	sum := runFor(t, r, 3*16) // three passes over the demo frames, all passed
+	runFor(t, r, 3*16) // three passes over the demo frames, all passed
+	r.flush(t)
+	sum := r.p.Summary()
 	if sum.Escapes.N < 16 || len(sum.Escapes.Names) != 8 {
 		t.Fatalf("escapes %d with names %v: want every pass counted and the 8 defect names once", sum.Escapes.N, sum.Escapes.Names)
 	}

@@ -60,6 +60,14 @@ type Part struct {
 	At time.Time
 }
 
+// Outcome is what the reject output did for one part. The tracker reports one for
+// every part it is given (by Stamp or the trigger input): when it acts on the part at
+// its reject time or, when the FIFO is full, at once (not tracked, not pulsed).
+type Outcome struct {
+	Part   uint64
+	Pulsed bool // the reject output fired for it, on its decision or on the fail-safe
+}
+
 // Stats are the tracker's counters.
 type Stats struct {
 	Edges                                      uint64 // input edges seen, from every input
@@ -151,6 +159,7 @@ type Tracker struct {
 	closeErr  error
 	nextID    atomic.Uint64
 	alarmOn   atomic.Bool
+	observer  atomic.Pointer[func(Outcome)]
 	stats     struct {
 		sync.Mutex
 		s Stats
@@ -360,6 +369,22 @@ func (t *Tracker) ResetAlarm() { t.send(event{kind: evAlarmReset}) }
 // Alarm says whether the alarm is latched.
 func (t *Tracker) Alarm() bool { return t.alarmOn.Load() }
 
+// Observe has f called with every part's Outcome from now on, on the tracker's
+// goroutine: f must return quickly and must not call the tracker. nil stops the calls.
+func (t *Tracker) Observe(f func(Outcome)) {
+	if f == nil {
+		t.observer.Store(nil)
+		return
+	}
+	t.observer.Store(&f)
+}
+
+func (t *Tracker) report(id uint64, pulsed bool) {
+	if f := t.observer.Load(); f != nil {
+		(*f)(Outcome{Part: id, Pulsed: pulsed})
+	}
+}
+
 // Stats returns a copy of the counters.
 func (t *Tracker) Stats() Stats {
 	t.stats.Lock()
@@ -489,6 +514,7 @@ func (t *Tracker) push(id uint64, at time.Time) {
 	if t.tail-t.head == uint64(len(t.ring)) {
 		t.bump(func(s *Stats) { s.Overflows++ })
 		t.raiseAlarm("tracking FIFO full: part not tracked", id)
+		t.report(id, false)
 		return
 	}
 	t.ring[t.tail%uint64(len(t.ring))] = part{
@@ -622,9 +648,10 @@ func (t *Tracker) process(now time.Time) {
 }
 
 func (t *Tracker) act(p *part, now time.Time) {
+	pulsed := false
 	switch {
 	case p.decided && p.reject:
-		t.fire(p, now)
+		pulsed = t.fire(p, now)
 	case p.decided:
 		t.bump(func(s *Stats) { s.Passes++ })
 	default:
@@ -636,20 +663,22 @@ func (t *Tracker) act(p *part, now time.Time) {
 		t.log.Warn("part fell to the fail-safe", "part", p.id, "cause", cause.String(), "fail_safe", t.opt.FailSafe.String())
 		switch t.opt.FailSafe {
 		case FailReject:
-			t.fire(p, now)
+			pulsed = t.fire(p, now)
 		case FailPass:
 			t.bump(func(s *Stats) { s.Passes++ })
 		case FailAlarm:
 			t.raiseAlarm("part not decided: "+cause.String(), p.id)
 		}
 	}
+	t.report(p.id, pulsed)
 }
 
-func (t *Tracker) fire(p *part, now time.Time) {
+// fire starts part p's reject pulse and says whether it did (not when inhibited).
+func (t *Tracker) fire(p *part, now time.Time) bool {
 	if t.inhibited {
 		t.bump(func(s *Stats) { s.Inhibited++ })
 		t.log.Info("reject inhibited", "part", p.id)
-		return
+		return false
 	}
 	if !t.rejectOn {
 		t.rejectOn = true
@@ -677,6 +706,7 @@ func (t *Tracker) fire(p *part, now time.Time) {
 		t.confirms[t.cTail%n] = now.Add(t.opt.ConfirmWindow)
 		t.cTail++
 	}
+	return true
 }
 
 func (t *Tracker) nextWake() (time.Time, bool) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -528,4 +529,58 @@ func TestTriggerFallsBackWithoutEdgeEvents(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no part from the fallback path")
 	}
+}
+
+// Every part gets exactly one Outcome, and Pulsed is what the reject output did for
+// it: decisions, fail-safes, inhibit and a full FIFO (the summary's counts rest on it).
+func TestOutcomeSaysWhatTheOutputDid(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fs   adgpio.FailSafe
+		act  func(r *rig) // stamps parts and decides them
+		want []adgpio.Outcome
+	}{
+		// decided reject, decided pass
+		{"decisions", adgpio.FailReject, func(r *rig) {
+			r.tr.Decide(r.tr.Stamp(t0), true)
+			r.tr.Decide(r.tr.Stamp(t0), false)
+		}, []adgpio.Outcome{{Part: 1, Pulsed: true}, {Part: 2, Pulsed: false}}},
+		// no decision: the fail-safe pulses under reject, not under pass or alarm
+		{"fail-safe reject", adgpio.FailReject, func(r *rig) { r.tr.Stamp(t0) }, []adgpio.Outcome{{Part: 1, Pulsed: true}}},
+		{"fail-safe pass", adgpio.FailPass, func(r *rig) { r.tr.Stamp(t0) }, []adgpio.Outcome{{Part: 1, Pulsed: false}}},
+		{"fail-safe alarm", adgpio.FailAlarm, func(r *rig) { r.tr.Stamp(t0) }, []adgpio.Outcome{{Part: 1, Pulsed: false}}},
+		// a FIFO of 2: the third part is reported at once, not pulsed, and its reject
+		// decision changes nothing
+		{"full FIFO", adgpio.FailPass, func(r *rig) {
+			a, b, c := r.tr.Stamp(t0), r.tr.Stamp(t0), r.tr.Stamp(t0)
+			r.tr.Decide(c, true)
+			r.tr.Decide(a, true)
+			r.tr.Decide(b, true)
+		}, []adgpio.Outcome{{Part: 3, Pulsed: false}, {Part: 1, Pulsed: true}, {Part: 2, Pulsed: true}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, false, func(o *adgpio.Options) { o.FailSafe, o.InFlight = tc.fs, 2 })
+			var got []adgpio.Outcome // appended on the tracker's goroutine, read after Sync
+			r.tr.Observe(func(o adgpio.Outcome) { got = append(got, o) })
+			tc.act(r)
+			r.step(t0.Add(time.Second))
+			r.tr.Sync()
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("outcomes %v, want %v", got, tc.want)
+			}
+		})
+	}
+	t.Run("inhibited", func(t *testing.T) {
+		r := newRig(t, true, nil)
+		var got []adgpio.Outcome
+		r.tr.Observe(func(o adgpio.Outcome) { got = append(got, o) })
+		r.edge(t, r.inhibit, gpio.High)
+		r.edge(t, r.trigger, gpio.High)
+		r.tr.Decide((<-r.tr.Parts()).ID, true)
+		r.step(t0.Add(time.Second))
+		r.tr.Sync()
+		if want := []adgpio.Outcome{{Part: 1, Pulsed: false}}; !slices.Equal(got, want) {
+			t.Fatalf("outcomes %v, want %v", got, want)
+		}
+	})
 }

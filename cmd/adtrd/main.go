@@ -531,7 +531,7 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 			Progress: p.Progress(), Status: status, Health: line.SetHealthy,
 		}, log.With("component", "watchdog"))
 	}()
-	sum, runErr := p.Run(ctx)
+	_, runErr := p.Run(ctx)
 	stop()
 	wg.Wait()
 	// A reload stuck in a read that blocks (a hung network mount) must not hold the
@@ -559,6 +559,9 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 	if flushErr != nil {
 		flushErr = fmt.Errorf("parts still in flight after %v are not ejected (outputs now inactive): %w", wait, flushErr)
 	}
+	// Escapes and rejects not pulsed are counted as parts reach the ejector: the
+	// account is taken once they all have.
+	sum := p.Summary()
 	sum.Line = line.Stats()
 	return sum, errors.Join(runErr, flushErr, line.Close())
 }
