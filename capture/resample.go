@@ -89,13 +89,40 @@ func clip8(v int32) byte {
 
 // resizePillow resizes packed RGB src (sw x sh) into dst (dw x dh, len dw*dh*3).
 func resizePillow(src []byte, sw, sh int, dst []byte, dw, dh int) {
+	newResizer(sw, sh, dw, dh).resize(src, dst)
+}
+
+// resizer is resizePillow for one pair of sizes, its coefficients and the
+// intermediate image made once, so that a camera's frames resize without allocating.
+type resizer struct {
+	sw, sh, dw, dh int
+	ch, cv         resampleCoeffs
+	tmp            []byte // the horizontal pass's rows, when both passes run
+}
+
+func newResizer(sw, sh, dw, dh int) *resizer {
+	r := &resizer{sw: sw, sh: sh, dw: dw, dh: dh}
+	if sw == dw && sh == dh {
+		return r
+	}
+	r.ch, r.cv = precomputeCoeffs(sw, dw), precomputeCoeffs(sh, dh)
+	if sw != dw && sh != dh {
+		first := r.cv.bounds[0]
+		last := r.cv.bounds[dh*2-2] + r.cv.bounds[dh*2-1]
+		r.tmp = make([]byte, dw*(last-first)*3)
+	}
+	return r
+}
+
+// resize writes src (sw x sh RGB) resized into dst (dw x dh RGB).
+func (r *resizer) resize(src, dst []byte) {
+	sw, sh, dw, dh := r.sw, r.sh, r.dw, r.dh
 	needH, needV := sw != dw, sh != dh
 	if !needH && !needV {
 		copy(dst, src)
 		return
 	}
-	ch := precomputeCoeffs(sw, dw)
-	cv := precomputeCoeffs(sh, dh)
+	ch, cv := r.ch, r.cv
 	// Rows the vertical pass reads (ImagingResampleInner's ybox_first/last).
 	first := cv.bounds[0]
 	last := cv.bounds[dh*2-2] + cv.bounds[dh*2-1]
@@ -105,7 +132,7 @@ func resizePillow(src []byte, sw, sh int, dst []byte, dw, dh int) {
 		if !needV {
 			first, rows = 0, sh
 		}
-		tmp = make([]byte, dw*rows*3)
+		tmp = r.tmp
 		if !needV {
 			tmp = dst
 		}

@@ -15,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/internal/safefile"
 )
 
@@ -62,7 +63,68 @@ type External struct {
 type Capture struct {
 	Source Source `yaml:"source"`
 	Replay Replay `yaml:"replay"`
+	Camera Camera `yaml:"camera"`
 	Queue  int    `yaml:"queue"` // frames waiting for inference; when full, new frames are dropped
+}
+
+// Camera is a GStreamer camera (README "Cameras"): a supervised gst-launch-1.0 child
+// whose frames reach the model through the toolkit's resize.
+type Camera struct {
+	// URI as jetson-inference spells it: csi://N, v4l2:///dev/videoN, rtsp://host/path,
+	// gige://NAME-or-IP, or gst://<pipeline head> for anything else.
+	URI       string    `yaml:"uri"`
+	Converter Converter `yaml:"converter"` // videoconvert (default; nvvidconv for csi://)
+	// Width x Height: the frame size GStreamer delivers, in pixels. The camera's own
+	// size keeps the preprocessing the toolkit's (adtrd resizes it to the model's
+	// input); 0 x 0: the model's input size, scaled by GStreamer instead.
+	Width  int     `yaml:"width"`
+	Height int     `yaml:"height"`
+	FPS    float64 `yaml:"fps"` // asked of csi:// and v4l2:// cameras; 0: the camera's rate
+	// Latency: from exposure to the frame's arrival through the pipe; subtracted from
+	// the arrival time to give the frame's capture time.
+	Latency Duration `yaml:"latency"`
+	// Stall: no frame for this long is a lost camera; FirstFrame the allowance after
+	// each (re)start, while RTSP or GigE Vision connects.
+	Stall      Duration `yaml:"stall"`
+	FirstFrame Duration `yaml:"first_frame"`
+	// Restarts back off from BackoffMin, doubling up to BackoffMax.
+	BackoffMin Duration `yaml:"backoff_min"`
+	BackoffMax Duration `yaml:"backoff_max"`
+	V4L2       V4L2     `yaml:"v4l2"`
+	RTSP       RTSP     `yaml:"rtsp"`
+	GigE       GigE     `yaml:"gige"`
+}
+
+// Spec is the camera's pipeline description; frames come at Width x Height, or at
+// the model's input size when those are 0.
+func (c Camera) Spec(model capture.Size) capture.CameraSpec {
+	w, h := c.Width, c.Height
+	if w == 0 || h == 0 {
+		w, h = model.W, model.H
+	}
+	return capture.CameraSpec{
+		URI: c.URI, Converter: capture.Converter(c.Converter), Width: w, Height: h, FPS: c.FPS,
+		V4L2Format: c.V4L2.Format, RTSPTransport: c.RTSP.Transport, RTSPLatency: time.Duration(c.RTSP.Latency),
+		Exposure: c.GigE.Exposure, Gain: c.GigE.Gain, Features: c.GigE.Features,
+	}
+}
+
+// V4L2 options for v4l2:// cameras.
+type V4L2 struct {
+	Format string `yaml:"format"` // "" (raw) or MJPG
+}
+
+// RTSP options for rtsp:// cameras.
+type RTSP struct {
+	Transport string   `yaml:"transport"` // tcp (default) or udp
+	Latency   Duration `yaml:"latency"`   // rtspsrc's jitter buffer
+}
+
+// GigE options for gige:// cameras (aravissrc).
+type GigE struct {
+	Exposure float64           `yaml:"exposure"` // µs; 0: the camera's
+	Gain     float64           `yaml:"gain"`     // dB; 0: the camera's
+	Features map[string]string `yaml:"features"` // GenICam features by name: TriggerMode: "On"
 }
 
 type Replay struct {
@@ -534,6 +596,9 @@ func (c *Config) validate(lines map[string]int, errs *Errors, files bool) {
 	if c.Capture.Source == SourceReplay {
 		missing("capture.replay.path", c.Capture.Replay.Path, "replay path")
 	}
+	if c.Capture.Source == SourceCamera {
+		c.validateCamera(bad)
+	}
 	if c.Capture.Replay.FPS < 0 || c.Capture.Replay.FPS > 1000 {
 		bad("capture.replay.fps", "%v out of range 0..1000", c.Capture.Replay.FPS)
 	}
@@ -546,6 +611,59 @@ func (c *Config) validate(lines map[string]int, errs *Errors, files bool) {
 	c.validateLines(lines, bad)
 	if _, err := parseLevel(c.Log.Level); err != nil {
 		bad("log.level", "%v", err)
+	}
+}
+
+func (c *Config) validateCamera(bad func(key, format string, args ...any)) {
+	cam := c.Capture.Camera
+	if cam.URI == "" {
+		bad("capture.camera.uri", "missing: csi://N, v4l2:///dev/videoN, rtsp://host/path, gige://NAME or gst://<pipeline head>")
+	} else if scheme, _, _ := strings.Cut(cam.URI, "://"); scheme == "file" {
+		bad("capture.camera.uri", "file:// is capture.source: replay with capture.replay.path")
+	} else if _, err := cam.Spec(capture.Size{W: 1, H: 1}).Head(); err != nil {
+		key := "capture.camera.uri"
+		switch {
+		case strings.Contains(err.Error(), "v4l2 format"):
+			key = "capture.camera.v4l2.format"
+		case strings.Contains(err.Error(), "rtsp transport"):
+			key = "capture.camera.rtsp.transport"
+		case strings.Contains(err.Error(), "gige feature"):
+			key = "capture.camera.gige.features"
+		case strings.Contains(err.Error(), "nvvidconv"):
+			key = "capture.camera.converter"
+		}
+		bad(key, "%s", strings.TrimPrefix(err.Error(), capture.ErrURI.Error()+": "))
+	}
+	if (cam.Width == 0) != (cam.Height == 0) || cam.Width < 0 || cam.Height < 0 || cam.Width > 16384 || cam.Height > 16384 {
+		bad("capture.camera.width", "%dx%d: give both width and height in 1..16384, or neither", cam.Width, cam.Height)
+	}
+	if cam.FPS < 0 || cam.FPS > 1000 || math.IsNaN(cam.FPS) {
+		bad("capture.camera.fps", "%v out of range 0..1000", cam.FPS)
+	}
+	for _, d := range []struct {
+		key    string
+		v      Duration
+		lo, hi time.Duration
+	}{
+		{"capture.camera.latency", cam.Latency, 0, 10 * time.Second},
+		{"capture.camera.stall", cam.Stall, 0, time.Minute},
+		{"capture.camera.first_frame", cam.FirstFrame, 0, 5 * time.Minute},
+		{"capture.camera.backoff_min", cam.BackoffMin, 0, time.Minute},
+		{"capture.camera.backoff_max", cam.BackoffMax, 0, 10 * time.Minute},
+		{"capture.camera.rtsp.latency", cam.RTSP.Latency, 0, 10 * time.Second},
+	} {
+		if t := time.Duration(d.v); t < d.lo || t > d.hi {
+			bad(d.key, "%v out of range %v..%v", t, d.lo, d.hi)
+		}
+	}
+	if cam.Stall != 0 && time.Duration(cam.Stall) < 10*time.Millisecond {
+		bad("capture.camera.stall", "%v: under 10ms every frame interval is a stall", time.Duration(cam.Stall))
+	}
+	if e := cam.GigE.Exposure; e < 0 || math.IsNaN(e) || e > 1e8 {
+		bad("capture.camera.gige.exposure", "%v out of range 0..1e8 µs", e)
+	}
+	if math.IsNaN(cam.GigE.Gain) || math.Abs(cam.GigE.Gain) > 100 {
+		bad("capture.camera.gige.gain", "%v out of range -100..100 dB", cam.GigE.Gain)
 	}
 }
 

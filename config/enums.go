@@ -65,10 +65,11 @@ func (o *OnFailure) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, onF
 type Source int
 
 const (
-	SourceReplay Source = iota
+	SourceReplay Source = iota // image files (capture.replay)
+	SourceCamera               // a GStreamer camera (capture.camera)
 )
 
-var sourceNames = []string{"replay"}
+var sourceNames = []string{"replay", "camera"}
 
 func (s Source) String() string                    { return enumString(sourceNames, int(s)) }
 func (s *Source) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, sourceNames, s) }
@@ -187,3 +188,16 @@ func (l Log) SlogLevel() slog.Level {
 	v, _ := parseLevel(l.Level)
 	return v
 }
+
+// Converter is the GStreamer element that converts and scales camera frames.
+type Converter int
+
+const (
+	ConverterVideo Converter = iota // videoconvert + videoscale (CPU, any GStreamer)
+	ConverterNV                     // nvvidconv (a Jetson's VIC)
+)
+
+var converterNames = []string{"videoconvert", "nvvidconv"}
+
+func (c Converter) String() string                    { return enumString(converterNames, int(c)) }
+func (c *Converter) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, converterNames, c) }

@@ -30,7 +30,13 @@ func Check(cfg config.Config, log *slog.Logger) error {
 			errs = append(errs, err)
 		}
 	}
-	if src, err := OpenSource(Sources(), cfg.Capture, size, log); err != nil {
+	if cfg.Capture.Source == config.SourceCamera {
+		// A camera is not opened: another process may hold it, and a check must not
+		// take frames from a running line.
+		if err := capture.CheckCamera(CameraOptions(cfg.Capture.Camera, size, log)); err != nil {
+			errs = append(errs, fmt.Errorf("capture.camera: %w", err))
+		}
+	} else if src, err := OpenSource(Sources(), cfg.Capture, size, log); err != nil {
 		errs = append(errs, err)
 	} else if err := src.Close(); err != nil {
 		errs = append(errs, err)

@@ -3,6 +3,7 @@ package daemon
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
@@ -25,6 +26,20 @@ func Sources() map[config.Source]SourceFactory {
 		config.SourceReplay: func(c config.Capture, size capture.Size, _ *slog.Logger) (ClosableSource, error) {
 			return capture.NewReplay(capture.ReplayOptions{Path: c.Replay.Path, Loop: c.Replay.Loop, FPS: c.Replay.FPS, Fit: capture.Fit(c.Replay.Fit), Size: size})
 		},
+		config.SourceCamera: func(c config.Capture, size capture.Size, log *slog.Logger) (ClosableSource, error) {
+			return capture.NewCamera(CameraOptions(c.Camera, size, log))
+		},
+	}
+}
+
+// CameraOptions are the camera source's options from its config (zero durations take
+// capture's defaults); frames are fitted to size.
+func CameraOptions(c config.Camera, size capture.Size, log *slog.Logger) capture.CameraOptions {
+	return capture.CameraOptions{
+		Spec: c.Spec(size), Size: size, Latency: time.Duration(c.Latency),
+		Stall: time.Duration(c.Stall), FirstFrame: time.Duration(c.FirstFrame),
+		BackoffMin: time.Duration(c.BackoffMin), BackoffMax: time.Duration(c.BackoffMax),
+		Buffers: capture.DefaultBuffers, Log: log,
 	}
 }
 

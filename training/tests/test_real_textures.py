@@ -30,8 +30,13 @@ from adtr.tflite_c import CInterpreter, default_library
 
 SEED = 0
 N_TRAIN = 60  # good images per category (10 % of them held out for the threshold)
-N_TEST_GOOD = 20
-N_TEST_DEFECT = 6  # per defect kind: crack, burn, smear, fibre
+# 60 good and 60 defective test images per category: with the 20 + 24 of before, int8
+# scored 0.027 of image AUROC above float on marble, granite and burlap in one run;
+# over 100 + 100 images of the same three models the differences were +0.012, +0.000
+# and +0.018 (a difference of one good/defective pair is 1/3600 here).
+N_TEST_GOOD = 60
+N_TEST_DEFECT = 15  # per defect kind: crack, burn, smear, fibre
+D_EVERY = 3  # (d) compares C and Python on every third test image: 40 per category
 # Trainings at a time: one keeps about one core busy. On this project's 2-core machines
 # two at a time took 22 minutes for the 10 trainings and 5 exports, where one after the
 # other took 25 for the trainings and 2.7 more per export.
@@ -94,7 +99,7 @@ def test_b_pretrained_features_detect_defects_on_real_textures(measured: Measure
 def test_c_int8_lite0_graph_keeps_the_floats_auroc(measured: Measured, category: str) -> None:
     """What int8 may cost: at most 0.02 of image or pixel AUROC on any category. It may
     also score higher than float (the maps move by about half a step; one good/defective
-    pair is 0.002 of image AUROC here), which is printed, and bounded for the mean below."""
+    pair is 0.0003 of image AUROC here), which is printed, and bounded for the mean below."""
     cell = measured.cells["lite0", category]
     assert cell.int8 is not None
     d_img = cell.int8.image_auroc - cell.float_.image_auroc
@@ -135,8 +140,8 @@ def test_d_c_library_maps_equal_pythons_for_the_lite0_graph(measured: Measured, 
     py = evaluate.TFLiteRunner(graph)
     worst = 0
     with CInterpreter(graph) as c:
-        for im in split.images:
+        for im in split.images[::D_EVERY]:
             a, b = c.run(im)[0].astype(np.int32), py.raw(im).astype(np.int32)
             worst = max(worst, int(np.abs(a - b).max()))
-    print(f"lite0 {category} graph: max |C 2.9 - Python| = {worst} quantisation steps over {len(split.images)} images")
+    print(f"lite0 {category} graph: max |C 2.9 - Python| = {worst} quantisation steps over {len(split.images[::D_EVERY])} images")
     assert worst == 0

@@ -1,0 +1,272 @@
+package capture_test
+
+import (
+	"context"
+	"errors"
+	"image"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/adtrd/adtrd/capture"
+	"github.com/adtrd/adtrd/internal/testlib"
+)
+
+// These tests run real GStreamer (Debian's gstreamer1.0-tools and -plugins-base:
+// videotestsrc is the camera). A physical camera is not on the build machine.
+
+// live is a paced test camera at 64x48, 30 frames a second.
+const live = "gst://videotestsrc is-live=true pattern=smpte ! video/x-raw,width=64,height=48,framerate=30/1"
+
+func newCamera(t *testing.T, uri string, mod func(*capture.CameraOptions)) *capture.Camera {
+	t.Helper()
+	testlib.Tool(t, "gst-launch-1.0")
+	opt := capture.CameraOptions{
+		Spec: capture.CameraSpec{URI: uri, Width: 64, Height: 48}, Size: capture.Size{W: 32, H: 32},
+		Stall: 400 * time.Millisecond, FirstFrame: 5 * time.Second, BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
+	}
+	if mod != nil {
+		mod(&opt)
+	}
+	c, err := capture.NewCamera(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// next waits for a frame, skipping ErrLost, up to d.
+func next(t *testing.T, c *capture.Camera, d time.Duration) capture.Frame {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	for {
+		f, err := c.Next(ctx)
+		switch {
+		case err == nil:
+			return f
+		case errors.Is(err, capture.ErrLost):
+			time.Sleep(10 * time.Millisecond)
+		default:
+			t.Fatalf("no frame within %v: %v", d, err)
+		}
+	}
+}
+
+// untilLost waits for Next to say the camera is lost, releasing frames meanwhile.
+func untilLost(t *testing.T, c *capture.Camera, d time.Duration) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	for {
+		f, err := c.Next(ctx)
+		if err == nil {
+			f.Release()
+			continue
+		}
+		if !errors.Is(err, capture.ErrLost) {
+			t.Fatalf("want ErrLost within %v, got %v", d, err)
+		}
+		return err
+	}
+}
+
+// A camera frame becomes the model input a PNG of the same frame would (the
+// toolkit's resize, not GStreamer's videoscale): the raw frame is taken from a
+// separate gst-launch-1.0 run of the same pipeline.
+func TestCameraFrameIsTheFilesInput(t *testing.T) {
+	c := newCamera(t, live, func(o *capture.CameraOptions) { o.Latency = 20 * time.Millisecond })
+	before := time.Now()
+	f := next(t, c, 10*time.Second)
+	defer f.Release()
+	if len(f.Pixels) != 32*32*3 || f.Seq != 1 {
+		t.Fatalf("frame seq %d of %d bytes, want seq 1 of %d", f.Seq, len(f.Pixels), 32*32*3)
+	}
+	if !f.Time.Before(time.Now().Add(-20*time.Millisecond)) || f.Time.Before(before.Add(-20*time.Millisecond)) {
+		t.Fatalf("frame time %v: want arrival minus the 20ms latency, after %v", f.Time, before)
+	}
+	args := append(c.Args()[:0:0], c.Args()...)
+	for i, a := range args {
+		if a == "is-live=true" {
+			args[i] = "num-buffers=1"
+		}
+	}
+	raw, err := exec.Command("gst-launch-1.0", args...).Output()
+	if err != nil || len(raw) != 64*48*3 {
+		t.Fatalf("one frame from gst-launch-1.0 %v: %d bytes, %v", args, len(raw), err)
+	}
+	img := image.NewNRGBA(image.Rect(0, 0, 64, 48))
+	for i := range 64 * 48 {
+		copy(img.Pix[4*i:], raw[3*i:3*i+3])
+		img.Pix[4*i+3] = 255
+	}
+	want, err := capture.FitRGB(img, capture.Size{W: 32, H: 32}, capture.FitResize, "raw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(want) != string(f.Pixels) {
+		t.Fatal("the camera's frame differs from the same frame fitted as a file")
+	}
+}
+
+// A child that dies (SIGKILL) or hangs (SIGSTOP: a stall) is one camera-lost event,
+// then a restart and frames again.
+func TestCameraLostAndBack(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sig  syscall.Signal
+		want string // in the lost error
+	}{
+		// the child dies: the pipe closes
+		{"killed", syscall.SIGKILL, "exited"},
+		// the child hangs: no frame within the stall time
+		{"stopped", syscall.SIGSTOP, "stalled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCamera(t, live, nil)
+			for range 3 {
+				f := next(t, c, 10*time.Second)
+				f.Release()
+			}
+			p := c.Child()
+			if p == nil {
+				t.Fatal("no child while frames flow")
+			}
+			p.Signal(tc.sig)
+			err := untilLost(t, c, 5*time.Second)
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("lost with %q, want it to say %q", err, tc.want)
+			}
+			f := next(t, c, 10*time.Second)
+			f.Release()
+			st := c.Stats()
+			if st.Losses != 1 || st.Restarts < 1 || !st.Up {
+				t.Fatalf("stats %+v: want one loss, a restart, up again", st)
+			}
+			if c.Child() == p {
+				t.Fatal("still the old child")
+			}
+		})
+	}
+}
+
+// Pipelines that cannot work: GStreamer's refusal (an unknown element, a syntax
+// error) ends the stream with its own one-line message, since no restart helps;
+// a camera that opens but sends nothing, or a resource that is missing, is a lost
+// camera, retried.
+func TestCameraPipelineFaults(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		uri   string
+		fatal bool
+		want  string
+	}{
+		// a typo in an element's name
+		{"unknown element", "gst://videotestsrc ! nosuchelement0", true, `no element "nosuchelement0"`},
+		// a link to nothing
+		{"syntax error", "gst://videotestsrc ! ! fakesrc", true, "erroneous pipeline"},
+		// a camera that never sends a frame
+		{"no frame", "gst://videotestsrc is-live=true ! valve drop=true", false, "no frame within 300ms of the start"},
+		// a device that is not there
+		{"missing resource", "gst://filesrc location=/nonexistent/cam ! decodebin", false, "Resource not found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCamera(t, tc.uri, func(o *capture.CameraOptions) { o.FirstFrame = 300 * time.Millisecond })
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var err error
+			for {
+				if _, err = c.Next(ctx); err == nil {
+					t.Fatal("a frame from a pipeline that cannot give one")
+				}
+				if !tc.fatal || !errors.Is(err, capture.ErrLost) {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if errors.Is(err, capture.ErrLost) == tc.fatal || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error %q: want one line with %q, fatal %v", err, tc.want, tc.fatal)
+			}
+			if tc.fatal && !errors.Is(err, capture.ErrSource) {
+				t.Fatalf("error %q: want capture.ErrSource", err)
+			}
+		})
+	}
+}
+
+// 100 reconnects leave no goroutine, descriptor or child process behind: the child
+// gives two frames and exits, so each frame pair is one loss and one restart.
+func TestCameraReconnectsWithoutLeaks(t *testing.T) {
+	testlib.Tool(t, "gst-launch-1.0")
+	goroutines, fds := runtime.NumGoroutine(), openFDs(t)
+	c := newCamera(t, "gst://videotestsrc num-buffers=2 ! video/x-raw,width=64,height=48", func(o *capture.CameraOptions) {
+		o.BackoffMin, o.BackoffMax = time.Millisecond, time.Millisecond
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for c.Stats().Restarts < 100 {
+		f, err := c.Next(ctx)
+		switch {
+		case err == nil:
+			f.Release()
+		case errors.Is(err, capture.ErrLost):
+			time.Sleep(time.Millisecond)
+		default:
+			t.Fatalf("after %d restarts: %v", c.Stats().Restarts, err)
+		}
+	}
+	c.Close()
+	if err := c.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := c.Next(ctx); !errors.Is(err, capture.ErrClosed) {
+		t.Fatalf("Next after Close: %v, want ErrClosed", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		g, n, kids := runtime.NumGoroutine(), openFDs(t), children(t)
+		if g <= goroutines && n <= fds && kids == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 100 restarts and Close: %d goroutines (was %d), %d descriptors (was %d), %d children", g, goroutines, n, fds, kids)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(ents)
+}
+
+// children counts live processes whose parent is this one.
+func children(t *testing.T) int {
+	ents, _ := os.ReadDir("/proc")
+	n := 0
+	me := strconv.Itoa(os.Getpid())
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so split after the last ")"
+		s := string(b)
+		if i := strings.LastIndexByte(s, ')'); i > 0 {
+			if f := strings.Fields(s[i+1:]); len(f) > 1 && f[1] == me && f[0] != "Z" {
+				n++
+			}
+		}
+	}
+	return n
+}

@@ -1,0 +1,18 @@
+//go:build !linux
+
+package capture
+
+import (
+	"os"
+	"os/exec"
+)
+
+// setProcAttr: process groups and Pdeathsig are Linux's; elsewhere the child is
+// killed by Close only (the daemon runs on Linux).
+func setProcAttr(cmd *exec.Cmd) {}
+
+func killGroup(p *os.Process) {
+	if p != nil {
+		_ = p.Kill()
+	}
+}
