@@ -76,6 +76,7 @@ bench: deps
 	ADTRD_BENCH_COMPARE=$(BENCH_COMPARE) $(GO) test -run '^$$' -bench '^Benchmark(Invoke|Pipeline|PrePost|Score)' -benchtime 3s ./tflite ./daemon ./score
 	$(GO) test -run '^$$' -bench RejectEdge -benchtime 10000x ./gpio
 	$(GO) test -run '^$$' -bench Swap -benchtime 100x ./daemon
+	$(GO) test -run '^$$' -bench Camera -benchtime 100x ./capture
 
 test-python: deps venv build
 	cd training && ../$(VPY) -m pytest -q -rP --durations=15 -p no:cacheprovider tests

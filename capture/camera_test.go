@@ -3,6 +3,7 @@ package capture_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"image"
 	"os"
 	"os/exec"
@@ -269,4 +270,77 @@ func children(t *testing.T) int {
 		}
 	}
 	return n
+}
+
+// A real GigE Vision camera protocol: Debian's arv-fake-gv-camera-0.8 on 127.0.0.1
+// (GVCP/GVSP, Mono8 512x512) through gige:// and aravissrc. Stopping the camera
+// mid-run is one loss, and starting it again brings frames back.
+func TestCameraGigEVisionLostAndBack(t *testing.T) {
+	fake := testlib.Tool(t, "arv-fake-gv-camera-0.8")
+	testlib.Tool(t, "gst-launch-1.0")
+	start := func() *exec.Cmd {
+		cmd := exec.Command(fake, "-i", "127.0.0.1")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd
+	}
+	cam := start()
+	c := newCamera(t, "gige://127.0.0.1", func(o *capture.CameraOptions) {
+		o.Spec.Width, o.Spec.Height = 512, 512
+		o.Stall, o.FirstFrame = time.Second, 3*time.Second
+	})
+	for range 3 {
+		f := next(t, c, 20*time.Second)
+		f.Release()
+	}
+	cam.Process.Kill()
+	cam.Wait()
+	untilLost(t, c, 10*time.Second)
+	time.Sleep(time.Second) // a restart or two finds no camera
+	start()
+	f := next(t, c, 30*time.Second)
+	f.Release()
+	if st := c.Stats(); st.Losses != 1 || !st.Up {
+		t.Fatalf("stats %+v: want one loss and the camera up again", st)
+	}
+}
+
+// BenchmarkCamera: frames a second through the camera source (the child's
+// videotestsrc and videoconvert, the pipe, the toolkit's resize to 224x224 and the
+// hand-off) at three camera sizes; allocs/op is per frame (goal 0 after warm-up).
+func BenchmarkCamera(b *testing.B) {
+	for _, sz := range [][2]int{{640, 480}, {1280, 720}, {1920, 1080}} {
+		b.Run(fmt.Sprintf("%dx%d", sz[0], sz[1]), func(b *testing.B) {
+			testlib.Tool(b, "gst-launch-1.0")
+			uri := fmt.Sprintf("gst://videotestsrc pattern=snow ! video/x-raw,width=%d,height=%d", sz[0], sz[1])
+			c, err := capture.NewCamera(capture.CameraOptions{
+				Spec: capture.CameraSpec{URI: uri, Width: sz[0], Height: sz[1]}, Size: capture.Size{W: 224, H: 224},
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			ctx := context.Background()
+			for range 5 { // warm-up: the first frames, the pool's buffers
+				f, err := c.Next(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				f.Release()
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				f, err := c.Next(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				f.Release()
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
+		})
+	}
 }

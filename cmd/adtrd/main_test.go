@@ -8,6 +8,7 @@ import (
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"image"
 	"image/draw"
 	"image/png"
@@ -17,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -808,4 +810,97 @@ func TestLineToolsOnGeneratedData(t *testing.T) {
 		t.Fatalf("bench: exit %d: %s%s", code, stdout.String(), errb.String())
 	}
 	t.Logf("generated printed_part, seed 7: image AUROC %.4f, pixel %.4f", img, pix)
+}
+
+// A GStreamer camera (videotestsrc: there is no physical camera here) feeds the
+// daemon: frames are scored end to end. Killing the daemon with SIGKILL leaves no
+// gst-launch-1.0 behind, even one that is not writing (a camera waiting for its
+// trigger would never get the SIGPIPE a writing one gets): Pdeathsig kills it.
+func TestCameraRunAndKillLeavesNoChild(t *testing.T) {
+	lib := testlib.TFLiteLibrary(t)
+	testlib.Tool(t, "gst-launch-1.0")
+	for _, tc := range []struct {
+		name   string
+		head   string
+		scored int // frames to see scored before the kill
+	}{
+		// a live test pattern, scored by the demo model
+		{"scoring", "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1", 5},
+		// a camera that sends nothing (its frames dropped by a closed valve)
+		{"silent", "videotestsrc is-live=true ! video/x-raw,width=320,height=240 ! valve drop=true", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := filepath.Join(dir, "adtrd.yaml")
+			os.WriteFile(cfg, []byte("model:\n  path: "+testlib.Demo("adtr.tflite")+"\n  library: "+lib+
+				"\ncapture:\n  source: camera\n  camera:\n    uri: \"gst://"+tc.head+"\"\n"+
+				"    width: 320\n    height: 240\n    first_frame: 1m\n"), 0o644)
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), "ADTRD_TEST_MAIN=1", "ADTRD_TEST_ARGS=run -c "+cfg)
+			stderr, _ := cmd.StderrPipe()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer cmd.Process.Kill()
+			sc := bufio.NewScanner(stderr)
+			scored := 0
+			for scored < tc.scored && sc.Scan() {
+				if l := sc.Text(); strings.Contains(l, "msg=frame") && strings.Contains(l, "reason=score") && strings.Contains(l, "frame=camera") {
+					scored++
+				}
+			}
+			if scored < tc.scored {
+				t.Fatalf("%d camera frames scored before the daemon's log ended", scored)
+			}
+			go func() {
+				for sc.Scan() {
+				}
+			}()
+			var kids []int
+			for deadline := time.Now().Add(10 * time.Second); len(kids) == 0 && time.Now().Before(deadline); {
+				time.Sleep(20 * time.Millisecond)
+				kids = childrenOf(cmd.Process.Pid)
+			}
+			if len(kids) != 1 {
+				t.Fatalf("daemon's children %v: want the one gst-launch-1.0", kids)
+			}
+			cmd.Process.Signal(syscall.SIGKILL)
+			cmd.Wait()
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", kids[0]))
+				if err != nil || strings.Contains(string(b), ") Z ") {
+					return // gone (or a zombie waiting for init to reap it)
+				}
+				if time.Now().After(deadline) {
+					syscall.Kill(kids[0], syscall.SIGKILL)
+					t.Fatalf("gst-launch-1.0 (pid %d) still running 5 s after the daemon was killed", kids[0])
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// childrenOf lists the live processes whose parent is pid.
+func childrenOf(pid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		if i := strings.LastIndexByte(s, ')'); i > 0 {
+			if f := strings.Fields(s[i+1:]); len(f) > 1 && f[1] == strconv.Itoa(pid) && f[0] != "Z" {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
 }
