@@ -118,6 +118,20 @@ func TestEveryKindOfErrorNamesKeyAndLine(t *testing.T) {
 		{"option value a list", "capture:\n  replay:\n    path: frames\nmodel:\n  path: m.tflite\n  external:\n    options:\n      ids: [1, 2]\n", []string{"line 8: model.external.options.ids: want a string value, got a list"}},
 		{"options a list", "capture:\n  replay:\n    path: frames\nmodel:\n  path: m.tflite\n  external:\n    options: [a]\n", []string{"line 7: model.external.options: want a mapping, got a list"}},
 		{"option twice", "capture:\n  replay:\n    path: frames\nmodel:\n  path: m.tflite\n  external:\n    options:\n      a: 1\n      a: 2\n", []string{"line 9: model.external.options.a: duplicate key"}},
+		// camera sources (capture.camera): a URI no pipeline comes from, by its key and line
+		{"camera without uri", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    width: 640\n    height: 480\n", []string{"capture.camera.uri: missing: csi://N"}},
+		{"camera scheme", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: http://cam/1\n", []string{`line 6: capture.camera.uri: uri "http://cam/1": want csi://N`}},
+		{"camera file uri", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: file:///frames\n", []string{"line 6: capture.camera.uri: file:// is capture.source: replay"}},
+		{"csi sensor", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: csi://x\n    converter: nvvidconv\n", []string{"line 6: capture.camera.uri: uri csi://x: want csi://N with sensor N in 0..15"}},
+		{"csi on videoconvert", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: csi://0\n", []string{"capture.camera.converter: uri csi://0: nvarguscamerasrc gives NVMM frames"}},
+		{"v4l2 path", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: v4l2://video0\n", []string{"line 6: capture.camera.uri: uri v4l2://video0: want v4l2:///dev/videoN"}},
+		{"v4l2 format", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: v4l2:///dev/video0\n    v4l2:\n      format: H264\n", []string{`capture.camera.v4l2.format: v4l2 format "H264": want "" (raw) or MJPG`}},
+		{"rtsp transport", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: rtsp://127.0.0.1:8554/cam\n    rtsp:\n      transport: quic\n", []string{`capture.camera.rtsp.transport: rtsp transport "quic": want tcp or udp`}},
+		{"gige feature", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: gige://127.0.0.1\n    gige:\n      features:\n        TriggerMode: On Line1\n", []string{`capture.camera.gige.features: gige feature "TriggerMode"="On Line1"`}},
+		{"gst head with a sink", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: gst://videotestsrc ! fdsink\n", []string{"capture.camera.uri: uri gst://videotestsrc ! fdsink: give only the head"}},
+		{"camera half a size", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: gst://videotestsrc\n    width: 640\n", []string{"line 7: capture.camera.width: 640x0: give both width and height"}},
+		{"camera stall", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: gst://videotestsrc\n    stall: 2ms\n", []string{"line 7: capture.camera.stall: 2ms: under 10ms"}},
+		{"camera fps", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: gst://videotestsrc\n    fps: -1\n", []string{"line 7: capture.camera.fps: -1 out of range 0..1000"}},
 		// broken YAML
 		{"syntax", "model: [\n", []string{"(syntax)"}},
 		// several problems: all of them, not only the first

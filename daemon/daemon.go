@@ -213,6 +213,8 @@ type Pipeline struct {
 	ran     atomic.Bool   // Run has been called: a pipeline runs once
 	busy    atomic.Bool   // a frame is being inferred and scored
 	last    atomic.Uint64 // the last score's float64 bits
+	// lostSince is when the camera was lost (Unix ns), 0 while it delivers.
+	lostSince atomic.Int64
 
 	outcomes outcomes
 }
@@ -340,6 +342,14 @@ func (p *Pipeline) Events() *Bus { return p.events }
 
 // FirstFrame is closed once the first frame has been decided: the daemon is ready.
 func (p *Pipeline) FirstFrame() <-chan struct{} { return p.first }
+
+// CameraLost says since when the camera has been lost (zero: it is delivering).
+func (p *Pipeline) CameraLost() time.Time {
+	if ns := p.lostSince.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
 
 // LastScore is the most recent frame's score.
 func (p *Pipeline) LastScore() float64 { return math.Float64frombits(p.last.Load()) }
@@ -477,6 +487,8 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 			}
 			if !lost {
 				lost = true
+				p.lostSince.Store(time.Now().UnixNano())
+				p.line.SetReady(false) // the line sees it: ready off while the camera is down
 				p.log.Error("camera lost: parts take the fail-safe until it is back", "err", err)
 				p.events.Publish(Event{Kind: EventSourceLost, Time: time.Now(), Err: err.Error()})
 			}
@@ -497,6 +509,8 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 		}
 		if err == nil && lost {
 			lost = false
+			p.lostSince.Store(0)
+			p.line.SetReady(true)
 			p.log.Info("camera back: frames flowing again", "seq", f.Seq)
 			p.events.Publish(Event{Kind: EventSourceBack, Time: time.Now()})
 		}

@@ -95,6 +95,14 @@ func TestPooledSourceLostAndRecovered(t *testing.T) {
 	if n := strings.Count(out, "camera back"); n != 2 {
 		t.Fatalf("%d 'camera back' lines for 2 recoveries:\n%s", n, out)
 	}
+	// The ready output goes off for each loss and on again at each recovery: on at
+	// the first frame, off, on, off, on, off at the end of the run.
+	if got, want := fmt.Sprint(r.edges("ready")), "[true false true false true false]"; got != want {
+		t.Fatalf("ready output %s, want %s", got, want)
+	}
+	if !r.p.CameraLost().IsZero() {
+		t.Fatal("camera still marked lost after it came back")
+	}
 }
 
 // Release is safe twice and on copies: a buffer goes back to the pool once.

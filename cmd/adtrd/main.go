@@ -592,6 +592,9 @@ func statusLine(p *daemon.Pipeline, rl *daemon.Reloader) func() string {
 		lastN, lastT = n, now
 		line := fmt.Sprintf("generation %d, model %.12s, %.1f fps, last score %.3f (threshold %.3f), %d frames, %d rejects",
 			g.N, g.ModelSHA, fps, p.LastScore(), g.Threshold, n, p.Stats.Rejects.Load())
+		if at := p.CameraLost(); !at.IsZero() {
+			line += fmt.Sprintf("; CAMERA LOST for %v (parts take the fail-safe)", time.Since(at).Round(time.Second))
+		}
 		if st := rl.Status(); st.Failed > 0 {
 			line += fmt.Sprintf("; %d failed reloads, last at %s: %.200s", st.Failed, st.LastErrorAt.Format(time.TimeOnly), st.LastError)
 		}
