@@ -82,3 +82,10 @@ func Python(t testing.TB) string {
 	missing(t, p+" missing: `make venv` makes it")
 	return ""
 }
+
+// Missing skips the test for a missing tool or package, saying which, or fails it
+// under ADTRD_REQUIRE_TOOLS.
+func Missing(t testing.TB, msg string) {
+	t.Helper()
+	missing(t, msg)
+}
