@@ -187,6 +187,11 @@ type Input struct {
 type Trigger struct {
 	InPin    `yaml:",inline"`
 	Debounce Duration `yaml:"debounce"`
+	// With a camera (a paced source), a frame captured from FrameBefore before a
+	// trigger edge to FrameAfter after it is that part's; a part with none takes the
+	// fail-safe, a frame in no part's window is dropped and counted.
+	FrameBefore Duration `yaml:"frame_before"`
+	FrameAfter  Duration `yaml:"frame_after"`
 }
 
 type Confirm struct {
@@ -213,7 +218,7 @@ func Default() Config {
 			Pulse: Duration(50 * time.Millisecond), Delay: Duration(200 * time.Millisecond),
 		}},
 		Input: Input{
-			Trigger: Trigger{Debounce: Duration(5 * time.Millisecond)},
+			Trigger: Trigger{Debounce: Duration(5 * time.Millisecond), FrameBefore: Duration(20 * time.Millisecond), FrameAfter: Duration(100 * time.Millisecond)},
 			Confirm: Confirm{Window: Duration(200 * time.Millisecond)},
 		},
 		Tracking: Tracking{InFlight: 64, Spin: Duration(2 * time.Millisecond)},
@@ -702,6 +707,12 @@ func (c *Config) validateLines(lines map[string]int, bad func(key, format string
 	}
 	if d := time.Duration(c.Input.Trigger.Debounce); d < 0 || d > time.Second {
 		bad("input.trigger.debounce", "%v out of range 0..1s", d)
+	}
+	if d := time.Duration(c.Input.Trigger.FrameBefore); d < 0 || d > 10*time.Second {
+		bad("input.trigger.frame_before", "%v out of range 0..10s", d)
+	}
+	if d := time.Duration(c.Input.Trigger.FrameAfter); d < time.Millisecond || d > 10*time.Second {
+		bad("input.trigger.frame_after", "%v out of range 1ms..10s", d)
 	}
 	if w := time.Duration(c.Input.Confirm.Window); w < time.Millisecond || w > time.Minute {
 		bad("input.confirm.window", "%v out of range 1ms..1m", w)

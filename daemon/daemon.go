@@ -115,6 +115,12 @@ func (r Reason) String() string {
 type Settings struct {
 	Queue  int
 	Events *Bus // where the pipeline publishes; nil: a bus of its own (Pipeline.Events)
+	// FrameBefore and FrameAfter: with a trigger input and a paced source (a camera),
+	// a frame captured within [trigger-FrameBefore, trigger+FrameAfter] is that part's
+	// (input.trigger.frame_before/after). Both 0: 20ms and 100ms.
+	FrameBefore, FrameAfter time.Duration
+	// InFlight bounds the parts waiting for their frame (tracking.in_flight); 0: 64.
+	InFlight int
 }
 
 // Record is one frame's decision.
@@ -137,6 +143,8 @@ type Record struct {
 // Stats are counters, safe to read while running.
 type Stats struct {
 	Frames, Rejects, Dropped, BadFrames, InferErrors, CameraErrors atomic.Uint64
+	// Unmatched: frames of a triggered camera that fell in no waiting part's window.
+	Unmatched atomic.Uint64
 }
 
 // Summary is the end-of-run account. Rejects counts reject decisions (by score or by
@@ -148,6 +156,7 @@ type Stats struct {
 // was pulsed a false reject.
 type Summary struct {
 	Frames, Rejects, Unpulsed, Dropped, BadFrames, InferErrors, CameraErrors uint64
+	Unmatched                                                                uint64 // frames in no part's window (triggered camera)
 	Labelled                                                                 bool
 	Escapes, FalseRejects                                                    Tally
 	Line                                                                     gpio.Stats // the output side, filled by the caller
@@ -188,9 +197,13 @@ func (s Summary) String() string {
 	if s.Labelled {
 		labels = fmt.Sprintf(", escapes %d, false rejects %d", s.Escapes.N, s.FalseRejects.N)
 	}
-	return fmt.Sprintf("frames %d, rejects %d, rejects not pulsed %d%s, dropped %d, bad frames %d, inference errors %d, camera errors %d; "+
+	unmatched := ""
+	if s.Unmatched > 0 {
+		unmatched = fmt.Sprintf(", frames matching no part %d", s.Unmatched)
+	}
+	return fmt.Sprintf("frames %d, rejects %d, rejects not pulsed %d%s, dropped %d%s, bad frames %d, inference errors %d, camera errors %d; "+
 		"line: pulses %d, fail-safes %d, late decisions %d, untracked decisions %d, alarms %d",
-		s.Frames, s.Rejects, s.Unpulsed, labels, s.Dropped, s.BadFrames, s.InferErrors, s.CameraErrors,
+		s.Frames, s.Rejects, s.Unpulsed, labels, s.Dropped, unmatched, s.BadFrames, s.InferErrors, s.CameraErrors,
 		s.Line.Pulses, s.Line.FailSafes(), s.Line.LateDecisions, s.Line.UnknownDecisions, s.Line.Alarms)
 }
 
@@ -464,8 +477,11 @@ loop:
 const lostPause = 50 * time.Millisecond
 
 func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
-	defer close(out)
 	paced, triggered := p.src.Paced(), p.line.Triggered()
+	if paced && triggered {
+		return p.captureMatched(ctx, out)
+	}
+	defer close(out)
 	lost := false
 	var backoff *time.Timer
 	for {
@@ -678,6 +694,7 @@ func (p *Pipeline) Summary() Summary {
 	defer o.Unlock()
 	return Summary{
 		Frames: p.Stats.Frames.Load(), Rejects: p.Stats.Rejects.Load(), Unpulsed: o.unpulsed, Dropped: p.Stats.Dropped.Load(),
+		Unmatched: p.Stats.Unmatched.Load(),
 		BadFrames: p.Stats.BadFrames.Load(), InferErrors: p.Stats.InferErrors.Load(), CameraErrors: p.Stats.CameraErrors.Load(),
 		Labelled: labels == config.LabelsName,
 		Escapes:  Tally{o.escapes.N, slices.Clone(o.escapes.Names)}, FalseRejects: Tally{o.falseRjs.N, slices.Clone(o.falseRjs.Names)},

@@ -497,7 +497,10 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 	}
 	// Every exit path, signals included, ends here: outputs inactive, lines released.
 	defer line.Close()
-	p, err := daemon.New(daemon.Settings{Queue: cfg.Capture.Queue}, gen, src, line.Tracker, log.With("component", "pipeline"))
+	p, err := daemon.New(daemon.Settings{
+		Queue: cfg.Capture.Queue, InFlight: cfg.Tracking.InFlight,
+		FrameBefore: time.Duration(cfg.Input.Trigger.FrameBefore), FrameAfter: time.Duration(cfg.Input.Trigger.FrameAfter),
+	}, gen, src, line.Tracker, log.With("component", "pipeline"))
 	if err != nil {
 		return daemon.Summary{}, err
 	}

@@ -1,0 +1,120 @@
+package daemon_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/adtrd/adtrd/capture"
+	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/gpio"
+	"github.com/adtrd/adtrd/gpio/linetest"
+	"github.com/adtrd/adtrd/score"
+)
+
+// chanCamera is a paced source whose frames the test hands in, with their capture
+// times on the test's manual clock.
+type chanCamera struct{ ch chan capture.Frame }
+
+func (c *chanCamera) Next(ctx context.Context) (capture.Frame, error) {
+	select {
+	case f := <-c.ch:
+		return f, nil
+	case <-ctx.Done():
+		return capture.Frame{}, ctx.Err()
+	}
+}
+func (c *chanCamera) Paced() bool  { return true }
+func (c *chanCamera) Close() error { return nil }
+
+// With a trigger input and a camera, frames reach parts by time through the whole
+// pipeline (trigger pin, tracker, matcher, inference): part 2's frame is lost, an
+// extra frame comes between parts 2 and 3, and part 4's frame comes 150ms late. Parts
+// 1 and 3 get their own frames, 2 and 4 take the fail-safe with cause "no frame", and
+// the two stray frames are dropped and counted. The trigger is a gpiotest pin and the
+// clock a manual one (no GPIO chip here).
+func TestTriggeredCameraMatchesFramesByTime(t *testing.T) {
+	eng, meta := newFloat(t, 1)
+	sc, _ := score.New(meta.ScoreParams())
+	// The manual clock runs a minute ahead, so that the matcher's own wall-clock expiry
+	// (a part's window plus frameGrace) cannot act on a slow test machine: here only
+	// frames' times expire parts.
+	t0 := time.Now().Add(time.Minute)
+	clk := linetest.NewClock(t0)
+	trig := linetest.NewInput("trigger")
+	tr, err := gpio.New(gpio.Options{
+		Reject: gpio.Output{Name: "reject", Pin: linetest.NewRecorder("reject", clk)}, Trigger: gpio.Input{Name: "trigger", Pin: trig},
+		Delay: 10 * time.Second, Pulse: 50 * time.Millisecond, Debounce: time.Millisecond, InFlight: 8, Clock: clk, Log: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	tr.Start()
+	cam := &chanCamera{ch: make(chan capture.Frame)}
+	gen := &daemon.Generation{N: 1, Engine: eng, Scorer: sc, Threshold: meta.Threshold, ModelSHA: meta.SHA256}
+	p, err := daemon.New(daemon.Settings{Queue: 4, FrameBefore: 20 * time.Millisecond, FrameAfter: 100 * time.Millisecond}, gen, cam, tr, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var decided, noFrame []string
+	stop := collect(t, p.Events().Subscribe(64), func(e daemon.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case e.Kind == daemon.EventDecision:
+			decided = append(decided, fmt.Sprintf("%d:%s", e.Record.Part, e.Record.Name))
+		case e.Kind == daemon.EventFailSafe:
+			noFrame = append(noFrame, fmt.Sprintf("%d:%s", e.Part, e.Cause))
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := p.Run(ctx); done <- err }()
+	pixels := make([]byte, meta.Input.Width*meta.Input.Height*3)
+	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
+	trigger := func(at int) {
+		clk.Set(ms(at))
+		trig.EdgesChan <- true
+		trig.EdgesChan <- false
+		tr.Sync()
+	}
+	frame := func(name string, at int) {
+		cam.ch <- capture.Frame{Seq: uint64(at), Time: ms(at), Name: name, Pixels: pixels}
+	}
+	trigger(0)
+	frame("a", 30) // part 1's
+	trigger(200)   // part 2: its frame never comes
+	frame("extra", 350)
+	trigger(400)
+	frame("c", 430) // part 3's; part 2's window has passed
+	trigger(600)
+	frame("late", 750) // after part 4's window
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(decided) + len(noFrame)
+		mu.Unlock()
+		if n >= 4 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(decided, []string{"1:a", "3:c"}) || !slices.Equal(noFrame, []string{"2:no frame for trigger", "4:no frame for trigger"}) {
+		t.Fatalf("decided %v, fail-safes %v; want [1:a 3:c] and no frame for 2 and 4", decided, noFrame)
+	}
+	if sum := p.Summary(); sum.Unmatched != 2 || sum.Frames != 2 {
+		t.Fatalf("summary %s: want 2 frames decided and 2 matching no part", sum)
+	}
+}
