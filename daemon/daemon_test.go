@@ -548,3 +548,76 @@ func TestTriggerTakesTheNextFrame(t *testing.T) {
 		t.Fatalf("pulses %+v, want one at %v", ps, want.Sub(t0))
 	}
 }
+
+// countedCamera ends a camera source after n frames.
+type countedCamera struct {
+	*capture.Camera
+	n int
+}
+
+func (c *countedCamera) Next(ctx context.Context) (capture.Frame, error) {
+	if c.n == 0 {
+		return capture.Frame{}, capture.ErrEOF
+	}
+	f, err := c.Camera.Next(ctx)
+	if err == nil {
+		c.n--
+	}
+	return f, err
+}
+
+// BenchmarkPipelineCamera: the whole pipeline fed by a GStreamer camera (videotestsrc
+// at 640x480, as fast as it goes, resized to 224x224 by adtrd) against the bare Invoke
+// loop timed in the same run: frames/s decided, bare frames/s and their ratio. The
+// camera's child shares this machine's 2 cores with inference; frames the pipeline
+// cannot take are dropped (a camera does not wait), so decided frames/s is the measure.
+func BenchmarkPipelineCamera(b *testing.B) {
+	testlib.Tool(b, "gst-launch-1.0")
+	c := demoModel(b)
+	e, err := daemon.OpenTFLite(c, quiet)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	for range 5 { // warm-up
+		if err := e.Invoke(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	bare := time.Now()
+	const bareN = 50
+	for range bareN {
+		if err := e.Invoke(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	bareFPS := bareN / time.Since(bare).Seconds()
+	cam, err := capture.NewCamera(capture.CameraOptions{
+		Spec: capture.CameraSpec{URI: "gst://videotestsrc pattern=ball ! video/x-raw,width=640,height=480,framerate=1000/1", Width: 640, Height: 480},
+		Size: capture.Size{W: 224, H: 224},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cam.Close()
+	for range 5 { // warm-up: the child started, its first frames, the resize's buffers
+		f, err := cam.Next(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.Release()
+	}
+	r := newRig(b, e, e.Meta, &countedCamera{cam, b.N}, rigSet{}, 0)
+	r.stop()
+	b.ReportAllocs()
+	b.ResetTimer()
+	if _, err := r.p.Run(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	fps := float64(r.p.Stats.Frames.Load()) / b.Elapsed().Seconds()
+	b.ReportMetric(fps, "decided-frames/s")
+	b.ReportMetric(bareFPS, "bare-frames/s")
+	b.ReportMetric(fps/bareFPS, "ratio")
+	r.flush(b)
+}
