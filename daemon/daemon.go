@@ -64,6 +64,8 @@ type Tracker interface {
 	Decide(id uint64, reject bool)
 	Fail(id uint64, cause gpio.Cause)
 	SetReady(on bool)
+	// RaiseAlarm latches the alarm output for a fault outside the tracker.
+	RaiseAlarm(cause gpio.Cause)
 	// Observe reports what the reject output did for each part (see gpio.Outcome).
 	Observe(f func(gpio.Outcome))
 }
@@ -504,7 +506,8 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 			if !lost {
 				lost = true
 				p.lostSince.Store(time.Now().UnixNano())
-				p.line.SetReady(false) // the line sees it: ready off while the camera is down
+				p.line.SetReady(false) // the line sees it: ready off while the camera is down,
+				p.line.RaiseAlarm(gpio.CauseCameraLost) // and the alarm latched until reset
 				p.log.Error("camera lost: parts take the fail-safe until it is back", "err", err)
 				p.events.Publish(Event{Kind: EventSourceLost, Time: time.Now(), Err: err.Error()})
 			}

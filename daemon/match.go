@@ -168,6 +168,7 @@ func (p *Pipeline) captureMatched(ctx context.Context, out chan<- job) error {
 					lost = true
 					p.lostSince.Store(time.Now().UnixNano())
 					p.line.SetReady(false)
+					p.line.RaiseAlarm(gpio.CauseCameraLost)
 					p.log.Error("camera lost: parts take the fail-safe until it is back", "err", r.err)
 					p.events.Publish(Event{Kind: EventSourceLost, Time: time.Now(), Err: r.err.Error()})
 				}

@@ -100,6 +100,9 @@ func TestPooledSourceLostAndRecovered(t *testing.T) {
 	if got, want := fmt.Sprint(r.edges("ready")), "[true false true false true false]"; got != want {
 		t.Fatalf("ready output %s, want %s", got, want)
 	}
+	if st := r.line.Stats(); st.Alarms != 2 || !r.line.Alarm() {
+		t.Fatalf("%d alarms (latched %v) for 2 losses", st.Alarms, r.line.Alarm())
+	}
 	if !r.p.CameraLost().IsZero() {
 		t.Fatal("camera still marked lost after it came back")
 	}

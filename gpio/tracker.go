@@ -110,6 +110,7 @@ const (
 	evInput
 	evReady
 	evAlarmReset
+	evAlarm
 	evSync
 	evFlush
 	evTiming
@@ -366,6 +367,10 @@ func (t *Tracker) SetHealthy(ok bool) { t.send(event{kind: evHealth, active: ok}
 // ResetAlarm clears the latched alarm (as the alarm-reset input does).
 func (t *Tracker) ResetAlarm() { t.send(event{kind: evAlarmReset}) }
 
+// RaiseAlarm latches the alarm for a fault outside the tracker (cause says which, e.g.
+// CauseCameraLost), until ResetAlarm or the alarm-reset input.
+func (t *Tracker) RaiseAlarm(cause Cause) { t.send(event{kind: evAlarm, cause: cause}) }
+
 // Alarm says whether the alarm is latched.
 func (t *Tracker) Alarm() bool { return t.alarmOn.Load() }
 
@@ -496,6 +501,8 @@ func (t *Tracker) handle(ev event) {
 		}
 	case evAlarmReset:
 		t.clearAlarm()
+	case evAlarm:
+		t.raiseAlarm(ev.cause.String(), 0)
 	case evSync:
 		t.process(t.clock.Now())
 		next, _ := t.nextWake()
