@@ -279,6 +279,7 @@ func children(t *testing.T) int {
 // mid-run is one loss, and starting it again brings frames back.
 func TestCameraGigEVisionLostAndBack(t *testing.T) {
 	fake := testlib.Tool(t, "arv-fake-gv-camera-0.8")
+	testlib.Exclusive(t, "gige") // one fake camera on 127.0.0.1:3956 at a time
 	testlib.Tool(t, "gst-launch-1.0")
 	start := func() *exec.Cmd {
 		cmd := exec.Command(fake, "-i", "127.0.0.1")

@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"slices"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/adtrd/adtrd/daemon"
 	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/gpio/linetest"
+	"github.com/adtrd/adtrd/internal/testlib"
 	"github.com/adtrd/adtrd/score"
 )
 
@@ -116,5 +118,129 @@ func TestTriggeredCameraMatchesFramesByTime(t *testing.T) {
 	}
 	if sum := p.Summary(); sum.Unmatched != 2 || sum.Frames != 2 {
 		t.Fatalf("summary %s: want 2 frames decided and 2 matching no part", sum)
+	}
+}
+
+// A real GigE Vision camera (Debian's arv-fake-gv-camera-0.8 on 127.0.0.1) through a
+// triggered pipeline on the real clock: parts triggered while the camera is stopped
+// take the fail-safe (cause "camera lost"), the loss is one event, and after the
+// camera is started again a triggered part gets its frame and a decision.
+func TestGigECameraLostAndBackThroughThePipeline(t *testing.T) {
+	fake := testlib.Tool(t, "arv-fake-gv-camera-0.8")
+	testlib.Exclusive(t, "gige") // one fake camera on 127.0.0.1:3956 at a time
+	testlib.Tool(t, "gst-launch-1.0")
+	start := func() *exec.Cmd {
+		cmd := exec.Command(fake, "-i", "127.0.0.1")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd
+	}
+	camera := start()
+	eng, meta := newFloat(t, 1)
+	sc, _ := score.New(meta.ScoreParams())
+	trig := linetest.NewInput("trigger")
+	sim, _ := gpio.NewSim("", quiet)
+	tr, err := gpio.New(gpio.Options{
+		Reject: gpio.Output{Name: "reject", Pin: sim.Pin("reject")}, Alarm: gpio.Output{Name: "alarm", Pin: sim.Pin("alarm")},
+		Trigger: gpio.Input{Name: "trigger", Pin: trig},
+		Delay:   5 * time.Second, Pulse: 10 * time.Millisecond, Debounce: time.Millisecond, InFlight: 16, Log: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	tr.Start()
+	src, err := capture.NewCamera(capture.CameraOptions{
+		Spec: capture.CameraSpec{URI: "gige://127.0.0.1", Width: 512, Height: 512}, Size: capture.Size{W: meta.Input.Width, H: meta.Input.Height},
+		Stall: 500 * time.Millisecond, FirstFrame: 3 * time.Second, BackoffMin: 100 * time.Millisecond, BackoffMax: 300 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	gen := &daemon.Generation{N: 1, Engine: eng, Scorer: sc, Threshold: meta.Threshold, ModelSHA: meta.SHA256}
+	// a wide window: the fake camera's frame rate is low and its latency unknown here
+	p, err := daemon.New(daemon.Settings{Queue: 2, FrameBefore: 0, FrameAfter: 400 * time.Millisecond}, gen, src, tr, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan daemon.Event, 256)
+	stop := collect(t, p.Events().Subscribe(256), func(e daemon.Event) { events <- e })
+	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := p.Run(ctx); done <- err }()
+	defer func() { cancel(); <-done }()
+	trigger := func() {
+		trig.EdgesChan <- true
+		trig.EdgesChan <- false
+	}
+	// await returns the first event that ok accepts within d, counting the losses seen.
+	losses := 0
+	await := func(what string, d time.Duration, ok func(daemon.Event) bool) daemon.Event {
+		t.Helper()
+		timeout := time.After(d)
+		for {
+			select {
+			case e := <-events:
+				if e.Kind == daemon.EventSourceLost {
+					losses++
+				}
+				if ok(e) {
+					return e
+				}
+			case <-timeout:
+				t.Fatalf("no %s within %v", what, d)
+			}
+		}
+	}
+	decided := func(e daemon.Event) bool { return e.Kind == daemon.EventDecision && e.Record.Reason == daemon.ByScore }
+	// the camera streams: a triggered part gets a frame (retried while it connects)
+	for i := 0; ; i++ {
+		trigger()
+		select {
+		case e := <-events:
+			if decided(e) {
+				goto streaming
+			}
+		case <-time.After(500 * time.Millisecond):
+		}
+		if i == 40 {
+			t.Fatal("no triggered part decided on the camera's frames within 20 s")
+		}
+	}
+streaming:
+	camera.Process.Kill()
+	camera.Wait()
+	await("camera-lost event", 10*time.Second, func(e daemon.Event) bool { return e.Kind == daemon.EventSourceLost })
+	trigger() // parts in the gap
+	await("fail-safe for a part while the camera is lost", 5*time.Second, func(e daemon.Event) bool {
+		return e.Kind == daemon.EventFailSafe && e.Cause == gpio.CauseCameraLost.String()
+	})
+	if !tr.Alarm() {
+		t.Fatal("camera lost, alarm not latched")
+	}
+	start()
+	await("camera back", 30*time.Second, func(e daemon.Event) bool { return e.Kind == daemon.EventSourceBack })
+	for i := 0; ; i++ {
+		trigger()
+		select {
+		case e := <-events:
+			if e.Kind == daemon.EventSourceLost {
+				losses++
+			}
+			if decided(e) {
+				if losses != 1 {
+					t.Fatalf("%d camera-lost events for one stop of the camera", losses)
+				}
+				return
+			}
+		case <-time.After(500 * time.Millisecond):
+		}
+		if i == 40 {
+			t.Fatal("no triggered part decided after the camera came back")
+		}
 	}
 }
