@@ -506,7 +506,7 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 			if !lost {
 				lost = true
 				p.lostSince.Store(time.Now().UnixNano())
-				p.line.SetReady(false) // the line sees it: ready off while the camera is down,
+				p.line.SetReady(false)                  // the line sees it: ready off while the camera is down,
 				p.line.RaiseAlarm(gpio.CauseCameraLost) // and the alarm latched until reset
 				p.log.Error("camera lost: parts take the fail-safe until it is back", "err", err)
 				p.events.Publish(Event{Kind: EventSourceLost, Time: time.Now(), Err: err.Error()})
