@@ -475,6 +475,24 @@ loop:
 }
 
 // capture takes a frame per part: for each trigger, or one per frame (stamped then).
+// cameraLost tells the line (ready off while the camera is down, the alarm latched
+// until reset), the log, the status line and the event bus, once per loss.
+func (p *Pipeline) cameraLost(err error) {
+	p.lostSince.Store(time.Now().UnixNano())
+	p.line.SetReady(false)
+	p.line.RaiseAlarm(gpio.CauseCameraLost)
+	p.log.Error("camera lost: parts take the fail-safe until it is back", "err", err)
+	p.events.Publish(Event{Kind: EventSourceLost, Time: time.Now(), Err: err.Error()})
+}
+
+// cameraBack undoes cameraLost but for the alarm, which stays latched until reset.
+func (p *Pipeline) cameraBack(seq uint64) {
+	p.lostSince.Store(0)
+	p.line.SetReady(true)
+	p.log.Info("camera back: frames flowing again", "seq", seq)
+	p.events.Publish(Event{Kind: EventSourceBack, Time: time.Now()})
+}
+
 // lostPause is the least time between two Next calls while the camera is lost.
 const lostPause = 50 * time.Millisecond
 
@@ -505,11 +523,7 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 			}
 			if !lost {
 				lost = true
-				p.lostSince.Store(time.Now().UnixNano())
-				p.line.SetReady(false)                  // the line sees it: ready off while the camera is down,
-				p.line.RaiseAlarm(gpio.CauseCameraLost) // and the alarm latched until reset
-				p.log.Error("camera lost: parts take the fail-safe until it is back", "err", err)
-				p.events.Publish(Event{Kind: EventSourceLost, Time: time.Now(), Err: err.Error()})
+				p.cameraLost(err)
 			}
 			// The source backs off between reconnects itself; this pause only keeps one
 			// that returns ErrLost at once from spinning a core.
@@ -528,10 +542,7 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 		}
 		if err == nil && lost {
 			lost = false
-			p.lostSince.Store(0)
-			p.line.SetReady(true)
-			p.log.Info("camera back: frames flowing again", "seq", f.Seq)
-			p.events.Publish(Event{Kind: EventSourceBack, Time: time.Now()})
+			p.cameraBack(f.Seq)
 		}
 		if err != nil {
 			if !errors.Is(err, capture.ErrEOF) && !errors.Is(err, context.Canceled) {

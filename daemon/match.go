@@ -166,11 +166,7 @@ func (p *Pipeline) captureMatched(ctx context.Context, out chan<- job) error {
 				m.all(camLost)
 				if !lost {
 					lost = true
-					p.lostSince.Store(time.Now().UnixNano())
-					p.line.SetReady(false)
-					p.line.RaiseAlarm(gpio.CauseCameraLost)
-					p.log.Error("camera lost: parts take the fail-safe until it is back", "err", r.err)
-					p.events.Publish(Event{Kind: EventSourceLost, Time: time.Now(), Err: r.err.Error()})
+					p.cameraLost(r.err)
 				}
 				continue
 			}
@@ -182,10 +178,7 @@ func (p *Pipeline) captureMatched(ctx context.Context, out chan<- job) error {
 			}
 			if lost {
 				lost = false
-				p.lostSince.Store(0)
-				p.line.SetReady(true)
-				p.log.Info("camera back: frames flowing again", "seq", r.f.Seq)
-				p.events.Publish(Event{Kind: EventSourceBack, Time: time.Now()})
+				p.cameraBack(r.f.Seq)
 			}
 			// Parts first: a trigger edge already taken by the tracker must be waiting
 			// before the frame it caused is matched (select picks at random).
