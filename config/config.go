@@ -95,6 +95,13 @@ type Camera struct {
 	GigE       GigE     `yaml:"gige"`
 }
 
+// FilePath is the folder or image of a file:// URI (jetson-inference's spelling of a
+// replay: the files play as capture.replay does, paced at fps).
+func (c Camera) FilePath() (string, bool) {
+	p, ok := strings.CutPrefix(c.URI, "file://")
+	return p, ok
+}
+
 // Spec is the camera's pipeline description; frames come at Width x Height, or at
 // the model's input size when those are 0.
 func (c Camera) Spec(model capture.Size) capture.CameraSpec {
@@ -548,6 +555,10 @@ func (c *Config) resolve(base string) {
 	abs(&c.Model.External.Loader)
 	abs(&c.Capture.Replay.Path)
 	abs(&c.Output.SimCSV)
+	if p, ok := c.Capture.Camera.FilePath(); ok && p != "" { // file://relative/dir too
+		abs(&p)
+		c.Capture.Camera.URI = "file://" + p
+	}
 }
 
 // validate checks values; with files, also that the files named exist (os.Stat).
@@ -602,7 +613,7 @@ func (c *Config) validate(lines map[string]int, errs *Errors, files bool) {
 		missing("capture.replay.path", c.Capture.Replay.Path, "replay path")
 	}
 	if c.Capture.Source == SourceCamera {
-		c.validateCamera(bad)
+		c.validateCamera(files, bad)
 	}
 	if c.Capture.Replay.FPS < 0 || c.Capture.Replay.FPS > 1000 {
 		bad("capture.replay.fps", "%v out of range 0..1000", c.Capture.Replay.FPS)
@@ -619,12 +630,14 @@ func (c *Config) validate(lines map[string]int, errs *Errors, files bool) {
 	}
 }
 
-func (c *Config) validateCamera(bad func(key, format string, args ...any)) {
+func (c *Config) validateCamera(files bool, bad func(key, format string, args ...any)) {
 	cam := c.Capture.Camera
 	if cam.URI == "" {
 		bad("capture.camera.uri", "missing: csi://N, v4l2:///dev/videoN, rtsp://host/path, gige://NAME or gst://<pipeline head>")
-	} else if scheme, _, _ := strings.Cut(cam.URI, "://"); scheme == "file" {
-		bad("capture.camera.uri", "file:// is capture.source: replay with capture.replay.path")
+	} else if path, ok := cam.FilePath(); ok {
+		if _, err := os.Stat(path); err != nil && files {
+			bad("capture.camera.uri", "%s not found", path)
+		}
 	} else if _, err := cam.Spec(capture.Size{W: 1, H: 1}).Head(); err != nil {
 		key := "capture.camera.uri"
 		switch {

@@ -121,7 +121,7 @@ func TestEveryKindOfErrorNamesKeyAndLine(t *testing.T) {
 		// camera sources (capture.camera): a URI no pipeline comes from, by its key and line
 		{"camera without uri", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    width: 640\n    height: 480\n", []string{"capture.camera.uri: missing: csi://N"}},
 		{"camera scheme", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: http://cam/1\n", []string{`line 6: capture.camera.uri: uri "http://cam/1": want csi://N`}},
-		{"camera file uri", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: file:///frames\n", []string{"line 6: capture.camera.uri: file:// is capture.source: replay"}},
+		{"camera file uri", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: file:///nonexistent/frames\n", []string{"line 6: capture.camera.uri: /nonexistent/frames not found"}},
 		{"csi sensor", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: csi://x\n    converter: nvvidconv\n", []string{"line 6: capture.camera.uri: uri csi://x: want csi://N with sensor N in 0..15"}},
 		{"csi on videoconvert", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: csi://0\n", []string{"capture.camera.converter: uri csi://0: nvarguscamerasrc gives NVMM frames"}},
 		{"v4l2 path", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: v4l2://video0\n", []string{"line 6: capture.camera.uri: uri v4l2://video0: want v4l2:///dev/videoN"}},

@@ -30,7 +30,7 @@ func Check(cfg config.Config, log *slog.Logger) error {
 			errs = append(errs, err)
 		}
 	}
-	if cfg.Capture.Source == config.SourceCamera {
+	if _, file := cfg.Capture.Camera.FilePath(); cfg.Capture.Source == config.SourceCamera && !file {
 		// A camera is not opened: another process may hold it, and a check must not
 		// take frames from a running line.
 		if err := capture.CheckCamera(CameraOptions(cfg.Capture.Camera, size, log)); err != nil {

@@ -608,7 +608,10 @@ func (p *Pipeline) handle(j job) {
 	defer p.busy.Store(false)
 	start := time.Now()
 	if j.part == 0 && !p.line.Triggered() {
-		j.part = p.line.Stamp(f.Time) // an unpaced frame (see capture)
+		// An unpaced frame (see capture) becomes a part when it is taken: it waited in
+		// the queue only because the replay reads ahead, not on a belt, so its reject
+		// time counts from now.
+		j.part = p.line.Stamp(start)
 	}
 	rec := Record{Seq: f.Seq, Part: j.part, Gen: g.N, Model: g.ModelSHA, Threshold: g.Threshold, Name: f.Name, Wait: start.Sub(f.Time)}
 	p.Stats.Frames.Add(1)

@@ -27,6 +27,10 @@ func Sources() map[config.Source]SourceFactory {
 			return capture.NewReplay(capture.ReplayOptions{Path: c.Replay.Path, Loop: c.Replay.Loop, FPS: c.Replay.FPS, Fit: capture.Fit(c.Replay.Fit), Size: size})
 		},
 		config.SourceCamera: func(c config.Capture, size capture.Size, log *slog.Logger) (ClosableSource, error) {
+			if path, ok := c.Camera.FilePath(); ok {
+				// jetson-inference's file://: the files play as a replay would, at fps
+				return capture.NewReplay(capture.ReplayOptions{Path: path, FPS: c.Camera.FPS, Size: size})
+			}
 			return capture.NewCamera(CameraOptions(c.Camera, size, log))
 		},
 	}
