@@ -29,3 +29,35 @@ func TestOpenSource(t *testing.T) {
 		t.Fatalf("no factory: %v", err)
 	}
 }
+
+// capture.source camera opens by URI: file:// plays the files (no GStreamer), a
+// GStreamer URI starts a camera (a paced source with no end).
+func TestOpenCameraSource(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		uri   string
+		len   int
+		paced bool
+	}{
+		// jetson-inference's file://, unpaced at fps 0
+		{"file", "file://" + testlib.Demo("frames"), 16, false},
+		// a GStreamer camera (videotestsrc)
+		{"gst", "gst://videotestsrc is-live=true", 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.paced {
+				testlib.Tool(t, "gst-launch-1.0")
+			}
+			c := config.Default().Capture
+			c.Source, c.Camera.URI = config.SourceCamera, tc.uri
+			src, err := daemon.OpenSource(daemon.Sources(), c, capture.Size{W: 224, H: 224}, quiet)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer src.Close()
+			if src.Len() != tc.len || src.Paced() != tc.paced {
+				t.Fatalf("%s: %d frames, paced %v", tc.uri, src.Len(), src.Paced())
+			}
+		})
+	}
+}
