@@ -42,6 +42,7 @@ func latency(ds []time.Duration) Latency {
 type BenchReport struct {
 	Frames       int                `json:"frames"`
 	FPSAsked     float64            `json:"fps_asked"` // 0: unpaced
+	Camera       string             `json:"camera,omitempty"` // capture.camera.uri: frames at the camera's own rate
 	PipelineFPS  float64            `json:"pipeline_fps"`
 	BareFPS      float64            `json:"bare_invoke_fps"`
 	Ratio        float64            `json:"pipeline_to_bare"`
@@ -56,7 +57,7 @@ type BenchReport struct {
 func benchCmd(args []string, stdout, stderr io.Writer) int {
 	const synopsis = "adtrd bench -c FILE [-n N] [--fps F] [--json]"
 	fs := flag.NewFlagSet("adtrd bench", flag.ContinueOnError)
-	cfgPath := fs.String("c", "", "config file (YAML): its model, threads, delegate and replay source")
+	cfgPath := fs.String("c", "", "config file (YAML): its model, threads, delegate and frame source (a replay, or a camera at its own rate)")
 	n := fs.Int("n", 200, "frames to measure (after 5 of warm-up), 10..1000000")
 	fps := fs.Float64("fps", -1, "pace the replay at this rate; 0: unpaced; default: the config's capture.replay.fps")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
@@ -81,6 +82,9 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *fps >= 0 {
+		if cfg.Capture.Source == config.SourceCamera {
+			return usage("--fps paces a replay; a camera runs at its own rate (capture.camera.fps)")
+		}
 		cfg.Capture.Replay.FPS = *fps
 	}
 	cfg.Capture.Replay.Loop = true
@@ -96,7 +100,10 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	pace := "unpaced"
-	if rep.FPSAsked > 0 {
+	switch {
+	case rep.Camera != "":
+		pace = "from the camera " + rep.Camera + " at its own rate"
+	case rep.FPSAsked > 0:
 		pace = fmt.Sprintf("paced at %g frames/s", rep.FPSAsked)
 	}
 	fmt.Fprintf(stdout, "%d frames, %s: pipeline %.1f frames/s, bare Invoke loop %.1f frames/s (pipeline/bare %.3f); dropped %d, late decisions %d\n",
@@ -199,6 +206,9 @@ func bench(cfg config.Config, n int) (BenchReport, error) {
 	}
 	rep := BenchReport{Frames: n, FPSAsked: cfg.Capture.Replay.FPS, Stages: map[string]Latency{},
 		Dropped: p.Stats.Dropped.Load(), LateDecision: tr.Stats().LateDecisions}
+	if cfg.Capture.Source == config.SourceCamera {
+		rep.FPSAsked, rep.Camera = 0, cfg.Capture.Camera.URI
+	}
 	// recs[warm] was decided at first; n-1 more decisions followed until last.
 	rep.PipelineFPS = float64(n-1) / last.Sub(first).Seconds()
 	bare := make([]time.Duration, n)
