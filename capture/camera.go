@@ -64,15 +64,16 @@ type Camera struct {
 	stop   context.CancelFunc
 	done   chan struct{}
 
-	up, down atomic.Bool // frames flowing; lost (and not yet back)
-	seq      atomic.Uint64
-	mu       sync.Mutex
-	reason   error // why the camera is down, or the fatal error
-	fatal    bool
-	stats    CameraStats
-	child    *os.Process // the running child, for tests
-	closing  sync.Once
-	closed   atomic.Bool
+	up, down  atomic.Bool  // frames flowing; lost (and not yet back)
+	lastFrame atomic.Int64 // arrival of the last frame, Unix ns
+	seq       atomic.Uint64
+	mu        sync.Mutex
+	reason    error // why the camera is down, or the fatal error
+	fatal     bool
+	stats     CameraStats
+	child     *os.Process // the running child, for tests
+	closing   sync.Once
+	closed    atomic.Bool
 }
 
 // Defaults for CameraOptions' zero values.
@@ -230,7 +231,12 @@ func (c *Camera) supervise(ctx context.Context) {
 			return
 		}
 		if frames > 0 || lostAt.IsZero() {
+			// The outage counts from the last frame, not from when the loss was seen
+			// (a stall is seen only after the stall time).
 			lostAt = time.Now()
+			if last := c.lastFrame.Load(); last != 0 {
+				lostAt = time.Unix(0, last)
+			}
 			c.mu.Lock()
 			c.stats.Losses++
 			c.mu.Unlock()
@@ -270,6 +276,12 @@ type fatalError struct{ msg string }
 
 func (e *fatalError) Error() string { return e.msg }
 func (e *fatalError) Unwrap() error { return ErrSource }
+
+// sourceError is an ErrSource whose message names the config key itself.
+type sourceError struct{ msg string }
+
+func (e *sourceError) Error() string { return e.msg }
+func (e *sourceError) Unwrap() error { return ErrSource }
 
 // runChild runs one child until it fails, and says how many frames it delivered.
 func (c *Camera) runChild(ctx context.Context, lostAt time.Time) (uint64, error) {
@@ -322,8 +334,9 @@ func (c *Camera) runChild(ctx context.Context, lostAt time.Time) (uint64, error)
 	c.mu.Lock()
 	c.child = nil
 	c.mu.Unlock()
-	if line := logs.lastError(); strings.Contains(line, "erroneous pipeline") && n == 0 {
-		return 0, &fatalError{msg: fmt.Sprintf("capture: camera: gst-launch-1.0 %s", strings.TrimPrefix(line, "WARNING: "))}
+	if line := logs.lastError(); n == 0 && (strings.Contains(line, "erroneous pipeline") || strings.Contains(line, "could not be constructed")) {
+		line = strings.TrimPrefix(strings.TrimPrefix(line, "WARNING: "), "ERROR: ")
+		return 0, &fatalError{msg: fmt.Sprintf("capture: camera: gst-launch-1.0: %s", line)}
 	} else if line != "" {
 		return n, fmt.Errorf("%v (%s)", readErr, line)
 	}
@@ -369,7 +382,9 @@ func (c *Camera) readFrames(out *os.File, lostAt time.Time) (uint64, error) {
 			}
 			return n, err
 		}
-		at := time.Now().Add(-c.opt.Latency)
+		now := time.Now()
+		c.lastFrame.Store(now.UnixNano())
+		at := now.Add(-c.opt.Latency)
 		if !ok {
 			c.mu.Lock()
 			c.stats.Dropped++
@@ -464,21 +479,23 @@ func CheckCamera(opt CameraOptions) error {
 		launch = "gst-launch-1.0"
 	}
 	if _, err := exec.LookPath(launch); err != nil {
-		return fmt.Errorf("%w: %s not found (Debian: apt install gstreamer1.0-tools)", ErrSource, launch)
+		return &sourceError{fmt.Sprintf("capture.camera: %s not found (Debian: apt install gstreamer1.0-tools)", launch)}
 	}
 	inspect, err := exec.LookPath("gst-inspect-1.0")
 	if err != nil {
-		return fmt.Errorf("%w: gst-inspect-1.0 not found (Debian: apt install gstreamer1.0-tools)", ErrSource)
+		return &sourceError{"capture.camera: gst-inspect-1.0 not found (Debian: apt install gstreamer1.0-tools)"}
 	}
 	var missing []string
 	for _, e := range Elements(args) {
-		if exec.Command(inspect, "--exists", e).Run() != nil {
+		// --atleast-version=0.0: plain --exists refuses plugins versioned apart from
+		// GStreamer (Aravis 0.8's aravissrc, Basler's pylonsrc).
+		if exec.Command(inspect, "--exists", "--atleast-version=0.0", e).Run() != nil {
 			missing = append(missing, e)
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("%w: GStreamer has no element %s (not installed, or a plugin of another board: %s)",
-			ErrSource, strings.Join(missing, ", "), elementHint(missing))
+		return &sourceError{fmt.Sprintf("capture.camera.uri: GStreamer has no element %s (not installed, or a plugin of another board: %s)",
+			strings.Join(missing, ", "), elementHint(missing))}
 	}
 	return nil
 }

@@ -173,8 +173,11 @@ func TestCameraPipelineFaults(t *testing.T) {
 	}{
 		// a typo in an element's name
 		{"unknown element", "gst://videotestsrc ! nosuchelement0", true, `no element "nosuchelement0"`},
-		// a link to nothing
-		{"syntax error", "gst://videotestsrc ! ! fakesrc", true, "erroneous pipeline"},
+		// a property the element does not have
+		{"unknown property", "gst://videotestsrc nosuchprop=1", true, `no property "nosuchprop"`},
+		// a bin closed that was never opened, and one opened and never closed
+		{"syntax error", "gst://videotestsrc ! )", true, "erroneous pipeline: syntax error"},
+		{"open bin", "gst://videotestsrc ! (", true, "could not be constructed: syntax error"},
 		// a camera that never sends a frame
 		{"no frame", "gst://videotestsrc is-live=true ! valve drop=true", false, "no frame within 300ms of the start"},
 		// a device that is not there
@@ -396,5 +399,36 @@ func TestCameraRTSPLostAndBack(t *testing.T) {
 	f.Release()
 	if st := c.Stats(); st.Losses != 1 || !st.Up {
 		t.Fatalf("stats %+v: want one loss and the camera up again", st)
+	}
+}
+
+// CheckCamera asks gst-inspect-1.0 about every element without starting anything:
+// plugins versioned apart from GStreamer (Aravis's aravissrc) count, references to
+// named elements are no elements, and a missing one is named with its key.
+func TestCheckCamera(t *testing.T) {
+	testlib.Tool(t, "gst-inspect-1.0")
+	testlib.Tool(t, "arv-fake-gv-camera-0.8") // aravis-tools comes with libaravis's aravissrc
+	for _, tc := range []struct {
+		name, uri, want string // want "": no error
+	}{
+		// aravissrc, version 0.8 against GStreamer's 1.22
+		{"gige", "gige://127.0.0.1", ""},
+		// a pad reference ("c.") to the compositor named c
+		{"reference", "gst://videotestsrc ! c. compositor name=c", ""},
+		// rtspsrc and decodebin
+		{"rtsp", "rtsp://127.0.0.1:8554/cam", ""},
+		// an element GStreamer does not have, and one that is NVIDIA's
+		{"unknown", "gst://videotestsrc ! nosuchelement0", "capture.camera.uri: GStreamer has no element nosuchelement0"},
+		{"jetson", "gst://nvarguscamerasrc", "nvarguscamerasrc is NVIDIA's, in JetPack"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := capture.CheckCamera(capture.CameraOptions{Spec: capture.CameraSpec{URI: tc.uri, Width: 64, Height: 48}, Size: capture.Size{W: 32, H: 32}})
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("%s: %v", tc.uri, err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, capture.ErrSource)):
+				t.Fatalf("%s: %v, want ErrSource saying %q", tc.uri, err, tc.want)
+			}
+		})
 	}
 }

@@ -138,7 +138,7 @@ func (s CameraSpec) Head() ([]string, error) {
 		return []string{"rtspsrc", "location=" + s.URI, fmt.Sprintf("latency=%d", lat.Milliseconds()), "protocols=" + tr, "!", "decodebin"}, nil
 	case "gige":
 		if !gigeName.MatchString(rest) {
-			return nil, fmt.Errorf("%w: uri %s: want gige://NAME (the camera's name as arv-tool-0.8 lists it, or its IP address)", ErrURI, s.URI)
+			return nil, fmt.Errorf("%w: uri %s: want gige://NAME (the camera's IP address, or its name as Aravis reports it)", ErrURI, s.URI)
 		}
 		h := []string{"aravissrc", "camera-name=" + rest}
 		if s.Exposure > 0 {
@@ -174,6 +174,14 @@ func (s CameraSpec) Head() ([]string, error) {
 		}
 		if h[len(h)-1] == "!" {
 			return nil, fmt.Errorf("%w: uri %s: the head ends in \"!\" (adtrd adds the link to its tail)", ErrURI, s.URI)
+		}
+		if h[0] == "!" {
+			return nil, fmt.Errorf("%w: uri %s: the head starts with \"!\"", ErrURI, s.URI)
+		}
+		for i := 1; i < len(h); i++ {
+			if h[i] == "!" && h[i-1] == "!" {
+				return nil, fmt.Errorf("%w: uri %s: \"! !\" links to nothing", ErrURI, s.URI)
+			}
 		}
 		return h, nil
 	}
@@ -218,7 +226,9 @@ func Elements(args []string) []string {
 		case strings.HasPrefix(a, "-") && first && out == nil:
 			continue // gst-launch's own flags
 		}
-		if first && !strings.Contains(a, "/") && !strings.Contains(a, "=") && !strings.HasPrefix(a, "(") && !slices.Contains(out, a) {
+		// not caps (a/b), a property (k=v), a bin "(" or a reference to a named
+		// element or its pad ("c." or "c.sink_0"): element names have none of these
+		if first && !strings.ContainsAny(a, "/=.(") && !slices.Contains(out, a) {
 			out = append(out, a)
 		}
 		first = false

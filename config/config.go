@@ -674,6 +674,9 @@ func (c *Config) validateCamera(files bool, bad func(key, format string, args ..
 			bad(d.key, "%v out of range %v..%v", t, d.lo, d.hi)
 		}
 	}
+	if cam.BackoffMin != 0 && cam.BackoffMax != 0 && cam.BackoffMax < cam.BackoffMin {
+		bad("capture.camera.backoff_max", "%v is below backoff_min %v", time.Duration(cam.BackoffMax), time.Duration(cam.BackoffMin))
+	}
 	if cam.Stall != 0 && time.Duration(cam.Stall) < 10*time.Millisecond {
 		bad("capture.camera.stall", "%v: under 10ms every frame interval is a stall", time.Duration(cam.Stall))
 	}

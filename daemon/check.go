@@ -34,7 +34,7 @@ func Check(cfg config.Config, log *slog.Logger) error {
 		// A camera is not opened: another process may hold it, and a check must not
 		// take frames from a running line.
 		if err := capture.CheckCamera(CameraOptions(cfg.Capture.Camera, size, log)); err != nil {
-			errs = append(errs, fmt.Errorf("capture.camera: %w", err))
+			errs = append(errs, err) // names its key
 		}
 	} else if src, err := OpenSource(Sources(), cfg.Capture, size, log); err != nil {
 		errs = append(errs, err)

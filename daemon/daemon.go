@@ -144,6 +144,8 @@ type Record struct {
 
 // Stats are counters, safe to read while running.
 type Stats struct {
+	// CameraErrors counts losses of the camera (each outage once) and a source's end
+	// by an error.
 	Frames, Rejects, Dropped, BadFrames, InferErrors, CameraErrors atomic.Uint64
 	// Unmatched: frames of a triggered camera that fell in no waiting part's window.
 	Unmatched atomic.Uint64
@@ -516,13 +518,13 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 		}
 		f, err := p.src.Next(ctx)
 		if errors.Is(err, capture.ErrLost) && ctx.Err() == nil {
-			p.Stats.CameraErrors.Add(1)
 			if part != 0 {
 				p.line.Fail(part, gpio.CauseCameraLost)
 				p.events.Publish(Event{Kind: EventFailSafe, Time: time.Now(), Part: part, Cause: gpio.CauseCameraLost.String()})
 			}
 			if !lost {
 				lost = true
+				p.Stats.CameraErrors.Add(1) // once per loss, however long it lasts
 				p.cameraLost(err)
 			}
 			// The source backs off between reconnects itself; this pause only keeps one

@@ -162,10 +162,10 @@ func (p *Pipeline) captureMatched(ctx context.Context, out chan<- job) error {
 			m.expire(time.Now(), frameGrace, noFrame)
 		case r := <-frames:
 			if errors.Is(r.err, capture.ErrLost) {
-				p.Stats.CameraErrors.Add(1)
 				m.all(camLost)
 				if !lost {
 					lost = true
+					p.Stats.CameraErrors.Add(1)
 					p.cameraLost(r.err)
 				}
 				continue

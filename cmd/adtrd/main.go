@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -38,11 +39,11 @@ const usage = `usage:
                                  propose a threshold from DIR's scores (good images, or an
                                  MVTec-layout folder with defects); --write sets it in FILE
   adtrd eval -c FILE [--json] DIR
+                                 image / pixel AUROC, per defect kind, and the confusion at
+                                 the threshold, of the config's model on an MVTec-layout folder
   adtrd bench -c FILE [-n N] [--fps F] [--json]
                                  frames/s and per-stage latency of the whole pipeline (simulated
                                  outputs) and of the bare Invoke loop, same engine, same run
-                                 image / pixel AUROC, per defect kind, and the confusion at
-                                 the threshold, of the config's model on an MVTec-layout folder
   adtrd preprocess --size N [--fit resize|crop] FILE...
                                  write each image's model input (N*N*3 RGB bytes) to stdout,
                                  decoded as the daemon decodes frames (the toolkit's --adtrd)
@@ -161,12 +162,36 @@ func exitFor(err error) int {
 	return 1
 }
 
-// lastArg takes the last argument off as a command's DIR, unless it is a flag.
-func lastArg(args []string) (string, []string) {
-	if n := len(args); n > 0 && !strings.HasPrefix(args[n-1], "-") {
-		return args[n-1], args[:n-1]
+// folder says what is wrong with DIR before its images are looked for.
+func folder(dir string) error {
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%s: no such folder", dir)
+	case err != nil:
+		return err
+	case !st.IsDir():
+		return fmt.Errorf("%s: not a folder (DIR is a folder of images)", dir)
 	}
-	return "", args
+	return nil
+}
+
+// lastArg takes the last argument off as a command's DIR, unless it is a flag or the
+// value of one.
+func lastArg(fs *flag.FlagSet, args []string) (string, []string) {
+	n := len(args)
+	if n == 0 || strings.HasPrefix(args[n-1], "-") {
+		return "", args
+	}
+	// `-c FILE` and no DIR: the last word is the flag's value, not DIR.
+	if n >= 2 && strings.HasPrefix(args[n-2], "-") {
+		if f := fs.Lookup(strings.TrimLeft(args[n-2], "-")); f != nil {
+			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !ok || !b.IsBoolFlag() {
+				return "", args
+			}
+		}
+	}
+	return args[n-1], args[:n-1]
 }
 
 // calibrationImages are DIR's good images and defects: an MVTec-layout folder
@@ -206,7 +231,7 @@ func calibrateCmd(args []string, stdout, stderr io.Writer) int {
 	png := fs.String("png", "calibrate.png", "PNG plot of the score distributions (\"\": none)")
 	write := fs.Bool("write", false, "write the threshold into the config file (atomically: a running daemon reloads it)")
 	var dir string
-	dir, args = lastArg(args)
+	dir, args = lastArg(fs, args)
 	if code, ok := parseFlags(fs, synopsis, args, stdout, stderr); !ok {
 		return code
 	}
@@ -226,6 +251,10 @@ func calibrateCmd(args []string, stdout, stderr io.Writer) int {
 		return usage(fmt.Sprintf("--escape %v: want a rate between 0 and 1, both excluded", *esc))
 	case pick == "":
 		return usage(fmt.Sprintf("--use %q: want frr, escape or f1", *use))
+	}
+	if err := folder(dir); err != nil {
+		fmt.Fprintf(stderr, "adtrd calibrate: %v\n", err)
+		return 2
 	}
 	goodPaths, badPaths, err := calibrationImages(dir)
 	if err != nil {
@@ -303,7 +332,7 @@ func evalCmd(args []string, stdout, stderr io.Writer) int {
 	// DIR comes last: taken off before parsing, so a stray word before it is still an
 	// "unexpected argument".
 	var dir string
-	dir, args = lastArg(args)
+	dir, args = lastArg(fs, args)
 	if code, ok := parseFlags(fs, synopsis, args, stdout, stderr); !ok {
 		return code
 	}
@@ -313,6 +342,10 @@ func evalCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	case dir == "":
 		fmt.Fprintf(stderr, "adtrd eval: no DIR (usage: %s)\n", synopsis)
+		return 2
+	}
+	if err := folder(dir); err != nil {
+		fmt.Fprintf(stderr, "adtrd eval: %v\n", err)
 		return 2
 	}
 	items, err := evaluate.Find(dir)

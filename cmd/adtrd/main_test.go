@@ -335,25 +335,26 @@ func TestUsage(t *testing.T) {
 		stderr  string // a substring stderr must hold ("" = stderr empty)
 		without string // a substring stdout must not hold
 	}{
-		{nil, 2, "", "usage:", ""},                                                                  // no command: the usage, as an error
-		{[]string{"fly"}, 2, "", `unknown command "fly"`, ""},                                       // a typo
-		{[]string{"help"}, 0, "adtrd check -c FILE", "", ""},                                        // help as a command
-		{[]string{"-h"}, 0, "config/example.yaml", "", ""},                                          // the usage points at the keys
-		{[]string{"--help"}, 0, "adtrd run", "", ""},                                                // GNU spelling
-		{[]string{"--version"}, 0, "adtrd ", "", ""},                                                // like `version`
-		{[]string{"version"}, 0, "adtrd ", "", ""},                                                  // the command
-		{[]string{"check", "--help"}, 0, "-c string", "", "-loop"},                                  // check's flags only
-		{[]string{"run", "-h"}, 0, "-loop", "", ""},                                                 // run's flags
-		{[]string{"preprocess", "-h"}, 0, "-size", "", ""},                                          // preprocess's flags
-		{[]string{"check"}, 2, "", "-c FILE is required", ""},                                       // nothing to check
-		{[]string{"check", "extra", "-c", cfg}, 2, "", `unexpected argument "extra"`, ""},           // flags after a stray word are not lost silently
-		{[]string{"check", "-c", cfg, "extra", "junk"}, 2, "", `unexpected argument "extra"`, ""},   // extra words after the config
-		{[]string{"run", "-c", cfg, "now"}, 2, "", `unexpected argument "now"`, ""},                 // run does not start on a typo
-		{[]string{"check", "--loop", "-c", cfg}, 2, "", "flag provided but not defined: -loop", ""}, // check has no --loop
-		{[]string{"eval", "-h"}, 0, "-json", "", "-loop"},                                           // eval's flags
-		{[]string{"eval", dir}, 2, "", "-c FILE is required", ""},                                   // no config
-		{[]string{"eval", "-c", cfg}, 2, "", "flag needs an argument: -c", ""},                      // no DIR: the config path is taken for it and -c lacks its value
-		{[]string{"eval", "-c", cfg, dir}, 2, "", "no good/ folder", ""},                            // DIR is not an MVTec layout
+		{nil, 2, "", "usage:", ""},                                                                       // no command: the usage, as an error
+		{[]string{"fly"}, 2, "", `unknown command "fly"`, ""},                                            // a typo
+		{[]string{"help"}, 0, "adtrd check -c FILE", "", ""},                                             // help as a command
+		{[]string{"-h"}, 0, "config/example.yaml", "", ""},                                               // the usage points at the keys
+		{[]string{"--help"}, 0, "adtrd run", "", ""},                                                     // GNU spelling
+		{[]string{"--version"}, 0, "adtrd ", "", ""},                                                     // like `version`
+		{[]string{"version"}, 0, "adtrd ", "", ""},                                                       // the command
+		{[]string{"check", "--help"}, 0, "-c string", "", "-loop"},                                       // check's flags only
+		{[]string{"run", "-h"}, 0, "-loop", "", ""},                                                      // run's flags
+		{[]string{"preprocess", "-h"}, 0, "-size", "", ""},                                               // preprocess's flags
+		{[]string{"check"}, 2, "", "-c FILE is required", ""},                                            // nothing to check
+		{[]string{"check", "extra", "-c", cfg}, 2, "", `unexpected argument "extra"`, ""},                // flags after a stray word are not lost silently
+		{[]string{"check", "-c", cfg, "extra", "junk"}, 2, "", `unexpected argument "extra"`, ""},        // extra words after the config
+		{[]string{"run", "-c", cfg, "now"}, 2, "", `unexpected argument "now"`, ""},                      // run does not start on a typo
+		{[]string{"check", "--loop", "-c", cfg}, 2, "", "flag provided but not defined: -loop", ""},      // check has no --loop
+		{[]string{"eval", "-h"}, 0, "-json", "", "-loop"},                                                // eval's flags
+		{[]string{"eval", dir}, 2, "", "-c FILE is required", ""},                                        // no config
+		{[]string{"eval", "-c", cfg}, 2, "", "no DIR", ""},                                               // no DIR: the config path is -c's, not DIR
+		{[]string{"eval", "-c", cfg, "/nonexistent/dir"}, 2, "", "/nonexistent/dir: no such folder", ""}, // DIR is missing
+		{[]string{"eval", "-c", cfg, dir}, 2, "", "no good/ folder", ""},                                 // DIR is not an MVTec layout
 	} {
 		var out, errb bytes.Buffer
 		code := realMain(context.Background(), tc.args, &out, &errb)
@@ -633,7 +634,9 @@ func TestCalibrateWritesAThresholdTheDaemonUses(t *testing.T) {
 		{[]string{"--escape", "NaN", root}, "--escape NaN: want a rate between 0 and 1"},
 		{[]string{"--use", "best", root}, `--use "best": want frr, escape or f1`},
 		{[]string{"--use", "escape", goodOnly}, "needs defects in DIR"},
-		{[]string{filepath.Join(dir, "nothing")}, "no images"},
+		{[]string{t.TempDir()}, "no images"}, // an empty folder
+		{[]string{}, "no DIR"},               // -c FILE is not taken for DIR
+		{[]string{"/nonexistent/dir"}, "/nonexistent/dir: no such folder"},
 	} {
 		errb.Reset()
 		code := realMain(context.Background(), append([]string{"calibrate", "-c", cfg}, tc.args...), io.Discard, &errb)
