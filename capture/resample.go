@@ -97,7 +97,8 @@ func resizePillow(src []byte, sw, sh int, dst []byte, dw, dh int) {
 type resizer struct {
 	sw, sh, dw, dh int
 	ch, cv         resampleCoeffs
-	tmp            []byte // the horizontal pass's rows, when both passes run
+	tmp            []byte  // the horizontal pass's rows, when both passes run
+	acc            []int32 // the vertical pass's sums for one output row
 }
 
 func newResizer(sw, sh, dw, dh int) *resizer {
@@ -106,6 +107,7 @@ func newResizer(sw, sh, dw, dh int) *resizer {
 		return r
 	}
 	r.ch, r.cv = precomputeCoeffs(sw, dw), precomputeCoeffs(sh, dh)
+	r.acc = make([]int32, dw*3)
 	if sw != dw && sh != dh {
 		first := r.cv.bounds[0]
 		last := r.cv.bounds[dh*2-2] + r.cv.bounds[dh*2-1]
@@ -114,7 +116,9 @@ func newResizer(sw, sh, dw, dh int) *resizer {
 	return r
 }
 
-// resize writes src (sw x sh RGB) resized into dst (dw x dh RGB).
+// resize writes src (sw x sh RGB) resized into dst (dw x dh RGB). The sums are
+// Pillow's, in integers, so the order they are added in does not change the result:
+// the vertical pass adds whole rows (sequential memory) instead of one pixel's column.
 func (r *resizer) resize(src, dst []byte) {
 	sw, sh, dw, dh := r.sw, r.sh, r.dw, r.dh
 	needH, needV := sw != dw, sh != dh
@@ -126,7 +130,8 @@ func (r *resizer) resize(src, dst []byte) {
 	// Rows the vertical pass reads (ImagingResampleInner's ybox_first/last).
 	first := cv.bounds[0]
 	last := cv.bounds[dh*2-2] + cv.bounds[dh*2-1]
-	tmp, tw, tOff := src, sw, 0
+	tmp, tOff := src, 0
+	const half = int32(1 << (precisionBits - 1))
 	if needH {
 		rows := last - first
 		if !needV {
@@ -137,39 +142,45 @@ func (r *resizer) resize(src, dst []byte) {
 			tmp = dst
 		}
 		for y := 0; y < rows; y++ {
-			in := src[(y+first)*sw*3:]
-			out := tmp[y*dw*3:]
+			in := src[(y+first)*sw*3:][:sw*3]
+			out := tmp[y*dw*3:][:dw*3]
 			for xx := 0; xx < dw; xx++ {
 				xmin, n := ch.bounds[xx*2], ch.bounds[xx*2+1]
-				k := ch.k[xx*ch.ksize:]
-				s0, s1, s2 := int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1))
-				for x := 0; x < n; x++ {
-					p := (x + xmin) * 3
-					s0 += int32(in[p]) * k[x]
-					s1 += int32(in[p+1]) * k[x]
-					s2 += int32(in[p+2]) * k[x]
+				k := ch.k[xx*ch.ksize:][:n]
+				px := in[xmin*3:][:n*3]
+				s0, s1, s2 := half, half, half
+				for x, w := range k {
+					p := px[x*3:][:3]
+					s0 += int32(p[0]) * w
+					s1 += int32(p[1]) * w
+					s2 += int32(p[2]) * w
 				}
-				out[xx*3], out[xx*3+1], out[xx*3+2] = clip8(s0), clip8(s1), clip8(s2)
+				o := out[xx*3:][:3]
+				o[0], o[1], o[2] = clip8(s0), clip8(s1), clip8(s2)
 			}
 		}
 		if !needV {
 			return
 		}
-		tw, tOff = dw, first
+		tOff = first
 	}
+	// Here the rows are dw wide: tmp's, or src's when only the height changes.
+	acc := r.acc[:dw*3]
 	for yy := 0; yy < dh; yy++ {
 		ymin, n := cv.bounds[yy*2]-tOff, cv.bounds[yy*2+1]
-		k := cv.k[yy*cv.ksize:]
-		out := dst[yy*dw*3:]
-		for xx := 0; xx < dw; xx++ {
-			s0, s1, s2 := int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1)), int32(1<<(precisionBits-1))
-			for y := 0; y < n; y++ {
-				p := ((y+ymin)*tw + xx) * 3
-				s0 += int32(tmp[p]) * k[y]
-				s1 += int32(tmp[p+1]) * k[y]
-				s2 += int32(tmp[p+2]) * k[y]
+		k := cv.k[yy*cv.ksize:][:n]
+		for i := range acc {
+			acc[i] = half
+		}
+		for y, w := range k {
+			row := tmp[(y+ymin)*dw*3:][:len(acc)]
+			for i, v := range row {
+				acc[i] += int32(v) * w
 			}
-			out[xx*3], out[xx*3+1], out[xx*3+2] = clip8(s0), clip8(s1), clip8(s2)
+		}
+		out := dst[yy*dw*3:][:len(acc)]
+		for i, a := range acc {
+			out[i] = clip8(a)
 		}
 	}
 }
