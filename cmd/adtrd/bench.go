@@ -41,7 +41,7 @@ func latency(ds []time.Duration) Latency {
 // BenchReport is what `adtrd bench` measured.
 type BenchReport struct {
 	Frames       int                `json:"frames"`
-	FPSAsked     float64            `json:"fps_asked"` // 0: unpaced
+	FPSAsked     float64            `json:"fps_asked"`        // 0: unpaced
 	Camera       string             `json:"camera,omitempty"` // capture.camera.uri: frames at the camera's own rate
 	PipelineFPS  float64            `json:"pipeline_fps"`
 	BareFPS      float64            `json:"bare_invoke_fps"`
