@@ -152,6 +152,9 @@ func (c *Camera) Stats() CameraStats {
 // Next returns the next frame; ErrLost (wrapped, with the reason) while the camera is
 // down; the fatal error once the pipeline cannot run at all; ErrClosed after Close.
 func (c *Camera) Next(ctx context.Context) (Frame, error) {
+	if c.closed.Load() {
+		return Frame{}, ErrClosed // frames still queued from before Close are not handed out
+	}
 	select {
 	case f := <-c.frames:
 		return f, nil
@@ -317,7 +320,7 @@ func (c *Camera) runChild(ctx context.Context, lostAt time.Time) (uint64, error)
 	}()
 	// A stop or Close interrupts a read that would wait for the stall deadline.
 	stopRead := context.AfterFunc(ctx, func() { out.SetReadDeadline(time.Now()) })
-	n, readErr := c.readFrames(out, lostAt)
+	n, readErr := c.readFrames(ctx, out, lostAt)
 	stopRead()
 	killGroup(cmd.Process)
 	waitErr := cmd.Wait()
@@ -347,7 +350,7 @@ func (c *Camera) runChild(ctx context.Context, lostAt time.Time) (uint64, error)
 }
 
 // readFrames reads whole frames until the pipe fails or stalls.
-func (c *Camera) readFrames(out *os.File, lostAt time.Time) (uint64, error) {
+func (c *Camera) readFrames(ctx context.Context, out *os.File, lostAt time.Time) (uint64, error) {
 	w, h := c.opt.Spec.Width, c.opt.Spec.Height
 	resize := w != c.opt.Size.W || h != c.opt.Size.H
 	var raw, discard []byte
@@ -359,6 +362,11 @@ func (c *Camera) readFrames(out *os.File, lostAt time.Time) (uint64, error) {
 	wait := c.opt.FirstFrame
 	for {
 		out.SetReadDeadline(time.Now().Add(wait))
+		// After the deadline is set: a stop that came before it set its own deadline
+		// (context.AfterFunc in runChild), which this one has just replaced.
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
 		buf, idx, ok := c.pool.Get()
 		dst := buf
 		switch {

@@ -286,6 +286,7 @@ func TestCameraGigEVisionLostAndBack(t *testing.T) {
 	testlib.Tool(t, "gst-launch-1.0")
 	start := func() *exec.Cmd {
 		cmd := exec.Command(fake, "-i", "127.0.0.1")
+		testlib.DiesWithTest(cmd)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -369,6 +370,7 @@ func TestCameraRTSPLostAndBack(t *testing.T) {
 	l.Close()
 	serve := func() *exec.Cmd {
 		cmd := exec.Command(py, filepath.Join("testdata", "rtsp", "serve.py"), port)
+		testlib.DiesWithTest(cmd)
 		out, _ := cmd.StdoutPipe()
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
@@ -430,5 +432,29 @@ func TestCheckCamera(t *testing.T) {
 				t.Fatalf("%s: %v, want ErrSource saying %q", tc.uri, err, tc.want)
 			}
 		})
+	}
+}
+
+// Close returns whenever it lands: right after NewCamera, while the child starts, and
+// between or inside frames. A stop that came before a read once had its deadline
+// replaced by the read's own, and Close waited for ever while frames flowed (seen
+// once under load, in TestOpenCameraSource; the window is too narrow for this test to
+// hit it every time). 5 s is a hang detector, not a goal.
+func TestCameraCloseWhileFramesFlow(t *testing.T) {
+	testlib.Tool(t, "gst-launch-1.0")
+	for i := range 20 {
+		c := newCamera(t, "gst://videotestsrc is-live=true ! video/x-raw,width=64,height=48,framerate=100/1", nil)
+		if i%2 == 1 { // frames flowing first; the even ones close at once
+			f := next(t, c, 10*time.Second)
+			f.Release()
+			time.Sleep(time.Duration(i) * time.Millisecond) // land at different points of a frame
+		}
+		done := make(chan struct{})
+		go func() { c.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("close %d: Close still waiting after 5 s while frames flow", i)
+		}
 	}
 }

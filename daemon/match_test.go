@@ -131,6 +131,7 @@ func TestGigECameraLostAndBackThroughThePipeline(t *testing.T) {
 	testlib.Tool(t, "gst-launch-1.0")
 	start := func() *exec.Cmd {
 		cmd := exec.Command(fake, "-i", "127.0.0.1")
+		testlib.DiesWithTest(cmd)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
