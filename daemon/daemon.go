@@ -477,6 +477,22 @@ loop:
 }
 
 // capture takes a frame per part: for each trigger, or one per frame (stamped then).
+// drop gives up a frame because the pipeline is behind (the newest is dropped rather
+// than queued): its part falls to the fail-safe at its reject time.
+func (p *Pipeline) drop(f capture.Frame, part uint64, queue int) {
+	f.Release()
+	p.Stats.Dropped.Add(1)
+	p.failPart(part, gpio.CauseDropped)
+	p.decided(part, f.Name, false, p.Generation().Config.Capture.Replay.Labels)
+	p.log.Warn("frame dropped: pipeline behind", "seq", f.Seq, "part", part, "queue", queue)
+}
+
+// failPart sends part to the fail-safe for cause and says so on the event bus.
+func (p *Pipeline) failPart(part uint64, cause gpio.Cause) {
+	p.line.Fail(part, cause)
+	p.events.Publish(Event{Kind: EventFailSafe, Time: time.Now(), Part: part, Cause: cause.String()})
+}
+
 // cameraLost tells the line (ready off while the camera is down, the alarm latched
 // until reset), the log, the status line and the event bus, once per loss.
 func (p *Pipeline) cameraLost(err error) {
@@ -519,8 +535,7 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 		f, err := p.src.Next(ctx)
 		if errors.Is(err, capture.ErrLost) && ctx.Err() == nil {
 			if part != 0 {
-				p.line.Fail(part, gpio.CauseCameraLost)
-				p.events.Publish(Event{Kind: EventFailSafe, Time: time.Now(), Part: part, Cause: gpio.CauseCameraLost.String()})
+				p.failPart(part, gpio.CauseCameraLost)
 			}
 			if !lost {
 				lost = true
@@ -579,14 +594,7 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 		select {
 		case out <- j:
 		default:
-			// The pipeline is behind: drop the newest frame here rather than queue it;
-			// its part falls to the fail-safe at its reject time.
-			f.Release()
-			p.Stats.Dropped.Add(1)
-			p.line.Fail(part, gpio.CauseDropped)
-			p.decided(part, f.Name, false, p.Generation().Config.Capture.Replay.Labels)
-			p.events.Publish(Event{Kind: EventFailSafe, Time: time.Now(), Part: part, Cause: gpio.CauseDropped.String()})
-			p.log.Warn("frame dropped: pipeline behind", "seq", f.Seq, "part", part, "queue", cap(out))
+			p.drop(f, part, cap(out))
 		}
 	}
 }

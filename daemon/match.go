@@ -101,10 +101,7 @@ func (p *Pipeline) captureMatched(ctx context.Context, out chan<- job) error {
 	}
 	m := newMatcher(before, after, inFlight)
 	fail := func(cause gpio.Cause) func(gpio.Part) {
-		return func(pt gpio.Part) {
-			p.line.Fail(pt.ID, cause)
-			p.events.Publish(Event{Kind: EventFailSafe, Time: time.Now(), Part: pt.ID, Cause: cause.String()})
-		}
+		return func(pt gpio.Part) { p.failPart(pt.ID, cause) }
 	}
 	noFrame, camLost := fail(gpio.CauseNoFrame), fail(gpio.CauseCameraLost)
 	// The camera is read on its own goroutine, so that parts are taken while Next waits.
@@ -202,13 +199,7 @@ func (p *Pipeline) captureMatched(ctx context.Context, out chan<- job) error {
 			select {
 			case out <- job{f: r.f, part: id}:
 			default:
-				name := r.f.Name
-				r.f.Release()
-				p.Stats.Dropped.Add(1)
-				p.line.Fail(id, gpio.CauseDropped)
-				p.decided(id, name, false, p.Generation().Config.Capture.Replay.Labels)
-				p.events.Publish(Event{Kind: EventFailSafe, Time: time.Now(), Part: id, Cause: gpio.CauseDropped.String()})
-				p.log.Warn("frame dropped: pipeline behind", "seq", r.f.Seq, "part", id, "queue", cap(out))
+				p.drop(r.f, id, cap(out))
 			}
 		}
 	}
