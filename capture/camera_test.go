@@ -237,7 +237,7 @@ func TestCameraReconnectsWithoutLeaks(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		g, n, kids := runtime.NumGoroutine(), openFDs(t), children(t)
+		g, n, kids := runtime.NumGoroutine(), openFDs(t), len(testlib.Children(t, os.Getpid()))
 		if g <= goroutines && n <= fds && kids == 0 {
 			break
 		}
@@ -256,43 +256,12 @@ func openFDs(t *testing.T) int {
 	return len(ents)
 }
 
-// children counts live processes whose parent is this one.
-func children(t *testing.T) int {
-	ents, _ := os.ReadDir("/proc")
-	n := 0
-	me := strconv.Itoa(os.Getpid())
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so split after the last ")"
-		s := string(b)
-		if i := strings.LastIndexByte(s, ')'); i > 0 {
-			if f := strings.Fields(s[i+1:]); len(f) > 1 && f[1] == me && f[0] != "Z" {
-				n++
-			}
-		}
-	}
-	return n
-}
-
 // A real GigE Vision camera protocol: Debian's arv-fake-gv-camera-0.8 on 127.0.0.1
 // (GVCP/GVSP, Mono8 512x512) through gige:// and aravissrc. Stopping the camera
 // mid-run is one loss, and starting it again brings frames back.
 func TestCameraGigEVisionLostAndBack(t *testing.T) {
-	fake := testlib.Tool(t, "arv-fake-gv-camera-0.8")
-	testlib.Exclusive(t, "gige") // one fake camera on 127.0.0.1:3956 at a time
+	start := testlib.FakeGigECamera(t)
 	testlib.Tool(t, "gst-launch-1.0")
-	start := func() *exec.Cmd {
-		cmd := exec.Command(fake, "-i", "127.0.0.1")
-		testlib.DiesWithTest(cmd)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		return cmd
-	}
 	cam := start()
 	c := newCamera(t, "gige://127.0.0.1", func(o *capture.CameraOptions) {
 		o.Spec.Width, o.Spec.Height = 512, 512

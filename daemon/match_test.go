@@ -3,7 +3,6 @@ package daemon_test
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"slices"
 	"sync"
 	"testing"
@@ -126,18 +125,8 @@ func TestTriggeredCameraMatchesFramesByTime(t *testing.T) {
 // take the fail-safe (cause "camera lost"), the loss is one event, and after the
 // camera is started again a triggered part gets its frame and a decision.
 func TestGigECameraLostAndBackThroughThePipeline(t *testing.T) {
-	fake := testlib.Tool(t, "arv-fake-gv-camera-0.8")
-	testlib.Exclusive(t, "gige") // one fake camera on 127.0.0.1:3956 at a time
+	start := testlib.FakeGigECamera(t)
 	testlib.Tool(t, "gst-launch-1.0")
-	start := func() *exec.Cmd {
-		cmd := exec.Command(fake, "-i", "127.0.0.1")
-		testlib.DiesWithTest(cmd)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		return cmd
-	}
 	camera := start()
 	eng, meta := newFloat(t, 1)
 	sc, _ := score.New(meta.ScoreParams())

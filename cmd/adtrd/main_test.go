@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -862,7 +861,7 @@ func TestCameraRunAndKillLeavesNoChild(t *testing.T) {
 			var kids []int
 			for deadline := time.Now().Add(10 * time.Second); len(kids) == 0 && time.Now().Before(deadline); {
 				time.Sleep(20 * time.Millisecond)
-				kids = childrenOf(cmd.Process.Pid)
+				kids = testlib.Children(t, cmd.Process.Pid)
 			}
 			if len(kids) != 1 {
 				t.Fatalf("daemon's children %v: want the one gst-launch-1.0", kids)
@@ -883,27 +882,4 @@ func TestCameraRunAndKillLeavesNoChild(t *testing.T) {
 			}
 		})
 	}
-}
-
-// childrenOf lists the live processes whose parent is pid.
-func childrenOf(pid int) []int {
-	ents, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range ents {
-		n, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		if i := strings.LastIndexByte(s, ')'); i > 0 {
-			if f := strings.Fields(s[i+1:]); len(f) > 1 && f[1] == strconv.Itoa(pid) && f[0] != "Z" {
-				out = append(out, n)
-			}
-		}
-	}
-	return out
 }
