@@ -267,20 +267,7 @@ func TestCameraGigEVisionLostAndBack(t *testing.T) {
 		o.Spec.Width, o.Spec.Height = 512, 512
 		o.Stall, o.FirstFrame = time.Second, 3*time.Second
 	})
-	for range 3 {
-		f := next(t, c, 20*time.Second)
-		f.Release()
-	}
-	cam.Process.Kill()
-	cam.Wait()
-	untilLost(t, c, 10*time.Second)
-	time.Sleep(time.Second) // a restart or two finds no camera
-	start()
-	f := next(t, c, 30*time.Second)
-	f.Release()
-	if st := c.Stats(); st.Losses != 1 || !st.Up {
-		t.Fatalf("stats %+v: want one loss and the camera up again", st)
-	}
+	lostAndBack(t, c, cam, func() { start() })
 }
 
 // BenchmarkCamera: frames a second through the camera source (the child's
@@ -357,15 +344,23 @@ func TestCameraRTSPLostAndBack(t *testing.T) {
 		o.Spec.Width, o.Spec.Height = 160, 120
 		o.Stall = time.Second
 	})
+	lostAndBack(t, c, srv, func() { serve() })
+}
+
+// lostAndBack takes frames from c, kills the process that serves them (a camera or a
+// server), waits for the loss, lets a restart or two find nothing, starts the server
+// again and wants frames back after exactly one loss.
+func lostAndBack(t *testing.T, c *capture.Camera, server *exec.Cmd, restart func()) {
+	t.Helper()
 	for range 3 {
 		f := next(t, c, 20*time.Second)
 		f.Release()
 	}
-	srv.Process.Kill()
-	srv.Wait()
+	server.Process.Kill()
+	server.Wait()
 	untilLost(t, c, 10*time.Second)
-	time.Sleep(time.Second) // a restart or two finds no server
-	serve()
+	time.Sleep(time.Second)
+	restart()
 	f := next(t, c, 30*time.Second)
 	f.Release()
 	if st := c.Stats(); st.Losses != 1 || !st.Up {
