@@ -183,8 +183,40 @@ func (s CameraSpec) Head() ([]string, error) {
 				return nil, fmt.Errorf("%w: uri %s: \"! !\" links to nothing", ErrURI, s.URI)
 			}
 		}
+		if err := balanced(rest); err != nil {
+			return nil, fmt.Errorf("%w: uri %s: %v", ErrURI, s.URI, err)
+		}
 		return h, nil
 	}
+}
+
+// balanced checks a gst:// head's quotes and bins: an open quote would swallow
+// adtrd's tail into a property value and an open "(" would put it inside a bin,
+// and gst-launch-1.0 then fails only once the camera is opened.
+func balanced(head string) error {
+	depth, quote := 0, false
+	for i := 0; i < len(head); i++ {
+		switch c := head[i]; {
+		case c == '\\' && i+1 < len(head):
+			i++ // an escaped character, as GStreamer's parser reads it
+		case c == '"':
+			quote = !quote
+		case quote:
+		case c == '(':
+			depth++
+		case c == ')':
+			if depth--; depth < 0 {
+				return fmt.Errorf("a \")\" closes no bin")
+			}
+		}
+	}
+	switch {
+	case quote:
+		return fmt.Errorf("a quote (\") is not closed")
+	case depth > 0:
+		return fmt.Errorf("%d bin(s) opened with \"(\" are not closed", depth)
+	}
+	return nil
 }
 
 // Args is gst-launch-1.0's argument list: quiet (stdout carries only frames), the

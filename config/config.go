@@ -677,7 +677,7 @@ func (c *Config) validateCamera(files bool, bad func(key, format string, args ..
 	if cam.BackoffMin != 0 && cam.BackoffMax != 0 && cam.BackoffMax < cam.BackoffMin {
 		bad("capture.camera.backoff_max", "%v is below backoff_min %v", time.Duration(cam.BackoffMax), time.Duration(cam.BackoffMin))
 	}
-	if cam.Stall != 0 && time.Duration(cam.Stall) < 10*time.Millisecond {
+	if cam.Stall > 0 && time.Duration(cam.Stall) < 10*time.Millisecond {
 		bad("capture.camera.stall", "%v: under 10ms every frame interval is a stall", time.Duration(cam.Stall))
 	}
 	if e := cam.GigE.Exposure; e < 0 || math.IsNaN(e) || e > 1e8 {
