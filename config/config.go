@@ -6,10 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,6 +37,45 @@ type Config struct {
 	Tracking  Tracking `yaml:"tracking"`
 	FailSafe  FailSafe `yaml:"fail_safe"`
 	Log       Log      `yaml:"log"`
+	// The operators' view (README "Operators' view"): read at start; a reload that
+	// changes them is refused (ErrRestart).
+	HTTP       HTTP       `yaml:"http"`
+	Recordings Recordings `yaml:"recordings"`
+	MQTT       MQTT       `yaml:"mqtt"`
+}
+
+// HTTP is the operators' page, /metrics, the JSON API and live events.
+type HTTP struct {
+	Address string `yaml:"address"` // host:port to listen on (loopback by default); "": off
+	// TokenFile holds the bearer token that mutating requests (feedback, reload, alarm
+	// reset) must carry; it must not be readable by others. "": mutations are refused.
+	TokenFile string  `yaml:"token_file"`
+	Heatmaps  float64 `yaml:"heatmaps"` // heatmap overlays rendered per second at most, off the frame path
+}
+
+// Recordings are rejected and near-threshold frames kept on disk for the page and
+// for feedback, under a size quota and an age limit (oldest removed first).
+type Recordings struct {
+	Dir    string   `yaml:"dir"`      // "": off
+	Quota  int64    `yaml:"quota_mb"` // MiB the recordings may take
+	MaxAge Duration `yaml:"max_age"`  // older recordings are removed; 0: no age limit
+	// Near: passes scoring above near x threshold are recorded too (0: rejects only).
+	Near float64 `yaml:"near"`
+	Rate float64 `yaml:"rate"` // recordings per second at most; more are dropped and counted
+	// Dataset: where feedback lands, in MVTec layout (train/good for false rejects,
+	// test/<kind> for confirmed defects), read by calibrate and `adtr train --plus`.
+	Dataset string `yaml:"dataset"`
+}
+
+// MQTT publishes decisions, faults and state changes to a broker (MQTT 3.1.1).
+type MQTT struct {
+	Broker       string    `yaml:"broker"`    // tcp://host:1883 or ssl://host:8883; "": off
+	ClientID     string    `yaml:"client_id"` // also the session's name at the broker
+	Topic        string    `yaml:"topic"`     // prefix: <topic>/decision, /fault, /state, /availability
+	Decisions    Decisions `yaml:"decisions"` // rejects (default) | all | none
+	Buffer       int       `yaml:"buffer"`    // messages held while the broker is away; the oldest go first
+	Username     string    `yaml:"username"`
+	PasswordFile string    `yaml:"password_file"`
 }
 
 type Model struct {
@@ -231,6 +274,10 @@ func Default() Config {
 		Tracking: Tracking{InFlight: 64, Spin: Duration(2 * time.Millisecond)},
 		FailSafe: FailSafeReject,
 		Log:      Log{Format: LogText, Level: "info"},
+		HTTP:     HTTP{Address: "127.0.0.1:8080", Heatmaps: 2},
+		Recordings: Recordings{Dir: "/var/lib/adtrd/recordings", Quota: 1024, MaxAge: Duration(7 * 24 * time.Hour),
+			Near: 0.9, Rate: 5, Dataset: "/var/lib/adtrd/dataset"},
+		MQTT: MQTT{ClientID: "adtrd", Topic: "adtrd", Decisions: DecisionsRejects, Buffer: 1000},
 	}
 }
 
@@ -555,6 +602,10 @@ func (c *Config) resolve(base string) {
 	abs(&c.Model.External.Loader)
 	abs(&c.Capture.Replay.Path)
 	abs(&c.Output.SimCSV)
+	abs(&c.HTTP.TokenFile)
+	abs(&c.Recordings.Dir)
+	abs(&c.Recordings.Dataset)
+	abs(&c.MQTT.PasswordFile)
 	if p, ok := c.Capture.Camera.FilePath(); ok && p != "" { // file://relative/dir too
 		abs(&p)
 		c.Capture.Camera.URI = "file://" + p
@@ -628,6 +679,104 @@ func (c *Config) validate(lines map[string]int, errs *Errors, files bool) {
 	if _, err := parseLevel(c.Log.Level); err != nil {
 		bad("log.level", "%v", err)
 	}
+	c.validateView(files, bad)
+}
+
+// validateView checks the operators' view: the listener, the recordings and MQTT.
+func (c *Config) validateView(files bool, bad func(key, format string, args ...any)) {
+	if a := c.HTTP.Address; a != "" {
+		if _, port, err := net.SplitHostPort(a); err != nil {
+			bad("http.address", "%q: want host:port, e.g. 127.0.0.1:8080", a)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			bad("http.address", "%q: port %q is not 0..65535", a, port)
+		}
+	}
+	if h := c.HTTP.Heatmaps; h <= 0 || h > 100 || math.IsNaN(h) {
+		bad("http.heatmaps", "%v out of range (0, 100] per second", h)
+	}
+	if f := c.HTTP.TokenFile; f != "" && files {
+		if _, err := ReadSecret(f); err != nil {
+			bad("http.token_file", "%v", err)
+		}
+	}
+	r := c.Recordings
+	if r.Quota < 1 || r.Quota > 1<<20 {
+		bad("recordings.quota_mb", "%d out of range 1..1048576 MiB", r.Quota)
+	}
+	if a := time.Duration(r.MaxAge); a < 0 || (a > 0 && a < time.Minute) {
+		bad("recordings.max_age", "%v: want 0 (no age limit) or at least 1m", a)
+	}
+	if r.Near < 0 || r.Near >= 1 || math.IsNaN(r.Near) {
+		bad("recordings.near", "%v out of range 0..1 (a fraction of the threshold; 0: rejects only)", r.Near)
+	}
+	if r.Rate <= 0 || r.Rate > 1000 || math.IsNaN(r.Rate) {
+		bad("recordings.rate", "%v out of range (0, 1000] per second", r.Rate)
+	}
+	if r.Dir != "" && r.Dataset != "" && (within(r.Dataset, r.Dir) || within(r.Dir, r.Dataset)) {
+		bad("recordings.dataset", "%s and recordings.dir %s overlap: the quota would remove labelled frames", r.Dataset, r.Dir)
+	}
+	m := c.MQTT
+	if m.Broker != "" {
+		u, err := url.Parse(m.Broker)
+		switch {
+		case err != nil || u.Host == "" || u.Port() == "":
+			bad("mqtt.broker", "%q: want tcp://host:port or ssl://host:port", m.Broker)
+		case !slices.Contains([]string{"tcp", "ssl", "tls", "mqtt", "mqtts"}, u.Scheme):
+			bad("mqtt.broker", "%q: scheme %q: want tcp, ssl, tls, mqtt or mqtts", m.Broker, u.Scheme)
+		}
+	}
+	if id := m.ClientID; id == "" || len(id) > 23 || strings.ContainsFunc(id, func(r rune) bool { return r < '!' || r > '~' }) {
+		bad("mqtt.client_id", "%q: want 1..23 printable characters (MQTT 3.1.1 brokers must accept those)", id)
+	}
+	if t := m.Topic; t == "" || strings.ContainsAny(t, "+#\x00") || strings.HasPrefix(t, "/") || strings.HasSuffix(t, "/") {
+		bad("mqtt.topic", "%q: want a topic prefix like adtrd or plant/line3/adtrd (no +, #, leading or trailing /)", t)
+	}
+	if m.Buffer < 1 || m.Buffer > 1_000_000 {
+		bad("mqtt.buffer", "%d out of range 1..1000000", m.Buffer)
+	}
+	if f := m.PasswordFile; f != "" && files {
+		if _, err := ReadSecret(f); err != nil {
+			bad("mqtt.password_file", "%v", err)
+		}
+	}
+}
+
+// within says whether path p is dir or inside it.
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(filepath.Clean(dir), filepath.Clean(p))
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// ErrSecretReadable: a token or password file that others can read.
+var ErrSecretReadable = errors.New("readable by group or others (chmod 600)")
+
+// ReadSecret reads a token or password file: one line, at most 4 KiB, readable by
+// its owner only. The secret itself never appears in an error.
+func ReadSecret(path string) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, errors.Unwrap(err))
+	}
+	if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("%s: not a regular file", path)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%s: mode %v: %w", path, st.Mode().Perm(), ErrSecretReadable)
+	}
+	b, err := safefile.Read(path, 4096)
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimSpace(string(b))
+	switch {
+	case s == "":
+		return "", fmt.Errorf("%s: empty", path)
+	case strings.ContainsAny(s, "\r\n"):
+		return "", fmt.Errorf("%s: more than one line", path)
+	case len(s) < 16:
+		return "", fmt.Errorf("%s: under 16 characters: too easy to guess", path)
+	}
+	return s, nil
 }
 
 func (c *Config) validateCamera(files bool, bad func(key, format string, args ...any)) {

@@ -201,3 +201,17 @@ var converterNames = []string{"videoconvert", "nvvidconv"}
 
 func (c Converter) String() string                    { return enumString(converterNames, int(c)) }
 func (c *Converter) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, converterNames, c) }
+
+// Decisions says which decisions MQTT publishes.
+type Decisions int
+
+const (
+	DecisionsRejects Decisions = iota // reject decisions only
+	DecisionsAll                      // every decision
+	DecisionsNone                     // none: faults and state changes only
+)
+
+var decisionsNames = []string{"rejects", "all", "none"}
+
+func (d Decisions) String() string                    { return enumString(decisionsNames, int(d)) }
+func (d *Decisions) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, decisionsNames, d) }

@@ -689,7 +689,8 @@ func (p *Pipeline) record(r Record) {
 	p.decided(r.Part, r.Name, r.Decision == Reject, p.gen.Config.Capture.Replay.Labels)
 	e := Event{Kind: EventDecision, Time: time.Now(), Record: r}
 	if r.Reason == ByScore {
-		e.Map = p.events.putMap(p.gen.Scorer.Grid(), p.gen.Scorer.Params().Grid)
+		sp := p.gen.Scorer.Params()
+		e.Map = p.events.putMap(p.gen.Scorer.Grid(), sp.Grid, p.gen.Engine.Input(), sp.Size)
 	}
 	p.events.Publish(e)
 }

@@ -42,10 +42,12 @@ type Event struct {
 	Err       string  // EventSourceLost, a failed EventReload
 }
 
-// MapRef names a decision's anomaly map in the bus's ring of recent maps.
+// MapRef names a decision's anomaly map, and the model input it was computed from,
+// in the bus's ring of recent decisions.
 type MapRef struct {
 	seq  uint64 // 1-based; 0: no map
 	Grid int    // the map is Grid x Grid
+	Size int    // the frame is Size x Size RGB, 3 bytes a pixel: the model's input bytes
 }
 
 // Bus fans events out to any number of subscribers without ever blocking the
@@ -58,11 +60,12 @@ type Bus struct {
 	mu   sync.Mutex // subscribe/unsubscribe, and the map ring
 
 	ring    [MapRing][]float32
+	frames  [MapRing][]byte
 	ringSeq [MapRing]uint64
 	next    uint64
 }
 
-// MapRing is how many recent decisions' maps a Bus keeps.
+// MapRing is how many recent decisions' maps and frames a Bus keeps.
 const MapRing = 16
 
 // NewBus makes an empty bus.
@@ -128,20 +131,46 @@ func (b *Bus) Publish(e Event) {
 	}
 }
 
-// putMap copies grid (Grid*Grid real values) into the ring and returns its handle.
-// The ring's buffers are allocated once per slot and map size.
-func (b *Bus) putMap(grid []float32, side int) MapRef {
+// putMap copies grid (side x side real values) and the frame's model input (size x
+// size RGB) into the ring and returns their handle. The ring's buffers are allocated
+// once per slot and size.
+func (b *Bus) putMap(grid []float32, side int, frame []byte, size int) MapRef {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.next++
 	i := b.next % MapRing
-	if cap(b.ring[i]) < len(grid) {
-		b.ring[i] = make([]float32, len(grid))
+	b.ring[i] = fill(b.ring[i], grid)
+	if len(frame) != size*size*3 {
+		frame, size = nil, 0 // not RGB bytes: the map alone
 	}
-	b.ring[i] = b.ring[i][:len(grid)]
-	copy(b.ring[i], grid)
+	b.frames[i] = fill(b.frames[i], frame)
 	b.ringSeq[i] = b.next
-	return MapRef{seq: b.next, Grid: side}
+	return MapRef{seq: b.next, Grid: side, Size: size}
+}
+
+func fill[T any](buf, src []T) []T {
+	if cap(buf) < len(src) {
+		buf = make([]T, len(src))
+	}
+	buf = buf[:len(src)]
+	copy(buf, src)
+	return buf
+}
+
+// Frame copies the model input of ref's decision into dst (Size*Size*3 bytes, RGB)
+// and reports whether it was still in the ring.
+func (b *Bus) Frame(ref MapRef, dst []byte) bool {
+	if ref.seq == 0 || ref.Size == 0 {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	i := ref.seq % MapRing
+	if b.ringSeq[i] != ref.seq || len(dst) != len(b.frames[i]) {
+		return false
+	}
+	copy(dst, b.frames[i])
+	return true
 }
 
 // Map copies the map ref names into dst (Grid*Grid values) and reports whether it

@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"bytes"
 	"testing"
 	"time"
 
@@ -82,8 +83,10 @@ func TestPipelineWithAStuckSubscriber(t *testing.T) {
 	}
 	grid := make([]float32, meta.Grid[0]*meta.Grid[1])
 	var got int
+	var last daemon.Event
 	for len(maps.C()) > 0 {
 		e := <-maps.C()
+		last = e
 		if e.Kind != daemon.EventDecision || e.Map.Grid != meta.Grid[0] {
 			t.Fatalf("event %+v", e)
 		}
@@ -97,5 +100,11 @@ func TestPipelineWithAStuckSubscriber(t *testing.T) {
 	}
 	if got != min(daemon.MapRing, 16) {
 		t.Fatalf("%d maps still fetchable, want the last %d", got, daemon.MapRing)
+	}
+	// With its map, the bus keeps the frame's model input: the last decision's is
+	// what the engine was last given.
+	frame := make([]byte, last.Map.Size*last.Map.Size*3)
+	if last.Map.Size != meta.Input.Width || !r.p.Events().Frame(last.Map, frame) || !bytes.Equal(frame, eng.Input()) {
+		t.Fatalf("frame of the last decision (size %d) is not the engine's last input", last.Map.Size)
 	}
 }
