@@ -77,6 +77,7 @@ const (
 	Pass   Decision = iota
 	Reject          // the reject output fires at the part's time
 	Alarm           // fail-safe alarm: the part goes through and the alarm is raised
+	DecisionCount   // how many decisions there are (not one)
 )
 
 func (d Decision) String() string {
@@ -98,6 +99,7 @@ const (
 	ByScore      Reason = iota // the score against the threshold
 	BadFrame                   // the frame could not be read: fail-safe rule
 	InferFailure               // inference failed: fail-safe rule
+	ReasonCount                // how many reasons there are (not one)
 )
 
 func (r Reason) String() string {
@@ -149,6 +151,8 @@ type Stats struct {
 	Frames, Rejects, Dropped, BadFrames, InferErrors, CameraErrors atomic.Uint64
 	// Unmatched: frames of a triggered camera that fell in no waiting part's window.
 	Unmatched atomic.Uint64
+	// Decisions counts decided frames by [Decision][Reason] (what /metrics exports).
+	Decisions [DecisionCount][ReasonCount]atomic.Uint64
 }
 
 // Summary is the end-of-run account. Rejects counts reject decisions (by score or by
@@ -685,6 +689,9 @@ func (p *Pipeline) record(r Record) {
 		} else {
 			p.log.LogAttrs(context.Background(), lvl, "frame", attrs[:]...)
 		}
+	}
+	if r.Decision >= 0 && r.Decision < DecisionCount && r.Reason >= 0 && r.Reason < ReasonCount {
+		p.Stats.Decisions[r.Decision][r.Reason].Add(1)
 	}
 	p.decided(r.Part, r.Name, r.Decision == Reject, p.gen.Config.Capture.Replay.Labels)
 	e := Event{Kind: EventDecision, Time: time.Now(), Record: r}

@@ -539,6 +539,8 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 	}
 	rl.Attach(p, line.Tracker)
 	line.Start()
+	v := startView(cfg, path, p, line.Tracker, rl, log)
+	defer v.Close()
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	reloads := watchReloads(runCtx, path, rl, log)

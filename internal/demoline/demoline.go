@@ -1,0 +1,125 @@
+// Package demoline runs the demo line in a test: the real TFLite engine on the demo
+// model, a replay of the demo frames and a tracker on simulated pins (no GPIO chip).
+package demoline
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/adtrd/adtrd/capture"
+	"github.com/adtrd/adtrd/config"
+	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/gpio"
+	"github.com/adtrd/adtrd/internal/testlib"
+	"github.com/adtrd/adtrd/score"
+)
+
+// Options vary the line.
+type Options struct {
+	Frames string  // a folder of frames; "": the demo frames
+	Loop   bool    // replay them again and again
+	FPS    float64 // pace; 0: as fast as inference goes
+	Log    *slog.Logger
+}
+
+// Line is a running (or runnable) demo line.
+type Line struct {
+	Pipeline *daemon.Pipeline
+	Tracker  *gpio.Tracker
+	Engine   *daemon.TFLiteEngine
+	done     chan error
+	cancel   context.CancelFunc
+}
+
+// New builds the line; Start runs it. Everything is closed by t.Cleanup.
+func New(t testing.TB, opt Options) *Line {
+	t.Helper()
+	log := opt.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	eng, err := daemon.OpenTFLite(config.Model{Path: testlib.Demo("adtr.tflite"), Library: testlib.TFLiteLibrary(t), Threads: 1}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	if opt.Frames == "" {
+		opt.Frames = testlib.Demo("frames")
+	}
+	src, err := capture.NewReplay(capture.ReplayOptions{Path: opt.Frames, Loop: opt.Loop, FPS: opt.FPS,
+		Size: capture.Size{W: eng.Meta.Input.Width, H: eng.Meta.Input.Height}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := score.New(eng.Meta.ScoreParams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim, err := gpio.NewSim("", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := gpio.New(gpio.Options{
+		Reject: gpio.Output{Name: "reject", Pin: sim.Pin("reject")}, Alarm: gpio.Output{Name: "alarm", Pin: sim.Pin("alarm")},
+		Ready: gpio.Output{Name: "ready", Pin: sim.Pin("ready")},
+		Delay: 200 * time.Millisecond, Pulse: 10 * time.Millisecond, InFlight: 64, Log: log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	tr.Start()
+	gen := &daemon.Generation{N: 1, Engine: eng, Scorer: sc, Threshold: eng.Meta.Threshold, ModelSHA: eng.SHA256}
+	gen.Config = config.Default()
+	gen.Config.Capture.Replay.Labels = config.LabelsName
+	p, err := daemon.New(daemon.Settings{Queue: 2}, gen, src, tr, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Line{Pipeline: p, Tracker: tr, Engine: eng}
+}
+
+// Start runs the pipeline in the background until the frames end or t ends.
+func (l *Line) Start(t testing.TB) {
+	ctx, cancel := context.WithCancel(context.Background())
+	l.cancel, l.done = cancel, make(chan error, 1)
+	go func() { _, err := l.Pipeline.Run(ctx); l.done <- err }()
+	t.Cleanup(func() { l.Stop(t) })
+}
+
+// Wait waits for the frames to end (not for a looping line: use Stop) and flushes
+// the parts in flight, so that the summary and the tracker's stats are final.
+func (l *Line) Wait(t testing.TB) daemon.Summary {
+	t.Helper()
+	select {
+	case err := <-l.done:
+		l.done <- err // Stop reads it again
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the demo line did not end")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.Tracker.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sum := l.Pipeline.Summary()
+	sum.Line = l.Tracker.Stats()
+	return sum
+}
+
+// Stop ends the run. Safe twice.
+func (l *Line) Stop(t testing.TB) {
+	if l.cancel == nil {
+		return
+	}
+	l.cancel()
+	l.cancel = nil
+	if err := <-l.done; err != nil {
+		t.Errorf("demo line: %v", err)
+	}
+}

@@ -1,0 +1,264 @@
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/gpio"
+)
+
+// Recording is one recorded frame as the API lists it.
+type Recording struct {
+	ID        string    `json:"id"`
+	Time      time.Time `json:"time"`
+	Seq       uint64    `json:"seq"`
+	Part      uint64    `json:"part"`
+	Frame     string    `json:"frame"` // the frame's base name
+	Score     float64   `json:"score"`
+	Threshold float64   `json:"threshold"`
+	Decision  string    `json:"decision"`
+	Label     string    `json:"label,omitempty"` // "", defect or false_reject
+	Kind      string    `json:"kind,omitempty"`  // the defect's kind
+}
+
+// Recordings is what the page needs of the recorder.
+type Recordings interface {
+	Recent(n int) []Recording
+	// Path is the file of a recording: frame.png, overlay.png or meta.json;
+	// ErrNotFound for an unknown recording or file.
+	Path(id, file string) (string, error)
+	// Feedback labels a recording (label: defect or false_reject) and returns where
+	// the labelled frame now is in the dataset; ErrBadRequest for a bad label or kind.
+	Feedback(id, label, kind string) (string, error)
+	Stats() map[string]any
+}
+
+// The errors a Recordings returns that become 404 and 400.
+var (
+	ErrNotFound   = errors.New("not found")
+	ErrBadRequest = errors.New("bad request")
+)
+
+// StatusLine is the tracker's account, for /api/status.
+type StatusLine interface {
+	Stats() gpio.Stats
+}
+
+func (s *Server) status() map[string]any {
+	p := s.opt.Pipeline
+	g := p.Generation()
+	st := &p.Stats
+	cam := map[string]any{"state": "up", "losses": st.CameraErrors.Load()}
+	if at := p.CameraLost(); !at.IsZero() {
+		cam["state"], cam["lost_since"] = "lost", at.UTC()
+	}
+	select {
+	case <-p.FirstFrame():
+	default:
+		cam["state"] = "starting"
+	}
+	cfg := s.opt.ConfigPath
+	if cfg == "" {
+		cfg = "built-in demo"
+	}
+	out := map[string]any{
+		"version": s.opt.Version, "started": s.started.UTC(), "uptime_s": int64(time.Since(s.started).Seconds()),
+		"config": cfg, "generation": g.N, "threshold": daemon.Round4(g.Threshold),
+		"model":  map[string]any{"path": s.opt.ModelPath, "sha256": g.ModelSHA},
+		"camera": cam, "alarm": s.opt.Line.Alarm(), "ready": s.notReady() == "", "not_ready": s.notReady(),
+		"last_score": daemon.Round4(p.LastScore()),
+		"counts": map[string]any{
+			"frames": st.Frames.Load(), "rejects": st.Rejects.Load(), "dropped": st.Dropped.Load(),
+			"bad_frames": st.BadFrames.Load(), "infer_errors": st.InferErrors.Load(), "unmatched": st.Unmatched.Load(),
+		},
+		"events_dropped": s.hub.sub.Dropped(), "stream_dropped": s.hub.streamed.Load(), "streams": s.hub.nstreams(),
+		"mutations": s.opt.Token != "",
+	}
+	if l, ok := s.opt.Line.(StatusLine); ok {
+		ls := l.Stats()
+		out["counts"].(map[string]any)["fail_safes"] = ls.FailSafes()
+		out["counts"].(map[string]any)["pulses"] = ls.Pulses
+	}
+	if s.opt.Reloader != nil {
+		rs := s.opt.Reloader.Status()
+		rl := map[string]any{"applied": rs.Applied, "unchanged": rs.Unchanged, "failed": rs.Failed}
+		if rs.Failed > 0 {
+			rl["last_error"], rl["last_error_at"] = rs.LastError, rs.LastErrorAt.UTC()
+		}
+		out["reloads"] = rl
+	}
+	if s.opt.Recordings != nil {
+		out["recordings"] = s.opt.Recordings.Stats()
+	}
+	return out
+}
+
+// events: GET /api/events?after=ID&limit=N&kind=K, oldest first.
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	after, err := uintParam(q.Get("after"), 0)
+	if err != nil {
+		problem(w, http.StatusBadRequest, "after: "+err.Error())
+		return
+	}
+	limit, err := uintParam(q.Get("limit"), 200)
+	if err != nil || limit < 1 || limit > EventRing {
+		problem(w, http.StatusBadRequest, fmt.Sprintf("limit: want 1..%d", EventRing))
+		return
+	}
+	kind := q.Get("kind")
+	switch kind {
+	case "", "decision", "fault", "fail-safe", "camera lost", "camera back", "reload", "reload failed":
+	default:
+		problem(w, http.StatusBadRequest, "kind: want decision, fault, fail-safe, camera lost, camera back, reload or reload failed")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": s.hub.since(after, int(limit), kind)})
+}
+
+func uintParam(v string, def uint64) (uint64, error) {
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, errors.New("not a whole number")
+	}
+	return n, nil
+}
+
+// stream: GET /api/stream, Server-Sent Events: "event" (each API event), "live" (a
+// new heatmap at /api/live.png) and "status" (every second). A browser that falls
+// behind loses messages rather than slowing anything.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
+	if s.hub.nstreams() >= MaxStreams {
+		problem(w, http.StatusServiceUnavailable, fmt.Sprintf("%d live streams already open", MaxStreams))
+		return
+	}
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	st := s.hub.subscribe()
+	defer s.hub.unsubscribe(st)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	send := func(b []byte) bool {
+		rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := w.Write(b); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	status := func() bool {
+		b, _ := json.Marshal(s.status())
+		return send(append(append([]byte("event: status\ndata: "), b...), "\n\n"...))
+	}
+	if !status() {
+		return
+	}
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case b, ok := <-st.c:
+			if !ok || !send(b) {
+				return
+			}
+		case <-tick.C:
+			if !status() {
+				return
+			}
+		}
+	}
+}
+
+func (s *Server) recordings(w http.ResponseWriter, r *http.Request) {
+	if s.opt.Recordings == nil {
+		writeJSON(w, http.StatusOK, map[string]any{"recordings": []Recording{}, "off": true})
+		return
+	}
+	n, err := uintParam(r.URL.Query().Get("limit"), 50)
+	if err != nil || n < 1 || n > 1000 {
+		problem(w, http.StatusBadRequest, "limit: want 1..1000")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"recordings": s.opt.Recordings.Recent(int(n))})
+}
+
+func (s *Server) recordingFile(w http.ResponseWriter, r *http.Request) {
+	if s.opt.Recordings == nil {
+		problem(w, http.StatusNotFound, "recordings are off")
+		return
+	}
+	path, err := s.opt.Recordings.Path(r.PathValue("id"), r.PathValue("file"))
+	if err != nil {
+		problem(w, http.StatusNotFound, "no such recording file")
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		problem(w, http.StatusNotFound, "no such recording file")
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		problem(w, http.StatusNotFound, "no such recording file")
+		return
+	}
+	w.Header().Set("Cache-Control", "private, max-age=3600") // a recording never changes but for its label (meta.json)
+	if r.PathValue("file") == "meta.json" {
+		w.Header().Set("Cache-Control", "no-store")
+	}
+	http.ServeContent(w, r, r.PathValue("file"), st.ModTime(), f)
+}
+
+// feedback: POST /api/recordings/{id}/feedback {"label": "defect"|"false_reject", "kind": "scratch"}.
+func (s *Server) feedback(w http.ResponseWriter, r *http.Request) {
+	if s.opt.Recordings == nil {
+		problem(w, http.StatusNotFound, "recordings are off")
+		return
+	}
+	var body struct {
+		Label string `json:"label"`
+		Kind  string `json:"kind"`
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			problem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", MaxBody))
+			return
+		}
+		problem(w, http.StatusBadRequest, "body: want JSON {\"label\": \"defect\"|\"false_reject\", \"kind\": \"...\"}")
+		return
+	}
+	if _, err := io.Copy(io.Discard, r.Body); err != nil {
+		problem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", MaxBody))
+		return
+	}
+	dest, err := s.opt.Recordings.Feedback(r.PathValue("id"), body.Label, body.Kind)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		problem(w, http.StatusNotFound, "no such recording")
+		return
+	case errors.Is(err, ErrBadRequest):
+		problem(w, http.StatusBadRequest, err.Error())
+		return
+	case err != nil:
+		s.opt.Log.Warn("feedback failed", "recording", r.PathValue("id"), "err", err)
+		problem(w, http.StatusInternalServerError, "feedback not saved: "+err.Error())
+		return
+	}
+	s.opt.Log.Info("feedback", "recording", r.PathValue("id"), "label", body.Label, "kind", body.Kind)
+	writeJSON(w, http.StatusOK, map[string]any{"id": r.PathValue("id"), "label": body.Label, "kind": body.Kind, "saved": dest})
+}
