@@ -138,6 +138,20 @@ func TestEveryKindOfErrorNamesKeyAndLine(t *testing.T) {
 		{"camera half a size", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: gst://videotestsrc\n    width: 640\n", []string{"line 7: capture.camera.width: 640x0: give both width and height"}},
 		{"camera stall", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: gst://videotestsrc\n    stall: 2ms\n", []string{"line 7: capture.camera.stall: 2ms: under 10ms"}},
 		{"camera fps", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: gst://videotestsrc\n    fps: -1\n", []string{"line 7: capture.camera.fps: -1 out of range 0..1000"}},
+		// the operators' view
+		{"http address", base + "http:\n  address: localhost\n", []string{`line 7: http.address: "localhost": want host:port`}},
+		{"http port", base + "http:\n  address: 127.0.0.1:99999\n", []string{`http.address: "127.0.0.1:99999": port "99999" is not 0..65535`}},
+		{"heatmaps", base + "http:\n  heatmaps: 0\n", []string{"line 7: http.heatmaps: 0 out of range"}},
+		{"quota", base + "recordings:\n  quota_mb: 0\n", []string{"line 7: recordings.quota_mb: 0 out of range 1..1048576 MiB"}},
+		{"max age", base + "recordings:\n  max_age: 1s\n", []string{"line 7: recordings.max_age: 1s: want 0 (no age limit) or at least 1m"}},
+		{"near", base + "recordings:\n  near: 1.5\n", []string{"line 7: recordings.near: 1.5 out of range 0..1"}},
+		{"dataset inside recordings", base + "recordings:\n  dir: /srv/rec\n  dataset: /srv/rec/ds\n", []string{"line 8: recordings.dataset: /srv/rec/ds and recordings.dir /srv/rec overlap"}},
+		{"mqtt scheme", base + "mqtt:\n  broker: http://127.0.0.1:1883\n", []string{`line 7: mqtt.broker: "http://127.0.0.1:1883": scheme "http"`}},
+		{"mqtt port", base + "mqtt:\n  broker: tcp://127.0.0.1\n", []string{`mqtt.broker: "tcp://127.0.0.1": want tcp://host:port`}},
+		{"mqtt client id", base + "mqtt:\n  client_id: a very long client id of thirty\n", []string{"line 7: mqtt.client_id"}},
+		{"mqtt topic", base + "mqtt:\n  topic: plant/#\n", []string{`line 7: mqtt.topic: "plant/#": want a topic prefix`}},
+		{"mqtt decisions", base + "mqtt:\n  decisions: some\n", []string{`line 7: mqtt.decisions: "some" is not one of rejects, all, none`}},
+		{"mqtt buffer", base + "mqtt:\n  buffer: 0\n", []string{"line 7: mqtt.buffer: 0 out of range"}},
 		// broken YAML
 		{"syntax", "model: [\n", []string{"(syntax)"}},
 		// several problems: all of them, not only the first
@@ -317,5 +331,57 @@ func TestConfigThatIsNotARegularFile(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Load blocked on a FIFO")
+	}
+}
+
+// Token and password files: one line of at least 16 characters that only the owner
+// can read; the error names the file and never shows the secret.
+func TestReadSecret(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name, body string
+		mode       os.FileMode
+		want       string // "" : accepted
+	}{
+		{"good", "0123456789abcdef\n", 0o600, ""},                             // a trailing newline is fine
+		{"group readable", "0123456789abcdef", 0o640, "readable by group or others"}, // refused whatever it holds
+		{"world readable", "0123456789abcdef", 0o644, "readable by group or others"},
+		{"short", "secret", 0o600, "under 16 characters"},
+		{"empty", "\n", 0o600, "empty"},
+		{"two lines", "0123456789abcdef\nsecond-line-here", 0o600, "more than one line"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_"))
+			if err := os.WriteFile(p, []byte(tc.body), tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			os.Chmod(p, tc.mode) // umask may have dropped bits
+			s, err := config.ReadSecret(p)
+			if tc.want == "" {
+				if err != nil || s != strings.TrimSpace(tc.body) {
+					t.Fatalf("%q, %v", s, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), p) || strings.Contains(err.Error(), "0123456789abcdef") {
+				t.Fatalf("err %v, want %q naming the file and not the secret", err, tc.want)
+			}
+		})
+	}
+	if _, err := config.ReadSecret(filepath.Join(dir, "none")); err == nil || !strings.Contains(err.Error(), "none: no such file") {
+		t.Fatalf("missing file: %v", err)
+	}
+	// A config naming a world-readable token file is refused at load: the daemon
+	// does not start with it.
+	tok := filepath.Join(dir, "token")
+	os.WriteFile(tok, []byte("0123456789abcdef"), 0o644)
+	os.Chmod(tok, 0o644)
+	os.WriteFile(filepath.Join(dir, "m.tflite"), nil, 0o644)
+	os.WriteFile(filepath.Join(dir, "m.tflite.json"), nil, 0o644)
+	os.Mkdir(filepath.Join(dir, "frames"), 0o755)
+	_, err := config.Parse(filepath.Join(dir, "a.yaml"), []byte(base+"http:\n  token_file: token\n"))
+	if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "line 7: http.token_file: "+tok+": mode -rw-r--r--: readable by group or others") {
+		t.Fatalf("world-readable token: %v", err)
 	}
 }
