@@ -63,7 +63,8 @@ type Recordings struct {
 	Near float64 `yaml:"near"`
 	Rate float64 `yaml:"rate"` // recordings per second at most; more are dropped and counted
 	// Dataset: where feedback lands, in MVTec layout (train/good for false rejects,
-	// test/<kind> for confirmed defects), read by calibrate and `adtr train --plus`.
+	// test/<kind> for confirmed defects), read by calibrate and `adtr train --plus`;
+	// "": feedback is refused.
 	Dataset string `yaml:"dataset"`
 }
 
@@ -275,9 +276,10 @@ func Default() Config {
 		FailSafe: FailSafeReject,
 		Log:      Log{Format: LogText, Level: "info"},
 		HTTP:     HTTP{Address: "127.0.0.1:8080", Heatmaps: 2},
-		Recordings: Recordings{Dir: "/var/lib/adtrd/recordings", Quota: 1024, MaxAge: Duration(7 * 24 * time.Hour),
-			Near: 0.9, Rate: 5, Dataset: "/var/lib/adtrd/dataset"},
-		MQTT: MQTT{ClientID: "adtrd", Topic: "adtrd", Decisions: DecisionsRejects, Buffer: 1000},
+		// Recordings are off unless a config names a folder: the package's config
+		// puts them under /var/lib/adtrd (the unit's StateDirectory).
+		Recordings: Recordings{Quota: 1024, MaxAge: Duration(7 * 24 * time.Hour), Near: 0.9, Rate: 5},
+		MQTT:       MQTT{ClientID: "adtrd", Topic: "adtrd", Decisions: DecisionsRejects, Buffer: 1000},
 	}
 }
 

@@ -343,7 +343,7 @@ func TestReadSecret(t *testing.T) {
 		mode       os.FileMode
 		want       string // "" : accepted
 	}{
-		{"good", "0123456789abcdef\n", 0o600, ""},                             // a trailing newline is fine
+		{"good", "0123456789abcdef\n", 0o600, ""},                                    // a trailing newline is fine
 		{"group readable", "0123456789abcdef", 0o640, "readable by group or others"}, // refused whatever it holds
 		{"world readable", "0123456789abcdef", 0o644, "readable by group or others"},
 		{"short", "secret", 0o600, "under 16 characters"},

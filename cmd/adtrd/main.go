@@ -211,6 +211,9 @@ func calibrationImages(dir string) (good, bad []string, err error) {
 		}
 		return good, bad, nil
 	}
+	if good, bad, ok := feedbackImages(dir); ok {
+		return good, bad, nil
+	}
 	for _, d := range []string{dir, filepath.Join(dir, "good"), filepath.Join(dir, "train", "good")} {
 		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
 			if paths, err := capture.ListImages(d); err == nil {
@@ -219,6 +222,35 @@ func calibrationImages(dir string) (good, bad []string, err error) {
 		}
 	}
 	return nil, nil, fmt.Errorf("%s: no images (want a folder of good images, or MVTec's test/good + test/<kind>)", dir)
+}
+
+// feedbackImages reads the dataset the page's feedback makes (README "Operators'
+// view"): train/good (false rejects and other good parts) and test/<kind> (confirmed
+// defects), with no test/good and no masks needed, since calibrating needs image
+// labels only. ok is false unless there are defects.
+func feedbackImages(dir string) (good, bad []string, ok bool) {
+	kinds, err := os.ReadDir(filepath.Join(dir, "test"))
+	if err != nil {
+		return nil, nil, false
+	}
+	for _, k := range kinds {
+		if !k.IsDir() {
+			continue
+		}
+		paths, err := capture.ListImages(filepath.Join(dir, "test", k.Name()))
+		if err != nil {
+			continue
+		}
+		if k.Name() == "good" {
+			good = append(good, paths...)
+		} else {
+			bad = append(bad, paths...)
+		}
+	}
+	if more, err := capture.ListImages(filepath.Join(dir, "train", "good")); err == nil {
+		good = append(good, more...)
+	}
+	return good, bad, len(bad) > 0
 }
 
 func calibrateCmd(args []string, stdout, stderr io.Writer) int {
@@ -408,6 +440,10 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			c.Capture.Replay.Loop = c.Capture.Replay.Loop || *loop
 			if demo {
 				c.Capture.Replay.Labels = config.LabelsName // the demo frames are named NNN_<label>.png
+				// /var/lib/adtrd is the service's (StateDirectory); a demo run by
+				// anyone records under the temporary folder instead.
+				c.Recordings.Dir = filepath.Join(os.TempDir(), "adtrd-demo", "recordings")
+				c.Recordings.Dataset = filepath.Join(os.TempDir(), "adtrd-demo", "dataset")
 			}
 		}
 	}

@@ -2,12 +2,17 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
 	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/metrics"
+	"github.com/adtrd/adtrd/record"
 	"github.com/adtrd/adtrd/web"
 )
 
@@ -22,12 +27,38 @@ type view struct {
 // startView starts what cfg asks for, on the pipeline's bus.
 func startView(cfg config.Config, cfgPath string, p *daemon.Pipeline, tr *gpio.Tracker, rl *daemon.Reloader, log *slog.Logger) *view {
 	v := &view{}
+	var extra []prometheus.Collector
+	consumers := map[string]func() uint64{}
+	var recs web.Recordings
+	if rc := cfg.Recordings; rc.Dir != "" {
+		r, err := record.New(record.Options{
+			Dir: rc.Dir, Quota: rc.Quota << 20, MaxAge: time.Duration(rc.MaxAge), Near: rc.Near, Rate: rc.Rate,
+			Dataset: rc.Dataset, Bus: p.Events(), Log: log.With("component", "recordings"),
+		})
+		switch {
+		case errors.Is(err, record.ErrUnusable):
+			// Recordings are dropped and counted until the folder can be written.
+			log.Warn("recordings: folder unusable for now; recordings are dropped and counted until it is writable", "err", err)
+		case err != nil:
+			log.Error("recordings: off", "err", err)
+		}
+		if r != nil {
+			if err := r.Start(); err != nil {
+				log.Error("recordings: off", "err", err)
+			} else {
+				v.closers = append(v.closers, r.Close)
+				recs = recordings{r}
+				extra = append(extra, recorderMetrics(r)...)
+				log.Info("recordings", "dir", rc.Dir, "quota_mb", rc.Quota, "dataset", rc.Dataset)
+			}
+		}
+	}
 	if cfg.HTTP.Address == "" {
 		return v
 	}
 	m, err := metrics.New(metrics.Options{
 		Version: version, Pipeline: p, Line: tr, Reloads: rl.Status, Threshold: p.Generation().Threshold,
-		Log: log.With("component", "metrics"),
+		Consumers: consumers, Extra: extra, Log: log.With("component", "metrics"),
 	})
 	if err != nil {
 		log.Error("metrics: off", "err", err)
@@ -35,6 +66,7 @@ func startView(cfg config.Config, cfgPath string, p *daemon.Pipeline, tr *gpio.T
 	}
 	m.Start()
 	v.closers = append(v.closers, m.Close)
+	consumers["metrics"] = m.Dropped
 	token := ""
 	if cfg.HTTP.TokenFile != "" {
 		// Validated when the config was loaded; read again here, and kept only hashed.
@@ -44,7 +76,7 @@ func startView(cfg config.Config, cfgPath string, p *daemon.Pipeline, tr *gpio.T
 	}
 	srv, err := web.New(web.Options{
 		Address: cfg.HTTP.Address, Token: token, Heatmaps: cfg.HTTP.Heatmaps, Version: version,
-		Pipeline: p, Line: tr, Reloader: rl, Metrics: m.Handler(), ModelPath: cfg.Model.Path, ConfigPath: cfgPath,
+		Pipeline: p, Line: tr, Reloader: rl, Metrics: m.Handler(), Recordings: recs, ModelPath: cfg.Model.Path, ConfigPath: cfgPath,
 		Log: log.With("component", "http"),
 	})
 	if err == nil {
@@ -55,6 +87,7 @@ func startView(cfg config.Config, cfgPath string, p *daemon.Pipeline, tr *gpio.T
 		return v
 	}
 	v.closers = append(v.closers, srv.Close)
+	consumers["page"] = srv.Dropped
 	v.Addr = srv.Addr()
 	log.Info("operators' page", "url", "http://"+v.Addr+"/", "metrics", "http://"+v.Addr+"/metrics")
 	return v
@@ -68,4 +101,79 @@ func (v *view) Close() error {
 	}
 	v.closers = nil
 	return errors.Join(errs...)
+}
+
+// recordings is the recorder as the page sees it.
+type recordings struct{ r *record.Recorder }
+
+func (a recordings) Recent(n int) []web.Recording {
+	ms := a.r.List(n)
+	out := make([]web.Recording, len(ms))
+	for i, m := range ms {
+		out[i] = web.Recording{ID: m.ID, Time: m.Time, Seq: m.Seq, Part: m.Part, Frame: m.Frame, Score: daemon.Round4(m.Score),
+			Threshold: daemon.Round4(m.Threshold), Decision: m.Decision, Kind: m.Kind}
+		if m.Label != record.Unlabelled {
+			out[i].Label = m.Label.String()
+		}
+	}
+	return out
+}
+
+func (a recordings) Path(id, file string) (string, error) {
+	p, err := a.r.File(id, file)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", web.ErrNotFound, err)
+	}
+	return p, nil
+}
+
+func (a recordings) Feedback(id, label, kind string) (string, error) {
+	l, err := record.ParseLabel(label)
+	if err != nil || l == record.Unlabelled {
+		return "", fmt.Errorf("%w: label %q: want defect or false_reject", web.ErrBadRequest, label)
+	}
+	dest, err := a.r.Label(id, l, kind)
+	switch {
+	case errors.Is(err, record.ErrNotFound):
+		return "", fmt.Errorf("%w: %v", web.ErrNotFound, err)
+	case errors.Is(err, record.ErrBadKind), errors.Is(err, record.ErrBadLabel):
+		return "", fmt.Errorf("%w: %v", web.ErrBadRequest, err)
+	case errors.Is(err, record.ErrNoDataset):
+		return "", fmt.Errorf("%w: feedback is off: set recordings.dataset in the config", web.ErrBadRequest)
+	}
+	return dest, err
+}
+
+func (a recordings) Stats() map[string]any {
+	s := a.r.Stats()
+	dropped := map[string]uint64{}
+	for d := range record.DropReasons {
+		dropped[d.String()] = s.Dropped[d]
+	}
+	out := map[string]any{"recorded": s.Recorded, "count": s.Count, "bytes": s.Bytes, "removed": s.Removed, "labelled": s.Labelled, "dropped": dropped}
+	if s.LastError != "" {
+		out["last_error"], out["last_error_at"] = s.LastError, s.LastErrorAt.UTC()
+	}
+	return out
+}
+
+// recorderMetrics are the recorder's counters for /metrics.
+func recorderMetrics(r *record.Recorder) []prometheus.Collector {
+	cs := []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "adtrd_recordings_total", Help: "Frames recorded (rejects and near-threshold passes)."},
+			func() float64 { return float64(r.Stats().Recorded) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "adtrd_recordings_bytes", Help: "Bytes the recordings now take on disk."},
+			func() float64 { return float64(r.Stats().Bytes) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "adtrd_recordings_removed_total", Help: "Recordings removed by the quota or the age limit."},
+			func() float64 { return float64(r.Stats().Removed) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "adtrd_feedback_total", Help: "Recordings labelled by an operator."},
+			func() float64 { return float64(r.Stats().Labelled) }),
+	}
+	for d := range record.DropReasons {
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "adtrd_recordings_dropped_total", Help: "Recordings not made, by reason (never frames).",
+			ConstLabels: prometheus.Labels{"reason": d.String()},
+		}, func() float64 { return float64(r.Stats().Dropped[d]) }))
+	}
+	return cs
 }
