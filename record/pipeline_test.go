@@ -259,30 +259,6 @@ func TestRingOverwrittenOnTheRealBus(t *testing.T) {
 	}
 }
 
-// python is the toolkit's interpreter (ADTRD_PYTHON, or the Makefile's venv), or ""
-// when there is none able to import the toolkit's data module.
-func python(t *testing.T) string {
-	t.Helper()
-	root := testlib.Root()
-	cands := []string{os.Getenv("ADTRD_PYTHON"), filepath.Join(root, "training", ".venv", "bin", "python"), filepath.Join(root, ".venv", "bin", "python")}
-	for _, p := range cands {
-		if p == "" {
-			continue
-		}
-		cmd := exec.Command(p, "-c", "import adtr.data")
-		cmd.Dir = filepath.Join(root, "training")
-		if err := cmd.Run(); err == nil {
-			return p
-		}
-	}
-	msg := "no Python for the toolkit (set ADTRD_PYTHON or run `make venv`): the toolkit's side of the round trip is not checked"
-	if os.Getenv("ADTRD_REQUIRE_TOOLS") != "" {
-		t.Fatal(msg)
-	}
-	t.Log(msg)
-	return ""
-}
-
 // toolkitScript lists the dataset as `adtr train --plus` reads it: Dataset.train_paths
 // and .train (the good images, false rejects included) and .labelled_defects (what
 // --defects DIR gives ADTR+), with each image's pixels hashed.
@@ -392,10 +368,7 @@ func TestFeedbackRoundTrip(t *testing.T) {
 	})
 	t.Run("toolkit", func(t *testing.T) {
 		// (b) The toolkit, as `adtr train --plus --defects DATASET` reads it.
-		py := python(t)
-		if py == "" {
-			t.Skip("no toolkit Python (see the log)")
-		}
+		py := testlib.Python(t) // skipped without the venv, failed under ADTRD_REQUIRE_TOOLS
 		cmd := exec.Command(py, "-c", toolkitScript, ds, "224")
 		cmd.Dir = filepath.Join(testlib.Root(), "training")
 		var stderr bytes.Buffer
