@@ -73,7 +73,7 @@ type MQTT struct {
 	Broker       string    `yaml:"broker"`    // tcp://host:1883 or ssl://host:8883; "": off
 	ClientID     string    `yaml:"client_id"` // also the session's name at the broker
 	Topic        string    `yaml:"topic"`     // prefix: <topic>/decision, /fault, /state, /availability
-	Decisions    Decisions `yaml:"decisions"` // rejects (default) | all | none
+	Decisions    Decisions `yaml:"decisions"` // rejects (default: every decision but pass) | all | none
 	Buffer       int       `yaml:"buffer"`    // messages held while the broker is away; the oldest go first
 	Username     string    `yaml:"username"`
 	PasswordFile string    `yaml:"password_file"`

@@ -206,7 +206,7 @@ func (c *Converter) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, con
 type Decisions int
 
 const (
-	DecisionsRejects Decisions = iota // reject decisions only
+	DecisionsRejects Decisions = iota // every decision but pass: rejects, and the fail-safe's alarms
 	DecisionsAll                      // every decision
 	DecisionsNone                     // none: faults and state changes only
 )

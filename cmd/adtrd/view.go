@@ -12,6 +12,7 @@ import (
 	"github.com/adtrd/adtrd/daemon"
 	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/metrics"
+	"github.com/adtrd/adtrd/mqtt"
 	"github.com/adtrd/adtrd/record"
 	"github.com/adtrd/adtrd/web"
 )
@@ -51,6 +52,19 @@ func startView(cfg config.Config, cfgPath string, p *daemon.Pipeline, tr *gpio.T
 				extra = append(extra, recorderMetrics(r)...)
 				log.Info("recordings", "dir", rc.Dir, "quota_mb", rc.Quota, "dataset", rc.Dataset)
 			}
+		}
+	}
+	if cfg.MQTT.Broker != "" {
+		pub, err := mqtt.New(mqtt.Options{Config: cfg.MQTT, Bus: p.Events(), Alarm: tr.Alarm, Log: log.With("component", "mqtt")})
+		if err == nil {
+			err = pub.Start()
+		}
+		if err != nil {
+			log.Error("mqtt: off; the line runs", "err", err)
+		} else {
+			v.closers = append(v.closers, pub.Close)
+			consumers["mqtt"] = func() uint64 { return pub.Stats().BusDropped }
+			extra = append(extra, mqttMetrics(pub)...)
 		}
 	}
 	if cfg.HTTP.Address == "" {
@@ -176,4 +190,24 @@ func recorderMetrics(r *record.Recorder) []prometheus.Collector {
 		}, func() float64 { return float64(r.Stats().Dropped[d]) }))
 	}
 	return cs
+}
+
+// mqttMetrics are the publisher's counters for /metrics.
+func mqttMetrics(p *mqtt.Publisher) []prometheus.Collector {
+	counter := func(name, help string, f func(mqtt.Stats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(p.Stats())) })
+	}
+	return []prometheus.Collector{
+		counter("adtrd_mqtt_published_total", "MQTT messages the broker acknowledged.", func(s mqtt.Stats) uint64 { return s.Published }),
+		counter("adtrd_mqtt_dropped_total", "MQTT messages dropped, oldest first, while the broker was away and the buffer full.", func(s mqtt.Stats) uint64 { return s.Dropped }),
+		counter("adtrd_mqtt_reconnects_total", "Connections to the broker after the first.", func(s mqtt.Stats) uint64 { return s.Reconnects }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "adtrd_mqtt_queued", Help: "MQTT messages buffered or in flight, not yet acknowledged."},
+			func() float64 { return float64(p.Stats().Queued) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "adtrd_mqtt_connected", Help: "1 while connected to the broker."}, func() float64 {
+			if p.Stats().Connected {
+				return 1
+			}
+			return 0
+		}),
+	}
 }

@@ -1,0 +1,85 @@
+package mqtt
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/internal/demoline"
+	"github.com/adtrd/adtrd/internal/testlib"
+)
+
+// A demo run, as the daemon makes it (the real engine on the demo frames), with the
+// broker stopped a third of the way in and started again at two thirds: the plant's
+// subscriber gets every reject the run decided, each once or more, and no pass.
+func TestEveryRejectOfADemoRunAcrossABrokerRestart(t *testing.T) {
+	b := startBroker(t)
+	sub := subscribe(t, b.url(), "plant-mes", false, "plant/line3/adtrd/decision")
+	// The demo frames three times over: 48 parts at 20 a second.
+	frames := t.TempDir()
+	ents, err := os.ReadDir(testlib.Demo("frames"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		for _, e := range ents {
+			os.Symlink(testlib.Demo("frames", e.Name()), filepath.Join(frames, string(rune('a'+i))+e.Name()))
+		}
+	}
+	line := demoline.New(t, demoline.Options{Frames: frames, FPS: 20})
+	watch := line.Pipeline.Events().Subscribe(256)
+	defer watch.Close()
+	pub := newPublisher(t, b.url(), line.Pipeline.Events(), nil)
+	if err := pub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the publisher's connection", 10*time.Second, func() bool { return pub.Stats().Connected })
+	line.Start(t)
+	rejects := map[uint64]bool{}
+	decided := 0
+	for decided < 48 {
+		select {
+		case e := <-watch.C():
+			if e.Kind != daemon.EventDecision {
+				continue
+			}
+			decided++
+			if e.Record.Decision == daemon.Reject {
+				rejects[e.Record.Seq] = true
+			}
+			switch decided {
+			case 16:
+				b.stop()
+			case 32:
+				b.start()
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("the demo run stalled after %d decisions", decided)
+		}
+	}
+	sum := line.Wait(t)
+	if uint64(len(rejects)) != sum.Rejects || sum.Rejects == 0 || watch.Dropped() != 0 {
+		t.Fatalf("%d rejects seen, summary %d, %d events missed", len(rejects), sum.Rejects, watch.Dropped())
+	}
+	got := map[uint64]int{}
+	for len(got) < len(rejects) {
+		m := sub.next(t, 30*time.Second)
+		var d struct {
+			Seq      uint64
+			Decision string
+		}
+		if err := json.Unmarshal([]byte(m.payload), &d); err != nil {
+			t.Fatal(err)
+		}
+		if !rejects[d.Seq] || d.Decision != "reject" {
+			t.Fatalf("message %s: not one of the run's rejects", m.payload)
+		}
+		got[d.Seq]++
+	}
+	if s := pub.Stats(); s.Dropped != 0 || s.Reconnects < 1 {
+		t.Fatalf("publisher %+v: want no drop and a reconnect", s)
+	}
+}
