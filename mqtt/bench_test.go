@@ -1,6 +1,8 @@
 package mqtt
 
 import (
+	"github.com/adtrd/adtrd/internal/testlib"
+
 	"runtime"
 	"testing"
 	"time"
@@ -20,9 +22,9 @@ import (
 //
 // end-to-end: bus to broker acknowledgement, events/s through a loopback mosquitto.
 func BenchmarkPublish(b *testing.B) {
-	br := startBroker(b)
+	br := testlib.StartMosquitto(b)
 	run := func(b *testing.B, bus *daemon.Bus, buffer int) *Publisher {
-		p := newPublisher(b, br.url(), bus, func(o *Options) {
+		p := newPublisher(b, br.URL(), bus, func(o *Options) {
 			o.Config.Decisions = config.DecisionsAll
 			o.Config.Buffer = buffer
 		})
@@ -46,7 +48,7 @@ func BenchmarkPublish(b *testing.B) {
 	})
 
 	b.Run("consumer-alone", func(b *testing.B) { // the same, no sender beside it
-		p := newPublisher(b, br.url(), daemon.NewBus(), func(o *Options) { o.Config.Decisions, o.Config.Buffer = config.DecisionsAll, 10_000 })
+		p := newPublisher(b, br.URL(), daemon.NewBus(), func(o *Options) { o.Config.Decisions, o.Config.Buffer = config.DecisionsAll, 10_000 })
 		b.ReportAllocs()
 		for i := range b.N {
 			e.Record.Seq = uint64(i)

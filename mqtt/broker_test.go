@@ -1,18 +1,12 @@
 package mqtt
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,133 +14,8 @@ import (
 
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
-	"github.com/adtrd/adtrd/internal/testlib"
 )
 
-const mosquitto = "/usr/sbin/mosquitto"
-
-// broker is a real mosquitto on a loopback port of the test's own, with persistence
-// in the test's temporary directory, so that a restart keeps the subscribers'
-// sessions and their queued messages (mosquitto saves them on SIGTERM).
-type broker struct {
-	t    testing.TB
-	port int
-	conf string
-	out  syncBuffer
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-// newBroker writes the configuration for port; start runs it.
-func newBroker(t testing.TB, port int) *broker {
-	t.Helper()
-	if _, err := os.Stat(mosquitto); err != nil {
-		testlib.Missing(t, mosquitto+" missing: scripts/install-debs.sh installs it")
-	}
-	dir := t.TempDir()
-	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nlog_dest stderr\n", port, dir)
-	if os.Geteuid() == 0 {
-		conf += "user root\n" // else mosquitto drops to user mosquitto, who cannot write dir
-	}
-	b := &broker{t: t, port: port, conf: filepath.Join(dir, "mosquitto.conf")}
-	if err := os.WriteFile(b.conf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if b.running() {
-			b.cmd.Process.Kill()
-			<-b.done
-		}
-		if t.Failed() {
-			t.Logf("mosquitto on port %d said:\n%s", b.port, b.out.String())
-		}
-	})
-	return b
-}
-
-// startBroker runs a broker on a free port.
-func startBroker(t testing.TB) *broker {
-	t.Helper()
-	b := newBroker(t, freePort(t))
-	b.start()
-	return b
-}
-
-func (b *broker) url() string  { return "tcp://" + b.addr() }
-func (b *broker) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(b.port)) }
-
-func (b *broker) running() bool {
-	if b.cmd == nil {
-		return false
-	}
-	select {
-	case <-b.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// start runs mosquitto and returns once it accepts connections.
-func (b *broker) start() {
-	b.t.Helper()
-	cmd := exec.Command(mosquitto, "-c", b.conf)
-	cmd.Stdout, cmd.Stderr = &b.out, &b.out
-	testlib.DiesWithTest(cmd)
-	if err := cmd.Start(); err != nil {
-		b.t.Fatalf("mosquitto: %v", err)
-	}
-	b.cmd, b.done = cmd, make(chan struct{})
-	go func(done chan struct{}) { cmd.Wait(); close(done) }(b.done)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if c, err := net.Dial("tcp", b.addr()); err == nil {
-			c.Close()
-			return
-		}
-		if !b.running() || time.Now().After(deadline) {
-			b.t.Fatalf("mosquitto did not listen on %s:\n%s", b.addr(), b.out.String())
-		}
-	}
-}
-
-// stop ends mosquitto as systemd would (SIGTERM: it saves its persistence first).
-func (b *broker) stop() {
-	b.t.Helper()
-	b.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-b.done:
-	case <-time.After(10 * time.Second):
-		b.t.Fatalf("mosquitto on %s did not stop on SIGTERM", b.addr())
-	}
-}
-
-// freePort is a loopback port nothing listens on (just now).
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // received is one message a test subscriber got.
 type received struct {
@@ -253,7 +122,7 @@ func newProxy(t testing.TB, target string) *proxy {
 	return x
 }
 
-func (x *proxy) url() string { return "tcp://" + x.ln.Addr().String() }
+func (x *proxy) URL() string { return "tcp://" + x.ln.Addr().String() }
 
 // cut stops accepting and closes every connection.
 func (x *proxy) cut() {

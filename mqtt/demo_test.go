@@ -16,8 +16,8 @@ import (
 // broker stopped a third of the way in and started again at two thirds: the plant's
 // subscriber gets every reject the run decided, each once or more, and no pass.
 func TestEveryRejectOfADemoRunAcrossABrokerRestart(t *testing.T) {
-	b := startBroker(t)
-	sub := subscribe(t, b.url(), "plant-mes", false, "plant/line3/adtrd/decision")
+	b := testlib.StartMosquitto(t)
+	sub := subscribe(t, b.URL(), "plant-mes", false, "plant/line3/adtrd/decision")
 	// The demo frames three times over: 48 parts at 20 a second.
 	frames := t.TempDir()
 	ents, err := os.ReadDir(testlib.Demo("frames"))
@@ -32,7 +32,7 @@ func TestEveryRejectOfADemoRunAcrossABrokerRestart(t *testing.T) {
 	line := demoline.New(t, demoline.Options{Frames: frames, FPS: 20})
 	watch := line.Pipeline.Events().Subscribe(256)
 	defer watch.Close()
-	pub := newPublisher(t, b.url(), line.Pipeline.Events(), nil)
+	pub := newPublisher(t, b.URL(), line.Pipeline.Events(), nil)
 	if err := pub.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -52,9 +52,9 @@ func TestEveryRejectOfADemoRunAcrossABrokerRestart(t *testing.T) {
 			}
 			switch decided {
 			case 16:
-				b.stop()
+				b.Stop()
 			case 32:
-				b.start()
+				b.Start()
 			}
 		case <-time.After(30 * time.Second):
 			t.Fatalf("the demo run stalled after %d decisions", decided)

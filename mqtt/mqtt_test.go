@@ -1,6 +1,8 @@
 package mqtt
 
 import (
+	"github.com/adtrd/adtrd/internal/testlib"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,11 +63,11 @@ func TestBrokerRestartLosesNothing(t *testing.T) {
 		{"all", config.DecisionsAll, func(uint64) bool { return true }},                   // all 200
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := startBroker(t)
-			sub := subscribe(t, b.url(), "line3-dashboard", false, prefix+"/decision")
+			b := testlib.StartMosquitto(t)
+			sub := subscribe(t, b.URL(), "line3-dashboard", false, prefix+"/decision")
 			bus := daemon.NewBus()
 			var log logs
-			p := newPublisher(t, b.url(), bus, func(o *Options) { o.Config.Decisions = tc.decisions; o.Log = slog.New(&log) })
+			p := newPublisher(t, b.URL(), bus, func(o *Options) { o.Config.Decisions = tc.decisions; o.Log = slog.New(&log) })
 			if err := p.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -80,10 +82,10 @@ func TestBrokerRestartLosesNothing(t *testing.T) {
 				}
 			}
 			run(1, 100)
-			b.stop()
+			b.Stop()
 			run(101, 200)
 			waitFor(t, "the publisher to see the broker gone", 5*time.Second, func() bool { return !p.Stats().Connected })
-			b.start()
+			b.Start()
 
 			var want []uint64
 			for seq := uint64(1); seq <= 200; seq++ {
@@ -155,19 +157,19 @@ func TestAvailability(t *testing.T) {
 		{"connection cut: the will", func(_ *testing.T, _ *Publisher, x *proxy) { x.cut() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := startBroker(t)
-			x := newProxy(t, b.addr())
-			p := newPublisher(t, x.url(), daemon.NewBus(), nil)
+			b := testlib.StartMosquitto(t)
+			x := newProxy(t, b.Addr())
+			p := newPublisher(t, x.URL(), daemon.NewBus(), nil)
 			if err := p.Start(); err != nil {
 				t.Fatal(err)
 			}
 			waitFor(t, "the publisher to connect", 5*time.Second, func() bool { return p.Stats().Connected })
-			if got := retained(t, b.url(), prefix+"/availability"); got != "online" {
+			if got := retained(t, b.URL(), prefix+"/availability"); got != "online" {
 				t.Fatalf("retained availability %q once connected, want online", got)
 			}
 			tc.end(t, p, x)
 			waitFor(t, "retained offline", 5*time.Second, func() bool {
-				return retained(t, b.url(), prefix+"/availability") == "offline"
+				return retained(t, b.URL(), prefix+"/availability") == "offline"
 			})
 			waitFor(t, "the publisher to see it", 5*time.Second, func() bool { return !p.Stats().Connected })
 		})
@@ -177,16 +179,16 @@ func TestAvailability(t *testing.T) {
 // TestBufferDropsOldest: with no broker and a buffer of 10, 25 rejects leave the 10
 // newest, which reach the broker in order once it starts.
 func TestBufferDropsOldest(t *testing.T) {
-	b := newBroker(t, freePort(t))
+	b := testlib.NewMosquitto(t, testlib.FreePort(t))
 	// A persistent session for the subscriber, made while the broker runs once, so
 	// that it gets what the publisher sends as soon as the broker is back.
-	b.start()
-	subscribe(t, b.url(), "line3-dashboard", false, prefix+"/decision").close()
-	b.stop()
+	b.Start()
+	subscribe(t, b.URL(), "line3-dashboard", false, prefix+"/decision").close()
+	b.Stop()
 
 	bus := daemon.NewBus()
 	var log logs
-	p := newPublisher(t, b.url(), bus, func(o *Options) { o.Config.Buffer = 10; o.Log = slog.New(&log) })
+	p := newPublisher(t, b.URL(), bus, func(o *Options) { o.Config.Buffer = 10; o.Log = slog.New(&log) })
 	if err := p.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -201,12 +203,12 @@ func TestBufferDropsOldest(t *testing.T) {
 	if s.Dropped != 15 || s.Queued != 10 || s.Connected {
 		t.Errorf("stats %+v: want Dropped 15, Queued 10, not connected", s)
 	}
-	if want := "mqtt: broker " + b.url() + ": connection refused"; s.LastError != want {
+	if want := "mqtt: broker " + b.URL() + ": connection refused"; s.LastError != want {
 		t.Errorf("LastError %q, want %q", s.LastError, want)
 	}
 
-	b.start()
-	sub := subscribe(t, b.url(), "line3-dashboard", false, prefix+"/decision")
+	b.Start()
+	sub := subscribe(t, b.URL(), "line3-dashboard", false, prefix+"/decision")
 	var got []uint64
 	for len(got) < 10 {
 		s := seqs(t, []received{sub.next(t, 10*time.Second)})[0]
@@ -243,11 +245,11 @@ var fields = map[string][]string{
 
 // TestMessages checks the fault, state and decision payloads field by field.
 func TestMessages(t *testing.T) {
-	b := startBroker(t)
-	sub := subscribe(t, b.url(), "line3-dashboard", false, prefix+"/decision", prefix+"/fault", prefix+"/state")
+	b := testlib.StartMosquitto(t)
+	sub := subscribe(t, b.URL(), "line3-dashboard", false, prefix+"/decision", prefix+"/fault", prefix+"/state")
 	bus := daemon.NewBus()
 	var alarm atomic.Bool
-	p := newPublisher(t, b.url(), bus, func(o *Options) { o.Alarm = alarm.Load })
+	p := newPublisher(t, b.URL(), bus, func(o *Options) { o.Alarm = alarm.Load })
 	if err := p.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -388,14 +390,14 @@ func TestNew(t *testing.T) {
 // TestClose: Close twice, Close after Start with no broker, and no goroutine left
 // behind, connected or not.
 func TestClose(t *testing.T) {
-	b := startBroker(t)
+	b := testlib.StartMosquitto(t)
 	for _, tc := range []struct {
 		name      string
 		url       string
 		connected bool
 	}{
-		{"connected", b.url(), true},
-		{"no broker", fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)), false}, // reconnecting when closed
+		{"connected", b.URL(), true},
+		{"no broker", fmt.Sprintf("tcp://127.0.0.1:%d", testlib.FreePort(t)), false}, // reconnecting when closed
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := runtime.NumGoroutine()
