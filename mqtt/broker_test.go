@@ -16,7 +16,6 @@ import (
 	"github.com/adtrd/adtrd/daemon"
 )
 
-
 // received is one message a test subscriber got.
 type received struct {
 	topic    string
