@@ -10,12 +10,14 @@
 #   libaravis-0.8-0, aravis-tools  aravissrc (gige://) and arv-fake-gv-camera-0.8, a GigE Vision camera on loopback
 #   python3-gi, gir1.2-gst-rtsp-server-1.0, gstreamer1.0-plugins-ugly (x264enc), -plugins-bad (openh264dec)
 #                                the test RTSP camera (capture/testdata/rtsp/serve.py) and its decoding
+#   mosquitto                    the MQTT broker the mqtt tests start on a free loopback port
+#   chromium                     the headless browser the operators' page test drives (web/)
 # From Debian 12 (bookworm), whose versions are fixed but for security and point
 # updates; the versions checked here are in the README.
 set -euo pipefail
 pkgs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libc6-arm64-cross libstdc++6-arm64-cross systemd dpkg gimp-data python3-skimage
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good libaravis-0.8-0 aravis-tools
-	python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad)
+	python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad mosquitto chromium)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
