@@ -278,7 +278,7 @@ func Default() Config {
 		HTTP:     HTTP{Address: "127.0.0.1:8080", Heatmaps: 2},
 		// Recordings are off unless a config names a folder: the package's config
 		// puts them under /var/lib/adtrd (the unit's StateDirectory).
-		Recordings: Recordings{Quota: 1024, MaxAge: Duration(7 * 24 * time.Hour), Near: 0.9, Rate: 5},
+		Recordings: Recordings{Quota: 1024, MaxAge: Duration(7 * 24 * time.Hour), Near: 0.9, Rate: 2},
 		MQTT:       MQTT{ClientID: "adtrd", Topic: "adtrd", Decisions: DecisionsRejects, Buffer: 1000},
 	}
 }

@@ -25,7 +25,8 @@ type view struct {
 	Addr    string // the page's address, once listening
 }
 
-// startView starts what cfg asks for, on the pipeline's bus.
+// startView starts what cfg asks for, on the pipeline's bus; rl may be nil (no
+// reloads).
 func startView(cfg config.Config, cfgPath string, p *daemon.Pipeline, tr *gpio.Tracker, rl *daemon.Reloader, log *slog.Logger) *view {
 	v := &view{}
 	var extra []prometheus.Collector
@@ -70,10 +71,19 @@ func startView(cfg config.Config, cfgPath string, p *daemon.Pipeline, tr *gpio.T
 	if cfg.HTTP.Address == "" {
 		return v
 	}
-	m, err := metrics.New(metrics.Options{
-		Version: version, Pipeline: p, Line: tr, Reloads: rl.Status, Threshold: p.Generation().Threshold,
+	mo := metrics.Options{
+		Version: version, Pipeline: p, Line: tr, Threshold: p.Generation().Threshold,
 		Consumers: consumers, Extra: extra, Log: log.With("component", "metrics"),
-	})
+	}
+	wo := web.Options{
+		Address: cfg.HTTP.Address, Heatmaps: cfg.HTTP.Heatmaps, Version: version,
+		Pipeline: p, Line: tr, Recordings: recs, ModelPath: cfg.Model.Path, ConfigPath: cfgPath,
+		Log: log.With("component", "http"),
+	}
+	if rl != nil {
+		mo.Reloads, wo.Reloader = rl.Status, rl
+	}
+	m, err := metrics.New(mo)
 	if err != nil {
 		log.Error("metrics: off", "err", err)
 		return v
@@ -88,11 +98,8 @@ func startView(cfg config.Config, cfgPath string, p *daemon.Pipeline, tr *gpio.T
 			log.Error("http: token file unreadable: mutations are off", "err", err)
 		}
 	}
-	srv, err := web.New(web.Options{
-		Address: cfg.HTTP.Address, Token: token, Heatmaps: cfg.HTTP.Heatmaps, Version: version,
-		Pipeline: p, Line: tr, Reloader: rl, Metrics: m.Handler(), Recordings: recs, ModelPath: cfg.Model.Path, ConfigPath: cfgPath,
-		Log: log.With("component", "http"),
-	})
+	wo.Token, wo.Metrics = token, m.Handler()
+	srv, err := web.New(wo)
 	if err == nil {
 		err = srv.Start()
 	}

@@ -21,7 +21,10 @@ type Options struct {
 	Frames string  // a folder of frames; "": the demo frames
 	Loop   bool    // replay them again and again
 	FPS    float64 // pace; 0: as fast as inference goes
-	Log    *slog.Logger
+	Limit  int     // end after this many frames; 0: when the frames end
+	// Threads for inference; 0: 1.
+	Threads int
+	Log     *slog.Logger
 }
 
 // Line is a running (or runnable) demo line.
@@ -40,7 +43,7 @@ func New(t testing.TB, opt Options) *Line {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	eng, err := daemon.OpenTFLite(config.Model{Path: testlib.Demo("adtr.tflite"), Library: testlib.TFLiteLibrary(t), Threads: 1}, log)
+	eng, err := daemon.OpenTFLite(config.Model{Path: testlib.Demo("adtr.tflite"), Library: testlib.TFLiteLibrary(t), Threads: max(opt.Threads, 1)}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +77,11 @@ func New(t testing.TB, opt Options) *Line {
 	gen := &daemon.Generation{N: 1, Engine: eng, Scorer: sc, Threshold: eng.Meta.Threshold, ModelSHA: eng.SHA256}
 	gen.Config = config.Default()
 	gen.Config.Capture.Replay.Labels = config.LabelsName
-	p, err := daemon.New(daemon.Settings{Queue: 2}, gen, src, tr, log)
+	var source daemon.Source = src
+	if opt.Limit > 0 {
+		source = &limited{src, opt.Limit}
+	}
+	p, err := daemon.New(daemon.Settings{Queue: 2}, gen, source, tr, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,4 +129,18 @@ func (l *Line) Stop(t testing.TB) {
 	if err := <-l.done; err != nil {
 		t.Errorf("demo line: %v", err)
 	}
+}
+
+// limited ends a replay after n frames.
+type limited struct {
+	*capture.Replay
+	n int
+}
+
+func (l *limited) Next(ctx context.Context) (capture.Frame, error) {
+	if l.n == 0 {
+		return capture.Frame{}, capture.ErrEOF
+	}
+	l.n--
+	return l.Replay.Next(ctx)
 }
