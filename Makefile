@@ -77,6 +77,10 @@ bench: deps
 	$(GO) test -run '^$$' -bench RejectEdge -benchtime 10000x ./gpio
 	$(GO) test -run '^$$' -bench Swap -benchtime 100x ./daemon
 	$(GO) test -run '^$$' -bench Camera -benchtime 100x ./capture
+	$(GO) test -run '^$$' -bench 'Overlay|EncodePNG' ./heatmap
+	$(GO) test -run '^$$' -bench Record ./record
+	$(GO) test -run '^$$' -bench Publish ./mqtt
+	$(GO) test -run '^$$' -bench View -benchtime 600x ./cmd/adtrd
 
 test-python: deps venv build
 	cd training && ../$(VPY) -m pytest -q -rP --durations=15 -p no:cacheprovider tests

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/adtrd/adtrd/internal/demoline"
 	"image"
 	"image/png"
 	"io"
@@ -32,13 +33,11 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/adtrd/adtrd/capture"
-	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
 	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/heatmap"
 	"github.com/adtrd/adtrd/internal/testlib"
 	"github.com/adtrd/adtrd/model"
-	"github.com/adtrd/adtrd/score"
 	"github.com/adtrd/adtrd/web"
 )
 
@@ -217,80 +216,20 @@ type pageLine struct {
 // ends.
 func startPageLine(t *testing.T) *pageLine {
 	t.Helper()
-	lib := testlib.TFLiteLibrary(t)
-	meta, err := model.Load(testlib.Demo("adtr.tflite.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp := meta.ScoreParams()
-	sc, err := score.New(sp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.DiscardHandler)
-	eng, err := daemon.OpenTFLite(config.Model{Path: testlib.Demo("adtr.tflite"), Library: lib, Threads: 1}, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { eng.Close() })
-
 	dir := t.TempDir()
 	ents, err := os.ReadDir(testlib.Demo("frames"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 1
 	for _, e := range ents {
 		if strings.HasSuffix(e.Name(), ".png") {
 			copyFile(t, testlib.Demo("frames", e.Name()), filepath.Join(dir, e.Name()))
-			n++
 		}
 	}
 	copyFile(t, testlib.Demo("frames", "007_cut_paste.png"), filepath.Join(dir, pageEvilFrame)) // a defect: rejected
-	src, err := capture.NewReplay(capture.ReplayOptions{Path: dir, Loop: true, FPS: 10, Size: capture.Size{W: sp.Size, H: sp.Size}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if src.Len() != n {
-		t.Fatalf("the replay lists %d frames, want the %d demo frames and the HTML-named one", src.Len(), n-1)
-	}
-
-	sim, _ := gpio.NewSim("", quiet)
-	tr, err := gpio.New(gpio.Options{
-		Reject: gpio.Output{Name: "reject", Pin: sim.Pin("reject")}, Alarm: gpio.Output{Name: "alarm", Pin: sim.Pin("alarm")},
-		Ready: gpio.Output{Name: "ready", Pin: sim.Pin("ready")},
-		Delay: time.Second, Pulse: time.Millisecond, InFlight: 1024, Log: quiet,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr.Start()
-	t.Cleanup(func() { tr.Close() })
-
-	gen := &daemon.Generation{N: 1, Engine: eng, Scorer: sc, Threshold: meta.Threshold, ModelSHA: meta.SHA256}
-	p, err := daemon.New(daemon.Settings{Queue: 2}, gen, src, tr, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		_, err := p.Run(ctx)
-		done <- err
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("pipeline: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("the pipeline did not stop within 10 s")
-		}
-		src.Close()
-	})
-	return &pageLine{p: p, tr: tr, meta: meta}
+	l := demoline.New(t, demoline.Options{Frames: dir, Loop: true, FPS: 10})
+	l.Start(t)
+	return &pageLine{p: l.Pipeline, tr: l.Tracker, meta: l.Engine.Meta}
 }
 
 func copyFile(t *testing.T, from, to string) {

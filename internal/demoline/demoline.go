@@ -67,7 +67,8 @@ func New(t testing.TB, opt Options) *Line {
 	tr, err := gpio.New(gpio.Options{
 		Reject: gpio.Output{Name: "reject", Pin: sim.Pin("reject")}, Alarm: gpio.Output{Name: "alarm", Pin: sim.Pin("alarm")},
 		Ready: gpio.Output{Name: "ready", Pin: sim.Pin("ready")},
-		Delay: 200 * time.Millisecond, Pulse: 10 * time.Millisecond, InFlight: 64, Log: log,
+		// 1 s of travel: decisions are in time even on a loaded 2-core machine.
+		Delay: time.Second, Pulse: 10 * time.Millisecond, InFlight: 1024, Log: log,
 	})
 	if err != nil {
 		t.Fatal(err)
