@@ -175,9 +175,9 @@ func TestCameraPipelineFaults(t *testing.T) {
 		{"unknown element", "gst://videotestsrc ! nosuchelement0", true, `no element "nosuchelement0"`},
 		// a property the element does not have
 		{"unknown property", "gst://videotestsrc nosuchprop=1", true, `no property "nosuchprop"`},
-		// a bin closed that was never opened, and one opened and never closed
-		{"syntax error", "gst://videotestsrc ! )", true, "erroneous pipeline: syntax error"},
-		{"open bin", "gst://videotestsrc ! (", true, "could not be constructed: syntax error"},
+		// a syntax error only GStreamer's parser sees (unbalanced bins and quotes are
+		// refused before the child starts: config's table)
+		{"syntax error", "gst://videotestsrc ! =x", true, "erroneous pipeline: syntax error"},
 		// a camera that never sends a frame
 		{"no frame", "gst://videotestsrc is-live=true ! valve drop=true", false, "no frame within 300ms of the start"},
 		// a device that is not there
