@@ -34,7 +34,7 @@ $(VENV)/.stamp: training/requirements.txt
 # The binary finds libtensorflowlite_c.so beside itself (its default search).
 build: deps
 	mkdir -p build
-	$(GO) build -o build/adtrd ./cmd/adtrd
+	$(GO) build -ldflags "-X main.version=$$(scripts/version.sh)" -o build/adtrd ./cmd/adtrd
 	cp $(TFLITE)/linux_$(GOARCH)/libtensorflowlite_c.so $(TFLITE)/linux_$(GOARCH)/libexternal_delegate_obj.so build/
 
 # The demo: models/demo's frames once through the demo model onto the simulated output.

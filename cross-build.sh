@@ -4,7 +4,7 @@
 #   dist/<arch>/adtrd, dist/<arch>/lib*.so        the binary and its TFLite runtime
 #   dist/adtrd_<version>_<arch>.deb               binary, unit, /etc/adtrd config,
 #                                                 /usr/lib/adtrd runtime, demo model
-# The version comes from git: <last tag or 0.1.0>+git<commits>.<hash>[.dirty].
+# The version comes from git (scripts/version.sh): <last tag or 0.1.0>+git<commits>.<hash>[.dirty].
 # Needs `make deps` (the TFLite libraries) and `scripts/install-debs.sh` (the cross
 # compiler, dpkg-deb); `make dist` runs all three.
 set -euo pipefail
@@ -12,9 +12,7 @@ cd "$(dirname "$0")"
 
 GO=${GO:-go}
 ARCHES=${ARCHES:-"amd64 arm64"}
-tag=$(git describe --tags --abbrev=0 2>/dev/null || echo 0.1.0)
-VERSION="${tag#v}+git$(git rev-list --count HEAD).$(git rev-parse --short=10 HEAD)"
-if [ -n "$(git status --porcelain --untracked-files=no)" ]; then VERSION="$VERSION.dirty"; fi
+VERSION=$(scripts/version.sh)
 echo "adtrd $VERSION"
 
 rm -rf dist

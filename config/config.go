@@ -419,6 +419,11 @@ func decode(n *yaml.Node, v reflect.Value, prefix string, lines map[string]int, 
 		}
 		before := reflect.New(f.Type()).Elem()
 		before.Set(f)
+		if k := f.Kind(); (reflect.Int <= k && k <= reflect.Uint64) && val.Tag == "!!float" {
+			// yaml.v3 truncates 1.5 into an int field without a word.
+			errs.Problems = append(errs.Problems, Problem{val.Line, key, fmt.Sprintf("want a whole number, got %s", val.Value)})
+			continue
+		}
 		if err := val.Decode(f.Addr().Interface()); err != nil {
 			errs.Problems = append(errs.Problems, Problem{val.Line, key, typeMessage(err, f.Type(), val)})
 			continue
@@ -723,15 +728,21 @@ func (c *Config) validateView(files bool, bad func(key, format string, args ...a
 		switch {
 		case err != nil || u.Host == "" || u.Port() == "":
 			bad("mqtt.broker", "%q: want tcp://host:port or ssl://host:port", m.Broker)
-		case !slices.Contains([]string{"tcp", "ssl", "tls", "mqtt", "mqtts"}, u.Scheme):
-			bad("mqtt.broker", "%q: scheme %q: want tcp, ssl, tls, mqtt or mqtts", m.Broker, u.Scheme)
+		case !slices.Contains([]string{"tcp", "ssl"}, u.Scheme):
+			bad("mqtt.broker", "%q: scheme %q: want tcp or ssl", m.Broker, u.Scheme)
+		case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+			bad("mqtt.broker", "%q: want tcp://host:port or ssl://host:port, no path or query", m.Broker)
+		default:
+			if n, err := strconv.Atoi(u.Port()); err != nil || n < 1 || n > 65535 {
+				bad("mqtt.broker", "%q: port %q is not 1..65535", m.Broker, u.Port())
+			}
 		}
 	}
 	if id := m.ClientID; id == "" || len(id) > 23 || strings.ContainsFunc(id, func(r rune) bool { return r < '!' || r > '~' }) {
 		bad("mqtt.client_id", "%q: want 1..23 printable characters (MQTT 3.1.1 brokers must accept those)", id)
 	}
-	if t := m.Topic; t == "" || strings.ContainsAny(t, "+#\x00") || strings.HasPrefix(t, "/") || strings.HasSuffix(t, "/") {
-		bad("mqtt.topic", "%q: want a topic prefix like adtrd or plant/line3/adtrd (no +, #, leading or trailing /)", t)
+	if t := m.Topic; t == "" || strings.ContainsAny(t, "+#\x00") || strings.HasPrefix(t, "/") || strings.HasSuffix(t, "/") || strings.HasPrefix(t, "$") {
+		bad("mqtt.topic", "%q: want a topic prefix like adtrd or plant/line3/adtrd (no +, #, $ first, leading or trailing /)", t)
 	}
 	if m.Buffer < 1 || m.Buffer > 1_000_000 {
 		bad("mqtt.buffer", "%d out of range 1..1000000", m.Buffer)

@@ -152,6 +152,12 @@ func TestEveryKindOfErrorNamesKeyAndLine(t *testing.T) {
 		{"mqtt topic", base + "mqtt:\n  topic: plant/#\n", []string{`line 7: mqtt.topic: "plant/#": want a topic prefix`}},
 		{"mqtt decisions", base + "mqtt:\n  decisions: some\n", []string{`line 7: mqtt.decisions: "some" is not one of rejects, all, none`}},
 		{"mqtt buffer", base + "mqtt:\n  buffer: 0\n", []string{"line 7: mqtt.buffer: 0 out of range"}},
+		{"mqtt broker port", base + "mqtt:\n  broker: tcp://127.0.0.1:99999\n", []string{`line 7: mqtt.broker: "tcp://127.0.0.1:99999": port "99999" is not 1..65535`}},
+		{"mqtt broker path", base + "mqtt:\n  broker: tcp://127.0.0.1:1883/x?y=1\n", []string{`line 7: mqtt.broker: "tcp://127.0.0.1:1883/x?y=1": want tcp://host:port or ssl://host:port, no path`}},
+		{"mqtt broker topic", base + "mqtt:\n  topic: $SYS/adtrd\n", []string{`line 7: mqtt.topic: "$SYS/adtrd": want a topic prefix`}},
+		// a fraction where a whole number goes (yaml.v3 would truncate it)
+		{"fraction for an int", base + "recordings:\n  quota_mb: 1.5\n", []string{"line 7: recordings.quota_mb: want a whole number, got 1.5"}},
+		{"fraction for the queue", "model:\n  path: m.tflite\ncapture:\n  queue: 2.5\n", []string{"line 4: capture.queue: want a whole number, got 2.5"}},
 		// broken YAML
 		{"syntax", "model: [\n", []string{"(syntax)"}},
 		// several problems: all of them, not only the first

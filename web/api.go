@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -231,20 +232,29 @@ func (s *Server) feedback(w http.ResponseWriter, r *http.Request) {
 		Label string `json:"label"`
 		Kind  string `json:"kind"`
 	}
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			problem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", MaxBody))
-			return
-		}
-		problem(w, http.StatusBadRequest, "body: want JSON {\"label\": \"defect\"|\"false_reject\", \"kind\": \"...\"}")
-		return
-	}
-	if _, err := io.Copy(io.Discard, r.Body); err != nil {
+	// The whole body first, so that one too big is 413 whatever it holds; then one
+	// JSON object and nothing after it.
+	raw, err := io.ReadAll(r.Body)
+	if err != nil {
 		problem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", MaxBody))
 		return
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil || dec.More() {
+		problem(w, http.StatusBadRequest, "body: want one JSON object {\"label\": \"defect\"|\"false_reject\", \"kind\": \"...\"}")
+		return
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		problem(w, http.StatusBadRequest, "body: want one JSON object {\"label\": \"defect\"|\"false_reject\", \"kind\": \"...\"}")
+		return
+	}
+	switch {
+	case body.Label == "false_reject" && body.Kind != "":
+		problem(w, http.StatusBadRequest, "kind: only a defect has a kind")
+		return
+	case body.Label == "defect" && body.Kind == "":
+		body.Kind = "defect" // the recorder's default, said in the answer and the log
 	}
 	dest, err := s.opt.Recordings.Feedback(r.PathValue("id"), body.Label, body.Kind)
 	switch {

@@ -141,8 +141,9 @@ func (h *hub) add(e daemon.Event) Event {
 	return ev
 }
 
-// since returns the kept events with id > after, oldest first, at most limit, and
-// kind-filtered when kind is not "".
+// since returns the kept events with id > after, oldest first, kind-filtered when
+// kind is not "": the first limit of them after an id (a client paging forward), the
+// last limit when after is 0 (a page loading the recent past).
 func (h *hub) since(after uint64, limit int, kind string) []Event {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -158,6 +159,9 @@ func (h *hub) since(after uint64, limit int, kind string) []Event {
 			continue
 		}
 		out = append(out, ev)
+		if after > 0 && len(out) == limit {
+			break
+		}
 	}
 	if len(out) > limit {
 		out = out[len(out)-limit:]

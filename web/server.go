@@ -54,7 +54,9 @@ type Options struct {
 	Recordings Recordings   // nil: recordings are off
 	ModelPath  string
 	ConfigPath string // "": the built-in demo
-	Log        *slog.Logger
+	// Mutations: POSTs a second at most (burst twice that); 0: MutationsPerS.
+	Mutations float64
+	Log       *slog.Logger
 }
 
 // Server serves the operators' view on one listener.
@@ -90,7 +92,11 @@ func New(opt Options) (*Server, error) {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opt: opt, mutate: rate.NewLimiter(MutationsPerS, 10), started: time.Now(), done: make(chan struct{})}
+	perS := opt.Mutations
+	if perS <= 0 {
+		perS = MutationsPerS
+	}
+	s := &Server{opt: opt, mutate: rate.NewLimiter(rate.Limit(perS), int(2*perS)), started: time.Now(), done: make(chan struct{})}
 	if opt.Token != "" {
 		s.token = sha256.Sum256([]byte(opt.Token))
 	}
@@ -175,6 +181,12 @@ func (s *Server) Close() error {
 // token's absence is 403 (mutations are off), a wrong one 401.
 func (s *Server) authorised(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The rate comes first: it bounds guessing the token as well as mutations.
+		if !s.mutate.Allow() {
+			w.Header().Set("Retry-After", "1")
+			problem(w, http.StatusTooManyRequests, "too many requests")
+			return
+		}
 		if s.opt.Token == "" {
 			problem(w, http.StatusForbidden, "mutations are off: set http.token_file in the config")
 			return
@@ -184,11 +196,6 @@ func (s *Server) authorised(h http.HandlerFunc) http.Handler {
 		if !ok || subtle.ConstantTimeCompare(sum[:], s.token[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="adtrd"`)
 			problem(w, http.StatusUnauthorized, "a valid bearer token is required")
-			return
-		}
-		if !s.mutate.Allow() {
-			w.Header().Set("Retry-After", "1")
-			problem(w, http.StatusTooManyRequests, "too many requests")
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)

@@ -50,8 +50,9 @@ type served struct {
 }
 
 // serve runs the demo line (paced at fps, looping if loop) with the server on a
-// free loopback port; tok "" leaves mutations off.
-func serve(t *testing.T, tok string, fps float64, loop bool) *served {
+// free loopback port; tok "" leaves mutations off. POSTs are limited as in
+// production, or to mutations a second when that is not 0.
+func serve(t *testing.T, tok string, fps float64, loop bool, mutations ...float64) *served {
 	t.Helper()
 	l := demoline.New(t, demoline.Options{FPS: fps, Loop: loop})
 	m, err := metrics.New(metrics.Options{Version: "test", Pipeline: l.Pipeline, Line: l.Tracker, Threshold: l.Pipeline.Generation().Threshold})
@@ -62,7 +63,7 @@ func serve(t *testing.T, tok string, fps float64, loop bool) *served {
 	t.Cleanup(func() { m.Close() })
 	rec := &fakeRecordings{got: make(chan [3]string, 4)}
 	srv, err := web.New(web.Options{Address: "127.0.0.1:0", Token: tok, Heatmaps: 20, Pipeline: l.Pipeline, Line: l.Tracker,
-		Metrics: m.Handler(), Recordings: rec})
+		Metrics: m.Handler(), Recordings: rec, Mutations: append(mutations, 0)[0]})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +95,7 @@ func do(t *testing.T, method, url, auth, body string) (int, string) {
 // Mutations need the token; bodies are bounded; bad requests say what is wrong in
 // one line and never echo the token.
 func TestMutationsNeedTheToken(t *testing.T) {
-	s := serve(t, token, 0, false)
+	s := serve(t, token, 0, false, 1000) // the table is one burst: not limited here
 	off := serve(t, "", 0, false)
 	big := `{"label":"defect","kind":"` + strings.Repeat("x", web.MaxBody) + `"}`
 	tests := []struct {
@@ -117,9 +118,16 @@ func TestMutationsNeedTheToken(t *testing.T) {
 		{"feedback", s.url + "/api/recordings/r1/feedback", "Bearer " + token, `{"label":"defect","kind":"scratch"}`, 200, "dataset/test/scratch/r1.png"},
 		{"unknown recording", s.url + "/api/recordings/nope/feedback", "Bearer " + token, `{"label":"defect"}`, 404, "no such recording"},
 		{"bad label", s.url + "/api/recordings/r1/feedback", "Bearer " + token, `{"label":"maybe"}`, 400, `label \"maybe\"`},
-		{"not json", s.url + "/api/recordings/r1/feedback", "Bearer " + token, `label=defect`, 400, "want JSON"},
-		{"unknown field", s.url + "/api/recordings/r1/feedback", "Bearer " + token, `{"label":"defect","x":1}`, 400, "want JSON"},
+		{"not json", s.url + "/api/recordings/r1/feedback", "Bearer " + token, `label=defect`, 400, "want one JSON object"},
+		{"unknown field", s.url + "/api/recordings/r1/feedback", "Bearer " + token, `{"label":"defect","x":1}`, 400, "want one JSON object"},
 		{"too big", s.url + "/api/recordings/r1/feedback", "Bearer " + token, big, 413, "body over"},
+		// too big whatever it holds, and JSON with more after it
+		{"too big, not json", s.url + "/api/recordings/r1/feedback", "Bearer " + token, strings.Repeat("x", 2*web.MaxBody), 413, "body over"},
+		{"two objects", s.url + "/api/recordings/r1/feedback", "Bearer " + token, `{"label":"defect"}{"label":"false_reject"}`, 400, "want one JSON object"},
+		{"trailing", s.url + "/api/recordings/r1/feedback", "Bearer " + token, `{"label":"defect"} xx`, 400, "want one JSON object"},
+		// a good part has no defect kind; a defect without one is "defect"
+		{"kind on a good part", s.url + "/api/recordings/r1/feedback", "Bearer " + token, `{"label":"false_reject","kind":"hole"}`, 400, "only a defect has a kind"},
+		{"default kind", s.url + "/api/recordings/r1/feedback", "Bearer " + token, `{"label":"defect"}`, 200, `"kind":"defect"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -132,8 +140,15 @@ func TestMutationsNeedTheToken(t *testing.T) {
 			}
 		})
 	}
-	if got := <-s.rec.got; got != [3]string{"r1", "defect", "scratch"} {
-		t.Fatalf("feedback reached the recordings as %v", got)
+	for _, want := range [][3]string{{"r1", "defect", "scratch"}, {"r1", "defect", "defect"}} {
+		select {
+		case got := <-s.rec.got:
+			if got != want {
+				t.Fatalf("feedback reached the recordings as %v, want %v", got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("feedback %v did not reach the recordings", want)
+		}
 	}
 	// GETs cannot mutate: the routes are POST only.
 	if code, _ := do(t, "GET", s.url+"/api/alarm/reset", "Bearer "+token, ""); code != http.StatusNotFound && code != http.StatusMethodNotAllowed {
@@ -141,17 +156,20 @@ func TestMutationsNeedTheToken(t *testing.T) {
 	}
 }
 
-// A burst of mutations beyond the limit gets 429, authorised or not.
+// A burst of POSTs beyond the limit gets 429, authorised or not: the limit bounds
+// guessing the token too.
 func TestMutationsAreRateLimited(t *testing.T) {
-	s := serve(t, token, 0, false)
-	var limited int
-	for range 40 {
-		if code, _ := do(t, "POST", s.url+"/api/alarm/reset", "Bearer "+token, ""); code == http.StatusTooManyRequests {
-			limited++
+	for _, auth := range []string{"Bearer " + token, "Bearer a-guess-0123456789"} {
+		s := serve(t, token, 0, false)
+		var limited int
+		for range 40 {
+			if code, _ := do(t, "POST", s.url+"/api/alarm/reset", auth, ""); code == http.StatusTooManyRequests {
+				limited++
+			}
 		}
-	}
-	if limited < 20 { // burst 10 and 5/s: far fewer than 40 pass in the time this takes
-		t.Fatalf("%d of 40 requests limited", limited)
+		if limited < 20 { // burst 10 and 5/s: far fewer than 40 pass in the time this takes
+			t.Fatalf("%s: %d of 40 requests limited", auth[:12], limited)
+		}
 	}
 }
 
@@ -263,10 +281,15 @@ func TestEventsStreamAndReadiness(t *testing.T) {
 	if code, _ := do(t, "GET", s.url+"/readyz", "", ""); code != 200 {
 		t.Fatalf("readyz while running: %d", code)
 	}
-	code, body := do(t, "GET", fmt.Sprintf("%s/api/events?after=%d&limit=3", s.url, events[2].ID), "", "")
-	var page struct{ Events []web.Event }
-	if err := json.Unmarshal([]byte(body), &page); code != 200 || err != nil || len(page.Events) != 3 || page.Events[0].ID <= events[2].ID {
-		t.Fatalf("events page: %d %s", code, body)
+	// Paging forward: the 3 after an id, then the 3 after those.
+	after := events[2].ID
+	for range 2 {
+		code, body := do(t, "GET", fmt.Sprintf("%s/api/events?after=%d&limit=3", s.url, after), "", "")
+		var page struct{ Events []web.Event }
+		if err := json.Unmarshal([]byte(body), &page); code != 200 || err != nil || len(page.Events) != 3 || page.Events[0].ID != after+1 || page.Events[2].ID != after+3 {
+			t.Fatalf("events after %d: %d %s", after, code, body)
+		}
+		after = page.Events[2].ID
 	}
 	resp2, err := http.Get(s.url + "/api/live.png")
 	if err != nil {

@@ -23,12 +23,13 @@ import (
 type view struct {
 	closers []func() error
 	Addr    string // the page's address, once listening
+	log     *slog.Logger
 }
 
 // startView starts what cfg asks for, on the pipeline's bus; rl may be nil (no
 // reloads).
 func startView(cfg config.Config, cfgPath string, p *daemon.Pipeline, tr *gpio.Tracker, rl *daemon.Reloader, log *slog.Logger) *view {
-	v := &view{}
+	v := &view{log: log}
 	var extra []prometheus.Collector
 	consumers := map[string]func() uint64{}
 	var recs web.Recordings
@@ -114,11 +115,15 @@ func startView(cfg config.Config, cfgPath string, p *daemon.Pipeline, tr *gpio.T
 	return v
 }
 
-// Close stops the parts in the reverse order of their start. Safe twice.
+// Close stops the parts in the reverse order of their start and logs what they
+// lost in stopping (MQTT messages the broker never took, say). Safe twice.
 func (v *view) Close() error {
 	var errs []error
 	for i := len(v.closers) - 1; i >= 0; i-- {
-		errs = append(errs, v.closers[i]())
+		if err := v.closers[i](); err != nil {
+			v.log.Warn("operators' view: stopping", "err", err)
+			errs = append(errs, err)
+		}
 	}
 	v.closers = nil
 	return errors.Join(errs...)
