@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/adtrd/adtrd/internal/demoline"
 	"io"
 	"log/slog"
 	"math"
@@ -435,20 +436,6 @@ func BenchmarkPrePost(b *testing.B) {
 	}
 }
 
-// limited plays a looping replay for exactly n frames.
-type limited struct {
-	*capture.Replay
-	n int
-}
-
-func (l *limited) Next(ctx context.Context) (capture.Frame, error) {
-	if l.n == 0 {
-		return capture.Frame{}, capture.ErrEOF
-	}
-	l.n--
-	return l.Replay.Next(ctx)
-}
-
 // BenchmarkPipeline: whole-pipeline frames/s on the demo model, to compare with
 // tflite's BenchmarkInvoke at the same thread count.
 func BenchmarkPipeline(b *testing.B) {
@@ -469,7 +456,7 @@ func BenchmarkPipeline(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	r := newRig(b, e, e.Meta, &limited{src, b.N}, rigSet{}, 0)
+	r := newRig(b, e, e.Meta, demoline.Limited(src, b.N), rigSet{}, 0)
 	r.stop() // the rig's record collector grows a slice: not the frame path's allocation
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -1,6 +1,8 @@
 package record
 
 import (
+	"github.com/adtrd/adtrd/internal/testlib"
+
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -73,35 +75,11 @@ func (f *fakeFrames) Map(ref daemon.MapRef, dst []float32) bool {
 	return true
 }
 
-// logLines is a slog handler's output, line by line.
-type logLines struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logLines) Lines(substr string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, s := range strings.Split(l.b.String(), "\n") {
-		if strings.Contains(s, substr) {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
 type fixture struct {
 	r    *Recorder
 	clk  *clock
 	src  *fakeFrames
-	log  *logLines
+	log  *testlib.SyncBuffer
 	dir  string
 	seq  uint64
 	size int
@@ -112,7 +90,7 @@ type fixture struct {
 // directly, as the recording goroutine would.
 func newFixture(t testing.TB, opt Options) *fixture {
 	t.Helper()
-	f := &fixture{clk: newClock(), src: newFakeFrames(224, 14), log: &logLines{}, size: 224}
+	f := &fixture{clk: newClock(), src: newFakeFrames(224, 14), log: &testlib.SyncBuffer{}, size: 224}
 	if opt.Dir == "" {
 		opt.Dir = filepath.Join(t.TempDir(), "recordings")
 	}
@@ -585,7 +563,7 @@ func TestUnusableAtStart(t *testing.T) {
 	}
 	src := newFakeFrames(224, 14)
 	r.src = src
-	f := &fixture{r: r, clk: clk, src: src, size: 224, log: &logLines{}}
+	f := &fixture{r: r, clk: clk, src: src, size: 224, log: &testlib.SyncBuffer{}}
 	f.reject()
 	if st := r.Stats(); st.Dropped[DropWrite] != 1 {
 		t.Fatalf("stats %+v", st)

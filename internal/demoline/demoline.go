@@ -80,7 +80,7 @@ func New(t testing.TB, opt Options) *Line {
 	gen.Config.Capture.Replay.Labels = config.LabelsName
 	var source daemon.Source = src
 	if opt.Limit > 0 {
-		source = &limited{src, opt.Limit}
+		source = Limited(src, opt.Limit)
 	}
 	p, err := daemon.New(daemon.Settings{Queue: 2}, gen, source, tr, log)
 	if err != nil {
@@ -132,7 +132,10 @@ func (l *Line) Stop(t testing.TB) {
 	}
 }
 
-// limited ends a replay after n frames.
+// Limited plays r for n frames and then ends, as a replay at its end does (a looping
+// replay for exactly n frames).
+func Limited(r *capture.Replay, n int) daemon.Source { return &limited{r, n} }
+
 type limited struct {
 	*capture.Replay
 	n int
