@@ -68,8 +68,12 @@ func TestPageInChromium(t *testing.T) {
 
 	// 1. the live image is a real PNG, and a later message replaces it
 	live := `(() => { const i = document.getElementById('live'); return i.complete && i.naturalWidth > 0 && i.src.includes('seq=') ? i.src : ''; })()`
-	first := b.waitValue(t, "the live image loads", 10*time.Second, live)
-	if w := b.eval(t, `document.getElementById('live').naturalWidth`); w != "224" {
+	// The width is read with the src it belongs to: the next image may be loading a
+	// moment later (naturalWidth 0 until it has).
+	loaded := b.waitValue(t, "the live image loads", 10*time.Second,
+		`(() => { const i = document.getElementById('live'); return i.complete && i.naturalWidth > 0 && i.src.includes('seq=') ? i.naturalWidth + ' ' + i.src : ''; })()`)
+	w, first, _ := strings.Cut(loaded, " ")
+	if w != "224" {
 		t.Errorf("live image is %s px wide, want the model's 224", w)
 	}
 	b.waitFor(t, "the live image moves to a new seq", 10*time.Second,
