@@ -74,10 +74,10 @@ type Tracker interface {
 type Decision int
 
 const (
-	Pass   Decision = iota
-	Reject          // the reject output fires at the part's time
-	Alarm           // fail-safe alarm: the part goes through and the alarm is raised
-	DecisionCount   // how many decisions there are (not one)
+	Pass          Decision = iota
+	Reject                 // the reject output fires at the part's time
+	Alarm                  // fail-safe alarm: the part goes through and the alarm is raised
+	DecisionCount          // how many decisions there are (not one)
 )
 
 func (d Decision) String() string {
