@@ -195,23 +195,11 @@ func lastArg(fs *flag.FlagSet, args []string) (string, []string) {
 }
 
 // calibrationImages are DIR's good images and defects: an MVTec-layout folder
-// (test/good and test/<kind>, plus train/good when there), or a folder of good
-// images alone (DIR, DIR/good or DIR/train/good).
+// (test/good and test/<kind>, plus train/good when there; what the page's feedback
+// makes has no test/good), or a folder of good images alone (DIR, DIR/good or
+// DIR/train/good).
 func calibrationImages(dir string) (good, bad []string, err error) {
-	if items, err := evaluate.Find(dir); err == nil {
-		for _, it := range items {
-			if it.Kind == evaluate.Good {
-				good = append(good, it.Path)
-			} else {
-				bad = append(bad, it.Path)
-			}
-		}
-		if more, err := capture.ListImages(filepath.Join(dir, "train", "good")); err == nil {
-			good = append(good, more...)
-		}
-		return good, bad, nil
-	}
-	if good, bad, ok := feedbackImages(dir); ok {
+	if good, bad, ok := mvtecImages(dir); ok {
 		return good, bad, nil
 	}
 	for _, d := range []string{dir, filepath.Join(dir, "good"), filepath.Join(dir, "train", "good")} {
@@ -224,11 +212,11 @@ func calibrationImages(dir string) (good, bad []string, err error) {
 	return nil, nil, fmt.Errorf("%s: no images (want a folder of good images, or MVTec's test/good + test/<kind>)", dir)
 }
 
-// feedbackImages reads the dataset the page's feedback makes (README "Operators'
-// view"): train/good (false rejects and other good parts) and test/<kind> (confirmed
-// defects), with no test/good and no masks needed, since calibrating needs image
-// labels only. ok is false unless there are defects.
-func feedbackImages(dir string) (good, bad []string, ok bool) {
+// mvtecImages reads an MVTec-layout folder for calibration: test/good and train/good
+// are good, test/<kind> defects. No masks are needed (calibrating needs image labels
+// only), so the feedback dataset (README "Operators' view") reads as it is. ok is
+// false without a test folder holding images.
+func mvtecImages(dir string) (good, bad []string, ok bool) {
 	kinds, err := os.ReadDir(filepath.Join(dir, "test"))
 	if err != nil {
 		return nil, nil, false
@@ -247,10 +235,13 @@ func feedbackImages(dir string) (good, bad []string, ok bool) {
 			bad = append(bad, paths...)
 		}
 	}
+	if len(good)+len(bad) == 0 {
+		return nil, nil, false
+	}
 	if more, err := capture.ListImages(filepath.Join(dir, "train", "good")); err == nil {
 		good = append(good, more...)
 	}
-	return good, bad, len(bad) > 0
+	return good, bad, true
 }
 
 func calibrateCmd(args []string, stdout, stderr io.Writer) int {
