@@ -4,7 +4,6 @@
 package metrics
 
 import (
-	"log/slog"
 	"net/http"
 	"strconv"
 	"sync"
@@ -36,7 +35,6 @@ type Options struct {
 	// their dropped events become adtrd_events_dropped_total{consumer}.
 	Consumers map[string]func() uint64
 	Extra     []prometheus.Collector // the recorder's and MQTT's own
-	Log       *slog.Logger
 }
 
 // Metrics is a registry with adtrd's metrics and the goroutine that feeds its

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/adtrd/adtrd/daemon"
-	"github.com/adtrd/adtrd/gpio"
 )
 
 // Recording is one recorded frame as the API lists it.
@@ -47,11 +46,6 @@ var (
 	ErrBadRequest = errors.New("bad request")
 )
 
-// StatusLine is the tracker's account, for /api/status.
-type StatusLine interface {
-	Stats() gpio.Stats
-}
-
 func (s *Server) status() map[string]any {
 	p := s.opt.Pipeline
 	g := p.Generation()
@@ -65,6 +59,7 @@ func (s *Server) status() map[string]any {
 	default:
 		cam["state"] = "starting"
 	}
+	why := s.notReady()
 	cfg := s.opt.ConfigPath
 	if cfg == "" {
 		cfg = "built-in demo"
@@ -73,7 +68,7 @@ func (s *Server) status() map[string]any {
 		"version": s.opt.Version, "started": s.started.UTC(), "uptime_s": int64(time.Since(s.started).Seconds()),
 		"config": cfg, "generation": g.N, "threshold": daemon.Round4(g.Threshold),
 		"model":  map[string]any{"path": s.opt.ModelPath, "sha256": g.ModelSHA},
-		"camera": cam, "alarm": s.opt.Line.Alarm(), "ready": s.notReady() == "", "not_ready": s.notReady(),
+		"camera": cam, "alarm": s.opt.Line.Alarm(), "ready": why == "", "not_ready": why,
 		"last_score": daemon.Round4(p.LastScore()),
 		"counts": map[string]any{
 			"frames": st.Frames.Load(), "rejects": st.Rejects.Load(), "dropped": st.Dropped.Load(),
@@ -82,11 +77,9 @@ func (s *Server) status() map[string]any {
 		"events_dropped": s.hub.sub.Dropped(), "stream_dropped": s.hub.streamed.Load(), "streams": s.hub.nstreams(),
 		"mutations": s.opt.Token != "",
 	}
-	if l, ok := s.opt.Line.(StatusLine); ok {
-		ls := l.Stats()
-		out["counts"].(map[string]any)["fail_safes"] = ls.FailSafes()
-		out["counts"].(map[string]any)["pulses"] = ls.Pulses
-	}
+	ls := s.opt.Line.Stats()
+	out["counts"].(map[string]any)["fail_safes"] = ls.FailSafes()
+	out["counts"].(map[string]any)["pulses"] = ls.Pulses
 	if s.opt.Reloader != nil {
 		rs := s.opt.Reloader.Status()
 		rl := map[string]any{"applied": rs.Applied, "unchanged": rs.Unchanged, "failed": rs.Failed}

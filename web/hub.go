@@ -3,7 +3,6 @@ package web
 import (
 	"bytes"
 	"encoding/json"
-	"log/slog"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -37,9 +36,7 @@ const EventRing = 512
 // hub turns bus events into the API's events, keeps the recent ones, fans them out to
 // the streams and renders the live heatmap at most heatmaps times a second.
 type hub struct {
-	p   *daemon.Pipeline
 	sub *daemon.Subscription
-	log *slog.Logger
 
 	mu      sync.Mutex
 	ring    [EventRing]Event
@@ -59,8 +56,8 @@ type stream struct {
 	c chan []byte
 }
 
-func newHub(p *daemon.Pipeline, heatmaps float64, log *slog.Logger) *hub {
-	h := &hub{p: p, sub: p.Events().Subscribe(1024), log: log, next: 1, streams: map[*stream]struct{}{}, stop: make(chan struct{})}
+func newHub(p *daemon.Pipeline, heatmaps float64) *hub {
+	h := &hub{sub: p.Events().Subscribe(1024), next: 1, streams: map[*stream]struct{}{}, stop: make(chan struct{})}
 	h.live = newLiveView(p.Events(), heatmaps)
 	return h
 }

@@ -21,21 +21,20 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/gpio"
 )
 
 //go:embed static
 var static embed.FS
 
-// Errors of Start and of requests.
-var (
-	ErrListen = errors.New("http: cannot listen")
-	ErrClosed = errors.New("http: server closed")
-)
+// ErrListen: Start could not listen on the address (or New was given none).
+var ErrListen = errors.New("http: cannot listen")
 
 // Line is what the page reads from and does to the tracker.
 type Line interface {
 	Alarm() bool
 	ResetAlarm()
+	Stats() gpio.Stats
 }
 
 // Options configure the server. Pipeline and Line are required.
@@ -100,7 +99,7 @@ func New(opt Options) (*Server, error) {
 	if opt.Token != "" {
 		s.token = sha256.Sum256([]byte(opt.Token))
 	}
-	s.hub = newHub(opt.Pipeline, opt.Heatmaps, opt.Log)
+	s.hub = newHub(opt.Pipeline, opt.Heatmaps)
 	mux := http.NewServeMux()
 	sub, _ := fs.Sub(static, "static")
 	files := http.FileServerFS(sub)

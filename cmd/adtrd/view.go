@@ -74,7 +74,7 @@ func startView(cfg config.Config, cfgPath string, p *daemon.Pipeline, tr *gpio.T
 	}
 	mo := metrics.Options{
 		Version: version, Pipeline: p, Line: tr, Threshold: p.Generation().Threshold,
-		Consumers: consumers, Extra: extra, Log: log.With("component", "metrics"),
+		Consumers: consumers, Extra: extra,
 	}
 	wo := web.Options{
 		Address: cfg.HTTP.Address, Heatmaps: cfg.HTTP.Heatmaps, Version: version,
