@@ -3,7 +3,6 @@ package web
 import (
 	"bytes"
 	"image"
-	"image/png"
 	"net/http"
 	"strconv"
 	"sync"
@@ -30,7 +29,6 @@ type liveView struct {
 	frame []byte
 	grid  []float32
 	img   *image.RGBA
-	enc   png.Encoder
 	buf   bytes.Buffer
 }
 
@@ -38,7 +36,7 @@ func newLiveView(bus *daemon.Bus, rate float64) *liveView {
 	if rate <= 0 {
 		rate = 2
 	}
-	return &liveView{bus: bus, rate: rate, enc: png.Encoder{CompressionLevel: png.BestSpeed}}
+	return &liveView{bus: bus, rate: rate}
 }
 
 func (l *liveView) offer(e daemon.Event) {
@@ -87,7 +85,7 @@ func (l *liveView) render(e daemon.Event) bool {
 		return false
 	}
 	l.buf.Reset()
-	if err := l.enc.Encode(&l.buf, l.img); err != nil {
+	if err := heatmap.EncodePNG(&l.buf, l.img); err != nil {
 		return false
 	}
 	out := bytes.Clone(l.buf.Bytes()) // handed to requests: never reused
