@@ -31,7 +31,7 @@ class ModelConfig:
     cnn_channels: tuple[int, ...] = (16, 32, 64, 96)
     # Per-channel standardisation of backbone features, fitted on the training images.
     feature_norm: bool = False
-    feature_clip: float = 4.0  # standardised features are clipped to +-this (feature_norm only)
+    feature_clip: float = 4.0  # standardised features are clipped to [-this, this * 127/128] (feature_norm only; see FeatureNorm)
     reconstructor: str = "transformer"
     hidden: int = 256
     heads: int = 8

@@ -66,10 +66,11 @@ def convert_int8(ck: Checkpoint, calibration: np.ndarray) -> bytes:
     Built and converted under int8_lowering: sums become CONCATENATION +
     FULLY_CONNECTED, whose int8 kernels round as TFLite 2.9's do, and every
     BATCH_MATMUL sums each product twice (see model.py); then exact.make_exact sets
-    scales, weights and biases so that every kernel rounds alike (amd64, arm64, Python).
+    scales, weights and biases so that every kernel rounds alike (amd64, arm64, Python),
+    the biases corrected on the same calibration images.
     """
     with int8_lowering():
-        return make_exact(_convert_int8(ck, calibration))
+        return make_exact(_convert_int8(ck, calibration), calibration.astype(np.uint8))
 
 
 def _convert_int8(ck: Checkpoint, calibration: np.ndarray) -> bytes:

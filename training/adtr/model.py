@@ -63,6 +63,32 @@ class Normalise(layers.Layer):
         return _channel_affine(x, tf.constant(1.0 / self.std), tf.constant(-self.mean / self.std))
 
 
+class StagePool(layers.Layer):
+    """k x k average pooling with stride k (no padding): a stage's features at stride 16.
+
+    Under int8_lowering it is a depthwise convolution with every weight 1/k^2 (2^-6 for
+    k = 8: exact in int8), the same function. TFLite's int8 AVERAGE_POOL_2D must keep its
+    input's scale, the coarse one of a projection's full range (0.5 on Lite0's stage 1,
+    whose pooled channels have a std of 0.35-1.7); the convolution's output gets a scale
+    calibrated on the pooled values, 4x finer. Measured on real textures (README,
+    "One rounding on every CPU"): that step was the largest int8 error in the features.
+    """
+
+    def __init__(self, k: int, **kw: object) -> None:
+        super().__init__(**kw)
+        self.k = k
+
+    def get_config(self) -> dict[str, object]:
+        return {**super().get_config(), "k": self.k}
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        k = self.k
+        if not _INT8_LOWERING.get():
+            return tf.nn.avg_pool2d(x, k, k, "VALID")
+        kernel = tf.constant(np.full((k, k, int(x.shape[-1]), 1), 1.0 / (k * k), np.float32))
+        return tf.nn.depthwise_conv2d(x, kernel, (1, k, k, 1), "VALID")
+
+
 class FeatureNorm(layers.Layer):
     """Per-channel standardisation with statistics fitted once on good images.
 
@@ -83,7 +109,11 @@ class FeatureNorm(layers.Layer):
     def call(self, x: tf.Tensor) -> tf.Tensor:
         # Clipping: random ReLU channels that rarely fire have heavy tails, which would
         # dominate both the MSE and the int8 ranges; anomalies still stand out at the clip.
-        return tf.clip_by_value(_channel_affine(x, self.inv_std, -self.mean * self.inv_std), -self.clip, self.clip)
+        # The top is one int8 step short of the clip: [-c, c - c/128] is exactly 255
+        # steps of c/128, a power of two for c = 4, so the exported graph's features
+        # keep that step; [-c, c] needs 2c/255, which exact.py rounds up to 2c/128.
+        lo, hi = -self.clip, self.clip * (1.0 - 1.0 / 128.0)
+        return tf.clip_by_value(_channel_affine(x, self.inv_std, -self.mean * self.inv_std), lo, hi)
 
     def fit(self, features: np.ndarray) -> None:
         flat = features.reshape(-1, features.shape[-1]).astype(np.float64)
@@ -150,7 +180,7 @@ def build_backbone(cfg: ModelConfig, weights: str | Path | None = None) -> keras
         if h > g:
             # UniAD resizes bilinearly; average pooling is the anti-aliased form of the
             # same downsampling and stays exact in int8.
-            t = layers.AveragePooling2D(h // g, name=f"stage{i + 1}_pool")(t)
+            t = StagePool(h // g, name=f"stage{i + 1}_pool")(t)
         elif h < g:
             t = layers.UpSampling2D(g // h, interpolation="bilinear", name=f"stage{i + 1}_up")(t)
         if cfg.feature_norm:

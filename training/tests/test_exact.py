@@ -15,7 +15,9 @@ from adtr.evaluate import TFLiteRunner
 from adtr.tflite_c import CInterpreter, default_library
 
 
-def _small_graph(tmp: Path) -> tuple[Path, Path, np.ndarray, tf.keras.Model]:
+def _small_graph(tmp: Path, offset: float = 0.0) -> tuple[Path, Path, np.ndarray, tf.keras.Model]:
+    """The converter's graph (raw.tflite) and make_exact's without calibration (exact.tflite);
+    inputs N(offset, 1)."""
     rng = np.random.default_rng(3)
     inp = tf.keras.Input((7, 7, 32), batch_size=1)
     conv2d = tf.keras.layers.Conv2D(16, 1, activation="relu")  # per-channel weight scales
@@ -29,7 +31,7 @@ def _small_graph(tmp: Path) -> tuple[Path, Path, np.ndarray, tf.keras.Model]:
     w[..., 5] = 0.0  # an all-zero output channel with a bias: its scale must stay sane
     b[5] = 0.7
     conv2d.set_weights([w, b])
-    data = rng.normal(0, 1, (32, 7, 7, 32)).astype(np.float32)
+    data = rng.normal(offset, 1, (32, 7, 7, 32)).astype(np.float32)
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = lambda: ([x[None]] for x in data)
@@ -65,6 +67,35 @@ def test_make_exact_keeps_the_function_and_rounds_alike(tmp_path: Path) -> None:
             # the same function: as close to the float model as the converter's graph, or nearly
             assert np.abs(got_ex - want).mean() <= 2 * np.abs(got_raw - want).mean() + s_ex
             np.testing.assert_array_equal(c.run(_quantise(r_ex, x))[0], q_ex)
+
+
+def test_bias_correction_takes_back_the_mean_shift_of_the_weights_rounding(tmp_path: Path) -> None:
+    """Inputs whose mean is far from zero (an image's colour): rounding the weights again
+    shifts every output channel's mean by sum_j dw_j E[x_j]; with calibration images the
+    biases take that back. Measured against the converter's own graph (whose weights
+    make_exact rounds again) on images the calibration did not see."""
+    raw, ex, data, _ = _small_graph(tmp_path, offset=2.0)
+    r_raw = TFLiteRunner(raw, threads=1)
+    calib, held = data[:24], np.random.default_rng(9).normal(2.0, 1, (16, 7, 7, 32)).astype(np.float32)
+    corrected = tmp_path / "corrected.tflite"
+    corrected.write_bytes(exact.make_exact(raw.read_bytes(), np.stack([_quantise(r_raw, x) for x in calib])))
+    from tensorflow.lite.tools import flatbuffer_utils as fu
+
+    exact.check(exact._Graph(fu.read_model(str(corrected))))  # still exact
+    want = np.stack([r_raw.dequantise(r_raw.raw(_quantise(r_raw, x))) for x in held])
+
+    def channel_shift(path: Path) -> float:
+        r = TFLiteRunner(path, threads=1)
+        got = np.stack([r.dequantise(r.raw(_quantise(r, x))) for x in held])
+        return float(np.abs((got - want).reshape(-1, want.shape[-1]).mean(0)).mean())
+
+    before, after = channel_shift(ex), channel_shift(corrected)
+    print(f"mean |channel shift| against the converter's graph: {before:.4f} uncorrected, {after:.4f} corrected")
+    assert after < 0.5 * before
+    with pytest.raises(exact.ExactError, match="at least one calibration image"):
+        exact.make_exact(raw.read_bytes(), np.zeros((0, 7, 7, 32), np.int8))
+    with pytest.raises(exact.ExactError, match="do not fit the graph's input"):
+        exact.make_exact(raw.read_bytes(), np.zeros((2, 5, 5, 32), np.int8))
 
 
 @pytest.mark.parametrize(

@@ -109,6 +109,35 @@ def test_int8_friendly_sums_are_exact_in_float() -> None:
         np.testing.assert_array_equal(_own_scale(a).numpy(), a.numpy())
 
 
+def test_stage_pool_is_average_pooling_in_both_forms() -> None:
+    """The int8 form (a depthwise convolution with weights 1/k^2) computes the float
+    form's average pooling: 1/64 is exact, so only float summation order differs."""
+    from adtr.model import StagePool, int8_lowering
+
+    x = tf.constant(np.random.default_rng(1).normal(0, 5, (2, 112, 112, 16)).astype(np.float32))
+    pool = StagePool(8)
+    want = tf.keras.layers.AveragePooling2D(8)(x).numpy()
+    np.testing.assert_array_equal(pool(x).numpy(), want)
+    with int8_lowering():
+        got = pool(x).numpy()
+    assert got.shape == (2, 14, 14, 16)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+def test_feature_clip_spans_255_power_of_two_steps() -> None:
+    """[-c, c - c/128]: 255 steps of c/128 = 2^-5 for the default c = 4, so exact.py's
+    power-of-two scale keeps the calibrated step instead of doubling it."""
+    from adtr import exact
+    from adtr.model import FeatureNorm
+
+    norm = FeatureNorm(4.0)
+    x = tf.constant(np.linspace(-10, 10, 41, dtype=np.float32).reshape(1, 1, 41, 1))
+    y = norm(x).numpy()
+    lo, hi = float(y.min()), float(y.max())
+    assert (lo, hi) == (-4.0, 4.0 * 127 / 128)
+    assert exact.is_pow2((hi - lo) / 255)
+
+
 def test_layer_norm_is_keras_layer_normalization() -> None:
     from adtr.model import LayerNorm
 

@@ -5,8 +5,9 @@ defects of kinds synth.py never makes.
 
 (b) lite0's image AUROC is at least 0.9 averaged over the categories, none below 0.8,
     and at least 0.15 above tiny's on the same images;
-(c) int8 costs at most 0.02 of image or pixel AUROC on every category, and the mean
-    over the categories is within 0.02 of float's either way;
+(c) int8 within 0.02 of float's image and pixel AUROC on every category, either way
+    (exact.py's bias correction took out the shift that had made int8 score up to 0.027
+    higher than float), and so for the mean over the categories;
 (d) on every category, the daemon's TFLite 2.9 C library gives the Python
     interpreter's int8 map, 0 steps apart, on every test image.
 
@@ -30,10 +31,10 @@ from adtr.tflite_c import CInterpreter, default_library
 
 SEED = 0
 N_TRAIN = 60  # good images per category (10 % of them held out for the threshold)
-# 60 good and 60 defective test images per category: with the 20 + 24 of before, int8
-# scored 0.027 of image AUROC above float on marble, granite and burlap in one run;
-# over 100 + 100 images of the same three models the differences were +0.012, +0.000
-# and +0.018 (a difference of one good/defective pair is 1/3600 here).
+# 60 good and 60 defective test images per category (a difference of one good/defective
+# pair is 1/3600 of image AUROC): with 20 + 24, before exact.py corrected its biases,
+# int8 scored 0.027 above float on marble, granite and burlap, a shift that stayed on
+# larger test sets, not noise.
 N_TEST_GOOD = 60
 N_TEST_DEFECT = 15  # per defect kind: crack, burn, smear, fibre
 D_EVERY = 3  # (d) compares C and Python on every third test image: 40 per category
@@ -97,15 +98,15 @@ def test_b_pretrained_features_detect_defects_on_real_textures(measured: Measure
 
 @pytest.mark.parametrize("category", textures.CATEGORIES)
 def test_c_int8_lite0_graph_keeps_the_floats_auroc(measured: Measured, category: str) -> None:
-    """What int8 may cost: at most 0.02 of image or pixel AUROC on any category. It may
-    also score higher than float (the maps move by about half a step; one good/defective
-    pair is 0.0003 of image AUROC here), which is printed, and bounded for the mean below."""
+    """int8 within 0.02 of float's image and pixel AUROC on every category, either way:
+    the int8 graph is to compute the float model's function, not a better or worse one
+    (one good/defective pair is 0.0003 of image AUROC here)."""
     cell = measured.cells["lite0", category]
     assert cell.int8 is not None
     d_img = cell.int8.image_auroc - cell.float_.image_auroc
     d_pix = cell.int8.pixel_auroc - cell.float_.pixel_auroc
     print(f"lite0 {category}: int8 - float = {d_img:+.4f} image, {d_pix:+.4f} pixel AUROC")
-    assert d_img >= -0.02 and d_pix >= -0.02
+    assert abs(d_img) <= 0.02 and abs(d_pix) <= 0.02
 
 
 def test_c_int8_lite0_mean_auroc_is_the_floats(measured: Measured) -> None:
