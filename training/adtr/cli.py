@@ -156,6 +156,9 @@ def cmd_export(a: argparse.Namespace) -> None:
 
     if not a.tflite and not a.onnx:
         raise UsageError("nothing to export: give --tflite PATH and/or --onnx PATH")
+    if a.calibration < 1:
+        # A slice [:0] or [:-n] would calibrate on nothing or silently on all but n.
+        raise UsageError(f"--calibration {a.calibration}: want at least 1 image")
     ck = checkpoint.load(a.checkpoint)
     version = a.version or f"{Path(a.checkpoint).name}"
     decoder = _decoder(a)

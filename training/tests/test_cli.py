@@ -112,6 +112,14 @@ def test_bad_sizes_and_counts(args: list[str], problem: str, tmp_path: Path, cap
     assert not out.exists()
 
 
+@pytest.mark.parametrize("n", ["0", "-3"])  # [:0] calibrated on nothing; [:-3] on all but three
+def test_export_calibration_count(n: str, trained: Path, dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "g.tflite"
+    code, err = run(capsys, "export", "--checkpoint", str(trained), "--data", str(dataset.root), "--tflite", str(out), "--calibration", n)
+    assert code == 2 and f"--calibration {n}: want at least 1 image" in one_line(err)
+    assert not out.exists()
+
+
 def test_out_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     f = tmp_path / "f"
     f.write_text("x")
