@@ -70,7 +70,7 @@ def convert_int8(ck: Checkpoint, calibration: np.ndarray) -> bytes:
     the biases corrected on the same calibration images.
     """
     with int8_lowering():
-        return make_exact(_convert_int8(ck, calibration), calibration.astype(np.uint8))
+        return make_exact(_convert_int8(ck, calibration), calibration)
 
 
 def _convert_int8(ck: Checkpoint, calibration: np.ndarray) -> bytes:
