@@ -42,6 +42,22 @@ type Config struct {
 	HTTP       HTTP       `yaml:"http"`
 	Recordings Recordings `yaml:"recordings"`
 	MQTT       MQTT       `yaml:"mqtt"`
+
+	// lines: each key's line in the file it was read from, for problems found after
+	// the config is read (a threshold the model cannot reach). Not compared by Diff.
+	lines map[string]int
+}
+
+// Line is the line of key (e.g. "threshold") in the file the config was read from;
+// 0 when the file does not set it.
+func (c Config) Line(key string) int { return c.lines[key] }
+
+// Where names key for a message: "line 3: threshold", or the key alone.
+func (c Config) Where(key string) string {
+	if n := c.Line(key); n > 0 {
+		return fmt.Sprintf("line %d: %s", n, key)
+	}
+	return key
 }
 
 // HTTP is the operators' page, /metrics, the JSON API and live events.
@@ -359,6 +375,7 @@ func parse(name string, b []byte, files bool) (Config, error) {
 		}
 		decode(root, reflect.ValueOf(&cfg).Elem(), "", lines, errs)
 	}
+	cfg.lines = lines
 	base := filepath.Dir(name)
 	cfg.resolve(base)
 	cfg.validate(lines, errs, files)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -26,8 +25,8 @@ func TestExampleIsTheDefaults(t *testing.T) {
 	if want.Model.External.Options == nil {
 		want.Model.External.Options = map[string]string{}
 	}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("example.yaml differs from Default():\n got %+v\nwant %+v", got, want)
+	if d := config.Diff(got, want); len(d) > 0 {
+		t.Fatalf("example.yaml differs from Default() in %v:\n got %+v\nwant %+v", d, got, want)
 	}
 }
 

@@ -56,6 +56,9 @@ func diff(a, b reflect.Value, prefix string, out *[]string) {
 	}
 	t := a.Type()
 	for i := 0; i < t.NumField(); i++ {
+		if !t.Field(i).IsExported() {
+			continue // bookkeeping (Config.lines), not a key
+		}
 		parts := strings.Split(t.Field(i).Tag.Get("yaml"), ",")
 		key := prefix
 		if !(len(parts) > 1 && parts[1] == "inline") {

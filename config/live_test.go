@@ -27,3 +27,26 @@ func TestDiffAndRestartKeys(t *testing.T) {
 		t.Fatal("a config differs from itself")
 	}
 }
+
+// A key's line is kept for messages found after reading (a threshold the model cannot
+// reach), and is not a change: a comment added above every key moves each line, and a
+// reload must still see nothing that needs a restart.
+func TestLinesAreNotChanges(t *testing.T) {
+	a, err := config.Decode("a.yaml", []byte("log:\n  level: info\nthreshold: 12\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := config.Decode("a.yaml", []byte("# the line's config\n\nlog:\n  level: info\nthreshold: 12\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Line("threshold") != 3 || b.Line("threshold") != 5 || b.Where("threshold") != "line 5: threshold" {
+		t.Fatalf("lines %d and %d (%q), want 3 and 5", a.Line("threshold"), b.Line("threshold"), b.Where("threshold"))
+	}
+	if d := config.Diff(a, b); len(d) != 0 {
+		t.Fatalf("moved lines read as changed keys: %v", d)
+	}
+	if d := config.Default(); d.Line("threshold") != 0 || d.Where("threshold") != "threshold" {
+		t.Fatalf("the defaults have lines: %d %q", d.Line("threshold"), d.Where("threshold"))
+	}
+}

@@ -14,9 +14,11 @@ import (
 // Check finds what starting cfg would find, short of driving hardware: the model as
 // BuildGeneration opens it (metadata, the graph's hash against it and against
 // model.sha256, the graph loaded by TFLite and warmed up, its tensors against the
-// metadata, the threshold), the frame source opened and closed, the simulated
-// outputs' CSV writable, and each wired GPIO line found by name. `adtrd check` runs
-// it; every problem found is in the joined error.
+// metadata, the threshold against what the model can score), the frame source opened
+// and closed, the simulated outputs' CSV writable, and each wired GPIO line found by
+// name. `adtrd check` runs it; every problem found is in the joined error, and what
+// would only be warned about at start (a threshold under the good parts' scores) is
+// logged at Warn.
 func Check(cfg config.Config, log *slog.Logger) error {
 	var errs []error
 	// The source needs the model's input size only to decode frames, which opening
@@ -26,6 +28,11 @@ func Check(cfg config.Config, log *slog.Logger) error {
 		errs = append(errs, err)
 	} else {
 		size = capture.Size{W: gen.Meta.Input.Width, H: gen.Meta.Input.Height}
+		if warning, err := gen.CheckThreshold(); err != nil {
+			errs = append(errs, err)
+		} else if warning != "" {
+			log.Warn("threshold: " + warning)
+		}
 		if err := gen.Close(); err != nil {
 			errs = append(errs, err)
 		}

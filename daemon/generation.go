@@ -66,6 +66,29 @@ func NewGeneration(n uint64, cfg config.Config, eng Engine, meta *model.Metadata
 	return &Generation{N: n, Config: cfg, Engine: eng, Meta: meta, Scorer: sc, Threshold: thr, FailSafe: FailSafe(cfg.FailSafe), ModelSHA: sha}, nil
 }
 
+// CheckThreshold is what the threshold does with this model (model.CheckThreshold),
+// said with where it comes from: the config's key and line, or the metadata's file.
+// An error (ErrThreshold and model.ErrUnreachable) is a threshold no score can
+// exceed, which would pass every defect without a word: run, reload and check refuse
+// it. A warning is one under the held-out good parts' scores (they would be
+// rejected: loud on the line, and a threshold calibrated on the line's own images may
+// rightly sit there) or far above them: logged, the generation still runs.
+func (g *Generation) CheckThreshold() (warning string, err error) {
+	where, hint := g.Config.Where("threshold"), ""
+	if g.Config.Threshold == 0 {
+		where = g.Config.Model.MetadataPath() + ": threshold"
+		hint = " (the config's threshold is 0: the metadata's is used; set threshold: to override it)"
+	}
+	w, err := g.Meta.CheckThreshold(g.Threshold)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s: %w%s", ErrThreshold, where, err, hint)
+	}
+	if w != "" {
+		w = where + ": " + w + hint
+	}
+	return w, nil
+}
+
 // Score scores the engine's last output, whichever type its tensor is (the
 // scorer's Map then holds its pixel map).
 func (g *Generation) Score(o Output) (float64, error) {

@@ -88,6 +88,13 @@ func NewReloader(path string, build Builder, override func(*config.Config), leve
 	if err != nil {
 		return nil, nil, err
 	}
+	warning, err := g.CheckThreshold()
+	if err != nil {
+		return nil, nil, errors.Join(err, g.Close())
+	}
+	if warning != "" {
+		log.Warn("threshold: "+warning, "generation", g.N)
+	}
 	r.cur, r.fp = g, fp
 	r.status.Generation, r.status.ModelSHA = 1, g.ModelSHA
 	r.setLevel(cfg)
@@ -192,8 +199,12 @@ func (r *Reloader) Reload(reason string) error {
 		}
 	}
 	var g *Generation
+	var warning string
 	if err == nil {
 		g, err = r.build(cur.N+1, cfg, r.log)
+	}
+	if err == nil {
+		warning, err = g.CheckThreshold()
 	}
 	if err == nil && g.Scorer.Params().Size != cur.Scorer.Params().Size {
 		err = fmt.Errorf("%w: the new model's input is %dpx, the running one's %dpx (frames are sized at start)", ErrRestart, g.Scorer.Params().Size, cur.Scorer.Params().Size)
@@ -231,6 +242,9 @@ func (r *Reloader) Reload(reason string) error {
 	closeErr := cur.Close()
 	r.log.Info("reloaded", "reason", reason, "generation", g.N, "model", shortSHA(g.ModelSHA), "threshold", Round4(g.Threshold),
 		"changed", strings.Join(config.Diff(cur.Config, cfg), ","), "took", time.Since(start).Round(time.Millisecond))
+	if warning != "" {
+		r.log.Warn("threshold: "+warning, "generation", g.N)
+	}
 	if r.bus != nil {
 		r.bus.Publish(Event{Kind: EventReload, Time: time.Now(), Gen: g.N, Model: g.ModelSHA, Threshold: g.Threshold})
 	}

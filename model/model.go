@@ -39,15 +39,19 @@ type Metadata struct {
 		Scale     float64 `json:"scale"`
 		ZeroPoint int32   `json:"zero_point"`
 	} `json:"output"`
-	Stride       int     `json:"stride"`
-	Grid         []int   `json:"grid"`
-	Upsample     string  `json:"upsample"`
-	PoolKernel   int     `json:"pool_kernel"`
-	Threshold    float64 `json:"threshold"`
+	Stride     int     `json:"stride"`
+	Grid       []int   `json:"grid"`
+	Upsample   string  `json:"upsample"`
+	PoolKernel int     `json:"pool_kernel"`
+	Threshold  float64 `json:"threshold"`
+	// NormalScores are the held-out good images' scores on this graph (export.py);
+	// Count 0: not known (older or hand-written metadata).
 	NormalScores struct {
-		Mean float64 `json:"mean"`
-		Std  float64 `json:"std"`
-		Max  float64 `json:"max"`
+		Count int     `json:"count"`
+		Mean  float64 `json:"mean"`
+		Std   float64 `json:"std"`
+		Min   float64 `json:"min"`
+		Max   float64 `json:"max"`
 	} `json:"normal_scores"`
 	Quantisation struct {
 		// Rounding is RoundingExact for graphs whose int8 requantisations round alike on
@@ -110,8 +114,14 @@ func Parse(path string, b []byte) (*Metadata, error) {
 		return nil, bad("input dtype %q: want uint8 or float32", m.Input.DType)
 	case m.Output.DType != "int8" && m.Output.DType != "float32":
 		return nil, bad("output dtype %q: want int8 or float32", m.Output.DType)
-	case m.Output.DType == "int8" && (!(m.Output.Scale > 0) || math.IsInf(m.Output.Scale, 0)):
-		return nil, bad("output scale %v: an int8 map needs a positive finite scale", m.Output.Scale)
+	case m.Output.DType == "int8" && (!(m.Output.Scale > 0) || m.Output.Scale*255 > math.MaxFloat32 || float32(m.Output.Scale) == 0):
+		// The scorer dequantises in float32: a scale it cannot hold, or one whose
+		// 255 steps overflow it, gives a map of zeros or infinities.
+		return nil, bad("output scale %v: an int8 map needs a positive scale that float32 holds, 255 steps included", m.Output.Scale)
+	case m.Output.DType == "int8" && (m.Output.ZeroPoint < math.MinInt8 || m.Output.ZeroPoint > math.MaxInt8):
+		return nil, bad("output zero_point %d outside the int8 range -128..127", m.Output.ZeroPoint)
+	case m.NormalScores.Count < 0 || m.NormalScores.Count > 0 && !(m.NormalScores.Min <= m.NormalScores.Mean && m.NormalScores.Mean <= m.NormalScores.Max):
+		return nil, bad("normal_scores: count %d, min %v, mean %v, max %v: want min <= mean <= max", m.NormalScores.Count, m.NormalScores.Min, m.NormalScores.Mean, m.NormalScores.Max)
 	case len(m.SHA256) != 64:
 		return nil, bad("sha256 %q is not a SHA-256", m.SHA256)
 	}
@@ -125,6 +135,70 @@ func (m *Metadata) ScoreParams() score.Params {
 		return score.Params{Grid: m.Grid[0], Size: m.Input.Width, Kernel: m.PoolKernel, Scale: 1}
 	}
 	return score.Params{Grid: m.Grid[0], Size: m.Input.Width, Kernel: m.PoolKernel, Scale: float32(m.Output.Scale), ZeroPoint: m.Output.ZeroPoint}
+}
+
+// ScoreRange is the lowest and highest image score the graph can produce, and how
+// that is known. The scorer's upsampling and pooling weigh map values with weights
+// of at least 0, and float rounding keeps that monotone: no map scores above the one
+// with every value at its top, so for an int8 map the bounds are the scores of the
+// two constant maps at -128 and 127 (the scorer's own float32 arithmetic, a few
+// millionths off the exact step). A float32 map is bounded by what float32 holds (a
+// larger value is an infinity, which the scorer refuses as a failure).
+func (m *Metadata) ScoreRange() (lo, hi float64, why string) {
+	if m.Output.DType == "float32" {
+		return -math.MaxFloat32, math.MaxFloat32, "a float32 map's largest value"
+	}
+	p := m.ScoreParams()
+	why = fmt.Sprintf("the int8 map's top step: %g x (127 - %d)", m.Output.Scale, m.Output.ZeroPoint)
+	step := func(q int32) float64 { return float64((float32(q) - float32(p.ZeroPoint)) * p.Scale) }
+	lo, hi = step(math.MinInt8), step(math.MaxInt8)
+	sc, err := score.New(p)
+	if err != nil { // Parse refuses such parameters; the exact steps are then the bounds
+		return lo, hi, why
+	}
+	constant := func(q int8, exact float64) float64 {
+		raw := make([]int8, p.Grid*p.Grid)
+		for i := range raw {
+			raw[i] = q
+		}
+		if s, err := sc.ScoreInt8(raw); err == nil {
+			return s
+		}
+		return exact
+	}
+	return constant(math.MinInt8, lo), constant(math.MaxInt8, hi), why
+}
+
+// ErrUnreachable reports a threshold no score of the model can exceed: every part,
+// defects included, would pass.
+var ErrUnreachable = errors.New("no score can exceed it")
+
+// far: a threshold this many times the highest held-out good score is called out
+// even where the map's range allows it (a float32 map's range is no bound at all).
+// The demo's defects score 1.7 to 2.8 times its good parts; its int8 top is 3.2x.
+const far = 10
+
+// CheckThreshold says what threshold t (a part is rejected when its score is above
+// t) does with this model: an ErrUnreachable error when no score can exceed it; a
+// warning when the held-out good images the metadata knows scored above it (good
+// parts would be rejected), or when it is far above all of them. The texts name
+// neither the key nor its file: the caller does.
+func (m *Metadata) CheckThreshold(t float64) (warning string, err error) {
+	_, hi, why := m.ScoreRange()
+	if !(t < hi) { // NaN too
+		return "", fmt.Errorf("%v: %w: the model's scores reach %.4f at most (%s); every part would pass, defects too", t, ErrUnreachable, hi, why)
+	}
+	n := m.NormalScores
+	switch {
+	case n.Count == 0:
+	case t < n.Min:
+		return fmt.Sprintf("%v is below every held-out good image's score (%d scored %.4f..%.4f): every part would be rejected", t, n.Count, n.Min, n.Max), nil
+	case t < n.Max:
+		return fmt.Sprintf("%v is below the highest held-out good image's score %.4f (mean %.4f of %d): good parts would be rejected", t, n.Max, n.Mean, n.Count), nil
+	case n.Max > 0 && t > far*n.Max:
+		return fmt.Sprintf("%v is over %dx the highest held-out good image's score %.4f: only gross defects would be rejected", t, far, n.Max), nil
+	}
+	return "", nil
 }
 
 // FileSHA256 hashes a regular file of at most MaxGraphBytes.

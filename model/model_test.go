@@ -3,6 +3,8 @@ package model_test
 import (
 	"encoding/json"
 	"errors"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/adtrd/adtrd/internal/testlib"
 	"github.com/adtrd/adtrd/model"
+	"github.com/adtrd/adtrd/score"
 )
 
 func TestDemoMetadata(t *testing.T) {
@@ -49,6 +52,14 @@ func TestBadMetadata(t *testing.T) {
 		{"grid", func(m map[string]any) { m["grid"] = []int{14} }, "grid [14]"},                                      // not a square grid
 		{"channels", func(m map[string]any) { m["input"].(map[string]any)["channels"] = 1 }, "input has 1 channels"}, // grey input
 		{"sha", func(m map[string]any) { m["sha256"] = "abc" }, `sha256 "abc"`},                                      // not a hash
+		// a zero point no int8 tensor has: the score range derived from it would be wrong
+		{"zero point", func(m map[string]any) { m["output"].(map[string]any)["zero_point"] = 200 }, "zero_point 200 outside the int8 range"},
+		// a scale float32 cannot hold: the map would be all infinities
+		{"huge scale", func(m map[string]any) { m["output"].(map[string]any)["scale"] = 1e300 }, "output scale 1e+300"},
+		// a scale that rounds to 0 in float32: every score 0, every part a pass
+		{"tiny scale", func(m map[string]any) { m["output"].(map[string]any)["scale"] = 1e-50 }, "output scale 1e-50"},
+		// held-out scores that contradict each other: no warning could be trusted
+		{"normal scores", func(m map[string]any) { m["normal_scores"].(map[string]any)["min"] = 99 }, "normal_scores: count 20, min 99"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,6 +72,91 @@ func TestBadMetadata(t *testing.T) {
 			_, err := model.Load(p)
 			if !errors.Is(err, model.ErrMetadata) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), p) {
 				t.Fatalf("err = %v, want %q naming %s", err, tc.want, p)
+			}
+		})
+	}
+}
+
+// The score range is derived from the output tensor through the scorer's own maths:
+// the demo's top is 0.125 x 255 steps = 31.875 (plus the scorer's float32 rounding),
+// and no map scores above it: a saturated map reaches it, a map of random values
+// stays under it.
+func TestScoreRangeIsWhatTheScorerReaches(t *testing.T) {
+	m, err := model.Load(testlib.Demo("adtr.tflite.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, hi, why := m.ScoreRange()
+	if lo != 0 || math.Abs(hi-31.875) > 1e-5 || !strings.Contains(why, "0.125 x (127 - -128)") {
+		t.Fatalf("range %v..%v (%s), want 0..31.875", lo, hi, why)
+	}
+	sc, err := score.New(m.ScoreParams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := make([]int8, m.Grid[0]*m.Grid[1])
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := 0; n < 200; n++ {
+		for i := range raw {
+			switch {
+			case n == 0:
+				raw[i] = math.MaxInt8
+			case n == 1:
+				raw[i] = math.MinInt8
+			default: // mostly saturated, to press on the top
+				raw[i] = int8(math.MaxInt8 - rng.IntN(1+n%4))
+			}
+		}
+		s, err := sc.ScoreInt8(raw)
+		if err != nil || s < lo || s > hi || n == 0 && s != hi || n == 1 && s != lo {
+			t.Fatalf("map %d scores %v (%v), outside %v..%v", n, s, err, lo, hi)
+		}
+	}
+}
+
+// CheckThreshold refuses what no score can exceed and warns about what good parts
+// exceed, for an int8 graph (a bounded map) and a float32 one (bounded by float32
+// only, so the held-out scores are all there is to warn by).
+func TestCheckThreshold(t *testing.T) {
+	int8Meta, err := model.Load(testlib.Demo("adtr.tflite.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	floatMeta, err := model.Load(testlib.Demo("adtr.onnx.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unknown := *int8Meta
+	unknown.NormalScores.Count = 0
+	for _, tc := range []struct {
+		name string
+		m    *model.Metadata
+		t    float64
+		err  string // "": no error
+		warn string // "": no warning
+	}{
+		{"suggested", int8Meta, int8Meta.Threshold, "", ""},                                                            // the export's own threshold
+		{"the exact top", int8Meta, 31.875, "", ""},                                                                    // a saturated map scores 31.8750013 in float32: still exceeded
+		{"over the top", int8Meta, 31.87501, "31.87501: no score can exceed it: the model's scores reach 31.8750", ""}, // above even the saturated map: score > threshold never holds
+		{"above the top", int8Meta, 40, "every part would pass", ""},                                                   // a typo for 4.0
+		{"1e308", int8Meta, 1e308, "no score can exceed it", ""},                                                       // a pasted "disable"
+		{"+Inf", int8Meta, math.Inf(1), "no score can exceed it", ""},                                                  // JSON cannot say it; a caller can
+		{"NaN", int8Meta, math.NaN(), "no score can exceed it", ""},                                                    // compares false with every score
+		{"under the good max", int8Meta, 9.5, "", "below the highest held-out good image's score 9.8535"},              // some good parts rejected
+		{"under every good score", int8Meta, 5, "", "every part would be rejected"},                                    // every good part rejected
+		{"no held-out scores", &unknown, 5, "", ""},                                                                    // nothing known to warn by
+		{"float: float32's top", floatMeta, math.MaxFloat32, "a float32 map's largest value", ""},                      // no float32 map value exceeds it
+		{"float: 1e308", floatMeta, 1e308, "no score can exceed it", ""},                                               // beyond float32
+		{"float: far above good", floatMeta, 1e6, "", "over 10x the highest held-out good image's score 8.6809"},       // reachable, but only in theory
+		{"float: suggested", floatMeta, floatMeta.Threshold, "", ""},                                                   // the export's own threshold
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := tc.m.CheckThreshold(tc.t)
+			if tc.err == "" && err != nil || tc.err != "" && (!errors.Is(err, model.ErrUnreachable) || !strings.Contains(err.Error(), tc.err)) {
+				t.Fatalf("err %v, want %q", err, tc.err)
+			}
+			if tc.warn == "" && w != "" || !strings.Contains(w, tc.warn) {
+				t.Fatalf("warning %q, want %q", w, tc.warn)
 			}
 		})
 	}

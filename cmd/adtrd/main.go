@@ -129,9 +129,14 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "adtrd check: %v\n", err)
 		return 2
 	}
-	if err := daemon.Check(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+	log, warnings := newWarnLog(stderr, "adtrd check")
+	if err := daemon.Check(cfg, log); err != nil {
 		fmt.Fprintf(stderr, "adtrd check: %s: %s\n", *cfgPath, strings.ReplaceAll(err.Error(), "\n", "; "))
 		return 2
+	}
+	if n := warnings.Load(); n > 0 {
+		fmt.Fprintf(stdout, "%s: ok, with %d warning(s) (above)\n", *cfgPath, n)
+		return 0
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)
 	return 0
@@ -149,6 +154,13 @@ func openModel(cmd, path string, stderr io.Writer) (cfg config.Config, gen *daem
 	if gen, err = daemon.BuildGeneration(0, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
 		return cfg, nil, 1
+	}
+	// eval and calibrate still run under a threshold run would refuse: calibrate is
+	// how one is replaced, and eval shows what it does.
+	if warning, err := gen.CheckThreshold(); err != nil {
+		fmt.Fprintf(stderr, "%s: warning: %v\n", cmd, err)
+	} else if warning != "" {
+		fmt.Fprintf(stderr, "%s: warning: threshold: %s\n", cmd, warning)
 	}
 	return cfg, gen, 0
 }
@@ -308,6 +320,15 @@ func calibrateCmd(args []string, stdout, stderr io.Writer) int {
 	points, err := calibrate.Propose(good, bad, *frr, *esc)
 	if err != nil {
 		return fail(err)
+	}
+	for _, p := range points {
+		// "just above the highest score" is above the model's range when the map
+		// saturates: written, that threshold would pass every part.
+		if _, err := gen.Meta.CheckThreshold(p.Threshold); p.Name == pick && *write && err != nil {
+			fmt.Fprintf(stderr, "adtrd calibrate: not writing %s: threshold: %v\n", *cfgPath, err)
+			calibrateReport(stdout, stderr, *cfgPath, *png, false, pick, *frr, good, bad, points)
+			return 1
+		}
 	}
 	return calibrateReport(stdout, stderr, *cfgPath, *png, *write, pick, *frr, good, bad, points)
 }
