@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -86,8 +87,11 @@ type Recordings struct {
 
 // MQTT publishes decisions, faults and state changes to a broker (MQTT 3.1.1).
 type MQTT struct {
-	Broker       string    `yaml:"broker"`    // tcp://host:1883 or ssl://host:8883; "": off
-	ClientID     string    `yaml:"client_id"` // also the session's name at the broker
+	Broker string `yaml:"broker"` // tcp://host:1883 or ssl://host:8883; "": off
+	// ClientID is also the session's name at the broker: two clients with one id take
+	// the session from each other. "": "adtrd", this machine's name and a hash of it,
+	// its machine id and the topic (mqtt.DefaultClientID), different on every line.
+	ClientID     string    `yaml:"client_id"`
 	Topic        string    `yaml:"topic"`     // prefix: <topic>/decision, /fault, /state, /availability
 	Decisions    Decisions `yaml:"decisions"` // rejects (default: every decision but pass) | all | none
 	Buffer       int       `yaml:"buffer"`    // messages held while the broker is away; the oldest go first
@@ -295,7 +299,7 @@ func Default() Config {
 		// Recordings are off unless a config names a folder: the package's config
 		// puts them under /var/lib/adtrd (the unit's StateDirectory).
 		Recordings: Recordings{Quota: 1024, MaxAge: Duration(7 * 24 * time.Hour), Near: 0.9, Rate: 2},
-		MQTT:       MQTT{ClientID: "adtrd", Topic: "adtrd", Decisions: DecisionsRejects, Buffer: 1000},
+		MQTT:       MQTT{Topic: "adtrd", Decisions: DecisionsRejects, Buffer: 1000},
 	}
 }
 
@@ -755,20 +759,77 @@ func (c *Config) validateView(files bool, bad func(key, format string, args ...a
 			}
 		}
 	}
-	if id := m.ClientID; id == "" || len(id) > 23 || strings.ContainsFunc(id, func(r rune) bool { return r < '!' || r > '~' }) {
-		bad("mqtt.client_id", "%q: want 1..23 printable characters (MQTT 3.1.1 brokers must accept those)", id)
+	// Every string the publisher sends is an MQTT 3.1.1 UTF-8 string: checked here,
+	// the broker would drop the connection at each CONNECT or PUBLISH, or the client
+	// would cut it, with no word in either case.
+	if id := m.ClientID; id != "" && (len(id) > 23 || strings.ContainsFunc(id, func(r rune) bool { return r < '!' || r > '~' })) {
+		bad("mqtt.client_id", "%s: want 1..23 printable ASCII characters (what MQTT 3.1.1 brokers accept), or \"\" for adtrd and this machine's name", clip(id))
 	}
-	if t := m.Topic; t == "" || strings.ContainsAny(t, "+#\x00") || strings.HasPrefix(t, "/") || strings.HasSuffix(t, "/") || strings.HasPrefix(t, "$") {
-		bad("mqtt.topic", "%q: want a topic prefix like adtrd or plant/line3/adtrd (no +, #, $ first, leading or trailing /)", t)
+	if t := m.Topic; t == "" || strings.ContainsAny(t, "+#") || strings.HasPrefix(t, "/") || strings.HasSuffix(t, "/") || strings.HasPrefix(t, "$") {
+		bad("mqtt.topic", "%s: want a topic prefix like adtrd or plant/line3/adtrd (no +, #, $ first, leading or trailing /)", clip(t))
+	} else if max := MQTTStringMax - len(MQTTLongestSuffix); len(t) > max {
+		bad("mqtt.topic", "%s: MQTT allows %d bytes in a topic, %d with the suffix %s", clip(t), MQTTStringMax, max, MQTTLongestSuffix)
+	} else if problem := mqttString(t); problem != "" {
+		bad("mqtt.topic", "%s: %s", clip(t), problem)
+	}
+	// The username is not echoed: it may be half a secret.
+	if u := m.Username; len(u) > MQTTStringMax {
+		bad("mqtt.username", "%d bytes: MQTT allows %d", len(u), MQTTStringMax)
+	} else if problem := mqttString(u); problem != "" {
+		bad("mqtt.username", "%s", problem)
 	}
 	if m.Buffer < 1 || m.Buffer > 1_000_000 {
 		bad("mqtt.buffer", "%d out of range 1..1000000", m.Buffer)
 	}
 	if f := m.PasswordFile; f != "" && files {
+		// ReadSecret's 4 KiB is within MQTT's 65535 bytes for a password.
 		if _, err := ReadSecret(f); err != nil {
 			bad("mqtt.password_file", "%v", err)
 		}
 	}
+}
+
+// MQTTStringMax is the most bytes an MQTT 3.1.1 string (a topic, a client id, a
+// username) or the password may have: its length is sent in two bytes.
+const MQTTStringMax = 65535
+
+// MQTTLongestSuffix is the longest suffix the publisher appends to mqtt.topic (its
+// last will's topic); the mqtt package's tests hold its topics to it.
+const MQTTLongestSuffix = "/availability"
+
+// mqttString says what is wrong with the characters of s as an MQTT 3.1.1 UTF-8
+// string, "" when nothing is: well-formed UTF-8, no U+0000, and neither control
+// characters nor non-characters, which the standard says a string should not hold
+// and brokers (mosquitto among them) answer by closing the connection.
+func mqttString(s string) string {
+	if !utf8.ValidString(s) {
+		return "not UTF-8"
+	}
+	for i, r := range s {
+		switch {
+		case r == 0:
+			return fmt.Sprintf("a NUL byte at byte %d", i)
+		case r < 0x20 || r >= 0x7f && r <= 0x9f:
+			return fmt.Sprintf("control character %U at byte %d", r, i)
+		case r >= 0xfdd0 && r <= 0xfdef || r&0xfffe == 0xfffe:
+			return fmt.Sprintf("non-character %U at byte %d", r, i)
+		}
+	}
+	return ""
+}
+
+// clip quotes s for a message, cut to its first 40 bytes (a pasted blob must not
+// become a 70,000-byte error line).
+func clip(s string) string {
+	const n = 40
+	if len(s) <= n {
+		return strconv.Quote(s)
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(s[:cut]), len(s))
 }
 
 // within says whether path p is dir or inside it.

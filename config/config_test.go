@@ -154,6 +154,25 @@ func TestEveryKindOfErrorNamesKeyAndLine(t *testing.T) {
 		{"mqtt broker port", base + "mqtt:\n  broker: tcp://127.0.0.1:99999\n", []string{`line 7: mqtt.broker: "tcp://127.0.0.1:99999": port "99999" is not 1..65535`}},
 		{"mqtt broker path", base + "mqtt:\n  broker: tcp://127.0.0.1:1883/x?y=1\n", []string{`line 7: mqtt.broker: "tcp://127.0.0.1:1883/x?y=1": want tcp://host:port or ssl://host:port, no path`}},
 		{"mqtt broker topic", base + "mqtt:\n  topic: $SYS/adtrd\n", []string{`line 7: mqtt.topic: "$SYS/adtrd": want a topic prefix`}},
+		// every MQTT string within MQTT 3.1.1's limits (field case 21): a topic that the
+		// longest suffix takes past 65535 bytes, named without echoing 70,000 bytes
+		{"mqtt topic too long", base + "mqtt:\n  topic: " + strings.Repeat("t", 70000) + "\n", []string{`line 7: mqtt.topic: "tttttttttttttttttttttttttttttttttttttttt"... (70000 bytes): MQTT allows 65535 bytes in a topic, 65522 with the suffix /availability`}},
+		// the same at the exact edge: 65523 bytes and "/availability" make 65536
+		{"mqtt topic one byte over", base + "mqtt:\n  topic: " + strings.Repeat("t", 65523) + "\n", []string{"(65523 bytes): MQTT allows 65535 bytes in a topic, 65522"}},
+		// a control character: mosquitto drops the connection at the CONNECT (the will's topic)
+		{"mqtt topic tab", base + "mqtt:\n  topic: \"line\\t3\"\n", []string{`line 7: mqtt.topic: "line\t3": control character U+0009 at byte 4`}},
+		// U+0000 is never allowed in an MQTT string
+		{"mqtt topic nul", base + "mqtt:\n  topic: \"line\\03\"\n", []string{`mqtt.topic: "line\x003": a NUL byte at byte 4`}},
+		// a non-character
+		{"mqtt topic non-character", base + "mqtt:\n  topic: \"line\\uFFFF\"\n", []string{`mqtt.topic: "line\uffff": non-character U+FFFF at byte 4`}},
+		// a client id past 23 bytes, named without echoing all of it
+		{"mqtt client id too long", base + "mqtt:\n  client_id: " + strings.Repeat("c", 70000) + "\n", []string{`line 7: mqtt.client_id: "cccccccccccccccccccccccccccccccccccccccc"... (70000 bytes): want 1..23 printable ASCII`}},
+		// a client id with a space
+		{"mqtt client id space", base + "mqtt:\n  client_id: line 3\n", []string{`line 7: mqtt.client_id: "line 3": want 1..23 printable ASCII`}},
+		// a username past MQTT's 65535 bytes, not echoed
+		{"mqtt username too long", base + "mqtt:\n  username: " + strings.Repeat("u", 70000) + "\n", []string{"line 7: mqtt.username: 70000 bytes: MQTT allows 65535"}},
+		// a username with a newline (a pasted line end)
+		{"mqtt username newline", base + "mqtt:\n  username: \"line3\\n\"\n", []string{"line 7: mqtt.username: control character U+000A at byte 5"}},
 		// a fraction where a whole number goes (yaml.v3 would truncate it)
 		{"fraction for an int", base + "recordings:\n  quota_mb: 1.5\n", []string{"line 7: recordings.quota_mb: want a whole number, got 1.5"}},
 		{"fraction for the queue", "model:\n  path: m.tflite\ncapture:\n  queue: 2.5\n", []string{"line 4: capture.queue: want a whole number, got 2.5"}},
@@ -388,5 +407,14 @@ func TestReadSecret(t *testing.T) {
 	_, err := config.Parse(filepath.Join(dir, "a.yaml"), []byte(base+"http:\n  token_file: token\n"))
 	if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "line 7: http.token_file: "+tok+": mode -rw-r--r--: readable by group or others") {
 		t.Fatalf("world-readable token: %v", err)
+	}
+}
+
+// The MQTT limits are edges, not guesses: a topic of 65522 bytes and a 23-byte client
+// id are MQTT's largest once the publisher's suffix is added, and are accepted.
+func TestMQTTStringsAtTheirLimits(t *testing.T) {
+	body := base + "mqtt:\n  topic: " + strings.Repeat("t", 65535-len(config.MQTTLongestSuffix)) + "\n  client_id: " + strings.Repeat("c", 23) + "\n  username: " + strings.Repeat("u", 65535) + "\n"
+	if _, err := config.Decode("edge.yaml", []byte(body)); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -5,6 +5,7 @@ package mqtt
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -50,6 +51,13 @@ const (
 	// plant's daemons do not all come back in the same instant.
 	backoffMin = 100 * time.Millisecond
 	backoffMax = 10 * time.Second
+	// takeover: a connection the broker closes (EOF, reset) within this of its
+	// connect, twice running, with each next connect accepted at once, is taken over:
+	// what a broker does when another client connects with the same client id. Two
+	// lines doing that to each other keep their connections up to backoffMax and a
+	// quarter each.
+	takeover      = time.Minute
+	takeoverTimes = 2
 )
 
 // Options configure a Publisher.
@@ -150,10 +158,11 @@ func New(opt Options) (*Publisher, error) {
 		return nil, fmt.Errorf("mqtt: buffer %d: want at least 1 message", c.Buffer)
 	case c.Topic == "":
 		return nil, errors.New("mqtt: no topic prefix")
-	case c.ClientID == "":
-		return nil, errors.New("mqtt: no client id")
 	case c.PasswordFile != "" && c.Username == "":
 		return nil, fmt.Errorf("mqtt: password file %s without a username: MQTT 3.1.1 sends a password only with one", c.PasswordFile)
+	}
+	if c.ClientID == "" {
+		c.ClientID = DefaultClientID(c.Topic)
 	}
 	u, err := url.Parse(c.Broker)
 	if err != nil || u.Host == "" {
@@ -524,16 +533,26 @@ func (p *Publisher) sendFailed(err error) {
 func (p *Publisher) connectLoop() {
 	defer p.connWG.Done()
 	delay := p.backoffMin
+	closed := 0 // connections the broker closed soon after connect, running
 	for {
 		c, lost, err := p.connect()
 		if err != nil {
 			p.unreachable(err)
+			closed = 0 // the broker went away: not a take-over
 		} else {
 			since := time.Now()
 			p.up(c)
 			select {
 			case err := <-lost:
 				p.down(c, err)
+				if time.Since(since) < takeover && closedByBroker(err) {
+					closed++
+				} else {
+					closed = 0
+				}
+				if closed == takeoverTimes {
+					p.takenOver(closed)
+				}
 			case <-p.stopConn:
 				return // Close says offline and disconnects
 			}
@@ -610,7 +629,7 @@ func (p *Publisher) up(c paho.Client) {
 	p.mu.Unlock()
 	p.signal()
 	if outage.IsZero() {
-		p.log.Info("mqtt: connected", "broker", p.broker, "topic", p.cfg.Topic)
+		p.log.Info("mqtt: connected", "broker", p.broker, "topic", p.cfg.Topic, "client_id", p.cfg.ClientID)
 		return
 	}
 	p.log.Info("mqtt: broker back", "broker", p.broker, "outage", time.Since(outage).Round(time.Millisecond),
@@ -628,6 +647,25 @@ func (p *Publisher) down(c paho.Client, err error) {
 	p.outage, p.outageDrop = time.Now(), p.dropped
 	p.mu.Unlock()
 	p.log.Warn("mqtt: broker lost: buffering, the oldest dropped when full", "err", err, "buffer", p.cfg.Buffer)
+}
+
+// closedByBroker says whether a connection ended because the broker closed it (a
+// take-over, a kick, a restart), not because the network or this client failed.
+func closedByBroker(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// takenOver says, once per run of them, that the broker keeps closing the
+// connection right after accepting it: most likely another client (another line left
+// at the same mqtt.client_id) connects with this id and takes the session, and each
+// take-over fires this line's last will ("offline") for everyone watching.
+func (p *Publisher) takenOver(n int) {
+	err := fmt.Errorf("mqtt: broker %s closed the connection %d times running within %v of accepting it: another client with client_id %s is likely taking the session over (give each line its own mqtt.client_id)",
+		p.broker, n, takeover, p.cfg.ClientID)
+	p.mu.Lock()
+	p.lastError = err.Error()
+	p.mu.Unlock()
+	p.log.Warn("mqtt: session taken over", "err", err, "client_id", p.cfg.ClientID)
 }
 
 // unreachable records a failed attempt; the first of an outage is logged.

@@ -131,7 +131,7 @@ func TestBrokerRestartLosesNothing(t *testing.T) {
 				t.Errorf("stats %+v: want nothing dropped and a reconnection", s)
 			}
 			logged := []string{ // however many attempts failed while it was down
-				"mqtt: connected broker topic",
+				"mqtt: connected broker topic client_id",
 				"mqtt: broker lost: buffering, the oldest dropped when full err buffer",
 				"mqtt: broker back broker outage dropped queued",
 			}
