@@ -51,6 +51,10 @@ type HTTP struct {
 	// reset) must carry; it must not be readable by others. "": mutations are refused.
 	TokenFile string  `yaml:"token_file"`
 	Heatmaps  float64 `yaml:"heatmaps"` // heatmap overlays rendered per second at most, off the frame path
+	// Required: a page that cannot start (the port in use) stops `adtrd run` with one
+	// line naming http.address. false (the default): it is logged at error level and
+	// the line runs without it, since the page only watches the line.
+	Required bool `yaml:"required"`
 }
 
 // Recordings are rejected and near-threshold frames kept on disk for the page and

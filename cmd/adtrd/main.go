@@ -619,7 +619,10 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 	}
 	rl.Attach(p, line.Tracker)
 	line.Start()
-	v := startView(cfg, path, p, line.Tracker, rl, log)
+	v, err := startView(cfg, path, p, line.Tracker, rl, log)
+	if err != nil {
+		return daemon.Summary{}, err
+	}
 	defer v.Close()
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
