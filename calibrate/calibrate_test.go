@@ -2,11 +2,13 @@ package calibrate_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/adtrd/adtrd/calibrate"
@@ -132,4 +134,166 @@ func TestHistogramMarksThresholds(t *testing.T) {
 	if !strings.Contains(h, "<- false-reject rate 6.0000") || strings.Count(h, "\n") != 11 {
 		t.Fatalf("histogram:\n%s", h)
 	}
+}
+
+// Through a symlink, WriteThreshold edits the file at the end of the links and keeps
+// every link, the target's mode and its owner: a config deployed by `ln -sfn`, a
+// ConfigMap's ..data link or /etc/alternatives must not be cut from what it points
+// at (field case 18: the link became a plain file, the managed file kept the old
+// threshold, and the next deploy silently restored it).
+func TestWriteThresholdThroughSymlinks(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// layout makes the links under dir and returns the path given to
+		// WriteThreshold and the real file it must edit
+		layout func(t *testing.T, dir string) (given, real string)
+	}{
+		// etc/adtrd.yaml -> ../real/line3.yaml, the field case
+		{"relative link to another folder", func(t *testing.T, dir string) (string, string) {
+			real := file(t, dir, "real/line3.yaml")
+			return link(t, dir, "etc/adtrd.yaml", "../real/line3.yaml"), real
+		}},
+		// an absolute link
+		{"absolute link", func(t *testing.T, dir string) (string, string) {
+			real := file(t, dir, "real/line3.yaml")
+			return link(t, dir, "etc/adtrd.yaml", real), real
+		}},
+		// a Kubernetes ConfigMap volume: adtrd.yaml -> ..data/adtrd.yaml, and ..data a
+		// link to the folder of the current version
+		{"ConfigMap ..data", func(t *testing.T, dir string) (string, string) {
+			real := file(t, dir, "cm/..2026_12_05_10_00_00.123/adtrd.yaml")
+			link(t, dir, "cm/..data", "..2026_12_05_10_00_00.123")
+			return link(t, dir, "cm/adtrd.yaml", "..data/adtrd.yaml"), real
+		}},
+		// /etc/alternatives: a chain of links, absolute then relative
+		{"alternatives chain", func(t *testing.T, dir string) (string, string) {
+			real := file(t, dir, "opt/line3/adtrd.yaml")
+			link(t, dir, "alternatives/adtrd.yaml", "../opt/line3/adtrd.yaml")
+			return link(t, dir, "etc/adtrd.yaml", filepath.Join(dir, "alternatives/adtrd.yaml")), real
+		}},
+		// a link in the same folder to a link in the same folder
+		{"chain in one folder", func(t *testing.T, dir string) (string, string) {
+			real := file(t, dir, "etc/line3-v2.yaml")
+			link(t, dir, "etc/line3.yaml", "line3-v2.yaml")
+			return link(t, dir, "etc/adtrd.yaml", "line3.yaml"), real
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			given, real := tc.layout(t, dir)
+			os.Chmod(real, 0o640)
+			// the service's group must keep reading it (this test runs as root or not)
+			if os.Getuid() == 0 {
+				os.Chown(real, 1234, 5678)
+			}
+			before := links(t, dir)
+			if err := calibrate.WriteThreshold(given, 12.345678); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := os.ReadFile(real); string(got) != "fail_safe: reject\nthreshold: 12.3457 # set by adtrd calibrate\n" {
+				t.Fatalf("%s now %q", real, got)
+			}
+			if after := links(t, dir); after != before {
+				t.Fatalf("links changed:\n%s\nwant\n%s", after, before)
+			}
+			fi, _ := os.Stat(real)
+			if fi.Mode().Perm() != 0o640 {
+				t.Errorf("mode %v, want 0640", fi.Mode().Perm())
+			}
+			if st := fi.Sys().(*syscall.Stat_t); os.Getuid() == 0 && (st.Uid != 1234 || st.Gid != 5678) {
+				t.Errorf("owner %d:%d, want 1234:5678", st.Uid, st.Gid)
+			}
+			if m, _ := filepath.Glob(filepath.Join(filepath.Dir(real), ".*.yaml.*")); len(m) != 0 {
+				t.Errorf("temporary files left: %v", m)
+			}
+		})
+	}
+	// links that lead nowhere are refused, and nothing is created
+	dir := t.TempDir()
+	loop := link(t, dir, "a.yaml", "b.yaml")
+	link(t, dir, "b.yaml", "a.yaml")
+	dangling := link(t, dir, "d.yaml", "missing/line3.yaml")
+	for _, p := range []string{loop, dangling} {
+		if err := calibrate.WriteThreshold(p, 1); err == nil {
+			t.Errorf("%s: written", p)
+		}
+	}
+	if got := links(t, dir); got != "a.yaml -> b.yaml\nb.yaml -> a.yaml\nd.yaml -> missing/line3.yaml\n" {
+		t.Errorf("folder now:\n%s", got)
+	}
+}
+
+// CheckWritable finds, before any scoring, the output paths a write would fail on,
+// and leaves nothing behind.
+func TestCheckWritable(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "sub"), 0o755)
+	os.WriteFile(filepath.Join(dir, "file"), nil, 0o644)
+	link(t, dir, "to-sub", "sub/new.png")
+	for _, tc := range []struct {
+		path string
+		want string // in the error; "" = writable
+	}{
+		{filepath.Join(dir, "new.png"), ""},                           // a new file in an existing folder
+		{filepath.Join(dir, "to-sub"), ""},                            // a link to a new file in an existing folder
+		{filepath.Join(dir, "missing", "plot.png"), "does not exist"}, // the folder is missing
+		{filepath.Join(dir, "file", "plot.png"), "is not a folder"},   // the "folder" is a file
+		{filepath.Join(dir, "sub"), "not a regular file (a folder)"},  // a folder given as the file
+		{"/dev/null", "not a regular file (a device)"},                // a device
+	} {
+		err := calibrate.CheckWritable(tc.path)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s: %v, want %q", tc.path, err, tc.want)
+		}
+	}
+	if got := links(t, dir); got != "file\nsub/\nto-sub -> sub/new.png\n" {
+		t.Errorf("folder now:\n%s", got)
+	}
+}
+
+// file writes a one-key config at dir/rel and returns its path.
+func file(t *testing.T, dir, rel string) string {
+	t.Helper()
+	p := filepath.Join(dir, rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("fail_safe: reject\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// link makes dir/rel a symlink to dest and returns its path.
+func link(t *testing.T, dir, rel, dest string) string {
+	t.Helper()
+	p := filepath.Join(dir, rel)
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	if err := os.Symlink(dest, p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// links lists dir's tree: links with their targets, folders with a slash.
+func links(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if p == dir || err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		switch {
+		case d.Type()&os.ModeSymlink != 0:
+			dest, _ := os.Readlink(p)
+			fmt.Fprintf(&b, "%s -> %s\n", rel, dest)
+		case d.IsDir():
+			fmt.Fprintf(&b, "%s/\n", rel)
+		default:
+			fmt.Fprintf(&b, "%s\n", rel)
+		}
+		return nil
+	})
+	return b.String()
 }

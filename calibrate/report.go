@@ -6,7 +6,6 @@ import (
 	"image/color"
 	"math"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -121,7 +120,7 @@ var thresholdLine = regexp.MustCompile(`(?m)^threshold:[^\n#]*`)
 // keeping every other line and comment, and replaces the file atomically (a temporary
 // file in its folder, then rename), so a running daemon's watcher reloads it once.
 // The new text is decoded strictly first: nothing is written that the daemon would
-// refuse.
+// refuse. Through a symlink, the file it leads to is edited and the link kept.
 func WriteThreshold(path string, t float64) error {
 	old, err := os.ReadFile(path)
 	if err != nil {
@@ -143,34 +142,5 @@ func WriteThreshold(path string, t float64) error {
 	if _, err := config.Decode(path, text); err != nil {
 		return fmt.Errorf("not writing %s: %w", path, err)
 	}
-	mode := os.FileMode(0o644)
-	if fi, err := os.Stat(path); err == nil {
-		mode = fi.Mode().Perm()
-	}
-	return writeAtomic(path, text, mode)
-}
-
-func writeAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, werr := f.Write(data)
-	if werr == nil {
-		werr = f.Chmod(mode)
-	}
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, path)
-	}
-	if werr != nil {
-		os.Remove(tmp)
-	}
-	return werr
+	return writeAtomic(path, text, 0o644)
 }

@@ -68,6 +68,10 @@ type HTTP struct {
 	// reset) must carry; it must not be readable by others. "": mutations are refused.
 	TokenFile string  `yaml:"token_file"`
 	Heatmaps  float64 `yaml:"heatmaps"` // heatmap overlays rendered per second at most, off the frame path
+	// Required: a page that cannot start (the port in use) stops `adtrd run` with one
+	// line naming http.address. false (the default): it is logged at error level and
+	// the line runs without it, since the page only watches the line.
+	Required bool `yaml:"required"`
 }
 
 // Recordings are rejected and near-threshold frames kept on disk for the page and
@@ -659,7 +663,11 @@ func (c *Config) validate(lines map[string]int, errs *Errors, files bool) {
 	}
 	missing("model.path", c.Model.Path, "model")
 	if c.Model.Path != "" && files {
-		if _, err := os.Stat(c.Model.MetadataPath()); err != nil {
+		if err := safefile.Regular(c.Model.Path); errors.Is(err, safefile.ErrNotRegular) {
+			// A device, FIFO or folder is no model, whatever lies beside it: say so
+			// rather than that <path>.json is missing.
+			bad("model.path", "model %v", err)
+		} else if _, err := os.Stat(c.Model.MetadataPath()); err != nil {
 			key := "model.metadata"
 			if _, set := lines[key]; !set {
 				key = "model.path" // the default <path>.json: point at the line that chose it
@@ -688,8 +696,11 @@ func (c *Config) validate(lines map[string]int, errs *Errors, files bool) {
 	if c.Capture.Queue < 1 || c.Capture.Queue > 64 {
 		bad("capture.queue", "%d out of range 1..64", c.Capture.Queue)
 	}
-	if c.Capture.Source == SourceReplay {
-		missing("capture.replay.path", c.Capture.Replay.Path, "replay path")
+	// The replay folder is read only by `run` (and bench) with a replay source, which
+	// say so by key when it is missing, and looked for by check: eval and calibrate on
+	// a config that names only a model must not need the default folder beside it.
+	if c.Capture.Source == SourceReplay && c.Capture.Replay.Path == "" {
+		bad("capture.replay.path", "required")
 	}
 	if c.Capture.Source == SourceCamera {
 		c.validateCamera(files, bad)

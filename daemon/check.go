@@ -43,6 +43,10 @@ func Check(cfg config.Config, log *slog.Logger) error {
 		if err := capture.CheckCamera(CameraOptions(cfg.Capture.Camera, size, log)); err != nil {
 			errs = append(errs, err) // names its key
 		}
+	} else if cfg.Capture.Source == config.SourceReplay && cfg.Capture.Replay.Path == "" {
+		// No replay folder to open: config loading refuses an empty path, so only a
+		// caller that found none and reports that itself passes one (adtrd check on a
+		// config that names only a model).
 	} else if src, err := OpenSource(Sources(), cfg.Capture, size, log); err != nil {
 		errs = append(errs, err)
 	} else if err := src.Close(); err != nil {

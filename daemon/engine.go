@@ -9,7 +9,6 @@ import (
 	"unsafe"
 
 	"github.com/adtrd/adtrd/config"
-	"github.com/adtrd/adtrd/internal/safefile"
 	"github.com/adtrd/adtrd/model"
 	"github.com/adtrd/adtrd/tflite"
 )
@@ -38,9 +37,9 @@ func OpenTFLite(c config.Model, log *slog.Logger) (_ *TFLiteEngine, err error) {
 	}
 	// One read: the bytes hashed and checked are the bytes the interpreter runs, even
 	// if the file is being replaced meanwhile.
-	data, err := safefile.Read(c.Path, model.MaxGraphBytes)
+	data, err := model.ReadGraph(c.Path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", model.ErrMetadata, err)
+		return nil, err
 	}
 	sum, err := meta.CheckGraph(c.Path, data)
 	if err != nil {

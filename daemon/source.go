@@ -1,8 +1,11 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/adtrd/adtrd/capture"
@@ -24,6 +27,11 @@ type ClosableSource interface {
 func Sources() map[config.Source]SourceFactory {
 	return map[config.Source]SourceFactory{
 		config.SourceReplay: func(c config.Capture, size capture.Size, _ *slog.Logger) (ClosableSource, error) {
+			// Config loading does not require the folder (eval and calibrate never read
+			// it): the source that does names the key.
+			if _, err := os.Stat(c.Replay.Path); errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("%w: capture.replay.path: replay folder %s not found (set capture.replay.path, or capture.source: camera)", capture.ErrSource, c.Replay.Path)
+			}
 			return capture.NewReplay(capture.ReplayOptions{Path: c.Replay.Path, Loop: c.Replay.Loop, FPS: c.Replay.FPS, Fit: capture.Fit(c.Replay.Fit), Size: size})
 		},
 		config.SourceCamera: func(c config.Capture, size capture.Size, log *slog.Logger) (ClosableSource, error) {

@@ -128,12 +128,14 @@ func AUROC[S float32 | float64](scores []S, labels []bool) (float64, error) {
 	return u / (pos * neg), nil
 }
 
-// Confusion counts decisions at a threshold: a score above it is a reject.
+// Confusion counts decisions at a threshold: a score above it is a reject. Its JSON
+// names are snake_case like the rest of `eval --json` (testdata/report-keys.golden).
 type Confusion struct {
-	Threshold float64
-	// Rejected defects, passed defects (escapes), rejected good parts (false
-	// rejects), passed good parts.
-	TruePositive, Escapes, FalseRejects, TrueNegative int
+	Threshold    float64 `json:"threshold"`
+	TruePositive int     `json:"true_positives"` // rejected defects
+	Escapes      int     `json:"escapes"`        // passed defects
+	FalseRejects int     `json:"false_rejects"`  // rejected good parts
+	TrueNegative int     `json:"true_negatives"` // passed good parts
 }
 
 // FalseRejectRate is false rejects / good parts (0 with none).

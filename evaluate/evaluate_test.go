@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/adtrd/adtrd/evaluate"
@@ -110,6 +112,33 @@ func TestFind(t *testing.T) {
 		items, err := evaluate.Find(root)
 		if tc.bad != errors.Is(err, evaluate.ErrLayout) || len(items) != tc.n {
 			t.Errorf("%v: %d items, err %v", tc.files, len(items), err)
+		}
+	}
+}
+
+// `eval --json` speaks one naming style: every key of the report, nested ones
+// included, is snake_case, and the key set is the golden one (a renamed or added field
+// shows here; update testdata/report-keys.golden and the README together).
+// ReportKeys is also what the command's test checks its real output against.
+func TestReportJSONKeys(t *testing.T) {
+	b, err := json.Marshal(evaluate.Report{PerKind: map[string]float64{"scratch": 1}, Scores: []evaluate.Scored{{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := evaluate.ReportKeys(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(filepath.Join("testdata", "report-keys.golden"))
+	if strings.Join(got, "\n")+"\n" != string(want) {
+		t.Errorf("keys:\n%s\nwant (testdata/report-keys.golden):\n%s", strings.Join(got, "\n"), want)
+	}
+	snake := regexp.MustCompile(`^[a-z0-9]+(_[a-z0-9]+)*$`)
+	for _, k := range got {
+		for _, part := range strings.FieldsFunc(k, func(r rune) bool { return r == '.' || r == '[' || r == ']' }) {
+			if part != "<kind>" && !snake.MatchString(part) {
+				t.Errorf("%s: %q is not snake_case", k, part)
+			}
 		}
 	}
 }

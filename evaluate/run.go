@@ -1,6 +1,7 @@
 package evaluate
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 
@@ -124,4 +125,43 @@ func scoreOne(gen *daemon.Generation, path string, size capture.Size, fit captur
 		return 0, fmt.Errorf("%s: %w", path, err)
 	}
 	return s, nil
+}
+
+// ReportKeys lists the key paths of a JSON report, sorted: nested keys joined by ".",
+// array elements as "[]", and the per-kind map's keys (defect kinds, which are data)
+// as "<kind>".
+func ReportKeys(b []byte) ([]string, error) {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, sub := range v {
+				if prefix == "per_kind_image_auroc" {
+					k = "<kind>"
+				}
+				key := k
+				if prefix != "" {
+					key = prefix + "." + k
+				}
+				seen[key] = true
+				walk(key, sub)
+			}
+		case []any:
+			for _, sub := range v {
+				walk(prefix+"[]", sub)
+			}
+		}
+	}
+	walk("", v)
+	keys := make([]string, 0, len(seen))
+	for k := range seen {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys, nil
 }

@@ -18,6 +18,10 @@ import (
 // ErrMetadata reports metadata that is missing, malformed or disagrees with the graph.
 var ErrMetadata = errors.New("model metadata")
 
+// ErrModel reports a model file (the graph) that cannot be read as one: missing,
+// unreadable, empty, too large, or not a regular file (a device, a FIFO, a folder).
+var ErrModel = errors.New("model")
+
 // Format is the only metadata format this daemon reads.
 const Format = "adtr-model/1"
 
@@ -201,9 +205,23 @@ func (m *Metadata) CheckThreshold(t float64) (warning string, err error) {
 	return "", nil
 }
 
-// FileSHA256 hashes a regular file of at most MaxGraphBytes.
-func FileSHA256(path string) (string, error) {
+// ReadGraph reads a model file: a regular, non-empty file of at most MaxGraphBytes.
+// Its errors are ErrModel ("model: /dev/zero: not a regular file (a character
+// device)"): the metadata beside it may be fine.
+func ReadGraph(path string) ([]byte, error) {
 	b, err := safefile.Read(path, MaxGraphBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrModel, err)
+	}
+	if len(b) == 0 {
+		return nil, fmt.Errorf("%w: %s: empty file", ErrModel, path)
+	}
+	return b, nil
+}
+
+// FileSHA256 hashes a model file read by ReadGraph.
+func FileSHA256(path string) (string, error) {
+	b, err := ReadGraph(path)
 	if err != nil {
 		return "", err
 	}
@@ -211,10 +229,12 @@ func FileSHA256(path string) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
+// CheckGraphFile hashes the model file graph and compares it with the metadata's
+// sha256: ErrModel when the file cannot be read, ErrMetadata when they disagree.
 func (m *Metadata) CheckGraphFile(graph string) (string, error) {
 	sum, err := FileSHA256(graph)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrMetadata, err)
+		return "", err
 	}
 	return sum, m.checkSum(graph, sum)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/adtrd/adtrd/internal/testlib"
@@ -159,5 +160,43 @@ func TestCheckThreshold(t *testing.T) {
 				t.Fatalf("warning %q, want %q", w, tc.warn)
 			}
 		})
+	}
+}
+
+// A model file that cannot be read as one is a model error, never a metadata one: the
+// metadata beside it may be fine, and "model metadata: /dev/zero" sends a user to the
+// wrong file.
+func TestUnreadableModelFileIsAModelError(t *testing.T) {
+	m, err := model.Load(testlib.Demo("adtr.tflite.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.tflite")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty.tflite")
+	os.WriteFile(empty, nil, 0o644)
+	unreadable := filepath.Join(dir, "unreadable.tflite")
+	os.WriteFile(unreadable, []byte("x"), 0o000)
+	for _, tc := range []struct {
+		path, want string
+	}{
+		{"/dev/zero", "not a regular file (a character device)"}, // a device never ends
+		{dir, "not a regular file (a directory)"},                // a folder
+		{fifo, "not a regular file (a FIFO)"},                    // a FIFO would block the read
+		{empty, "empty file"},                                    // cut to nothing
+		{filepath.Join(dir, "missing.tflite"), "no such file"},   // not there
+		{unreadable, "permission denied"},                        // mode 000 (root reads it anyway: skipped)
+	} {
+		if tc.path == unreadable && os.Getuid() == 0 {
+			continue
+		}
+		_, err := m.CheckGraphFile(tc.path)
+		if !errors.Is(err, model.ErrModel) || errors.Is(err, model.ErrMetadata) || !strings.Contains(err.Error(), tc.want) ||
+			!strings.HasPrefix(err.Error(), "model: ") || !strings.Contains(err.Error(), tc.path) {
+			t.Errorf("%s: %v, want a model error with %q", tc.path, err, tc.want)
+		}
 	}
 }

@@ -35,9 +35,10 @@ var version = "dev"
 const usage = `usage:
   adtrd run [-c FILE] [--loop]   run the pipeline (no -c: the demo, models/demo's frames once)
   adtrd check -c FILE            validate a config file and exit
-  adtrd calibrate -c FILE [--false-reject R] [--escape R] [--use frr|escape|f1] [--png F] [--write] DIR
+  adtrd calibrate -c FILE [--false-reject R] [--escape R] [--use frr|escape|f1] [--png F] [--write [--force]] DIR
                                  propose a threshold from DIR's scores (good images, or an
                                  MVTec-layout folder with defects); --write sets it in FILE
+                                 (refused when DIR is too small for the rate, unless --force)
   adtrd eval -c FILE [--json] DIR
                                  image / pixel AUROC, per defect kind, and the confusion at
                                  the threshold, of the config's model on an MVTec-layout folder
@@ -129,17 +130,41 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "adtrd check: %v\n", err)
 		return 2
 	}
+	note := ""
+	if missing := defaultReplayMissing(cfg, *cfgPath); missing != "" {
+		// A config that names only a model is complete for eval, calibrate and bench
+		// on files; only `run` would look for the default replay folder.
+		note = fmt.Sprintf(" (`adtrd run` would replay %s, which does not exist: set capture.replay.path, or capture.source: camera)", missing)
+		cfg.Capture.Replay.Path = ""
+	}
 	log, warnings := newWarnLog(stderr, "adtrd check")
 	if err := daemon.Check(cfg, log); err != nil {
 		fmt.Fprintf(stderr, "adtrd check: %s: %s\n", *cfgPath, strings.ReplaceAll(err.Error(), "\n", "; "))
 		return 2
 	}
 	if n := warnings.Load(); n > 0 {
-		fmt.Fprintf(stdout, "%s: ok, with %d warning(s) (above)\n", *cfgPath, n)
+		fmt.Fprintf(stdout, "%s: ok, with %d warning(s) (above)%s\n", *cfgPath, n, note)
 		return 0
 	}
-	fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)
+	fmt.Fprintf(stdout, "%s: ok%s\n", *cfgPath, note)
 	return 0
+}
+
+// defaultReplayMissing is the replay folder cfg (loaded from path) takes by default
+// when that folder is not there, else "". A folder the file names is not excused:
+// check fails on it.
+func defaultReplayMissing(cfg config.Config, path string) string {
+	if cfg.Capture.Source != config.SourceReplay {
+		return ""
+	}
+	def := filepath.Join(filepath.Dir(path), config.Default().Capture.Replay.Path)
+	if cfg.Capture.Replay.Path != def {
+		return ""
+	}
+	if _, err := os.Stat(def); !errors.Is(err, fs.ErrNotExist) {
+		return ""
+	}
+	return def
 }
 
 // openModel loads a line tool's config and builds its generation (the engine, scorer
@@ -257,14 +282,15 @@ func mvtecImages(dir string) (good, bad []string, ok bool) {
 }
 
 func calibrateCmd(args []string, stdout, stderr io.Writer) int {
-	const synopsis = "adtrd calibrate -c FILE [--false-reject R] [--escape R] [--use frr|escape|f1] [--png FILE] [--write] DIR"
+	const synopsis = "adtrd calibrate -c FILE [--false-reject R] [--escape R] [--use frr|escape|f1] [--png FILE] [--write [--force]] DIR"
 	fs := flag.NewFlagSet("adtrd calibrate", flag.ContinueOnError)
 	cfgPath := fs.String("c", "", "config file (YAML): its model scores the images; --write sets its threshold")
 	frr := fs.Float64("false-reject", 0.001, "target false-reject rate (good parts rejected), 0..1")
 	esc := fs.Float64("escape", 0.01, "target escape rate (defects passed), 0..1; needs defects in DIR")
 	use := fs.String("use", "frr", "which threshold --write and the snippet take: frr, escape or f1")
-	png := fs.String("png", "calibrate.png", "PNG plot of the score distributions (\"\": none)")
-	write := fs.Bool("write", false, "write the threshold into the config file (atomically: a running daemon reloads it)")
+	png := fs.String("png", "", "also write a PNG plot of the score distributions to this file (default: none)")
+	write := fs.Bool("write", false, "write the threshold into the config file (atomically: a running daemon reloads it; through a symlink, into the file it leads to)")
+	force := fs.Bool("force", false, "--write even when the images are too few to bound the target rate")
 	var dir string
 	dir, args = lastArg(fs, args)
 	if code, ok := parseFlags(fs, synopsis, args, stdout, stderr); !ok {
@@ -286,6 +312,21 @@ func calibrateCmd(args []string, stdout, stderr io.Writer) int {
 		return usage(fmt.Sprintf("--escape %v: want a rate between 0 and 1, both excluded", *esc))
 	case pick == "":
 		return usage(fmt.Sprintf("--use %q: want frr, escape or f1", *use))
+	case *force && !*write:
+		return usage("--force only applies to --write")
+	}
+	// What is written is checked before scoring, which can take minutes.
+	if *png != "" {
+		if err := calibrate.CheckWritable(*png); err != nil {
+			fmt.Fprintf(stderr, "adtrd calibrate: --png %v\n", err)
+			return 2
+		}
+	}
+	if *write {
+		if err := calibrate.CheckWritable(*cfgPath); err != nil {
+			fmt.Fprintf(stderr, "adtrd calibrate: --write %v\n", err)
+			return 2
+		}
 	}
 	if err := folder(dir); err != nil {
 		fmt.Fprintf(stderr, "adtrd calibrate: %v\n", err)
@@ -326,14 +367,14 @@ func calibrateCmd(args []string, stdout, stderr io.Writer) int {
 		// saturates: written, that threshold would pass every part.
 		if _, err := gen.Meta.CheckThreshold(p.Threshold); p.Name == pick && *write && err != nil {
 			fmt.Fprintf(stderr, "adtrd calibrate: not writing %s: threshold: %v\n", *cfgPath, err)
-			calibrateReport(stdout, stderr, *cfgPath, *png, false, pick, *frr, good, bad, points)
+			calibrateReport(stdout, stderr, *cfgPath, *png, false, false, pick, *frr, *esc, good, bad, points)
 			return 1
 		}
 	}
-	return calibrateReport(stdout, stderr, *cfgPath, *png, *write, pick, *frr, good, bad, points)
+	return calibrateReport(stdout, stderr, *cfgPath, *png, *write, *force, pick, *frr, *esc, good, bad, points)
 }
 
-func calibrateReport(stdout, stderr io.Writer, cfgPath, png string, write bool, pick string, frr float64, good, bad []float64, points []calibrate.Point) int {
+func calibrateReport(stdout, stderr io.Writer, cfgPath, png string, write, force bool, pick string, frr, esc float64, good, bad []float64, points []calibrate.Point) int {
 	fmt.Fprintf(stdout, "%d good and %d defective images scored\n\n%s\n", len(good), len(bad), calibrate.Histogram(good, bad, points, 20))
 	var chosen calibrate.Point
 	for _, p := range points {
@@ -346,9 +387,17 @@ func calibrateReport(stdout, stderr io.Writer, cfgPath, png string, write bool, 
 			chosen = p
 		}
 	}
+	// Why a --write would set a threshold its sample cannot vouch for; "" when none.
+	var tooFew string
 	if first := points[0]; !first.Sufficient {
 		fmt.Fprintf(stdout, "too few good images for a false-reject rate of %g: %d without a false reject bound it at %.4f at best (95%%); %d are needed\n",
 			frr, first.Good, calibrate.UpperBound(0, first.Good), calibrate.Needed(frr))
+		tooFew = fmt.Sprintf("%d good images cannot bound a false-reject rate of %g (%d are needed)", first.Good, frr, calibrate.Needed(frr))
+	}
+	if chosen.Name == "escape rate" && !chosen.Sufficient {
+		fmt.Fprintf(stdout, "too few defects for an escape rate of %g: %d without an escape bound it at %.4f at best (95%%); %d are needed\n",
+			esc, chosen.Defective, calibrate.UpperBound(0, chosen.Defective), calibrate.Needed(esc))
+		tooFew = fmt.Sprintf("%d defects cannot bound an escape rate of %g (%d are needed)", chosen.Defective, esc, calibrate.Needed(esc))
 	}
 	if png != "" {
 		if err := calibrate.Plot(png, good, bad, points); err != nil {
@@ -358,6 +407,10 @@ func calibrateReport(stdout, stderr io.Writer, cfgPath, png string, write bool, 
 		fmt.Fprintf(stdout, "plot: %s\n", png)
 	}
 	fmt.Fprintf(stdout, "config snippet (%s):\nthreshold: %.4f\n", chosen.Name, chosen.Threshold)
+	if write && tooFew != "" && !force {
+		fmt.Fprintf(stderr, "adtrd calibrate: not writing %s: %s; --force writes threshold %.4f anyway\n", cfgPath, tooFew, chosen.Threshold)
+		return 1
+	}
 	if write {
 		if err := calibrate.WriteThreshold(cfgPath, chosen.Threshold); err != nil {
 			fmt.Fprintf(stderr, "adtrd calibrate: %v\n", err)
@@ -587,7 +640,10 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 	}
 	rl.Attach(p, line.Tracker)
 	line.Start()
-	v := startView(cfg, path, p, line.Tracker, rl, log)
+	v, err := startView(cfg, path, p, line.Tracker, rl, log)
+	if err != nil {
+		return daemon.Summary{}, err
+	}
 	defer v.Close()
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/adtrd/adtrd/evaluate"
 	"github.com/adtrd/adtrd/internal/testlib"
 )
 
@@ -499,10 +500,16 @@ func TestEvalAgreesWithTheToolkit(t *testing.T) {
 		ImageAUROC      float64            `json:"image_auroc"`
 		PixelAUROC      float64            `json:"pixel_auroc"`
 		PerKind         map[string]float64 `json:"per_kind_image_auroc"`
-		Confusion       struct{ TruePositive, Escapes, FalseRejects, TrueNegative int }
+		Confusion       evaluate.Confusion
 	}
 	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
 		t.Fatalf("eval --json: %v\n%s", err, out.String())
+	}
+	// one naming style, the golden key set (evaluate.TestReportJSONKeys)
+	keys, err := evaluate.ReportKeys(out.Bytes())
+	golden, _ := os.ReadFile(filepath.Join(testlib.Root(), "evaluate", "testdata", "report-keys.golden"))
+	if err != nil || strings.Join(keys, "\n")+"\n" != string(golden) {
+		t.Errorf("eval --json keys (%v):\n%s\nwant evaluate/testdata/report-keys.golden:\n%s", err, strings.Join(keys, "\n"), golden)
 	}
 	script := `import json, sys
 import numpy as np
@@ -592,10 +599,22 @@ func TestCalibrateWritesAThresholdTheDaemonUses(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "line.yaml")
 	os.WriteFile(cfg, []byte("# the line's config\nmodel:\n  path: "+testlib.Demo("adtr.tflite")+"\n  library: "+lib+
-		"\ncapture:\n  replay:\n    path: "+root+"\nthreshold: 50 # too high: escapes\n"), 0o644)
+		"\ncapture:\n  replay:\n    path: "+root+"\nthreshold: 30 # too high: escapes\n"), 0o644)
 	png := filepath.Join(dir, "scores.png")
 	var out, errb bytes.Buffer
-	if code := realMain(context.Background(), []string{"calibrate", "-c", cfg, "--use", "f1", "--png", png, "--write", root}, &out, &errb); code != 0 {
+	// 9 good images cannot vouch for 0.001: --write is refused, the file untouched
+	before, _ := os.ReadFile(cfg)
+	if code := realMain(context.Background(), []string{"calibrate", "-c", cfg, "--use", "f1", "--write", root}, &out, &errb); code != 1 ||
+		!strings.Contains(errb.String(), "not writing "+cfg+": 9 good images cannot bound a false-reject rate of 0.001 (2995 are needed); --force writes threshold") ||
+		strings.Count(errb.String(), "\n") != 1 {
+		t.Fatalf("calibrate --write on too few: exit %d: %q", code, errb.String())
+	}
+	if after, _ := os.ReadFile(cfg); !bytes.Equal(after, before) {
+		t.Fatalf("config changed by a refused --write:\n%s", after)
+	}
+	out.Reset()
+	errb.Reset()
+	if code := realMain(context.Background(), []string{"calibrate", "-c", cfg, "--use", "f1", "--png", png, "--write", "--force", root}, &out, &errb); code != 0 {
 		t.Fatalf("calibrate: exit %d: %s", code, errb.String())
 	}
 	for _, want := range []string{"9 good and 8 defective images scored", "<- best F1", "too few good images for a false-reject rate of 0.001", "2995 are needed", "threshold set to"} {
@@ -607,7 +626,7 @@ func TestCalibrateWritesAThresholdTheDaemonUses(t *testing.T) {
 		t.Errorf("plot %s: %v", png, err)
 	}
 	text, _ := os.ReadFile(cfg)
-	if !strings.HasPrefix(string(text), "# the line's config\n") || strings.Contains(string(text), "threshold: 50") {
+	if !strings.HasPrefix(string(text), "# the line's config\n") || strings.Contains(string(text), "threshold: 30") {
 		t.Fatalf("config after --write:\n%s", text)
 	}
 	// the written threshold: every demo defect rejected, every good part passed
@@ -615,9 +634,7 @@ func TestCalibrateWritesAThresholdTheDaemonUses(t *testing.T) {
 	if code := realMain(context.Background(), []string{"eval", "-c", cfg, "--json", root}, &out, &errb); code != 0 {
 		t.Fatalf("eval: exit %d: %s", code, errb.String())
 	}
-	var rep struct {
-		Confusion struct{ TruePositive, Escapes, FalseRejects, TrueNegative int }
-	}
+	var rep struct{ Confusion evaluate.Confusion }
 	json.Unmarshal(out.Bytes(), &rep)
 	if c := rep.Confusion; c.TruePositive != 8 || c.TrueNegative != 8 {
 		t.Fatalf("at the written threshold: %+v", c)
@@ -636,6 +653,7 @@ func TestCalibrateWritesAThresholdTheDaemonUses(t *testing.T) {
 		{[]string{t.TempDir()}, "no images"}, // an empty folder
 		{[]string{}, "no DIR"},               // -c FILE is not taken for DIR
 		{[]string{"/nonexistent/dir"}, "/nonexistent/dir: no such folder"},
+		{[]string{"--force", root}, "--force only applies to --write"},
 	} {
 		errb.Reset()
 		code := realMain(context.Background(), append([]string{"calibrate", "-c", cfg}, tc.args...), io.Discard, &errb)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,8 +20,9 @@ import (
 )
 
 // view is the operators' view of a run: metrics, the page and API, recordings and
-// MQTT. Each part that fails to start is logged and left off: the line runs without
-// it (a busy port must not stop a production line).
+// MQTT. Each part that fails to start is logged at error level and left off: the
+// line runs without it (a busy port must not stop a production line), unless
+// http.required says the page must be there.
 type view struct {
 	closers []func() error
 	Addr    string // the page's address, once listening
@@ -27,8 +30,9 @@ type view struct {
 }
 
 // startView starts what cfg asks for, on the pipeline's bus; rl may be nil (no
-// reloads).
-func startView(cfg config.Config, cfgPath string, p *daemon.Pipeline, tr *gpio.Tracker, rl *daemon.Reloader, log *slog.Logger) *view {
+// reloads). The error is the page's failure to start under http.required (what was
+// started is closed again); v is then nil.
+func startView(cfg config.Config, cfgPath string, p *daemon.Pipeline, tr *gpio.Tracker, rl *daemon.Reloader, log *slog.Logger) (*view, error) {
 	v := &view{log: log}
 	var extra []prometheus.Collector
 	consumers := map[string]func() uint64{}
@@ -70,7 +74,7 @@ func startView(cfg config.Config, cfgPath string, p *daemon.Pipeline, tr *gpio.T
 		}
 	}
 	if cfg.HTTP.Address == "" {
-		return v
+		return v, nil
 	}
 	mo := metrics.Options{
 		Version: version, Pipeline: p, Line: tr, Threshold: p.Generation().Threshold,
@@ -86,8 +90,7 @@ func startView(cfg config.Config, cfgPath string, p *daemon.Pipeline, tr *gpio.T
 	}
 	m, err := metrics.New(mo)
 	if err != nil {
-		log.Error("metrics: off", "err", err)
-		return v
+		return v.pageOff(cfg.HTTP, fmt.Errorf("metrics: %w", err))
 	}
 	m.Start()
 	v.closers = append(v.closers, m.Close)
@@ -105,14 +108,30 @@ func startView(cfg config.Config, cfgPath string, p *daemon.Pipeline, tr *gpio.T
 		err = srv.Start()
 	}
 	if err != nil {
-		log.Warn("the operators' page is off; the line runs", "err", err)
-		return v
+		return v.pageOff(cfg.HTTP, err)
 	}
 	v.closers = append(v.closers, srv.Close)
 	consumers["page"] = srv.Dropped
 	v.Addr = srv.Addr()
 	log.Info("operators' page", "url", "http://"+v.Addr+"/", "metrics", "http://"+v.Addr+"/metrics")
-	return v
+	return v, nil
+}
+
+// pageOff handles a page that could not start: under http.required an error naming
+// http.address (and the parts already started closed), else an error-level record
+// and the line runs on.
+func (v *view) pageOff(h config.HTTP, err error) (*view, error) {
+	what := fmt.Sprintf("http.address %s: %v", h.Address, err)
+	// web wraps the listener's error as text: its errno's words are what is left.
+	if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), syscall.EADDRINUSE.Error()) {
+		what = fmt.Sprintf("http.address %s is in use", h.Address)
+	}
+	if h.Required {
+		v.Close()
+		return nil, fmt.Errorf("operators' page: %s (http.required: true; free the port, or set another http.address)", what)
+	}
+	v.log.Error("operators' page off: "+what, "err", err, "line", "runs without the page (http.required: true stops instead)")
+	return v, nil
 }
 
 // Close stops the parts in the reverse order of their start and logs what they

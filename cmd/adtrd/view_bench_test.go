@@ -38,9 +38,10 @@ func BenchmarkView(b *testing.B) {
 				cfg.HTTP.Address = "127.0.0.1:0"
 				cfg.Recordings.Dir = filepath.Join(b.TempDir(), "rec")
 				cfg.MQTT.Broker, cfg.MQTT.Decisions = broker.URL(), config.DecisionsAll
-				v := startView(cfg, "", l.Pipeline, l.Tracker, nil, quiet)
-				if v.Addr == "" {
-					b.Fatal("the view did not start")
+				cfg.HTTP.Required = true
+				v, err := startView(cfg, "", l.Pipeline, l.Tracker, nil, quiet)
+				if err != nil || v.Addr == "" {
+					b.Fatalf("the view did not start: %v", err)
 				}
 				stop := browse(b, "http://"+v.Addr)
 				defer v.Close()

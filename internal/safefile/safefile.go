@@ -49,6 +49,19 @@ func Read(path string, max int64) ([]byte, error) {
 	return b, nil
 }
 
+// Regular says whether path is a regular file, in the words Read uses: a FIFO, a
+// device or a directory is an ErrNotRegular naming what it is.
+func Regular(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s: %w (%s)", path, ErrNotRegular, kind(st.Mode()))
+	}
+	return nil
+}
+
 func kind(m os.FileMode) string {
 	switch {
 	case m&os.ModeNamedPipe != 0:
