@@ -154,10 +154,16 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	// waits at most this long before the stream is closed.
 	send := func(b []byte, wait time.Duration) bool {
 		rc.SetWriteDeadline(time.Now().Add(wait))
-		if _, err := w.Write(b); err != nil {
-			return false
+		_, err := w.Write(b)
+		if err == nil {
+			err = rc.Flush()
 		}
-		return rc.Flush() == nil
+		if errors.Is(err, os.ErrDeadlineExceeded) { // too slow, before its queue filled
+			s.hub.mu.Lock()
+			s.hub.drop(st, fmt.Sprintf("too slow: a write waited %v", wait))
+			s.hub.mu.Unlock()
+		}
+		return err == nil
 	}
 	status := func() bool {
 		b, _ := json.Marshal(s.status())

@@ -320,7 +320,8 @@ func TestStreamsGiveWay(t *testing.T) {
 }
 
 // A client that opens a stream and stops reading is closed once its socket's buffers
-// are full and it falls a queue behind, and no longer counts as a stream. (Its
+// are full and it falls a queue behind (or a write waits too long), and no longer
+// counts as a stream. (Its
 // receive buffer is made small, as a busy client's is full, so that this takes
 // seconds, not the minutes a large idle buffer absorbs.)
 func TestStoppedReaderIsDropped(t *testing.T) {
@@ -347,11 +348,13 @@ func TestStoppedReaderIsDropped(t *testing.T) {
 		if err := json.Unmarshal([]byte(body), &st); err != nil {
 			t.Fatal(err)
 		}
-		if st.StreamsClosed > 0 {
+		if st.StreamsClosed > 0 && st.Streams == 0 {
 			break
 		}
 	}
-	if st.StreamsClosed != 1 || st.StreamDropped != 1 || st.Streams != 0 {
+	// Closed when its queue overflowed (stream_dropped 1) or, on a machine too slow to
+	// fill it in time, when a write waited StreamWriteWait (stream_dropped 0).
+	if st.StreamsClosed != 1 || st.StreamDropped > 1 || st.Streams != 0 {
 		t.Fatalf("after 2 minutes unread: %+v; want the stream closed as too slow", st)
 	}
 }
