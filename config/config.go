@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -72,6 +73,10 @@ type HTTP struct {
 	// line naming http.address. false (the default): it is logged at error level and
 	// the line runs without it, since the page only watches the line.
 	Required bool `yaml:"required"`
+	// Hosts are further names and addresses a request's Host header may give (a
+	// reverse proxy's name, a DNS alias); the listener's own, localhost and the
+	// machine's host name are always accepted. Others are refused (DNS rebinding).
+	Hosts []string `yaml:"hosts"`
 }
 
 // Recordings are rejected and near-threshold frames kept on disk for the page and
@@ -299,7 +304,7 @@ func Default() Config {
 		Tracking: Tracking{InFlight: 64, Spin: Duration(2 * time.Millisecond)},
 		FailSafe: FailSafeReject,
 		Log:      Log{Format: LogText, Level: "info"},
-		HTTP:     HTTP{Address: "127.0.0.1:8080", Heatmaps: 2},
+		HTTP:     HTTP{Address: "127.0.0.1:8080", Heatmaps: 2, Hosts: []string{}},
 		// Recordings are off unless a config names a folder: the package's config
 		// puts them under /var/lib/adtrd (the unit's StateDirectory).
 		Recordings: Recordings{Quota: 1024, MaxAge: Duration(7 * 24 * time.Hour), Near: 0.9, Rate: 2},
@@ -576,6 +581,8 @@ func typeName(t reflect.Type) string {
 		return "a string"
 	case reflect.Map:
 		return "a mapping"
+	case reflect.Slice:
+		return "a list of " + strings.TrimPrefix(strings.TrimPrefix(typeName(t.Elem()), "a "), "an ") + "s"
 	case reflect.Pointer:
 		return typeName(t.Elem())
 	}
@@ -721,6 +728,29 @@ func (c *Config) validate(lines map[string]int, errs *Errors, files bool) {
 	c.validateView(files, bad)
 }
 
+// validHost: an IP address (IPv6 with or without brackets) or a DNS name: labels of
+// letters, digits, '-' and '_', 1 to 63 each, 253 in all, an optional final dot.
+func validHost(h string) bool {
+	if a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")); err == nil && a.Zone() == "" {
+		return true
+	}
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(h, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, c := range l {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // validateView checks the operators' view: the listener, the recordings and MQTT.
 func (c *Config) validateView(files bool, bad func(key, format string, args ...any)) {
 	if a := c.HTTP.Address; a != "" {
@@ -732,6 +762,11 @@ func (c *Config) validateView(files bool, bad func(key, format string, args ...a
 	}
 	if h := c.HTTP.Heatmaps; h <= 0 || h > 100 || math.IsNaN(h) {
 		bad("http.heatmaps", "%v out of range (0, 100] per second", h)
+	}
+	for i, h := range c.HTTP.Hosts {
+		if !validHost(h) {
+			bad("http.hosts", "entry %d %q: want a host name (line-pc.plant.example) or an IP address, without scheme, port or wildcard", i+1, h)
+		}
 	}
 	if f := c.HTTP.TokenFile; f != "" && files {
 		if _, err := ReadSecret(f); err != nil {

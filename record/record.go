@@ -26,7 +26,9 @@
 //
 // which the toolkit reads (adtr.data.Dataset: train_paths, labelled_defects for
 // `adtr train --plus --defects DATASET`) and the daemon's calibrate and evaluate read
-// (evaluate.Find, capture.ListImages).
+// (evaluate.Find, capture.ListImages). A label is filed whole or not at all: its
+// files are written in <Dataset>/.tmp-<id>/ and renamed into place, and a failure
+// removes what it had placed (Label).
 //
 // Nothing here can stop a frame: a full disk, a read-only or vanished directory or a
 // failed write drops that recording, counts it (Stats), logs at most one line per 10
@@ -342,6 +344,11 @@ func New(opt Options) (*Recorder, error) {
 	if opt.Dataset != "" {
 		if err := os.MkdirAll(filepath.Join(opt.Dataset, "train", "good"), 0o750); err != nil {
 			errs = append(errs, fmt.Errorf("%w: dataset: %v", ErrUnusable, err))
+		}
+		// A label interrupted by a crash left its staging folder (see file).
+		left, _ := filepath.Glob(filepath.Join(opt.Dataset, tmpPrefix+"*"))
+		for _, p := range left {
+			os.RemoveAll(p)
 		}
 	}
 	return r, errors.Join(errs...)
@@ -855,9 +862,11 @@ func (r *Recorder) File(id, name string) (string, error) {
 // so the mask is the model's own: the pixels where the upsampled map is at least the
 // threshold, or at least its maximum when that is lower (a pass near the threshold),
 // so it is never empty; train image-level (`adtr train --plus --labels image`) unless
-// the masks are replaced by drawn ones. The label goes into meta.json (rewritten
-// atomically). Labelling again moves the copy: the last label counts. It returns the
-// copy's path. Unknown id: ErrNotFound.
+// the masks are replaced by drawn ones. The label goes into meta.json. All of it or
+// nothing lands: on a full disk or any other failure the dataset and meta.json are as
+// they were, and the error says so (see file). Labelling again moves the copy: the
+// last label counts. It returns the copy's path. Unknown id, or a recording whose
+// files vanished: ErrNotFound.
 func (r *Recorder) Label(id string, l Label, kind string) (string, error) {
 	if r.opt.Dataset == "" {
 		return "", ErrNoDataset
@@ -888,24 +897,20 @@ func (r *Recorder) Label(id string, l Label, kind string) (string, error) {
 	dir := filepath.Join(r.opt.Dir, id)
 	m, err := readMeta(filepath.Join(dir, MetaJSON))
 	if err != nil {
-		return "", fmt.Errorf("record: %s: %w", id, err)
+		return "", fmt.Errorf("record: %s: %w", id, gone(err))
 	}
 	frame, err := os.ReadFile(filepath.Join(dir, FramePNG))
 	if err != nil {
-		return "", fmt.Errorf("record: %s: %w", id, err)
+		return "", fmt.Errorf("record: %s: %w", id, gone(err))
 	}
 	ds := r.opt.Dataset
+	files := []staged{{rel, frame}}
 	if mask != "" {
 		b, err := maskPNG(m)
 		if err != nil {
 			return "", fmt.Errorf("record: %s: %w", id, err)
 		}
-		if err := writeAtomic(filepath.Join(ds, mask), b); err != nil {
-			return "", fmt.Errorf("record: dataset: %w", err)
-		}
-	}
-	if err := writeAtomic(filepath.Join(ds, rel), frame); err != nil {
-		return "", fmt.Errorf("record: dataset: %w", err)
+		files = []staged{{mask, b}, {rel, frame}} // the mask first: no reader sees a defect without one
 	}
 	oldFile, oldMask := m.DatasetFile, m.MaskFile
 	m.ID, m.Label, m.Kind, m.LabelledAt, m.DatasetFile, m.MaskFile = id, l, kind, r.now().UTC(), rel, mask
@@ -913,10 +918,11 @@ func (r *Recorder) Label(id string, l Label, kind string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	b = append(b, '\n')
 	mpath := filepath.Join(dir, MetaJSON)
 	before, _ := os.Stat(mpath)
-	if err := writeAtomic(mpath, append(b, '\n')); err != nil {
-		return "", fmt.Errorf("record: %s: %w", id, err)
+	if err := r.file(id, files, mpath, b); err != nil {
+		return "", err
 	}
 	// The earlier label's copy goes once the new one and meta.json are in place.
 	// A kind's folder left empty goes too (an empty test/<kind> is an error to
@@ -931,7 +937,7 @@ func (r *Recorder) Label(id string, l Label, kind string) (string, error) {
 	}
 	e := &r.index[i]
 	if before != nil {
-		delta := int64(len(b)+1) - before.Size()
+		delta := int64(len(b)) - before.Size()
 		e.meta.Bytes += delta
 		r.bytes += delta
 	}
@@ -967,15 +973,118 @@ func maskPNG(m Meta) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// writeAtomic writes path (making its folder, 0o750) through a hidden temporary
-// file in the same folder, synced, then renamed over it.
-func writeAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return err
+// staged is one file of a label: its path in the dataset and its bytes.
+type staged struct {
+	rel string
+	b   []byte
+}
+
+// gone makes a recording's file that vanished (removed by hand, or by the quota
+// between the list and the click) ErrNotFound; other errors stay as they are.
+func gone(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %v", ErrNotFound, err)
 	}
-	tmp := filepath.Join(dir, "."+filepath.Base(path)+".tmp") // .tmp: no reader lists it as an image
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	return err
+}
+
+// file puts a label's files into the dataset and meta.json's new text in place, all
+// or nothing. Everything that takes space is written and synced first, the copies in
+// <Dataset>/.tmp-<id>/ and meta.json beside itself; then the missing folders are made
+// and the files renamed into place. A failure at any step (a full disk, most likely
+// while writing) removes what this call wrote, renamed or made, so the dataset holds
+// the whole example or nothing of it, and meta.json keeps its old label. r.mu held.
+func (r *Recorder) file(id string, files []staged, mpath string, meta []byte) (err error) {
+	ds := r.opt.Dataset
+	stage := filepath.Join(ds, tmpPrefix+id)
+	mtmp := filepath.Join(filepath.Dir(mpath), "."+MetaJSON+".tmp")
+	var placed, made []string
+	defer func() {
+		os.RemoveAll(stage)
+		os.Remove(mtmp)
+		if err == nil {
+			return
+		}
+		for _, p := range slices.Backward(placed) {
+			os.Remove(p)
+		}
+		for _, d := range slices.Backward(made) {
+			os.Remove(d)
+		}
+	}()
+	if err := os.MkdirAll(ds, 0o750); err != nil {
+		return fmt.Errorf("record: dataset: %w", err)
+	}
+	os.RemoveAll(stage) // what a crash left
+	if err := os.Mkdir(stage, 0o750); err != nil {
+		return fmt.Errorf("record: dataset: %w", err)
+	}
+	for _, f := range files {
+		if err := r.writeSynced(filepath.Join(stage, filepath.Base(f.rel)), f.b); err != nil {
+			return fmt.Errorf("record: dataset: %w", err)
+		}
+	}
+	os.Remove(mtmp)
+	if err := r.writeSynced(mtmp, meta); err != nil {
+		return fmt.Errorf("record: %s: %w", id, err)
+	}
+	dirs := map[string]bool{}
+	for _, f := range files {
+		d, err := mkdirs(ds, filepath.Dir(f.rel))
+		made = append(made, d...)
+		if err != nil {
+			return fmt.Errorf("record: dataset: %w", err)
+		}
+		dirs[filepath.Join(ds, filepath.Dir(f.rel))] = true
+	}
+	for _, f := range files {
+		dst := filepath.Join(ds, f.rel)
+		_, statErr := os.Lstat(dst)
+		if err := os.Rename(filepath.Join(stage, filepath.Base(f.rel)), dst); err != nil {
+			return fmt.Errorf("record: dataset: %w", err)
+		}
+		if errors.Is(statErr, fs.ErrNotExist) {
+			// One already there is this label's own copy (the same frame, the same
+			// mask): a failure later leaves it, as meta.json still names it.
+			placed = append(placed, dst)
+		}
+	}
+	if err := os.Rename(mtmp, mpath); err != nil {
+		return fmt.Errorf("record: %s: %w", id, err)
+	}
+	for d := range dirs {
+		syncDir(d)
+	}
+	syncDir(filepath.Dir(mpath))
+	return nil
+}
+
+// mkdirs makes rel's folders under root (0o750) and returns those it made, the
+// outermost first; on failure, those it made so far.
+func mkdirs(root, rel string) ([]string, error) {
+	var made []string
+	p := root
+	for _, part := range strings.Split(filepath.Clean(rel), string(filepath.Separator)) {
+		p = filepath.Join(p, part)
+		err := os.Mkdir(p, 0o750)
+		switch {
+		case err == nil:
+			made = append(made, p)
+		case errors.Is(err, fs.ErrExist):
+			if fi, serr := os.Stat(p); serr != nil || !fi.IsDir() {
+				return made, fmt.Errorf("%s: not a folder", p)
+			}
+		default:
+			return made, err
+		}
+	}
+	return made, nil
+}
+
+// writeSynced creates path (it must not exist), writes b and syncs it; on failure
+// nothing is left.
+func (r *Recorder) writeSynced(path string, b []byte) error {
+	f, err := r.create(path)
 	if err != nil {
 		return err
 	}
@@ -986,11 +1095,17 @@ func writeAtomic(path string, b []byte) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
 	if err != nil {
-		os.Remove(tmp)
+		os.Remove(path)
+		return fmt.Errorf("%s: %w", filepath.Base(path), err)
 	}
-	return err
+	return nil
+}
+
+// syncDir makes a folder's new entries durable; best effort (the renames are done).
+func syncDir(dir string) {
+	if f, err := os.Open(dir); err == nil {
+		f.Sync()
+		f.Close()
+	}
 }

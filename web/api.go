@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -75,6 +77,7 @@ func (s *Server) status() map[string]any {
 			"bad_frames": st.BadFrames.Load(), "infer_errors": st.InferErrors.Load(), "unmatched": st.Unmatched.Load(),
 		},
 		"events_dropped": s.hub.sub.Dropped(), "stream_dropped": s.hub.streamed.Load(), "streams": s.hub.nstreams(),
+		"streams_closed": s.hub.closed.Load(), "hosts_refused": s.hosts.refused.Load(),
 		"mutations": s.opt.Token != "",
 	}
 	ls := s.opt.Line.Stats()
@@ -122,6 +125,9 @@ func uintParam(v string, def uint64) (uint64, error) {
 		return def, nil
 	}
 	n, err := strconv.ParseUint(v, 10, 64)
+	if errors.Is(err, strconv.ErrRange) {
+		return 0, fmt.Errorf("over %d", uint64(math.MaxUint64))
+	}
 	if err != nil {
 		return 0, errors.New("not a whole number")
 	}
@@ -129,41 +135,58 @@ func uintParam(v string, def uint64) (uint64, error) {
 }
 
 // stream: GET /api/stream, Server-Sent Events: "event" (each API event), "live" (a
-// new heatmap at /api/live.png) and "status" (every second). A browser that falls
-// behind loses messages rather than slowing anything.
+// new heatmap at /api/live.png) and "status" (every second). A stream is never
+// refused (see hub.subscribe); one the server closes gets a last "closed" message
+// saying why, and the browser reconnects after the "retry" time.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
-	if s.hub.nstreams() >= MaxStreams {
-		problem(w, http.StatusServiceUnavailable, fmt.Sprintf("%d live streams already open", MaxStreams))
-		return
+	if c, ok := r.Context().Value(connKey{}).(*net.TCPConn); ok {
+		c.SetWriteBuffer(streamSendBuffer)
 	}
+	st := s.hub.subscribe(remoteIP(r.RemoteAddr))
+	defer s.hub.unsubscribe(st)
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	st := s.hub.subscribe()
-	defer s.hub.unsubscribe(st)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	send := func(b []byte) bool {
-		rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		if _, err := w.Write(b); err != nil {
-			return false
+	// A reader that stops reading fills the socket's buffers; the next write then
+	// waits at most this long before the stream is closed.
+	send := func(b []byte, wait time.Duration) bool {
+		rc.SetWriteDeadline(time.Now().Add(wait))
+		_, err := w.Write(b)
+		if err == nil {
+			err = rc.Flush()
 		}
-		return rc.Flush() == nil
+		if errors.Is(err, os.ErrDeadlineExceeded) { // too slow, before its queue filled
+			s.hub.mu.Lock()
+			s.hub.drop(st, fmt.Sprintf("too slow: a write waited %v", wait))
+			s.hub.mu.Unlock()
+		}
+		return err == nil
 	}
 	status := func() bool {
 		b, _ := json.Marshal(s.status())
-		return send(append(append([]byte("event: status\ndata: "), b...), "\n\n"...))
+		return send(append(append([]byte("event: status\ndata: "), b...), "\n\n"...), StreamWriteWait)
 	}
-	if !status() {
+	if !send([]byte("retry: 3000\n\n"), StreamWriteWait) || !status() {
 		return
 	}
 	for {
+		// quit first: a stream told to go does not write its queue out
+		select {
+		case <-st.quit:
+			b, _ := json.Marshal(map[string]string{"reason": st.why})
+			send(append(append([]byte("event: closed\ndata: "), b...), "\n\n"...), time.Second)
+			return
+		default:
+		}
 		select {
 		case <-r.Context().Done():
 			return
-		case b, ok := <-st.c:
-			if !ok || !send(b) {
+		case <-st.quit:
+		case b := <-st.c:
+			if !send(b, StreamWriteWait) {
 				return
 			}
 		case <-tick.C:
@@ -172,6 +195,14 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// remoteIP is the address part of a request's RemoteAddr.
+func remoteIP(remote string) string {
+	if h, _, err := net.SplitHostPort(remote); err == nil {
+		return h
+	}
+	return remote
 }
 
 func (s *Server) recordings(w http.ResponseWriter, r *http.Request) {
@@ -228,8 +259,13 @@ func (s *Server) feedback(w http.ResponseWriter, r *http.Request) {
 	// The whole body first, so that one too big is 413 whatever it holds; then one
 	// JSON object and nothing after it.
 	raw, err := io.ReadAll(r.Body)
-	if err != nil {
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
 		problem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", MaxBody))
+		return
+	case err != nil: // the client went away or sent a broken chunked body
+		problem(w, http.StatusBadRequest, "body: cannot be read")
 		return
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))

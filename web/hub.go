@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,12 +49,22 @@ type hub struct {
 	wg       sync.WaitGroup
 	once     sync.Once
 	started  atomic.Bool
-	streamed atomic.Uint64 // stream messages dropped (a slow browser)
+	streamed atomic.Uint64 // stream messages lost (each one closes a slow stream)
+	closed   atomic.Uint64 // streams the server closed: too slow, or gave way to a new one
+	opened   uint64        // streams opened, for their order; h.mu
 }
 
-// stream is one SSE client: a bounded queue of encoded messages.
+// StreamQueue is how many messages a stream may be behind before it is closed.
+const StreamQueue = 64
+
+// stream is one SSE client: a bounded queue of encoded messages, closed by the hub
+// (quit, with why) when its reader falls a whole queue behind or it gives way.
 type stream struct {
-	c chan []byte
+	c    chan []byte
+	quit chan struct{}
+	why  string // set before quit is closed
+	addr string // the client's IP address
+	n    uint64 // its order of opening
 }
 
 func newHub(p *daemon.Pipeline, heatmaps float64) *hub {
@@ -83,8 +94,7 @@ func (h *hub) close() {
 		h.sub.Close()
 		h.mu.Lock()
 		for s := range h.streams {
-			close(s.c)
-			delete(h.streams, s)
+			h.drop(s, "the server is stopping")
 		}
 		h.mu.Unlock()
 	})
@@ -148,8 +158,11 @@ func (h *hub) since(after uint64, limit int, kind string) []Event {
 	if h.next > EventRing {
 		first = h.next - EventRing
 	}
-	first = max(first, after+1)
 	out := []Event{}
+	if after >= h.next-1 {
+		return out // none yet; and after+1 would wrap for the largest id
+	}
+	first = max(first, after+1)
 	for id := first; id < h.next; id++ {
 		ev := h.ring[id%EventRing]
 		if kind != "" && ev.Kind != kind && !(kind == "fault" && isFault(ev)) {
@@ -175,26 +188,70 @@ func isFault(ev Event) bool {
 	return ev.Kind == "decision" && ev.Reason != "score"
 }
 
-func (h *hub) subscribe() *stream {
-	s := &stream{c: make(chan []byte, 64)}
+// subscribe opens a stream for a client at addr. A new stream is never refused: when
+// addr already has MaxStreamsPerAddr open, its oldest gives way; when MaxStreams are
+// open, the oldest of the address with the most gives way. A client that opens and
+// never reads can therefore not keep the operators out; the browser whose stream gave
+// way reconnects by itself.
+func (h *hub) subscribe(addr string) *stream {
+	s := &stream{c: make(chan []byte, StreamQueue), quit: make(chan struct{}), addr: addr}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	select {
 	case <-h.stop:
-		close(s.c)
+		s.why = "the server is stopping"
+		close(s.quit)
+		return s
 	default:
-		h.streams[s] = struct{}{}
 	}
+	per := map[string]int{}
+	for o := range h.streams {
+		per[o.addr]++
+	}
+	switch {
+	case per[addr] >= MaxStreamsPerAddr:
+		h.drop(h.oldest(addr), "too many streams from one address: the oldest gives way")
+	case len(h.streams) >= MaxStreams:
+		top := ""
+		for a, n := range per {
+			if n > per[top] || (n == per[top] && a < top) {
+				top = a
+			}
+		}
+		h.drop(h.oldest(top), "too many streams: the oldest of the busiest address gives way")
+	}
+	h.opened++
+	s.n = h.opened
+	h.streams[s] = struct{}{}
 	return s
+}
+
+// oldest is addr's first opened stream. h.mu held.
+func (h *hub) oldest(addr string) *stream {
+	var old *stream
+	for s := range h.streams {
+		if s.addr == addr && (old == nil || s.n < old.n) {
+			old = s
+		}
+	}
+	return old
+}
+
+// drop closes s for why. h.mu held.
+func (h *hub) drop(s *stream, why string) {
+	if _, ok := h.streams[s]; !ok {
+		return
+	}
+	delete(h.streams, s)
+	s.why = why
+	close(s.quit)
+	h.closed.Add(1)
 }
 
 func (h *hub) unsubscribe(s *stream) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if _, ok := h.streams[s]; ok {
-		delete(h.streams, s)
-		close(s.c)
-	}
+	delete(h.streams, s)
 }
 
 func (h *hub) nstreams() int {
@@ -203,8 +260,10 @@ func (h *hub) nstreams() int {
 	return len(h.streams)
 }
 
-// broadcast encodes one SSE message and offers it to every stream; a full stream
-// loses it (counted), as the bus does.
+// broadcast encodes one SSE message and offers it to every stream. A stream whose
+// queue is full is closed rather than left to lose messages without a word: its
+// reader has stopped or cannot keep up, and the page, reconnecting, fills the gap
+// from /api/events.
 func (h *hub) broadcast(name string, v any) {
 	var b bytes.Buffer
 	b.WriteString("event: ")
@@ -220,6 +279,7 @@ func (h *hub) broadcast(name string, v any) {
 		case s.c <- msg:
 		default:
 			h.streamed.Add(1)
+			h.drop(s, "too slow: the stream fell "+strconv.Itoa(StreamQueue)+" messages behind")
 		}
 	}
 }

@@ -3,6 +3,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -39,7 +40,10 @@ type Line interface {
 
 // Options configure the server. Pipeline and Line are required.
 type Options struct {
-	Address  string // host:port; "" is refused by New (the caller leaves the server off)
+	Address string // host:port; "" is refused by New (the caller leaves the server off)
+	// Hosts are names and addresses a request's Host may give besides the server's
+	// own (see hostCheck): a reverse proxy's name, a DNS alias of the line PC.
+	Hosts    []string
 	Token    string // bearer token for POSTs; "": every POST is refused with 403
 	Heatmaps float64
 	Version  string
@@ -62,6 +66,7 @@ type Options struct {
 type Server struct {
 	opt     Options
 	hub     *hub
+	hosts   *hostCheck
 	srv     *http.Server
 	ln      net.Listener
 	token   [32]byte // sha256 of the token: compared in constant time, never kept in clear
@@ -71,14 +76,25 @@ type Server struct {
 	once    sync.Once
 }
 
-// Limits: a mutating request's body, how many POSTs a second (burst 10) and SSE
-// clients at once. A line PC has one or two browsers open; these stop a runaway
-// script, not a person.
+// Limits: a mutating request's body, how many POSTs a second (burst 10), SSE clients
+// at once and from one address (more make the oldest give way: hub.subscribe), and
+// how long a write to a stream may wait for its reader. A line PC has one or two
+// browsers open; these stop a runaway script, not a person.
 const (
-	MaxBody       = 4 << 10
-	MutationsPerS = 5
-	MaxStreams    = 16
+	MaxBody           = 4 << 10
+	MutationsPerS     = 5
+	MaxStreams        = 16
+	MaxStreamsPerAddr = 8
+	StreamWriteWait   = 10 * time.Second
+	// streamSendBuffer is a stream socket's send buffer (the kernel doubles it). The
+	// default grows to megabytes, which at a few KB a second would hide a reader that
+	// stopped for many minutes; a stream needs little.
+	streamSendBuffer = 32 << 10
 )
+
+// connKey is the request context's key to its connection (the stream sizes its
+// socket's send buffer).
+type connKey struct{}
 
 // New builds the server without listening.
 func New(opt Options) (*Server, error) {
@@ -99,11 +115,14 @@ func New(opt Options) (*Server, error) {
 	if opt.Token != "" {
 		s.token = sha256.Sum256([]byte(opt.Token))
 	}
+	hosts, err := newHostCheck(opt.Address, opt.Hosts, opt.Log)
+	if err != nil {
+		return nil, err
+	}
+	s.hosts = hosts
 	s.hub = newHub(opt.Pipeline, opt.Heatmaps)
 	mux := http.NewServeMux()
-	sub, _ := fs.Sub(static, "static")
-	files := http.FileServerFS(sub)
-	mux.Handle("GET /", noStore(files))
+	mux.Handle("GET /", staticFiles())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { text(w, http.StatusOK, "ok") })
 	mux.HandleFunc("GET /readyz", s.readyz)
 	if opt.Metrics != nil {
@@ -119,12 +138,15 @@ func New(opt Options) (*Server, error) {
 	mux.Handle("POST /api/reload", s.authorised(s.reload))
 	mux.Handle("POST /api/alarm/reset", s.authorised(s.alarmReset))
 	s.srv = &http.Server{
-		Handler:           securityHeaders(mux),
+		Handler:           securityHeaders(hosts.wrap(mux)),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(opt.Log.Handler(), slog.LevelWarn),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
 	}
 	return s, nil
 }
@@ -275,9 +297,39 @@ func securityHeaders(h http.Handler) http.Handler {
 	})
 }
 
-func noStore(h http.Handler) http.Handler {
+// staticFiles serves the page's embedded files by exact name ("/" is index.html) and
+// answers 404 for every other path, whatever bytes it holds: a path that is not
+// valid UTF-8 is a client's error, not the 500 that a file server's fs.ErrInvalid
+// becomes. No directory listings, no redirects.
+func staticFiles() http.Handler {
+	type file struct {
+		body []byte
+		etag string
+	}
+	files := map[string]file{}
+	ents, _ := fs.ReadDir(static, "static")
+	for _, e := range ents {
+		b, err := fs.ReadFile(static, "static/"+e.Name())
+		if err != nil || e.IsDir() {
+			continue
+		}
+		sum := sha256.Sum256(b)
+		files["/"+e.Name()] = file{b, fmt.Sprintf(`"%x"`, sum[:8])}
+	}
+	files["/"] = files["/index.html"]
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f, ok := files[r.URL.Path]
+		if !ok {
+			text(w, http.StatusNotFound, "not found")
+			return
+		}
+		name := r.URL.Path
+		if name == "/" {
+			name = "index.html"
+		}
+		// no-cache: revalidated (by ETag) on each load, so a new build's page is never stale
 		w.Header().Set("Cache-Control", "no-cache")
-		h.ServeHTTP(w, r)
+		w.Header().Set("ETag", f.etag)
+		http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(f.body))
 	})
 }

@@ -54,6 +54,12 @@ type served struct {
 // production, or to mutations a second when that is not 0.
 func serve(t *testing.T, tok string, fps float64, loop bool, mutations ...float64) *served {
 	t.Helper()
+	return serveWith(t, fps, loop, func(o *web.Options) { o.Token, o.Mutations = tok, append(mutations, 0)[0] })
+}
+
+// serveWith is serve with the server's options set by opt.
+func serveWith(t *testing.T, fps float64, loop bool, opt func(*web.Options)) *served {
+	t.Helper()
 	l := demoline.New(t, demoline.Options{FPS: fps, Loop: loop})
 	m, err := metrics.New(metrics.Options{Version: "test", Pipeline: l.Pipeline, Line: l.Tracker, Threshold: l.Pipeline.Generation().Threshold})
 	if err != nil {
@@ -62,8 +68,9 @@ func serve(t *testing.T, tok string, fps float64, loop bool, mutations ...float6
 	m.Start()
 	t.Cleanup(func() { m.Close() })
 	rec := &fakeRecordings{got: make(chan [3]string, 4)}
-	srv, err := web.New(web.Options{Address: "127.0.0.1:0", Token: tok, Heatmaps: 20, Pipeline: l.Pipeline, Line: l.Tracker,
-		Metrics: m.Handler(), Recordings: rec, Mutations: append(mutations, 0)[0]})
+	o := web.Options{Address: "127.0.0.1:0", Heatmaps: 20, Pipeline: l.Pipeline, Line: l.Tracker, Metrics: m.Handler(), Recordings: rec}
+	opt(&o)
+	srv, err := web.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

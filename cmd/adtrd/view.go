@@ -81,7 +81,7 @@ func startView(cfg config.Config, cfgPath string, p *daemon.Pipeline, tr *gpio.T
 		Consumers: consumers, Extra: extra,
 	}
 	wo := web.Options{
-		Address: cfg.HTTP.Address, Heatmaps: cfg.HTTP.Heatmaps, Version: version,
+		Address: cfg.HTTP.Address, Hosts: cfg.HTTP.Hosts, Heatmaps: cfg.HTTP.Heatmaps, Version: version,
 		Pipeline: p, Line: tr, Recordings: recs, ModelPath: cfg.Model.Path, ConfigPath: cfgPath,
 		Log: log.With("component", "http"),
 	}

@@ -239,6 +239,8 @@
     rows.push(['events_dropped', 'page events lost', s.events_dropped]);
     rows.push(['stream_dropped', 'stream msgs lost', s.stream_dropped]);
     rows.push(['streams', 'open streams', s.streams]);
+    rows.push(['streams_closed', 'streams closed (slow or gave way)', s.streams_closed]);
+    rows.push(['hosts_refused', 'requests for another host', s.hosts_refused]);
     for (const [k, name, v] of rows) {
       let dd = document.getElementById('count-' + k);
       if (!dd) {
