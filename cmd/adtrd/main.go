@@ -131,6 +131,9 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := daemon.Check(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		fmt.Fprintf(stderr, "adtrd check: %s: %s\n", *cfgPath, strings.ReplaceAll(err.Error(), "\n", "; "))
+		if daemon.OnlyUnreachable(err) {
+			return 1 // the config is right as far as it could be checked; the camera is not there now
+		}
 		return 2
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)
