@@ -392,9 +392,11 @@ func parseError(line string) bool {
 
 // negotiationError: the pipeline was built but its elements could not agree on a
 // format once data flowed (a decodebin output that fits no tail, a camera that has
-// no mode with these caps).
+// no mode with these caps, or that refuses a setting: aravissrc's "Could not set
+// caps" with a GenICam feature value the camera does not have).
 func negotiationError(line string) bool {
-	return strings.Contains(line, "reason not-linked") || strings.Contains(line, "reason not-negotiated")
+	return strings.Contains(line, "reason not-linked") || strings.Contains(line, "reason not-negotiated") ||
+		strings.Contains(line, "Could not set caps")
 }
 
 func trimLevel(line string) string {

@@ -406,6 +406,8 @@ func TestCheckCamera(t *testing.T) {
 		{"live", "gst://videotestsrc is-live=true ! video/x-raw,width=320,height=240", 250, false, false, ok, ""},
 		// a real GigE Vision camera (Mono8 512x512, converted to RGB by the tail)
 		{"gige", "gige://127.0.0.1", 64, false, true, ok, ""},
+		// a GigE Vision feature value the camera does not have: the camera refuses the config
+		{"gige feature", "gige://127.0.0.1", 64, false, true, config, `[TriggerSource] 'Line9' not an entry`},
 		// a pad reference ("c.") to the compositor named c
 		{"reference", "gst://videotestsrc ! c. compositor name=c", 64, false, false, ok, ""},
 		// JPEG into the tail's videoconvert: field case 20
@@ -431,6 +433,9 @@ func TestCheckCamera(t *testing.T) {
 		{"silent", "gst://videotestsrc is-live=true ! valve drop=true", 64, false, false, unreachable, "no frame within 1s"},
 		// the same camera waiting for the line's trigger (input.trigger)
 		{"silent and triggered", "gst://videotestsrc is-live=true ! valve drop=true", 64, true, false, ok, ""},
+		// the same camera set to TriggerMode=On (a gige:// feature; the fake GigE camera
+		// streams on regardless, so the silent head stands in for one that waits)
+		{"silent and self-triggered", "gst://videotestsrc is-live=true ! valve drop=true", 64, false, false, ok, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.gige {
@@ -438,8 +443,14 @@ func TestCheckCamera(t *testing.T) {
 				defer func() { cam.Process.Kill(); cam.Wait() }()
 			}
 			opt := capture.CameraOptions{Spec: capture.CameraSpec{URI: tc.uri, Width: tc.width, Height: 48}, Size: capture.Size{W: 32, H: 32}, Triggered: tc.triggered}
-			if tc.name == "silent" || tc.name == "silent and triggered" {
+			switch tc.name {
+			case "silent", "silent and triggered":
 				opt.FirstFrame = time.Second
+			case "silent and self-triggered":
+				opt.Spec.Features = map[string]string{"triggermode": "on"}
+				opt.FirstFrame = time.Second
+			case "gige feature":
+				opt.Spec.Features = map[string]string{"TriggerSource": "Line9"}
 			}
 			err := capture.CheckCamera(opt)
 			switch {
