@@ -2,6 +2,7 @@ package capture
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -36,7 +37,10 @@ type CameraOptions struct {
 	Buffers int
 	// Launch is the gst-launch-1.0 to run; "" finds it on PATH.
 	Launch string
-	Log    *slog.Logger
+	// Triggered: the camera sends frames only when the line triggers it (CheckCamera
+	// then passes one that sends none in its few seconds).
+	Triggered bool
+	Log       *slog.Logger
 }
 
 // CameraStats are a camera source's counters.
@@ -286,60 +290,91 @@ type sourceError struct{ msg string }
 func (e *sourceError) Error() string { return e.msg }
 func (e *sourceError) Unwrap() error { return ErrSource }
 
-// runChild runs one child until it fails, and says how many frames it delivered.
-func (c *Camera) runChild(ctx context.Context, lostAt time.Time) (uint64, error) {
-	out, outW, err := os.Pipe()
+// child is one running gst-launch-1.0: frames on their own pipe (descriptor FrameFD in
+// the child), its stdout and stderr on one pipe read into the bounded log, so that
+// nothing an element prints can reach the frames.
+type child struct {
+	cmd     *exec.Cmd
+	frames  *os.File
+	logR    *os.File
+	logs    *childLog
+	logDone chan struct{}
+}
+
+func startChild(launch string, args []string, log *slog.Logger) (*child, error) {
+	fr, fw, err := os.Pipe()
 	if err != nil {
-		return 0, fmt.Errorf("frame pipe: %w", err)
+		return nil, fmt.Errorf("frame pipe: %w", err)
 	}
-	defer out.Close()
-	errR, errW, err := os.Pipe()
+	lr, lw, err := os.Pipe()
 	if err != nil {
-		outW.Close()
-		return 0, fmt.Errorf("stderr pipe: %w", err)
+		fr.Close()
+		fw.Close()
+		return nil, fmt.Errorf("log pipe: %w", err)
 	}
-	cmd := exec.Command(c.launch, c.args...)
-	cmd.Stdout, cmd.Stderr = outW, errW
+	cmd := exec.Command(launch, args...)
+	cmd.Stdout, cmd.Stderr = lw, lw
+	cmd.ExtraFiles = make([]*os.File, FrameFD-2) // ExtraFiles[i] is the child's descriptor 3+i
+	cmd.ExtraFiles[FrameFD-3] = fw
 	cmd.Env = append(os.Environ(), "GST_DEBUG_NO_COLOR=1")
 	setProcAttr(cmd)
 	err = cmd.Start()
-	outW.Close()
-	errW.Close()
+	fw.Close()
+	lw.Close()
 	if err != nil {
-		errR.Close()
-		return 0, fmt.Errorf("start %s: %w", c.launch, err)
+		fr.Close()
+		lr.Close()
+		return nil, fmt.Errorf("start %s: %w", launch, err)
 	}
-	c.mu.Lock()
-	c.child = cmd.Process
-	c.mu.Unlock()
-	logs := newChildLog(c.log)
-	logDone := make(chan struct{})
+	ch := &child{cmd: cmd, frames: fr, logR: lr, logs: newChildLog(log), logDone: make(chan struct{})}
 	go func() {
-		defer close(logDone)
-		logs.read(errR)
+		defer close(ch.logDone)
+		ch.logs.read(lr)
 	}()
-	// A stop or Close interrupts a read that would wait for the stall deadline.
-	stopRead := context.AfterFunc(ctx, func() { out.SetReadDeadline(time.Now()) })
-	n, readErr := c.readFrames(ctx, out, lostAt)
-	stopRead()
-	killGroup(cmd.Process)
-	waitErr := cmd.Wait()
+	return ch, nil
+}
+
+// stop kills the child's process group, reaps it and closes its pipes once the log
+// has read what the child printed.
+func (ch *child) stop() error {
+	killGroup(ch.cmd.Process)
+	err := ch.cmd.Wait()
 	// Something the child started may still hold its stderr (GStreamer's plugin
 	// scanner, while it builds the registry): the log gets a moment, then the pipe
 	// is closed under it.
 	select {
-	case <-logDone:
+	case <-ch.logDone:
 	case <-time.After(time.Second):
-		errR.Close()
-		<-logDone
+		ch.logR.Close()
+		<-ch.logDone
 	}
-	errR.Close()
+	ch.logR.Close()
+	ch.frames.Close()
+	return err
+}
+
+// runChild runs one child until it fails, and says how many frames it delivered.
+func (c *Camera) runChild(ctx context.Context, lostAt time.Time) (uint64, error) {
+	ch, err := startChild(c.launch, c.args, c.log)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	c.child = ch.cmd.Process
+	c.mu.Unlock()
+	// A stop or Close interrupts a read that would wait for the stall deadline.
+	stopRead := context.AfterFunc(ctx, func() { ch.frames.SetReadDeadline(time.Now()) })
+	n, readErr := c.readFrames(ctx, ch.frames, lostAt)
+	stopRead()
+	waitErr := ch.stop()
 	c.mu.Lock()
 	c.child = nil
 	c.mu.Unlock()
-	if line := logs.lastError(); n == 0 && (strings.Contains(line, "erroneous pipeline") || strings.Contains(line, "could not be constructed")) {
-		line = strings.TrimPrefix(strings.TrimPrefix(line, "WARNING: "), "ERROR: ")
-		return 0, &fatalError{msg: fmt.Sprintf("capture: camera: gst-launch-1.0: %s", line)}
+	var se *streamError
+	if line := ch.logs.lastError(); n == 0 && parseError(line) {
+		return 0, &fatalError{msg: fmt.Sprintf("capture: camera: gst-launch-1.0: %s", trimLevel(line))}
+	} else if errors.As(readErr, &se) {
+		return n, readErr // the frames themselves are wrong: that says more than how the child ended
 	} else if line != "" {
 		return n, fmt.Errorf("%v (%s)", readErr, line)
 	}
@@ -347,6 +382,25 @@ func (c *Camera) runChild(ctx context.Context, lostAt time.Time) (uint64, error)
 		return n, fmt.Errorf("gst-launch-1.0 exited (%v)", waitErr)
 	}
 	return n, readErr
+}
+
+// parseError: GStreamer could not build the pipeline from its description (a syntax
+// error, an unknown element or property, elements or caps that cannot link).
+func parseError(line string) bool {
+	return strings.Contains(line, "erroneous pipeline") || strings.Contains(line, "could not be constructed")
+}
+
+// negotiationError: the pipeline was built but its elements could not agree on a
+// format once data flowed (a decodebin output that fits no tail, a camera that has
+// no mode with these caps, or that refuses a setting: aravissrc's "Could not set
+// caps" with a GenICam feature value the camera does not have).
+func negotiationError(line string) bool {
+	return strings.Contains(line, "reason not-linked") || strings.Contains(line, "reason not-negotiated") ||
+		strings.Contains(line, "Could not set caps")
+}
+
+func trimLevel(line string) string {
+	return strings.TrimPrefix(strings.TrimPrefix(line, "WARNING: "), "ERROR: ")
 }
 
 // readFrames reads whole frames until the pipe fails or stalls.
@@ -358,6 +412,7 @@ func (c *Camera) readFrames(ctx context.Context, out *os.File, lostAt time.Time)
 		raw = make([]byte, w*h*3)
 	}
 	rs := newResizer(w, h, c.opt.Size.W, c.opt.Size.H)
+	fr := newFrameReader(out, w, h)
 	var n uint64
 	wait := c.opt.FirstFrame
 	for {
@@ -378,7 +433,7 @@ func (c *Camera) readFrames(ctx context.Context, out *os.File, lostAt time.Time)
 			}
 			dst = discard
 		}
-		if _, err := io.ReadFull(out, dst); err != nil {
+		if err := fr.read(dst); err != nil {
 			if ok {
 				c.pool.Put(idx)
 			}
@@ -418,6 +473,136 @@ func (c *Camera) readFrames(ctx context.Context, out *os.File, lostAt time.Time)
 	}
 }
 
+// frameReader reads the tail's frame stream: multipartmux's parts, each a header
+// with the buffer's size, the buffer and CRLF. A buffer is taken in GStreamer's two
+// layouts of a W x H RGB frame, rows of W*3 bytes or rows padded to 4 bytes (its
+// default stride; the padding is dropped); any other size is an error, never pixels.
+type frameReader struct {
+	r                 *bufio.Reader
+	w, h, row, stride int
+}
+
+func newFrameReader(r io.Reader, w, h int) *frameReader {
+	return &frameReader{r: bufio.NewReaderSize(r, 64<<10), w: w, h: h, row: 3 * w, stride: (3*w + 3) &^ 3}
+}
+
+// streamError: the frame stream is not W x H RGB frames in adtrd's framing.
+type streamError struct{ msg string }
+
+func (e *streamError) Error() string { return e.msg }
+
+// read reads the next frame into dst (W*H*3 bytes).
+func (f *frameReader) read(dst []byte) error {
+	n, err := f.header()
+	if err != nil {
+		return err
+	}
+	switch n {
+	case f.row * f.h:
+		if _, err := io.ReadFull(f.r, dst[:n]); err != nil {
+			return err
+		}
+	case f.stride * f.h:
+		for y := range f.h {
+			if _, err := io.ReadFull(f.r, dst[y*f.row:(y+1)*f.row]); err != nil {
+				return err
+			}
+			if _, err := f.r.Discard(f.stride - f.row); err != nil {
+				return err
+			}
+		}
+	default:
+		msg := fmt.Sprintf("camera frame of %d bytes: a %dx%d RGB frame is %d", n, f.w, f.h, f.row*f.h)
+		if f.stride != f.row {
+			msg += fmt.Sprintf(" (%d with rows padded to 4 bytes)", f.stride*f.h)
+		}
+		return &streamError{msg + ": the pipeline does not deliver the configured frame"}
+	}
+	cr, err := f.r.ReadByte()
+	if err != nil {
+		return err
+	}
+	lf, err := f.r.ReadByte()
+	if err != nil {
+		return err
+	}
+	if cr != '\r' || lf != '\n' {
+		return &streamError{"camera frame stream: no CRLF after a frame (not multipartmux's framing)"}
+	}
+	return nil
+}
+
+// header reads one part's header and returns its Content-Length.
+func (f *frameReader) header() (int, error) {
+	line, err := f.line()
+	if err != nil {
+		return 0, err
+	}
+	if string(line) != "--"+FrameBoundary {
+		return 0, &streamError{fmt.Sprintf("camera frame stream: %.40q where a frame's boundary --%s belongs", line, FrameBoundary)}
+	}
+	n, video := -1, false
+	for i := 0; ; i++ {
+		line, err := f.line()
+		if err != nil {
+			return 0, err
+		}
+		if len(line) == 0 {
+			break
+		}
+		if i == 16 {
+			return 0, &streamError{"camera frame stream: more than 16 header lines in a frame"}
+		}
+		k, v, _ := bytes.Cut(line, []byte(": "))
+		switch {
+		case bytes.EqualFold(k, []byte("Content-Length")):
+			if n = atoi(v); n < 0 {
+				return 0, &streamError{fmt.Sprintf("camera frame stream: Content-Length %.40q", v)}
+			}
+		case bytes.EqualFold(k, []byte("Content-Type")):
+			if string(v) != "video/x-raw" {
+				return 0, &streamError{fmt.Sprintf("camera frame stream: a frame of type %.40q, want video/x-raw", v)}
+			}
+			video = true
+		}
+	}
+	if n < 0 || !video {
+		return 0, &streamError{"camera frame stream: a frame without Content-Length and Content-Type video/x-raw"}
+	}
+	return n, nil
+}
+
+// line reads one CRLF-ended header line, without its CRLF.
+func (f *frameReader) line() ([]byte, error) {
+	line, err := f.r.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		return nil, &streamError{"camera frame stream: a header line over 64 KiB (not multipartmux's framing)"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	line = line[:len(line)-1]
+	if len(line) == 0 || line[len(line)-1] != '\r' {
+		return nil, &streamError{"camera frame stream: a header line not ended by CRLF (not multipartmux's framing)"}
+	}
+	return line[:len(line)-1], nil
+}
+
+// atoi parses a size of up to 10 digits; -1 for anything else.
+func atoi(b []byte) int {
+	if len(b) == 0 || len(b) > 10 {
+		return -1
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return -1
+		}
+		n = 10*n + int(c-'0')
+	}
+	return n
+}
+
 // childLog passes the child's stderr to the log, at most childLogBurst lines per
 // childLogPeriod (a failing camera can print a line per frame), and keeps the last
 // error line for the lost event.
@@ -425,6 +610,8 @@ type childLog struct {
 	log        *slog.Logger
 	mu         sync.Mutex
 	last       string
+	detail     string // the debug info's last line under last
+	debug      int    // where in last's debug info the reader is: 0 outside, 1..3 its lines
 	n          int
 	suppressed int
 	window     time.Time
@@ -437,46 +624,92 @@ const (
 
 func newChildLog(log *slog.Logger) *childLog { return &childLog{log: log} }
 
+// read logs r's lines until it ends. A line longer than the buffer is cut, and the
+// rest of it skipped: the child's output is always drained, since a child blocked
+// on a full pipe would stall the camera.
 func (l *childLog) read(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 4096), 64<<10)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" {
-			continue
+	br := bufio.NewReaderSize(r, 4096)
+	for {
+		b, err := br.ReadSlice('\n')
+		line := strings.TrimSpace(string(b))
+		for errors.Is(err, bufio.ErrBufferFull) {
+			_, err = br.ReadSlice('\n')
 		}
-		l.mu.Lock()
-		if strings.HasPrefix(line, "ERROR") || strings.HasPrefix(line, "WARNING: erroneous") {
-			if l.last == "" || !strings.HasPrefix(l.last, "ERROR: from element") {
-				l.last = line // the first error says why; the later ones how it ended
-			}
+		if line != "" {
+			l.add(line)
 		}
-		now := time.Now()
-		if now.Sub(l.window) > childLogPeriod {
-			if l.suppressed > 0 {
-				l.log.Warn("gstreamer: lines not logged", "count", l.suppressed, "period", childLogPeriod)
-			}
-			l.window, l.n, l.suppressed = now, 0, 0
+		if err != nil {
+			return
 		}
-		if l.n < childLogBurst {
-			l.n++
-			l.log.Warn("gstreamer: " + line)
-		} else {
-			l.suppressed++
-		}
-		l.mu.Unlock()
 	}
 }
 
+func (l *childLog) add(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case strings.HasPrefix(line, "ERROR") || strings.HasPrefix(line, "WARNING: erroneous"):
+		l.debug = 0
+		if l.last == "" || !strings.HasPrefix(l.last, "ERROR: from element") {
+			l.last, l.detail = line, "" // the first error says why; the later ones how it ended
+			l.debug = 1
+		}
+	case l.debug == 1 && line == "Additional debug info:":
+		l.debug = 2
+	case l.debug == 2: // where in GStreamer's source
+		l.debug = 3
+	case l.debug == 3: // the element's own detail: "streaming stopped, reason not-linked (-1)"
+		l.detail, l.debug = line, 0
+	}
+	now := time.Now()
+	if now.Sub(l.window) > childLogPeriod {
+		if l.suppressed > 0 {
+			l.log.Warn("gstreamer: lines not logged", "count", l.suppressed, "period", childLogPeriod)
+		}
+		l.window, l.n, l.suppressed = now, 0, 0
+	}
+	if l.n < childLogBurst {
+		l.n++
+		l.log.Warn("gstreamer: " + line)
+	} else {
+		l.suppressed++
+	}
+}
+
+// lastError is the error line that says why the child failed, with its detail.
 func (l *childLog) lastError() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.detail != "" {
+		return l.last + " (" + l.detail + ")"
+	}
 	return l.last
 }
 
-// CheckCamera checks what NewCamera would run, without starting it (no camera is
-// opened): the pipeline builds, gst-launch-1.0 is there, and gst-inspect-1.0 knows
-// every element the pipeline names.
+// ErrUnreachable: the camera pipeline is well formed but the camera cannot be reached
+// now (unplugged, switched off, another address, held by another process).
+var ErrUnreachable = errors.New("capture: camera not reachable")
+
+type unreachableError struct{ msg string }
+
+func (e *unreachableError) Error() string { return e.msg }
+func (e *unreachableError) Unwrap() error { return ErrUnreachable }
+
+// CheckWait bounds how long CheckCamera waits for a first frame (less when
+// CameraOptions.FirstFrame is less).
+const CheckWait = 5 * time.Second
+
+// CheckCamera checks what NewCamera would run by running it: gst-launch-1.0 is there,
+// gst-inspect-1.0 knows every element the pipeline names, then the pipeline itself
+// runs until its first frame, CheckWait at most, and that frame must be the
+// configured size. The camera is opened for those seconds.
+//
+// A pipeline GStreamer cannot build, link or negotiate, and frames of another size,
+// are config errors (ErrSource, naming the key, GStreamer's own line). A camera that
+// reports it cannot be reached, or sends no frame in time, is ErrUnreachable: the
+// configuration may be right, and the camera is not there now. A triggered camera
+// (opt.Triggered, or a gige:// camera with TriggerMode=On) sends frames only for
+// parts, so no frame in time without an error passes.
 func CheckCamera(opt CameraOptions) error {
 	args, err := opt.Spec.Args()
 	if err != nil {
@@ -486,7 +719,8 @@ func CheckCamera(opt CameraOptions) error {
 	if launch == "" {
 		launch = "gst-launch-1.0"
 	}
-	if _, err := exec.LookPath(launch); err != nil {
+	path, err := exec.LookPath(launch)
+	if err != nil {
 		return &sourceError{fmt.Sprintf("capture.camera: %s not found (Debian: apt install gstreamer1.0-tools)", launch)}
 	}
 	inspect, err := exec.LookPath("gst-inspect-1.0")
@@ -505,7 +739,41 @@ func CheckCamera(opt CameraOptions) error {
 		return &sourceError{fmt.Sprintf("capture.camera.uri: GStreamer has no element %s (not installed, or a plugin of another board: %s)",
 			strings.Join(missing, ", "), elementHint(missing))}
 	}
-	return nil
+	return probeCamera(opt, path, args)
+}
+
+// probeCamera runs the pipeline until its first frame or the check's time limit.
+func probeCamera(opt CameraOptions, launch string, args []string) error {
+	log := opt.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	wait := min(orDefault(opt.FirstFrame, DefaultFirstFrame), CheckWait)
+	ch, err := startChild(launch, args, log)
+	if err != nil {
+		return &sourceError{"capture.camera: " + err.Error()}
+	}
+	ch.frames.SetReadDeadline(time.Now().Add(wait))
+	w, h := opt.Spec.Width, opt.Spec.Height
+	readErr := newFrameReader(ch.frames, w, h).read(make([]byte, w*h*3))
+	waitErr := ch.stop()
+	line := ch.logs.lastError()
+	var se *streamError
+	switch {
+	case readErr == nil:
+		return nil
+	case errors.As(readErr, &se):
+		return &sourceError{"capture.camera: " + se.msg}
+	case parseError(line) || negotiationError(line):
+		return &sourceError{"capture.camera.uri: GStreamer cannot run this pipeline: " + trimLevel(line)}
+	case line != "":
+		return &unreachableError{"capture.camera.uri: camera not reachable now: " + trimLevel(line)}
+	case errors.Is(readErr, os.ErrDeadlineExceeded) && (opt.Triggered || opt.Spec.selfTriggered()):
+		return nil
+	case errors.Is(readErr, os.ErrDeadlineExceeded):
+		return &unreachableError{fmt.Sprintf("capture.camera.uri: camera not reachable now: no frame within %v and no error from GStreamer (check waits %v at most; a camera triggered by the line needs input.trigger)", wait, CheckWait)}
+	}
+	return &sourceError{fmt.Sprintf("capture.camera.uri: the pipeline ended without a frame and without an error (gst-launch-1.0: %v)", waitErr)}
 }
 
 // elementHint names where the missing elements come from.
@@ -521,6 +789,8 @@ func elementHint(missing []string) string {
 			hints = append(hints, e+": apt install gstreamer1.0-plugins-good")
 		case "decodebin", "videoconvert", "videoscale", "queue", "fdsink":
 			hints = append(hints, e+": apt install gstreamer1.0-plugins-base")
+		case "multipartmux":
+			hints = append(hints, e+" (adtrd's frame framing): apt install gstreamer1.0-plugins-good")
 		case "pylonsrc":
 			hints = append(hints, "pylonsrc is Basler's gst-plugin-pylon")
 		}

@@ -2,10 +2,14 @@ package capture_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"image"
+	"image/png"
+	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -55,7 +59,7 @@ func next(t *testing.T, c *capture.Camera, d time.Duration) capture.Frame {
 		switch {
 		case err == nil:
 			return f
-		case errors.Is(err, capture.ErrLost):
+		case errors.Is(err, capture.ErrLost) && ctx.Err() == nil: // Next says lost before it looks at ctx
 			time.Sleep(10 * time.Millisecond)
 		default:
 			t.Fatalf("no frame within %v: %v", d, err)
@@ -101,9 +105,11 @@ func TestCameraFrameIsTheFilesInput(t *testing.T) {
 			args[i] = "num-buffers=1"
 		}
 	}
-	raw, err := exec.Command("gst-launch-1.0", args...).Output()
-	if err != nil || len(raw) != 64*48*3 {
-		t.Fatalf("one frame from gst-launch-1.0 %v: %d bytes, %v", args, len(raw), err)
+	// The frames' descriptor onto stdout: one multipartmux part, a 64-pixel row unpadded.
+	out, err := exec.Command("sh", append([]string{"-c", `exec gst-launch-1.0 "$@" 3>&1`, "sh"}, args...)...).Output()
+	hdr, raw, ok := bytes.Cut(out, []byte("\r\n\r\n"))
+	if err != nil || !ok || !bytes.Contains(hdr, []byte("Content-Length: 9216")) || len(raw) != 64*48*3+2 {
+		t.Fatalf("one frame from gst-launch-1.0 %v: %d bytes, %v", args, len(out), err)
 	}
 	img := image.NewNRGBA(image.Rect(0, 0, 64, 48))
 	for i := range 64 * 48 {
@@ -272,9 +278,11 @@ func TestCameraGigEVisionLostAndBack(t *testing.T) {
 
 // BenchmarkCamera: frames a second through the camera source (the child's
 // videotestsrc and videoconvert, the pipe, the toolkit's resize to 224x224 and the
-// hand-off) at three camera sizes; allocs/op is per frame (goal 0 after warm-up).
+// hand-off) at three camera sizes, and at one whose RGB rows GStreamer pads (1278*3 =
+// 3834 bytes, padded to 3836: read row by row); allocs/op is per frame (goal 0 after
+// warm-up).
 func BenchmarkCamera(b *testing.B) {
-	for _, sz := range [][2]int{{640, 480}, {1280, 720}, {1920, 1080}} {
+	for _, sz := range [][2]int{{640, 480}, {1280, 720}, {1278, 720}, {1920, 1080}} {
 		b.Run(fmt.Sprintf("%dx%d", sz[0], sz[1]), func(b *testing.B) {
 			testlib.Tool(b, "gst-launch-1.0")
 			uri := fmt.Sprintf("gst://videotestsrc pattern=snow ! video/x-raw,width=%d,height=%d", sz[0], sz[1])
@@ -368,32 +376,230 @@ func lostAndBack(t *testing.T, c *capture.Camera, server *exec.Cmd, restart func
 	}
 }
 
-// CheckCamera asks gst-inspect-1.0 about every element without starting anything:
-// plugins versioned apart from GStreamer (Aravis's aravissrc) count, references to
-// named elements are no elements, and a missing one is named with its key.
+// CheckCamera runs the pipeline to its first frame (after asking gst-inspect-1.0 for
+// every element): what GStreamer cannot build, link or negotiate, and frames of
+// another size, are config errors (ErrSource) with GStreamer's own line; a camera that
+// cannot be reached now is ErrUnreachable, and so is one that sends nothing, unless it
+// waits for a trigger.
 func TestCheckCamera(t *testing.T) {
 	testlib.Tool(t, "gst-inspect-1.0")
-	testlib.Tool(t, "arv-fake-gv-camera-0.8") // aravis-tools comes with libaravis's aravissrc
+	testlib.Tool(t, "gst-launch-1.0")
+	startGigE := testlib.FakeGigECamera(t) // aravis-tools comes with libaravis's aravissrc
+	const (
+		ok          = iota
+		config      // ErrSource: the file is wrong
+		unreachable // ErrUnreachable: the camera is not there now
+	)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedPort := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
 	for _, tc := range []struct {
-		name, uri, want string // want "": no error
+		name, uri string
+		width     int
+		triggered bool
+		gige      bool // the fake GigE Vision camera runs
+		kind      int
+		want      string
 	}{
-		// aravissrc, version 0.8 against GStreamer's 1.22
-		{"gige", "gige://127.0.0.1", ""},
+		// a live pattern at a width whose RGB rows GStreamer pads (250*3 = 750 -> 752)
+		{"live", "gst://videotestsrc is-live=true ! video/x-raw,width=320,height=240", 250, false, false, ok, ""},
+		// a real GigE Vision camera (Mono8 512x512, converted to RGB by the tail)
+		{"gige", "gige://127.0.0.1", 64, false, true, ok, ""},
+		// a GigE Vision feature value the camera does not have: the camera refuses the config
+		{"gige feature", "gige://127.0.0.1", 64, false, true, config, `[TriggerSource] 'Line9' not an entry`},
 		// a pad reference ("c.") to the compositor named c
-		{"reference", "gst://videotestsrc ! c. compositor name=c", ""},
-		// rtspsrc and decodebin
-		{"rtsp", "rtsp://127.0.0.1:8554/cam", ""},
+		{"reference", "gst://videotestsrc ! c. compositor name=c", 64, false, false, ok, ""},
+		// JPEG into the tail's videoconvert: field case 20
+		{"jpeg before the tail", "gst://videotestsrc ! jpegenc", 64, false, false, config, "could not link queue0 to videoconvert0"},
+		// a format GStreamer does not know: field case 20
+		{"unknown format", "gst://videotestsrc ! video/x-raw,format=NOTAFORMAT", 64, false, false, config, "can't handle caps video/x-raw, format=(string)NOTAFORMAT"},
+		// caps the source cannot give
+		{"wrong caps", "gst://videotestsrc ! audio/x-raw", 64, false, false, config, "can't handle caps audio/x-raw"},
+		// a link found only once data flows: decodebin's audio fits no video tail
+		{"unlinkable at run time", "gst://audiotestsrc ! decodebin", 64, false, false, config, "reason not-linked"},
+		// a property the element does not have
+		{"unknown property", "gst://videotestsrc nosuchprop=1", 64, false, false, config, `no property "nosuchprop"`},
 		// an element GStreamer does not have, and one that is NVIDIA's
-		{"unknown", "gst://videotestsrc ! nosuchelement0", "capture.camera.uri: GStreamer has no element nosuchelement0"},
-		{"jetson", "gst://nvarguscamerasrc", "nvarguscamerasrc is NVIDIA's, in JetPack"},
+		{"unknown", "gst://videotestsrc ! nosuchelement0", 64, false, false, config, "capture.camera.uri: GStreamer has no element nosuchelement0"},
+		{"jetson", "gst://nvarguscamerasrc", 64, false, false, config, "nvarguscamerasrc is NVIDIA's, in JetPack"},
+		// a source that ends before its first frame
+		{"no frames at all", "gst://videotestsrc num-buffers=0", 64, false, false, config, "ended without a frame"},
+		// an RTSP camera that is off (nothing listens on its port)
+		{"rtsp off", "rtsp://127.0.0.1:" + closedPort + "/cam", 64, false, false, unreachable, "camera not reachable now: from element /GstPipeline:pipeline0/GstRTSPSrc:rtspsrc0: Could not open resource"},
+		// a device that is not there (an unplugged camera's node)
+		{"unplugged", "gst://filesrc location=/nonexistent/cam ! decodebin", 64, false, false, unreachable, `Resource not found. (No such file "/nonexistent/cam")`},
+		// a live camera that sends nothing and says nothing
+		{"silent", "gst://videotestsrc is-live=true ! valve drop=true", 64, false, false, unreachable, "no frame within 1s"},
+		// the same camera waiting for the line's trigger (input.trigger)
+		{"silent and triggered", "gst://videotestsrc is-live=true ! valve drop=true", 64, true, false, ok, ""},
+		// the same camera set to TriggerMode=On (a gige:// feature; the fake GigE camera
+		// streams on regardless, so the silent head stands in for one that waits)
+		{"silent and self-triggered", "gst://videotestsrc is-live=true ! valve drop=true", 64, false, false, ok, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := capture.CheckCamera(capture.CameraOptions{Spec: capture.CameraSpec{URI: tc.uri, Width: 64, Height: 48}, Size: capture.Size{W: 32, H: 32}})
+			if tc.gige {
+				cam := startGigE()
+				defer func() { cam.Process.Kill(); cam.Wait() }()
+			}
+			opt := capture.CameraOptions{Spec: capture.CameraSpec{URI: tc.uri, Width: tc.width, Height: 48}, Size: capture.Size{W: 32, H: 32}, Triggered: tc.triggered}
+			switch tc.name {
+			case "silent", "silent and triggered":
+				opt.FirstFrame = time.Second
+			case "silent and self-triggered":
+				opt.Spec.Features = map[string]string{"triggermode": "on"}
+				opt.FirstFrame = time.Second
+			case "gige feature":
+				opt.Spec.Features = map[string]string{"TriggerSource": "Line9"}
+			}
+			err := capture.CheckCamera(opt)
 			switch {
-			case tc.want == "" && err != nil:
+			case tc.kind == ok && err != nil:
 				t.Fatalf("%s: %v", tc.uri, err)
-			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, capture.ErrSource)):
-				t.Fatalf("%s: %v, want ErrSource saying %q", tc.uri, err, tc.want)
+			case tc.kind == ok:
+			case err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n"):
+				t.Fatalf("%s: %v, want one line saying %q", tc.uri, err, tc.want)
+			case tc.kind == config && (!errors.Is(err, capture.ErrSource) || errors.Is(err, capture.ErrUnreachable)):
+				t.Fatalf("%s: %v, want a config error (ErrSource)", tc.uri, err)
+			case tc.kind == unreachable && (!errors.Is(err, capture.ErrUnreachable) || errors.Is(err, capture.ErrSource)):
+				t.Fatalf("%s: %v, want ErrUnreachable", tc.uri, err)
+			}
+		})
+	}
+}
+
+// noisePNG writes a w x h PNG of random opaque pixels: any shear, offset or
+// misplaced row shows as a byte difference.
+func noisePNG(t *testing.T, w, h int) (string, *image.NRGBA) {
+	t.Helper()
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	r := rand.New(rand.NewPCG(uint64(w), uint64(h)))
+	for i := range img.Pix {
+		img.Pix[i] = byte(r.Uint32())
+		if i%4 == 3 {
+			img.Pix[i] = 255
+		}
+	}
+	path := filepath.Join(t.TempDir(), "frame.png")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := png.Encode(f, img); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	return path, img
+}
+
+// A camera frame is the picture the camera saw, for every width: GStreamer pads each
+// RGB row to 4 bytes, so rows of 250, 251, 253 and 255 pixels arrive with 2, 3, 1 and
+// 3 bytes of padding (field case 16 sheared every frame at 250). The camera is a PNG
+// of noise, frozen into a live stream; its frames must be its pixels, read straight
+// into the pool (camera size = model size) or through the toolkit's resize.
+func TestCameraFramesOfEveryWidth(t *testing.T) {
+	for _, w := range []int{
+		250, // 750-byte rows padded to 752: field case 16
+		251, // 753 -> 756
+		253, // 759 -> 760
+		255, // 765 -> 768
+		252, // 756: no padding, the control
+		1,   // 3 -> 4, the narrowest
+	} {
+		for _, resized := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%d/resized=%v", w, resized), func(t *testing.T) {
+				const h = 37 // odd: a whole frame's padding is not a multiple of anything handy
+				path, img := noisePNG(t, w, h)
+				size := capture.Size{W: w, H: h}
+				if resized {
+					size = capture.Size{W: 32, H: 32}
+				}
+				want, err := capture.FitRGB(img, size, capture.FitResize, "png")
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := newCamera(t, "gst://filesrc location="+path+" ! pngdec ! imagefreeze is-live=true", func(o *capture.CameraOptions) {
+					o.Spec.Width, o.Spec.Height, o.Size = w, h, size
+				})
+				for i := range 3 {
+					f := next(t, c, 10*time.Second)
+					same := string(f.Pixels) == string(want)
+					f.Release()
+					if !same {
+						t.Fatalf("frame %d of a %dx%d camera is not the camera's picture", i+1, w, h)
+					}
+				}
+			})
+		}
+	}
+}
+
+// Text an element prints on the child's stdout (identity dump=true prints every
+// buffer as hex) is the log's, never pixels: frames have their own descriptor.
+func TestCameraFramesApartFromStdout(t *testing.T) {
+	path, img := noisePNG(t, 250, 48)
+	want, err := capture.FitRGB(img, capture.Size{W: 32, H: 32}, capture.FitResize, "png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs testlib.SyncBuffer
+	c := newCamera(t, "gst://filesrc location="+path+" ! pngdec ! imagefreeze is-live=true ! video/x-raw,framerate=10/1 ! identity dump=true", func(o *capture.CameraOptions) {
+		o.Spec.Width, o.Log = 250, slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	for i := range 3 {
+		f := next(t, c, 10*time.Second)
+		same := string(f.Pixels) == string(want)
+		f.Release()
+		if !same {
+			t.Fatalf("frame %d is not the camera's picture", i+1)
+		}
+	}
+	if st := c.Stats(); st.Losses != 0 {
+		t.Fatalf("stats %+v: the printing element lost the camera", st)
+	}
+	if !strings.Contains(logs.String(), "gstreamer: 00000000 (0x") {
+		t.Fatalf("the dump did not reach the log: %.300q", logs.String())
+	}
+}
+
+// A frame stream that is not W x H RGB frames in adtrd's framing is a lost camera
+// saying what is wrong in one line, and no frame of it is handed out. The child here
+// is a script standing in for gst-launch-1.0, writing to the frames' descriptor.
+func TestCameraFrameStreamFaults(t *testing.T) {
+	const hdr = `--adtrdframe\r\nContent-Type: video/x-raw\r\nContent-Length: %d\r\n\r\n`
+	for _, tc := range []struct {
+		name, script, want string
+	}{
+		// a frame of another size than 64x48 RGB (9216 bytes, unpadded at 64)
+		{"size", `printf -- '` + fmt.Sprintf(hdr, 9000) + `' >&3; head -c 9000 /dev/zero >&3`, "camera frame of 9000 bytes: a 64x48 RGB frame is 9216: the pipeline does not deliver the configured frame"},
+		// text where a frame belongs
+		{"text", `printf 'hello\r\n' >&3`, "camera frame stream: \"hello\" where a frame's boundary --adtrdframe belongs"},
+		// a line of text, as a stdout print would have been
+		{"line", `echo hello >&3`, "a header line not ended by CRLF"},
+		// a buffer that is not raw video
+		{"type", `printf -- '--adtrdframe\r\nContent-Type: image/jpeg\r\nContent-Length: 9216\r\n\r\n' >&3`, `a frame of type "image/jpeg", want video/x-raw`},
+		// more bytes than the header said
+		{"overrun", `printf -- '` + fmt.Sprintf(hdr, 9216) + `' >&3; head -c 9300 /dev/zero >&3`, "no CRLF after a frame"},
+		// a size that is no number
+		{"length", `printf -- '--adtrdframe\r\nContent-Type: video/x-raw\r\nContent-Length: -5\r\n\r\n' >&3`, `Content-Length "-5"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			launch := filepath.Join(t.TempDir(), "gst-launch")
+			os.WriteFile(launch, []byte("#!/bin/sh\n"+tc.script+"\nexec sleep 60\n"), 0o755)
+			c := newCamera(t, live, func(o *capture.CameraOptions) { o.Launch = launch })
+			err := untilLost(t, c, 10*time.Second)
+			if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("lost with %q, want one line saying %q", err, tc.want)
+			}
+			if st := c.Stats(); st.Frames != 0 {
+				t.Fatalf("stats %+v: frames handed out from a broken stream", st)
+			}
+			// check runs the same child: a config error
+			err = capture.CheckCamera(capture.CameraOptions{Spec: capture.CameraSpec{URI: live, Width: 64, Height: 48}, Size: capture.Size{W: 32, H: 32}, Launch: launch})
+			if !errors.Is(err, capture.ErrSource) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("check: %v, want ErrSource saying %q", err, tc.want)
 			}
 		})
 	}

@@ -190,6 +190,16 @@ func (s CameraSpec) Head() ([]string, error) {
 	}
 }
 
+// selfTriggered: a gige:// camera set to wait for a trigger on its own input line.
+func (s CameraSpec) selfTriggered() bool {
+	for k, v := range s.Features {
+		if strings.EqualFold(k, "TriggerMode") && strings.EqualFold(v, "On") {
+			return true
+		}
+	}
+	return false
+}
+
 // balanced checks a gst:// head's quotes and bins: an open quote would swallow
 // adtrd's tail into a property value and an open "(" would put it inside a bin,
 // and gst-launch-1.0 then fails only once the camera is opened.
@@ -219,9 +229,18 @@ func balanced(head string) error {
 	return nil
 }
 
-// Args is gst-launch-1.0's argument list: quiet (stdout carries only frames), the
-// head, then the tail that delivers Width x Height RGB frames to fd 1. A queue that
-// leaks the oldest frame keeps a slow reader from stalling the camera.
+// FrameFD is the child's descriptor that carries frames: not stdout, where an element
+// (identity dump=true, a plugin's printf) may write text that would be read as pixels.
+const FrameFD = 3
+
+// FrameBoundary is multipartmux's boundary in the frame stream.
+const FrameBoundary = "adtrdframe"
+
+// Args is gst-launch-1.0's argument list: quiet, the head, then the tail that delivers
+// Width x Height RGB frames to descriptor FrameFD. A queue that leaks the oldest frame
+// keeps a slow reader from stalling the camera. multipartmux puts each buffer's size in
+// front of it: GStreamer pads RGB rows to 4 bytes (a 250-pixel row is 752 bytes, not
+// 750), and a buffer of any other size is seen as one instead of being read as pixels.
 func (s CameraSpec) Args() ([]string, error) {
 	if s.Width < 1 || s.Height < 1 || s.Width > 16384 || s.Height > 16384 {
 		return nil, fmt.Errorf("%w: frame size %dx%d out of range 1..16384", ErrURI, s.Width, s.Height)
@@ -242,7 +261,7 @@ func (s CameraSpec) Args() ([]string, error) {
 	default:
 		args = append(args, "!", "videoconvert", "!", "videoscale", "!", caps)
 	}
-	return append(args, "!", "fdsink", "fd=1", "sync=false"), nil
+	return append(args, "!", "multipartmux", "boundary="+FrameBoundary, "!", "fdsink", fmt.Sprintf("fd=%d", FrameFD), "sync=false"), nil
 }
 
 // Elements are the element names in a gst-launch argument list (what gst-inspect

@@ -38,9 +38,12 @@ func Check(cfg config.Config, log *slog.Logger) error {
 		}
 	}
 	if _, file := cfg.Capture.Camera.FilePath(); cfg.Capture.Source == config.SourceCamera && !file {
-		// A camera is not opened: another process may hold it, and a check must not
-		// take frames from a running line.
-		if err := capture.CheckCamera(CameraOptions(cfg.Capture.Camera, size, log)); err != nil {
+		// The pipeline runs to its first frame (a few seconds at most): only running it
+		// finds heads that cannot link or negotiate, and frames of the wrong size. A
+		// camera another process holds is reported as not reachable now.
+		opt := CameraOptions(cfg.Capture.Camera, size, log)
+		opt.Triggered = cfg.Input.Trigger.Wired()
+		if err := capture.CheckCamera(opt); err != nil {
 			errs = append(errs, err) // names its key
 		}
 	} else if cfg.Capture.Source == config.SourceReplay && cfg.Capture.Replay.Path == "" {
@@ -61,6 +64,24 @@ func Check(cfg config.Config, log *slog.Logger) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// OnlyUnreachable says whether every problem in Check's error is a camera that
+// cannot be reached now (capture.ErrUnreachable): the config itself passed, and
+// `adtrd check` exits 1 instead of 2.
+func OnlyUnreachable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if !OnlyUnreachable(e) {
+				return false
+			}
+		}
+		return len(j.Unwrap()) > 0
+	}
+	return errors.Is(err, capture.ErrUnreachable)
 }
 
 // checkWritable reports whether run could open path for writing, without changing

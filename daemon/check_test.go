@@ -101,3 +101,53 @@ func TestCheckFindsWhatStartFinds(t *testing.T) {
 		})
 	}
 }
+
+// Check runs a camera's pipeline (capture.CheckCamera has the kinds): a camera that
+// is not there now is its own kind of problem (OnlyUnreachable: `adtrd check` exits 1),
+// unless a config error comes with it; with input.trigger wired, a camera that sends
+// nothing in check's seconds passes, since it sends frames only for parts.
+func TestCheckCamera(t *testing.T) {
+	lib := testlib.TFLiteLibrary(t)
+	testlib.Tool(t, "gst-launch-1.0")
+	const silent = "gst://videotestsrc is-live=true ! valve drop=true"
+	for _, tc := range []struct {
+		name, uri   string
+		set         func(c *config.Config)
+		want        string // in the error; "" = no error
+		unreachable bool   // OnlyUnreachable
+	}{
+		// a head that cannot link: a config error
+		{"unlinkable", "gst://videotestsrc ! jpegenc", nil, "could not link queue0 to videoconvert0", false},
+		// an unplugged camera alone
+		{"unplugged", "gst://filesrc location=/nonexistent/video0 ! decodebin", nil, "camera not reachable now", true},
+		// unplugged, and an unwritable CSV: the config is wrong too
+		{"unplugged and a bad path", "gst://filesrc location=/nonexistent/video0 ! decodebin", func(c *config.Config) {
+			c.Output.SimCSV = filepath.Join(t.TempDir(), "no", "edges.csv")
+		}, "output.sim_csv", false},
+		// silent and untriggered: not reachable
+		{"silent", silent, nil, "no frame within 1s", true},
+		// silent and triggered by the line (set past config's own checks, which want a
+		// gpiochip for inputs: this machine has none)
+		{"triggered", silent, func(c *config.Config) { c.Input.Trigger.Line = "PQ.05" }, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := config.Parse("(test)", []byte("model:\n  path: "+testlib.Demo("adtr.tflite")+"\n  library: "+lib+
+				"\ncapture:\n  source: camera\n  camera:\n    uri: '"+tc.uri+"'\n    width: 64\n    height: 48\n    first_frame: 1s\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.set != nil {
+				tc.set(&cfg)
+			}
+			err = daemon.Check(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("Check: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("Check: %v, want an error holding %q", err, tc.want)
+			case daemon.OnlyUnreachable(err) != tc.unreachable:
+				t.Fatalf("Check: %v: OnlyUnreachable %v, want %v", err, !tc.unreachable, tc.unreachable)
+			}
+		})
+	}
+}

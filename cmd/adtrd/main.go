@@ -140,6 +140,9 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 	log, warnings := newWarnLog(stderr, "adtrd check")
 	if err := daemon.Check(cfg, log); err != nil {
 		fmt.Fprintf(stderr, "adtrd check: %s: %s\n", *cfgPath, strings.ReplaceAll(err.Error(), "\n", "; "))
+		if daemon.OnlyUnreachable(err) {
+			return 1 // the config is right as far as it could be checked; the camera is not there now
+		}
 		return 2
 	}
 	if n := warnings.Load(); n > 0 {
