@@ -41,7 +41,9 @@ func Check(cfg config.Config, log *slog.Logger) error {
 		// The pipeline runs to its first frame (a few seconds at most): only running it
 		// finds heads that cannot link or negotiate, and frames of the wrong size. A
 		// camera another process holds is reported as not reachable now.
-		opt := CameraOptions(cfg.Capture.Camera, size, log)
+		// The child's own lines are not the check's warnings: the error carries
+		// GStreamer's reason in one line.
+		opt := CameraOptions(cfg.Capture.Camera, size, slog.New(slog.DiscardHandler))
 		opt.Triggered = cfg.Input.Trigger.Wired()
 		if err := capture.CheckCamera(opt); err != nil {
 			errs = append(errs, err) // names its key
