@@ -98,10 +98,10 @@ type Stats struct {
 	// Abandoned: parts still in flight when the tracker was closed, not acted on;
 	// AbandonedRejects: those of them owed a reject pulse (Outcome.Due).
 	Abandoned, AbandonedRejects uint64
-	InputErrors                                uint64             // failed reads of kernel edge events
-	FailSafe                                   [causeCount]uint64 // by Cause
-	InFlight                                   uint64
-	MaxLateness                                time.Duration // pulse start after its due time, worst seen
+	InputErrors                 uint64             // failed reads of kernel edge events
+	FailSafe                    [causeCount]uint64 // by Cause
+	InFlight                    uint64
+	MaxLateness                 time.Duration // pulse start after its due time, worst seen
 }
 
 // FailSafes is the number of parts that fell to the fail-safe, for any cause.
