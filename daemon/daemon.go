@@ -698,7 +698,7 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 				p.Stats.Skipped.Add(1)
 				if !skipped {
 					skipped = true
-					p.log.Warn("the camera is faster than inference: frames that find the queue full are skipped (no part, not inspected; counted as skipped)",
+					p.log.Warn("the source delivers frames faster than inference decides them: those that find the queue full are skipped (no part, not inspected; counted as skipped)",
 						"seq", f.Seq, "queue", cap(out))
 				} else {
 					p.log.Debug("frame skipped: queue full", "seq", f.Seq)
