@@ -129,11 +129,13 @@ type Settings struct {
 	FrameBefore, FrameAfter time.Duration
 	// InFlight bounds the parts waiting for their frame (tracking.in_flight); 0: 64.
 	InFlight int
-	// Drain, called once when the run is cancelled, is how long after that the
-	// frames of triggered parts still queued may be decided (the rest take the
-	// fail-safe, cause "stopped"); nil: none is. Frames without a trigger are no parts
-	// until decided, so a stop leaves those in the queue undecided.
-	Drain func() time.Duration
+	// Drain, called once when the run is cancelled with the running generation's
+	// config, is how long after that the frames of triggered parts still queued may be
+	// decided (the rest take the fail-safe, cause "stopped"); nil: none is. Frames
+	// without a trigger are no parts until decided, so a stop leaves those in the
+	// queue undecided. It runs on the pipeline's goroutine, between two frames: it
+	// must not wait for anything a reload holds while it swaps generations.
+	Drain func(cur config.Config) time.Duration
 }
 
 // Record is one frame's decision.
@@ -532,7 +534,7 @@ loop:
 				// The stop: what is still queued must fit the stop's budget (Drain).
 				stopping, drainBy = true, time.Now()
 				if p.set.Drain != nil {
-					drainBy = drainBy.Add(max(p.set.Drain(), 0))
+					drainBy = drainBy.Add(max(p.set.Drain(p.gen.Config), 0))
 				}
 			}
 			if stopping && !p.worthDeciding(j, drainBy) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/adtrd/adtrd/capture"
+	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
 	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/gpio/linetest"
@@ -185,15 +186,15 @@ func TestTriggeredLineBehindRaisesTheOverrunAlarm(t *testing.T) {
 func TestStopDecidesQueuedPartsOnlyWithinItsBudget(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		drain   func() time.Duration
+		drain   func(config.Config) time.Duration
 		decided int // of the 6 parts: one was in inference at the stop
 	}{
 		// no drain: only the frame in inference is decided
 		{"none", nil, 1},
 		// a budget already spent (negative: the travel is longer than the budget)
-		{"spent", func() time.Duration { return -time.Second }, 1},
+		{"spent", func(config.Config) time.Duration { return -time.Second }, 1},
 		// a budget long enough: every queued part is decided
-		{"ample", func() time.Duration { return time.Hour }, 6},
+		{"ample", func(config.Config) time.Duration { return time.Hour }, 6},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := newTriggered(t, daemon.Settings{Queue: 8, Drain: tc.drain})

@@ -582,7 +582,7 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 		Queue: cfg.Capture.Queue, InFlight: cfg.Tracking.InFlight,
 		FrameBefore: time.Duration(cfg.Input.Trigger.FrameBefore), FrameAfter: time.Duration(cfg.Input.Trigger.FrameAfter),
 		// A part decided after this still reaches the ejector inside the budget.
-		Drain: func() time.Duration { return stopBudget - max(travel(cfg), travel(rl.Config())) },
+		Drain: func(cur config.Config) time.Duration { return stopBudget - max(travel(cfg), travel(cur)) },
 	}, gen, src, line.Tracker, log.With("component", "pipeline"))
 	if err != nil {
 		return nil, err
