@@ -150,8 +150,10 @@ func TestSkippedFramesSayTheLineCouldNotKeepUp(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	o := out.String()
-	if !regexp.MustCompile(`skipped [1-9]`).MatchString(o) || !strings.Contains(o, "fail-safes 0") ||
-		!strings.Contains(o, "warning: the line could not keep up: ") || !strings.Contains(o, "`adtrd bench -c CONFIG`") {
+	// (That skipped frames are no parts, never pulsed, is TestFasterCameraSkipsFramesWithoutParts',
+	// on a clock no load can make late.)
+	if !regexp.MustCompile(`skipped [1-9]`).MatchString(o) || !regexp.MustCompile(`warning: the line could not keep up: .*[1-9][0-9]* of 16 frames were skipped`).MatchString(o) ||
+		!strings.Contains(o, "`adtrd bench -c CONFIG`") {
 		t.Fatalf("stdout %q", o)
 	}
 }
