@@ -42,8 +42,9 @@ type Output struct {
 	Float32 []float32 // real values
 }
 
-// Source produces frames; Paced sources (cameras) drop when the queue is full,
-// unpaced ones (replay as fast as possible) wait for the pipeline. Next returns a
+// Source produces frames; Paced sources (cameras) do not wait for a full queue (see
+// capture for what becomes of their frames), unpaced ones (replay as fast as
+// possible) wait for the pipeline. Next returns a
 // frame (its Err set for one bad frame), capture.ErrLost while the camera is lost
 // and the source reconnects (the pipeline keeps calling Next, and parts meanwhile
 // take the fail-safe with cause "camera lost"), or any other error to end the stream
@@ -61,6 +62,9 @@ type Tracker interface {
 	Triggered() bool
 	Parts() <-chan gpio.Part
 	Stamp(at time.Time) uint64
+	// Delay is the reject delay a part stamped now gets (ok false: counted in encoder
+	// edges, no time).
+	Delay() (d time.Duration, ok bool)
 	Decide(id uint64, reject bool)
 	Fail(id uint64, cause gpio.Cause)
 	SetReady(on bool)
@@ -125,6 +129,13 @@ type Settings struct {
 	FrameBefore, FrameAfter time.Duration
 	// InFlight bounds the parts waiting for their frame (tracking.in_flight); 0: 64.
 	InFlight int
+	// Drain, called once when the run is cancelled with the running generation's
+	// config, is how long after that the frames of triggered parts still queued may be
+	// decided (the rest take the fail-safe, cause "stopped"); nil: none is. Frames
+	// without a trigger are no parts until decided, so a stop leaves those in the
+	// queue undecided. It runs on the pipeline's goroutine, between two frames: it
+	// must not wait for anything a reload holds while it swaps generations.
+	Drain func(cur config.Config) time.Duration
 }
 
 // Record is one frame's decision.
@@ -151,6 +162,13 @@ type Stats struct {
 	Frames, Rejects, Dropped, BadFrames, InferErrors, CameraErrors atomic.Uint64
 	// Unmatched: frames of a triggered camera that fell in no waiting part's window.
 	Unmatched atomic.Uint64
+	// Skipped: frames of an untriggered paced source (a camera) that became no part
+	// because inference was behind: the queue was full, or the frame had waited so
+	// long that its decision could not reach the ejector in time. Without a trigger
+	// the camera's rate is not the parts' rate, so these get no fail-safe pulse.
+	Skipped atomic.Uint64
+	// Undecided: frames left in the queue when the run stopped.
+	Undecided atomic.Uint64
 	// Decisions counts decided frames by [Decision][Reason] (what /metrics exports).
 	Decisions [DecisionCount][ReasonCount]atomic.Uint64
 }
@@ -165,9 +183,13 @@ type Stats struct {
 type Summary struct {
 	Frames, Rejects, Unpulsed, Dropped, BadFrames, InferErrors, CameraErrors uint64
 	Unmatched                                                                uint64 // frames in no part's window (triggered camera)
+	Skipped, Undecided                                                       uint64 // see Stats
 	Labelled                                                                 bool
 	Escapes, FalseRejects                                                    Tally
-	Line                                                                     gpio.Stats // the output side, filled by the caller
+	// NotEjected names the parts owed a reject pulse that a stop left in flight
+	// (gpio.Outcome.Due): a frame's name, or "part N" for a part never decided.
+	NotEjected Tally
+	Line       gpio.Stats // the output side, filled by the caller
 }
 
 // Tally counts frames and keeps the first MaxNames distinct names among them, so a
@@ -209,10 +231,44 @@ func (s Summary) String() string {
 	if s.Unmatched > 0 {
 		unmatched = fmt.Sprintf(", frames matching no part %d", s.Unmatched)
 	}
+	if s.Skipped > 0 {
+		unmatched += fmt.Sprintf(", skipped %d", s.Skipped)
+	}
+	if s.Undecided > 0 {
+		unmatched += fmt.Sprintf(", left in the queue at the stop %d", s.Undecided)
+	}
+	stop := ""
+	if s.Line.Abandoned > 0 {
+		stop = fmt.Sprintf(", in flight at the stop %d (owed a reject pulse %d)", s.Line.Abandoned, s.Line.AbandonedRejects)
+	}
 	return fmt.Sprintf("frames %d, rejects %d, rejects not pulsed %d%s, dropped %d%s, bad frames %d, inference errors %d, camera errors %d; "+
-		"line: pulses %d, fail-safes %d, late decisions %d, untracked decisions %d, alarms %d",
+		"line: pulses %d, fail-safes %d, late decisions %d, untracked decisions %d, alarms %d%s",
 		s.Frames, s.Rejects, s.Unpulsed, labels, s.Dropped, unmatched, s.BadFrames, s.InferErrors, s.CameraErrors,
-		s.Line.Pulses, s.Line.FailSafes(), s.Line.LateDecisions, s.Line.UnknownDecisions, s.Line.Alarms)
+		s.Line.Pulses, s.Line.FailSafes(), s.Line.LateDecisions, s.Line.UnknownDecisions, s.Line.Alarms, stop)
+}
+
+// KeepUp says, in one line, how the line fell behind its frames or parts during the
+// run ("" when it never did): the parts that fell to the fail-safe because inference
+// was behind, the overrun alarm, the frames skipped without a part. `adtrd bench`
+// measures what the machine decides per second, which is what to compare with the
+// camera's or the line's rate.
+func (s Summary) KeepUp() string {
+	var says []string
+	if n := s.Line.FailSafe[gpio.CauseDropped] + s.Line.FailSafe[gpio.CauseLate]; n > 0 {
+		says = append(says, fmt.Sprintf("%d parts fell to the fail-safe because inference was behind (frame dropped %d, decision late %d)",
+			n, s.Line.FailSafe[gpio.CauseDropped], s.Line.FailSafe[gpio.CauseLate]))
+	}
+	if s.Line.Overruns > 0 {
+		says = append(says, fmt.Sprintf("the overrun alarm was raised %d times", s.Line.Overruns))
+	}
+	if s.Skipped > 0 {
+		says = append(says, fmt.Sprintf("%d of %d frames were skipped, never inspected: the source delivers them faster than they are decided",
+			s.Skipped, s.Skipped+s.Frames+s.Undecided))
+	}
+	if len(says) == 0 {
+		return ""
+	}
+	return "the line could not keep up: " + strings.Join(says, "; ") + "; `adtrd bench -c CONFIG` measures the frames a second this machine decides"
 }
 
 // Pipeline wires a source, a generation (engine, scorer, threshold) and a tracker.
@@ -233,11 +289,15 @@ type Pipeline struct {
 	jobs    chan job
 	ran     atomic.Bool   // Run has been called: a pipeline runs once
 	busy    atomic.Bool   // a frame is being inferred and scored
+	taken   atomic.Uint64 // frames handle is done with: decided, or skipped as too old
 	last    atomic.Uint64 // the last score's float64 bits
 	// lostSince is when the camera was lost (Unix ns), 0 while it delivers.
 	lostSince atomic.Int64
 
 	outcomes outcomes
+	// cost is the last frame's inference and scoring time (the Run goroutine's): what
+	// deciding the next frame is expected to take.
+	cost time.Duration
 }
 
 // outcomes pairs each part's decision with what the output did for it; it has its own
@@ -247,6 +307,7 @@ type outcomes struct {
 	notes             []note // by part ID modulo len
 	unpulsed          uint64
 	escapes, falseRjs Tally
+	notEjected        Tally
 }
 
 // note is one part's decision and outcome, which arrive in either order (a part not
@@ -277,10 +338,11 @@ type swap struct {
 	reply chan *Generation
 }
 
-// job is a frame and the part it shows.
+// job is a frame and the part it shows (0: none yet), stamped at at.
 type job struct {
 	f    capture.Frame
 	part uint64
+	at   time.Time
 }
 
 // New makes a pipeline; it does not take ownership of its parts.
@@ -330,6 +392,10 @@ func (p *Pipeline) decided(part uint64, name string, reject bool, labels config.
 
 // outcome is the tracker's report (gpio.Tracker.Observe).
 func (p *Pipeline) outcome(oc gpio.Outcome) {
+	if oc.Overrun {
+		// On the tracker's goroutine: Publish never blocks.
+		p.events.Publish(Event{Kind: EventOverrun, Time: time.Now(), Part: oc.Part, Cause: gpio.CauseOverrun.String()})
+	}
 	o := &p.outcomes
 	o.Lock()
 	defer o.Unlock()
@@ -337,7 +403,18 @@ func (p *Pipeline) outcome(oc gpio.Outcome) {
 	if n.id != oc.Part {
 		*n = note{id: oc.Part}
 	}
+	if oc.Abandoned && oc.Due {
+		if n.decided {
+			o.notEjected.Add(n.name)
+		} else {
+			o.notEjected.Add(fmt.Sprintf("part %d", oc.Part))
+		}
+	}
 	n.acted, n.pulsed = true, oc.Pulsed
+	if !n.decided && oc.Abandoned {
+		*n = note{} // no decision will come: the run has ended
+		return
+	}
 	o.settle(n)
 }
 
@@ -376,13 +453,13 @@ func (p *Pipeline) CameraLost() time.Time {
 func (p *Pipeline) LastScore() float64 { return math.Float64frombits(p.last.Load()) }
 
 // Progress returns a check for a watchdog: each call says whether the pipeline has
-// decided a frame since the previous call, or is idle by design (no frame in
+// decided a frame (or skipped one as too old) since the previous call, or is idle by design (no frame in
 // inference and none queued: waiting for the camera or the trigger). A hung
 // inference is neither, so the check fails and the watchdog stops being fed.
 func (p *Pipeline) Progress() func() bool {
 	var seen uint64
 	return func() bool {
-		n := p.Stats.Frames.Load()
+		n := p.taken.Load()
 		moved := n != seen
 		seen = n
 		return moved || (!p.busy.Load() && len(p.jobs) == 0)
@@ -444,12 +521,24 @@ func (p *Pipeline) Run(ctx context.Context) (Summary, error) {
 	p.running = running
 	p.mu.Unlock()
 	go func() { capErr <- p.capture(ctx, jobs) }()
+	stopping := false
+	var drainBy time.Time
 loop:
 	for {
 		select {
 		case j, ok := <-jobs:
 			if !ok {
 				break loop
+			}
+			if !stopping && ctx.Err() != nil {
+				// The stop: what is still queued must fit the stop's budget (Drain).
+				stopping, drainBy = true, time.Now()
+				if p.set.Drain != nil {
+					drainBy = drainBy.Add(max(p.set.Drain(p.gen.Config), 0))
+				}
+			}
+			if stopping && !p.worthDeciding(j, drainBy) {
+				continue
 			}
 			p.handle(j)
 			if !p.ready {
@@ -478,6 +567,26 @@ loop:
 		err = nil
 	}
 	return p.Summary(), err
+}
+
+// worthDeciding says whether a frame still queued at the stop is decided (true) or
+// given up (false; released here): an untriggered frame is no part yet and is just
+// released; a triggered part's frame is decided until drainBy if its decision can
+// still come before the part's reject time, and otherwise falls to the fail-safe
+// (cause "stopped"), unless that time has passed and the tracker has already acted.
+func (p *Pipeline) worthDeciding(j job, drainBy time.Time) bool {
+	now := time.Now()
+	d, timed := p.line.Delay()
+	inTime := !timed || now.Add(p.cost).Before(j.at.Add(d))
+	if j.part != 0 && now.Before(drainBy) && inTime {
+		return true
+	}
+	j.f.Release()
+	p.Stats.Undecided.Add(1)
+	if j.part != 0 && inTime {
+		p.failPart(j.part, gpio.CauseStopped)
+	}
+	return false
 }
 
 // capture takes a frame per part: for each trigger, or one per frame (stamped then).
@@ -526,12 +635,14 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 	defer close(out)
 	lost := false
 	var backoff *time.Timer
+	skipped := false
 	for {
 		var part uint64
+		var at time.Time
 		if triggered {
 			select {
 			case pt := <-p.line.Parts():
-				part = pt.ID
+				part, at = pt.ID, pt.At
 			case <-ctx.Done():
 				return ctx.Err()
 			}
@@ -576,29 +687,39 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 			}
 			return err
 		}
+		j := job{f: f, part: part, at: at}
 		if !triggered && paced {
-			part = p.line.Stamp(f.Time)
-		}
-		j := job{f: f, part: part}
-		if !paced {
-			// Unpaced and untriggered, a frame becomes a part when the pipeline takes it
-			// (handle stamps it): a frame read ahead when the run stops is no part, and
-			// gets no fail-safe pulse.
+			// Without a trigger a frame is not a part: it becomes one when it is decided
+			// (handle stamps it at its capture time). A frame that finds the queue full
+			// is skipped, no part and no pulse: a camera faster than inference must not
+			// turn into fail-safe rejects.
 			select {
 			case out <- j:
-			case <-ctx.Done():
+			default:
 				f.Release()
-				if part != 0 {
-					p.line.Fail(part, gpio.CauseNoFrame)
+				p.Stats.Skipped.Add(1)
+				if !skipped {
+					skipped = true
+					p.log.Warn("the source delivers frames faster than inference decides them: those that find the queue full are skipped (no part, not inspected; counted as skipped)",
+						"seq", f.Seq, "queue", cap(out))
+				} else {
+					p.log.Debug("frame skipped: queue full", "seq", f.Seq)
 				}
-				return ctx.Err()
 			}
 			continue
 		}
+		// Unpaced (a triggered camera is captureMatched's): the source waits for the
+		// queue. Untriggered, a frame becomes a part when the pipeline takes it (handle
+		// stamps it): a frame read ahead when the run stops is no part, and gets no
+		// fail-safe pulse.
 		select {
 		case out <- j:
-		default:
-			p.drop(f, part, cap(out))
+		case <-ctx.Done():
+			f.Release()
+			if part != 0 {
+				p.line.Fail(part, gpio.CauseStopped)
+			}
+			return ctx.Err()
 		}
 	}
 }
@@ -619,13 +740,31 @@ func (p *Pipeline) failSafe(rec *Record, r Reason, cause gpio.Cause, err error) 
 func (p *Pipeline) handle(j job) {
 	f, g := j.f, p.gen
 	p.busy.Store(true)
-	defer p.busy.Store(false)
+	defer func() { p.taken.Add(1); p.busy.Store(false) }()
 	start := time.Now()
 	if j.part == 0 && !p.line.Triggered() {
-		// An unpaced frame (see capture) becomes a part when it is taken: it waited in
-		// the queue only because the replay reads ahead, not on a belt, so its reject
-		// time counts from now.
-		j.part = p.line.Stamp(start)
+		if p.src.Paced() {
+			// A camera's frame (see capture) becomes a part when it is taken, at its
+			// capture time, unless it has waited so long that its decision cannot reach
+			// the ejector in time: then it would only be a fail-safe pulse ("decision
+			// late") on a part that was never looked at, so it is skipped like a frame
+			// that found the queue full. Not when even a fresh frame could not be
+			// decided in time (a delay below inference): skipping would then hide that
+			// nothing is inspected, while late fail-safes raise the overrun alarm.
+			if d, ok := p.line.Delay(); ok && p.cost < d && start.Add(p.cost).After(f.Time.Add(d)) {
+				f.Release()
+				p.Stats.Skipped.Add(1)
+				p.log.Debug("frame skipped: too old to be decided before its reject time", "seq", f.Seq,
+					"queue_wait", start.Sub(f.Time).Round(time.Microsecond), "expected_inference", p.cost.Round(time.Microsecond), "delay", d)
+				return
+			}
+			j.part = p.line.Stamp(f.Time)
+		} else {
+			// An unpaced frame becomes a part when it is taken: it waited in the queue
+			// only because the replay reads ahead, not on a belt, so its reject time
+			// counts from now.
+			j.part = p.line.Stamp(start)
+		}
 	}
 	rec := Record{Seq: f.Seq, Part: j.part, Gen: g.N, Model: g.ModelSHA, Threshold: g.Threshold, Name: f.Name, Wait: start.Sub(f.Time)}
 	p.Stats.Frames.Add(1)
@@ -652,6 +791,7 @@ func (p *Pipeline) handle(j job) {
 			break
 		}
 		rec.Score = s
+		p.cost = rec.Infer + rec.Scoring
 		p.last.Store(math.Float64bits(s))
 		if s > g.Threshold {
 			rec.Decision = Reject
@@ -729,8 +869,9 @@ func (p *Pipeline) Summary() Summary {
 	defer o.Unlock()
 	return Summary{
 		Frames: p.Stats.Frames.Load(), Rejects: p.Stats.Rejects.Load(), Unpulsed: o.unpulsed, Dropped: p.Stats.Dropped.Load(),
-		Unmatched: p.Stats.Unmatched.Load(),
-		BadFrames: p.Stats.BadFrames.Load(), InferErrors: p.Stats.InferErrors.Load(), CameraErrors: p.Stats.CameraErrors.Load(),
+		Unmatched: p.Stats.Unmatched.Load(), Skipped: p.Stats.Skipped.Load(), Undecided: p.Stats.Undecided.Load(),
+		NotEjected: Tally{o.notEjected.N, slices.Clone(o.notEjected.Names)},
+		BadFrames:  p.Stats.BadFrames.Load(), InferErrors: p.Stats.InferErrors.Load(), CameraErrors: p.Stats.CameraErrors.Load(),
 		Labelled: labels == config.LabelsName,
 		Escapes:  Tally{o.escapes.N, slices.Clone(o.escapes.Names)}, FalseRejects: Tally{o.falseRjs.N, slices.Clone(o.falseRjs.Names)},
 	}

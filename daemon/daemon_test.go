@@ -287,38 +287,6 @@ type slowEngine struct {
 
 func (s *slowEngine) Invoke() error { time.Sleep(s.d); return nil }
 
-// When inference cannot keep up with a paced source, frames are dropped at the
-// capture end and counted; the queue never grows past its bound.
-func TestSlowPipelineDropsAtCapture(t *testing.T) {
-	meta, err := model.Load(testlib.Demo("adtr.tflite.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// 16 frames at 200 fps: 5 ms apart; inference takes 100 ms, slower than the replay's
-	// first-pass PNG decoding even under the race detector.
-	eng := &slowEngine{fakeEngine: newFake(meta), d: 100 * time.Millisecond}
-	dir := testlib.Demo("frames")
-	src := replay(t, dir, 200)
-	r := newRig(t, eng, meta, src, rigSet{Queue: 2}, 0)
-	sum := r.run(t)
-	if sum.Dropped == 0 {
-		t.Fatalf("nothing dropped: %+v", sum)
-	}
-	// each dropped frame's part is rejected by the fail-safe at its own time
-	if s := r.line.Stats(); s.FailSafe[gpio.CauseDropped] != sum.Dropped || s.Parts != uint64(src.Len()) {
-		t.Fatalf("dropped %d, tracker %+v", sum.Dropped, s)
-	}
-	if sum.Frames+sum.Dropped != uint64(src.Len()) {
-		t.Fatalf("frames %d + dropped %d != %d", sum.Frames, sum.Dropped, src.Len())
-	}
-	// decided frames keep their order; what was dropped is simply missing
-	for i := 1; i < len(r.recs); i++ {
-		if r.recs[i].Seq <= r.recs[i-1].Seq {
-			t.Fatalf("out of order: %d after %d", r.recs[i].Seq, r.recs[i-1].Seq)
-		}
-	}
-}
-
 func TestBadModelFilesAreClearErrors(t *testing.T) {
 	dir := t.TempDir()
 	graph, _ := os.ReadFile(testlib.Demo("adtr.tflite"))

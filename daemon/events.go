@@ -16,9 +16,13 @@ const (
 	EventSourceLost                  // the camera was lost: Err
 	EventSourceBack                  // frames flow again after a loss
 	EventReload                      // a reload was applied (Gen) or failed (Err)
+	// EventOverrun: the overrun alarm was raised, the line cannot keep up (gpio.OverrunParts
+	// of the last parts fell to the fail-safe because inference was behind); Part is the
+	// part that tipped it, Cause "line cannot keep up".
+	EventOverrun
 )
 
-var eventKindNames = []string{"decision", "fail-safe", "source lost", "source back", "reload"}
+var eventKindNames = []string{"decision", "fail-safe", "source lost", "source back", "reload", "overrun"}
 
 func (k EventKind) String() string {
 	if k < 0 || int(k) >= len(eventKindNames) {
@@ -34,8 +38,8 @@ type Event struct {
 	Time      time.Time
 	Record    Record  // EventDecision
 	Map       MapRef  // EventDecision: the frame's low-resolution anomaly map
-	Part      uint64  // EventFailSafe
-	Cause     string  // EventFailSafe: "dropped", "camera lost", ...
+	Part      uint64  // EventFailSafe, EventOverrun
+	Cause     string  // EventFailSafe: "frame dropped", "camera lost", ...; EventOverrun
 	Gen       uint64  // EventReload: the generation now running
 	Model     string  // EventReload: its model's sha256
 	Threshold float64 // EventReload: its threshold

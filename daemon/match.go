@@ -43,14 +43,15 @@ func (m *matcher) pop() gpio.Part {
 
 // frame finds the part for a frame captured at t: expired is called for each waiting
 // part whose window ended before t (it will get no frame), in order.
-func (m *matcher) frame(t time.Time, expired func(gpio.Part)) (uint64, bool) {
+func (m *matcher) frame(t time.Time, expired func(gpio.Part)) (uint64, time.Time, bool) {
 	for m.n > 0 && t.After(m.ring[m.head].At.Add(m.after)) {
 		expired(m.pop())
 	}
 	if m.n > 0 && !t.Before(m.ring[m.head].At.Add(-m.before)) {
-		return m.pop().ID, true
+		pt := m.pop()
+		return pt.ID, pt.At, true
 	}
-	return 0, false
+	return 0, time.Time{}, false
 }
 
 // expire gives up the parts whose window ended before now-grace: the grace covers a
@@ -189,7 +190,7 @@ func (p *Pipeline) captureMatched(ctx context.Context, out chan<- job) error {
 					drained = true
 				}
 			}
-			id, ok := m.frame(r.f.Time, noFrame)
+			id, at, ok := m.frame(r.f.Time, noFrame)
 			if !ok {
 				r.f.Release()
 				p.Stats.Unmatched.Add(1)
@@ -197,7 +198,7 @@ func (p *Pipeline) captureMatched(ctx context.Context, out chan<- job) error {
 				continue
 			}
 			select {
-			case out <- job{f: r.f, part: id}:
+			case out <- job{f: r.f, part: id, at: at}:
 			default:
 				p.drop(r.f, id, cap(out))
 			}

@@ -50,7 +50,7 @@ func TestMatcherNeverShiftsFramesToAnotherPart(t *testing.T) {
 					ti++
 					continue
 				}
-				if id, ok := m.frame(ms(tc.frames[fi]), expired); ok {
+				if id, _, ok := m.frame(ms(tc.frames[fi]), expired); ok {
 					got = append(got, fmt.Sprint(id))
 				} else {
 					unmatched++

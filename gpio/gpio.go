@@ -119,6 +119,11 @@ const (
 	CauseInferError       // inference or scoring failed
 	CauseCameraLost       // the frame source failed
 	CauseNoFrame          // triggered, but capture never took it
+	CauseStopped          // the run stopped before its frame was decided
+	// CauseOverrun is no part's cause: it names the alarm raised when the parts that
+	// fell to the fail-safe because the pipeline was behind (frame dropped, decision
+	// late) say the line cannot keep up (see OverrunParts).
+	CauseOverrun
 	causeCount
 )
 
@@ -138,6 +143,10 @@ func (c Cause) String() string {
 		return "camera lost"
 	case CauseNoFrame:
 		return "no frame for trigger"
+	case CauseStopped:
+		return "stopped"
+	case CauseOverrun:
+		return "line cannot keep up"
 	}
 	return fmt.Sprintf("cause(%d)", int(c))
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -66,7 +67,23 @@ type Part struct {
 type Outcome struct {
 	Part   uint64
 	Pulsed bool // the reject output fired for it, on its decision or on the fail-safe
+	// Overrun: this part's fail-safe raised the overrun alarm (CauseOverrun).
+	Overrun bool
+	// Abandoned: the tracker was closed before the part's reject time (a stop that
+	// reached its budget); Due says whether a reject pulse was owed to it then (a
+	// reject decision, or no decision under the reject fail-safe).
+	Abandoned, Due bool
 }
+
+// OverrunWindow and OverrunParts: the alarm is raised (CauseOverrun) when
+// OverrunParts of the last OverrunWindow parts acted on fell to the fail-safe because
+// the pipeline was behind (their frame dropped at a full queue, or their decision
+// late). One such part is a burst the queue could not absorb; four in 64 (over 6 %
+// of the parts rejected without inspection) is a line that cannot keep up.
+const (
+	OverrunWindow = 64
+	OverrunParts  = 4
+)
 
 // Stats are the tracker's counters.
 type Stats struct {
@@ -76,10 +93,15 @@ type Stats struct {
 	LateDecisions, UnknownDecisions            uint64
 	Confirmed, Unconfirmed, UnexpectedConfirms uint64
 	Alarms, Overflows, OutputErrors            uint64
-	InputErrors                                uint64             // failed reads of kernel edge events
-	FailSafe                                   [causeCount]uint64 // by Cause
-	InFlight                                   uint64
-	MaxLateness                                time.Duration // pulse start after its due time, worst seen
+	// Overruns counts the times the overrun alarm was raised (see OverrunParts).
+	Overruns uint64
+	// Abandoned: parts still in flight when the tracker was closed, not acted on;
+	// AbandonedRejects: those of them owed a reject pulse (Outcome.Due).
+	Abandoned, AbandonedRejects uint64
+	InputErrors                 uint64             // failed reads of kernel edge events
+	FailSafe                    [causeCount]uint64 // by Cause
+	InFlight                    uint64
+	MaxLateness                 time.Duration // pulse start after its due time, worst seen
 }
 
 // FailSafes is the number of parts that fell to the fail-safe, for any cause.
@@ -129,6 +151,7 @@ type event struct {
 	id     uint64
 	at     time.Time
 	reply  chan time.Time
+	flush  flusher
 }
 
 type part struct {
@@ -181,7 +204,17 @@ type Tracker struct {
 	nextBeat     time.Time
 	sick         bool // the pipeline is not making progress: no heartbeat, no ready
 	readyWanted  bool
-	flushers     []chan time.Time
+	flushers     []flusher
+	behind       uint64 // one bit per part acted on, newest lowest: fell to the fail-safe because the pipeline was behind
+
+	delayNs atomic.Int64 // opt.Delay, for Delay() outside the loop
+}
+
+// flusher is one Flush waiting; until (zero: none) is its deadline on the tracker's
+// clock, past which it does not wait for parts.
+type flusher struct {
+	reply chan uint64 // the parts left in flight when it returns
+	until time.Time
 }
 
 // New checks the options and leaves every output inactive; Start runs the line.
@@ -222,6 +255,7 @@ func New(opt Options) (*Tracker, error) {
 		ring:     make([]part, opt.InFlight),
 		confirms: make([]time.Time, opt.InFlight),
 	}
+	t.delayNs.Store(int64(opt.Delay))
 	// Outputs go inactive before anything else can fail, so a half-started line is safe.
 	if err := t.allInactive(); err != nil {
 		return nil, err
@@ -263,6 +297,12 @@ func (t *Tracker) isActive(in Input) bool { return bool(in.Pin.Read()) != in.Act
 // than one per frame (call Stamp).
 func (t *Tracker) Triggered() bool { return t.opt.Trigger.Pin != nil }
 
+// Delay is the reject delay parts stamped now get; ok is false when the delay is
+// counted in encoder edges, so that no time can be given.
+func (t *Tracker) Delay() (d time.Duration, ok bool) {
+	return time.Duration(t.delayNs.Load()), t.opt.DelayCounts == 0
+}
+
 // Parts delivers the parts the trigger stamped, in order; capture takes one frame for each.
 func (t *Tracker) Parts() <-chan Part { return t.parts }
 
@@ -284,12 +324,15 @@ func (t *Tracker) Start() {
 }
 
 // Close stops the line and leaves every output inactive, mid-pulse or not; safe
-// twice, and after a New whose Start never ran.
+// twice, and after a New whose Start never ran. The parts still in flight are
+// reported abandoned (Outcome.Abandoned) and counted: the account of a stop that
+// could not wait for them.
 func (t *Tracker) Close() error {
 	t.closeOnce.Do(func() {
 		close(t.stop)
 		if t.started.Load() {
 			<-t.done
+			t.abandon() // the loop has ended: its state is this goroutine's now
 		}
 		for _, in := range t.inputs() {
 			if in.in.Pin != nil {
@@ -419,15 +462,28 @@ func (t *Tracker) Sync() time.Time {
 	}
 }
 
+// ErrInFlight: Flush returned with parts in flight, due after its deadline.
+var ErrInFlight = errors.New("gpio: parts in flight")
+
 // Flush waits until every part in flight has been acted on and the reject output
-// is off again: the end of a run.
+// is off again: the end of a run. With a deadline on ctx it does not wait for what
+// cannot come before it: once the only parts left are due after the deadline (and a
+// pulse on would end after it), it returns at once with ErrInFlight saying how many
+// are left, which Close then abandons.
 func (t *Tracker) Flush(ctx context.Context) error {
-	reply := make(chan time.Time, 1)
-	if !t.send(event{kind: evFlush, reply: reply}) {
+	reply := make(chan uint64, 1)
+	var until time.Time
+	if dl, ok := ctx.Deadline(); ok {
+		until = t.clock.Now().Add(time.Until(dl)) // the deadline on the tracker's clock
+	}
+	if !t.send(event{kind: evFlush, flush: flusher{reply, until}}) {
 		return ErrClosed
 	}
 	select {
-	case <-reply:
+	case n := <-reply:
+		if n > 0 {
+			return fmt.Errorf("%w: %d due after the deadline", ErrInFlight, n)
+		}
 		return nil
 	case <-t.done:
 		return ErrClosed
@@ -508,11 +564,12 @@ func (t *Tracker) handle(ev event) {
 		next, _ := t.nextWake()
 		ev.reply <- next
 	case evFlush:
-		t.flushers = append(t.flushers, ev.reply)
+		t.flushers = append(t.flushers, ev.flush)
 		t.process(t.clock.Now())
 	case evTiming:
 		if ev.delay >= 0 && ev.pulse > 0 {
 			t.opt.Delay, t.opt.Pulse, t.opt.FailSafe = ev.delay, ev.pulse, ev.fs
+			t.delayNs.Store(int64(ev.delay))
 		}
 	}
 }
@@ -646,11 +703,50 @@ func (t *Tracker) process(now time.Time) {
 		}
 	}
 	t.bump(func(s *Stats) { s.InFlight = t.tail - t.head })
-	if len(t.flushers) > 0 && t.head == t.tail && !t.rejectOn {
+	if len(t.flushers) > 0 {
+		kept := t.flushers[:0]
 		for _, f := range t.flushers {
-			f <- now
+			if t.flushed(f.until) {
+				f.reply <- t.tail - t.head
+			} else {
+				kept = append(kept, f)
+			}
 		}
-		t.flushers = t.flushers[:0]
+		t.flushers = kept
+	}
+}
+
+// flushed says whether a flush with deadline until (zero: none) has nothing more to
+// wait for: no part in flight and the pulse over, or only what comes after until.
+// Parts are acted on in FIFO order, so when the oldest is due after until none
+// before it can come.
+func (t *Tracker) flushed(until time.Time) bool {
+	pulseDone := !t.rejectOn || !until.IsZero() && t.offAt.After(until)
+	if t.head == t.tail {
+		return pulseDone
+	}
+	if until.IsZero() || t.opt.DelayCounts > 0 {
+		return false
+	}
+	return pulseDone && t.ring[t.head%uint64(len(t.ring))].dueAt.After(until)
+}
+
+// abandon reports every part still in flight as not acted on (Close, after the loop).
+func (t *Tracker) abandon() {
+	n := uint64(len(t.ring))
+	for ; t.head != t.tail; t.head++ {
+		p := &t.ring[t.head%n]
+		due := p.reject || !p.decided && t.opt.FailSafe == FailReject
+		t.bump(func(s *Stats) {
+			s.Abandoned++
+			if due {
+				s.AbandonedRejects++
+			}
+			s.InFlight = t.tail - t.head - 1
+		})
+		if f := t.observer.Load(); f != nil {
+			(*f)(Outcome{Part: p.id, Abandoned: true, Due: due})
+		}
 	}
 }
 
@@ -666,6 +762,9 @@ func (t *Tracker) act(p *part, now time.Time) {
 		if cause == CauseNone {
 			cause = CauseLate
 		}
+		if cause == CauseDropped || cause == CauseLate {
+			t.behind |= 1
+		}
 		t.bump(func(s *Stats) { s.FailSafe[cause]++ })
 		t.log.Warn("part fell to the fail-safe", "part", p.id, "cause", cause.String(), "fail_safe", t.opt.FailSafe.String())
 		switch t.opt.FailSafe {
@@ -677,7 +776,18 @@ func (t *Tracker) act(p *part, now time.Time) {
 			t.raiseAlarm("part not decided: "+cause.String(), p.id)
 		}
 	}
-	t.report(p.id, pulsed)
+	overrun := false
+	if t.behind&1 != 0 && bits.OnesCount64(t.behind) >= OverrunParts && !t.alarmOn.Load() {
+		// Raised again on the next such part if reset while the line is still behind.
+		overrun = true
+		t.bump(func(s *Stats) { s.Overruns++ })
+		t.raiseAlarm(fmt.Sprintf("%s: %d of the last %d parts fell to the fail-safe because inference was behind (frame dropped or decision late); adtrd bench measures this machine",
+			CauseOverrun, bits.OnesCount64(t.behind), OverrunWindow), p.id)
+	}
+	t.behind <<= 1 // the next part's bit; OverrunWindow bits are kept
+	if f := t.observer.Load(); f != nil {
+		(*f)(Outcome{Part: p.id, Pulsed: pulsed, Overrun: overrun})
+	}
 }
 
 // fire starts part p's reject pulse and says whether it did (not when inhibited).

@@ -141,7 +141,9 @@ var (
 	descBuild      = prometheus.NewDesc("adtrd_build_info", "The running adtrd's version.", []string{"version"}, nil)
 	descFrames     = prometheus.NewDesc("adtrd_frames_total", "Frames taken for inference (each is a part's frame, decided once).", nil, nil)
 	descDecisions  = prometheus.NewDesc("adtrd_decisions_total", "Decided frames by decision and reason.", []string{"decision", "reason"}, nil)
-	descDropped    = prometheus.NewDesc("adtrd_frames_dropped_total", "Frames dropped because the inference queue was full.", nil, nil)
+	descDropped    = prometheus.NewDesc("adtrd_frames_dropped_total", "Triggered parts' frames dropped because the inference queue was full (each part takes the fail-safe).", nil, nil)
+	descSkipped    = prometheus.NewDesc("adtrd_frames_skipped_total", "Untriggered frames skipped because inference was behind (no part, no pulse).", nil, nil)
+	descOverruns   = prometheus.NewDesc("adtrd_overrun_alarms_total", "Times the alarm was raised because the line could not keep up.", nil, nil)
 	descBad        = prometheus.NewDesc("adtrd_frames_bad_total", "Frames that could not be read (decided by the fail-safe).", nil, nil)
 	descInferErr   = prometheus.NewDesc("adtrd_inference_errors_total", "Frames whose inference or scoring failed (decided by the fail-safe).", nil, nil)
 	descUnmatched  = prometheus.NewDesc("adtrd_frames_unmatched_total", "Triggered camera frames in no part's window (dropped).", nil, nil)
@@ -165,7 +167,7 @@ var (
 )
 
 func (s *state) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBuild, descFrames, descDecisions, descDropped, descBad, descInferErr, descUnmatched,
+	for _, d := range []*prometheus.Desc{descBuild, descFrames, descDecisions, descDropped, descSkipped, descOverruns, descBad, descInferErr, descUnmatched,
 		descFailSafe, descParts, descInFlight, descPulses, descInhibited, descLate, descUnconfirm, descAlarms, descAlarm,
 		descCameraUp, descCameraLost, descReloads, descModel, descGen, descThreshold, descLastScore, descEvDropped} {
 		ch <- d
@@ -189,6 +191,7 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	counter(descDropped, st.Dropped.Load())
+	counter(descSkipped, st.Skipped.Load())
 	counter(descBad, st.BadFrames.Load())
 	counter(descInferErr, st.InferErrors.Load())
 	counter(descUnmatched, st.Unmatched.Load())
@@ -200,8 +203,12 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 	gauge(descCameraUp, up)
 	ls := opt.Line.Stats()
 	for c := 1; c < len(ls.FailSafe); c++ {
+		if gpio.Cause(c) == gpio.CauseOverrun { // an alarm's cause, no part's: adtrd_overrun_alarms_total
+			continue
+		}
 		counter(descFailSafe, ls.FailSafe[c], gpio.Cause(c).String())
 	}
+	counter(descOverruns, ls.Overruns)
 	counter(descParts, ls.Parts)
 	gauge(descInFlight, float64(ls.InFlight))
 	counter(descPulses, ls.Pulses)

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -519,6 +520,23 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	level.Set(cfg.Log.SlogLevel())
 	log := newLogger(cfg.Log.Format, level, stderr)
 	sum, err := runPipeline(ctx, *cfgPath, override, level, log)
+	if sum != nil {
+		// The account of the run, however it ended: a failure's summary says what
+		// was decided before it.
+		fmt.Fprintf(stdout, "summary: %s\n", sum)
+		if l := sum.Escapes.List(); l != "" {
+			fmt.Fprintf(stdout, "escapes: %s\n", l)
+		}
+		if l := sum.FalseRejects.List(); l != "" {
+			fmt.Fprintf(stdout, "false rejects: %s\n", l)
+		}
+		if l := sum.NotEjected.List(); l != "" {
+			fmt.Fprintf(stdout, "not ejected (the stop reached its budget before their reject time): %s\n", l)
+		}
+		if k := sum.KeepUp(); k != "" {
+			fmt.Fprintf(stdout, "warning: %s\n", k)
+		}
+	}
 	if err != nil {
 		if cfg.Log.Format == config.LogJSON {
 			// A log parser reads this stream: the reason the run ended is a record too.
@@ -527,13 +545,6 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "adtrd run: %v\n", err)
 		}
 		return 1
-	}
-	fmt.Fprintf(stdout, "summary: %s\n", sum)
-	if l := sum.Escapes.List(); l != "" {
-		fmt.Fprintf(stdout, "escapes: %s\n", l)
-	}
-	if l := sum.FalseRejects.List(); l != "" {
-		fmt.Fprintf(stdout, "false rejects: %s\n", l)
 	}
 	return 0
 }
@@ -608,16 +619,26 @@ func newLogger(format config.LogFormat, level *slog.LevelVar, w io.Writer) *slog
 
 // runPipeline starts each part in order and closes the started ones on any failure.
 // Config changes (file events, SIGHUP, `systemctl reload`) are applied by swapping
-// generations while it runs.
-func runPipeline(ctx context.Context, path string, override func(*config.Config), level *slog.LevelVar, log *slog.Logger) (daemon.Summary, error) {
+// generations while it runs. The summary is nil when the pipeline never ran.
+//
+// A stop (ctx cancelled by SIGTERM or SIGINT) fits one budget, stopBudget from the
+// signal, under the unit's TimeoutStopSec: the queued frames of triggered parts are
+// decided only while their parts could still be ejected within it (the rest take the
+// fail-safe), the wait for a reload in progress and the wait for the parts in flight
+// end at its deadline, and what is still in flight then is abandoned, counted and
+// named in the summary, with every output inactive. Reaching the budget is no
+// failure: the exit is 0.
+func runPipeline(ctx context.Context, path string, override func(*config.Config), level *slog.LevelVar, log *slog.Logger) (*daemon.Summary, error) {
+	var stopAt atomic.Int64 // when the stop signal came (Unix ns; 0: none yet)
+	defer context.AfterFunc(ctx, func() { stopAt.Store(time.Now().UnixNano()) })()
 	interval, err := systemd.WatchdogInterval()
 	if err != nil {
-		return daemon.Summary{}, err
+		return nil, err
 	}
 	notify := systemd.NewNotifier(log.With("component", "systemd"))
 	rl, gen, err := daemon.NewReloader(path, nil, override, level, notify, log.With("component", "reload"))
 	if err != nil {
-		return daemon.Summary{}, err
+		return nil, err
 	}
 	defer rl.Close()
 	cfg := gen.Config
@@ -625,21 +646,23 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 	size := capture.Size{W: meta.Input.Width, H: meta.Input.Height}
 	src, err := daemon.OpenSource(daemon.Sources(), cfg.Capture, size, log)
 	if err != nil {
-		return daemon.Summary{}, err
+		return nil, err
 	}
 	defer src.Close()
 	line, err := daemon.OpenLine(cfg, log.With("component", "line"))
 	if err != nil {
-		return daemon.Summary{}, err
+		return nil, err
 	}
 	// Every exit path, signals included, ends here: outputs inactive, lines released.
 	defer line.Close()
 	p, err := daemon.New(daemon.Settings{
 		Queue: cfg.Capture.Queue, InFlight: cfg.Tracking.InFlight,
 		FrameBefore: time.Duration(cfg.Input.Trigger.FrameBefore), FrameAfter: time.Duration(cfg.Input.Trigger.FrameAfter),
+		// A part decided after this still reaches the ejector inside the budget.
+		Drain: func(cur config.Config) time.Duration { return stopBudget - max(travel(cfg), travel(cur)) },
 	}, gen, src, line.Tracker, log.With("component", "pipeline"))
 	if err != nil {
-		return daemon.Summary{}, err
+		return nil, err
 	}
 	rl.Attach(p, line.Tracker)
 	line.Start()
@@ -679,44 +702,74 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 	_, runErr := p.Run(ctx)
 	stop()
 	wg.Wait()
+	stopping := ctx.Err() != nil
+	var deadline time.Time // the stop budget's end
+	if stopping {
+		at := time.Unix(0, stopAt.Load())
+		if stopAt.Load() == 0 { // AfterFunc's goroutine has not run yet
+			at = time.Now()
+		}
+		deadline = at.Add(stopBudget)
+	}
 	// A reload stuck in a read that blocks (a hung network mount) must not hold the
 	// stop: it is given a moment and then left behind, since the process is exiting.
+	reloadWait := reloadStopWait
+	if stopping {
+		reloadWait = max(min(reloadWait, time.Until(deadline)), 0)
+	}
 	select {
 	case <-reloads:
-	case <-time.After(reloadStopWait):
-		log.Warn("stopping without waiting for a reload still in progress", "waited", reloadStopWait)
+	case <-time.After(reloadWait):
+		log.Warn("stopping without waiting for a reload still in progress", "waited", reloadWait)
 	}
 	notify.Stopping()
 	// Parts still between camera and ejector get their pulses (or fail-safe) before
 	// the outputs go inactive. They may have been stamped under the first generation or
 	// the current one (a reload may have changed the delay), so the wait covers the
-	// longer travel; on a stop signal it is capped below the unit's TimeoutStopSec so
-	// that systemd never has to kill the process with outputs on. At the natural end of
-	// the frames nothing is waiting to kill it: every part gets its full travel.
-	wait := max(travel(cfg), travel(rl.Config()))
-	if ctx.Err() != nil {
-		wait = min(wait, maxStopWait)
+	// longer travel. On a stop signal it ends at the stop budget's deadline, so that
+	// systemd never has to kill the process with outputs on, and sooner when only
+	// parts due after it are left. At the natural end of the frames nothing is waiting
+	// to kill it: every part gets its full travel.
+	var flushCtx context.Context
+	var cancel context.CancelFunc
+	if stopping {
+		flushCtx, cancel = context.WithDeadline(context.Background(), deadline)
+		log.Info("stopping: waiting for the parts in flight due inside the stop budget", "up_to", time.Until(deadline).Round(time.Millisecond))
+	} else {
+		wait := max(travel(cfg), travel(rl.Config()))
+		flushCtx, cancel = context.WithTimeout(context.Background(), wait)
+		log.Info("stopping: waiting for the parts in flight", "up_to", wait)
 	}
-	log.Info("stopping: waiting for the parts in flight", "up_to", wait)
-	flushCtx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	flushErr := line.Flush(flushCtx)
-	if flushErr != nil {
-		flushErr = fmt.Errorf("parts still in flight after %v are not ejected (outputs now inactive): %w", wait, flushErr)
+	if flushErr != nil && stopping {
+		// Not a failure: a stop has a budget, and the summary names what it left.
+		log.Warn("stop budget reached: the parts still in flight are not ejected (outputs now inactive)",
+			"budget", stopBudget, "in_flight", line.Stats().InFlight, "reason", flushErr.Error())
+		flushErr = nil
+	} else if flushErr != nil {
+		flushErr = fmt.Errorf("parts still in flight are not ejected (outputs now inactive): %w", flushErr)
 	}
-	// Escapes and rejects not pulsed are counted as parts reach the ejector: the
-	// account is taken once they all have.
+	// Outputs inactive now; the parts left in flight are reported abandoned, so the
+	// account below counts them. Escapes and rejects not pulsed are counted as parts
+	// reach the ejector: the account is taken once they all have.
+	closeErr := line.Close()
 	sum := p.Summary()
 	sum.Line = line.Stats()
-	return sum, errors.Join(runErr, flushErr, line.Close())
+	if k := sum.KeepUp(); k != "" {
+		log.Warn(k)
+	}
+	return &sum, errors.Join(runErr, flushErr, closeErr)
 }
 
 // reloadStopWait is how long a stop waits for a reload in progress.
 const reloadStopWait = time.Second
 
-// maxStopWait caps the wait for parts in flight at shutdown: under the shipped unit's
-// TimeoutStopSec=15s (systemd/adtrd.service), with room for the rest of the stop.
-const maxStopWait = 10 * time.Second
+// stopBudget is how long a stop may take from the signal to the outputs inactive
+// and the summary: under the shipped unit's TimeoutStopSec=15s
+// (systemd/adtrd.service), with 3 s left for closing the camera, the page and the
+// engine and for exiting.
+const stopBudget = 12 * time.Second
 
 // travel is the longest a part stamped under cfg can still need the outputs.
 func travel(cfg config.Config) time.Duration {
@@ -737,6 +790,9 @@ func statusLine(p *daemon.Pipeline, rl *daemon.Reloader) func() string {
 		lastN, lastT = n, now
 		line := fmt.Sprintf("generation %d, model %.12s, %.1f fps, last score %.3f (threshold %.3f), %d frames, %d rejects",
 			g.N, g.ModelSHA, fps, p.LastScore(), g.Threshold, n, p.Stats.Rejects.Load())
+		if n := p.Stats.Skipped.Load(); n > 0 {
+			line += fmt.Sprintf(", %d frames skipped (the source is faster than inference)", n)
+		}
 		if at := p.CameraLost(); !at.IsZero() {
 			line += fmt.Sprintf("; CAMERA LOST for %v (parts take the fail-safe)", time.Since(at).Round(time.Second))
 		}

@@ -18,10 +18,18 @@ import (
 
 // Options vary the line.
 type Options struct {
-	Frames string  // a folder of frames; "": the demo frames
-	Loop   bool    // replay them again and again
-	FPS    float64 // pace; 0: as fast as inference goes
-	Limit  int     // end after this many frames; 0: when the frames end
+	Frames string // a folder of frames; "": the demo frames
+	Loop   bool   // replay them again and again
+	// FPS paces the replay as a camera would be (frames that find the queue full are
+	// skipped, so how many are decided depends on the machine); 0: as fast as
+	// inference goes, every frame decided.
+	FPS   float64
+	Limit int // end after this many frames; 0: when the frames end
+	// Gate, when set, hands the frames out one at a time: each waits for a receive
+	// from it (closed: no more waiting), and none is skipped. A test whose run must
+	// straddle something (a broker's restart) steps the line with it instead of
+	// relying on a pace that a loaded machine does not keep.
+	Gate <-chan struct{}
 	// Threads for inference; 0: 1.
 	Threads int
 	Log     *slog.Logger
@@ -81,6 +89,9 @@ func New(t testing.TB, opt Options) *Line {
 	var source daemon.Source = src
 	if opt.Limit > 0 {
 		source = Limited(src, opt.Limit)
+	}
+	if opt.Gate != nil {
+		source = &gated{source, opt.Gate}
 	}
 	p, err := daemon.New(daemon.Settings{Queue: 2}, gen, source, tr, log)
 	if err != nil {
@@ -148,3 +159,21 @@ func (l *limited) Next(ctx context.Context) (capture.Frame, error) {
 	l.n--
 	return l.Replay.Next(ctx)
 }
+
+// gated waits for a receive from gate before each frame; it waits for the queue as
+// an unpaced replay does.
+type gated struct {
+	daemon.Source
+	gate <-chan struct{}
+}
+
+func (g *gated) Next(ctx context.Context) (capture.Frame, error) {
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return capture.Frame{}, ctx.Err()
+	}
+	return g.Source.Next(ctx)
+}
+
+func (g *gated) Paced() bool { return false }
