@@ -668,7 +668,7 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 	line.Start()
 	v, err := startView(cfg, path, p, line.Tracker, rl, log)
 	if err != nil {
-		return daemon.Summary{}, err
+		return nil, err
 	}
 	defer v.Close()
 	runCtx, stop := context.WithCancel(ctx)
