@@ -17,6 +17,7 @@ import (
 
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
+	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/model"
 )
@@ -74,55 +75,11 @@ type Tracker interface {
 	Observe(f func(gpio.Outcome))
 }
 
-// Decision is what happens to a part.
-type Decision int
-
-const (
-	Pass          Decision = iota
-	Reject                 // the reject output fires at the part's time
-	Alarm                  // fail-safe alarm: the part goes through and the alarm is raised
-	DecisionCount          // how many decisions there are (not one)
-)
-
-func (d Decision) String() string {
-	switch d {
-	case Pass:
-		return "pass"
-	case Reject:
-		return "reject"
-	case Alarm:
-		return "alarm"
-	}
-	return fmt.Sprintf("decision(%d)", int(d))
-}
-
-// Reason says why a decision was taken.
-type Reason int
-
-const (
-	ByScore      Reason = iota // the score against the threshold
-	BadFrame                   // the frame could not be read: fail-safe rule
-	InferFailure               // inference failed: fail-safe rule
-	ReasonCount                // how many reasons there are (not one)
-)
-
-func (r Reason) String() string {
-	switch r {
-	case ByScore:
-		return "score"
-	case BadFrame:
-		return "fail-safe: bad frame"
-	case InferFailure:
-		return "fail-safe: inference error"
-	}
-	return fmt.Sprintf("reason(%d)", int(r))
-}
-
 // Settings are the pipeline's fixed knobs (a change needs a restart); what a reload
 // can change lives in the Generation.
 type Settings struct {
 	Queue  int
-	Events *Bus // where the pipeline publishes; nil: a bus of its own (Pipeline.Events)
+	Events *events.Bus // where the pipeline publishes; nil: a bus of its own (Pipeline.Events)
 	// FrameBefore and FrameAfter: with a trigger input and a paced source (a camera),
 	// a frame captured within [trigger-FrameBefore, trigger+FrameAfter] is that part's
 	// (input.trigger.frame_before/after). Both 0: 20ms and 100ms.
@@ -136,41 +93,6 @@ type Settings struct {
 	// queue undecided. It runs on the pipeline's goroutine, between two frames: it
 	// must not wait for anything a reload holds while it swaps generations.
 	Drain func(cur config.Config) time.Duration
-}
-
-// Record is one frame's decision.
-type Record struct {
-	Seq       uint64
-	Part      uint64
-	Gen       uint64 // the config generation that decided it
-	Model     string // that generation's model sha256
-	Name      string
-	Score     float64
-	Threshold float64
-	Decision  Decision
-	Reason    Reason
-	Err       error
-	Wait      time.Duration // capture to start of inference (time in the queue)
-	Infer     time.Duration
-	Scoring   time.Duration
-}
-
-// Stats are counters, safe to read while running.
-type Stats struct {
-	// CameraErrors counts losses of the camera (each outage once) and a source's end
-	// by an error.
-	Frames, Rejects, Dropped, BadFrames, InferErrors, CameraErrors atomic.Uint64
-	// Unmatched: frames of a triggered camera that fell in no waiting part's window.
-	Unmatched atomic.Uint64
-	// Skipped: frames of an untriggered paced source (a camera) that became no part
-	// because inference was behind: the queue was full, or the frame had waited so
-	// long that its decision could not reach the ejector in time. Without a trigger
-	// the camera's rate is not the parts' rate, so these get no fail-safe pulse.
-	Skipped atomic.Uint64
-	// Undecided: frames left in the queue when the run stopped.
-	Undecided atomic.Uint64
-	// Decisions counts decided frames by [Decision][Reason] (what /metrics exports).
-	Decisions [DecisionCount][ReasonCount]atomic.Uint64
 }
 
 // Summary is the end-of-run account. Rejects counts reject decisions (by score or by
@@ -279,8 +201,8 @@ type Pipeline struct {
 	src    Source
 	line   Tracker
 	log    *slog.Logger
-	Stats  Stats
-	events *Bus
+	Stats  events.Stats
+	events *events.Bus
 
 	mu      sync.Mutex
 	ready   bool
@@ -355,7 +277,7 @@ func New(set Settings, gen *Generation, src Source, line Tracker, log *slog.Logg
 	}
 	bus := set.Events
 	if bus == nil {
-		bus = NewBus()
+		bus = events.NewBus()
 	}
 	p := &Pipeline{set: set, gen: gen, swaps: make(chan swap), src: src, line: line, log: log, events: bus,
 		first: make(chan struct{}), jobs: make(chan job, set.Queue)}
@@ -394,7 +316,7 @@ func (p *Pipeline) decided(part uint64, name string, reject bool, labels config.
 func (p *Pipeline) outcome(oc gpio.Outcome) {
 	if oc.Overrun {
 		// On the tracker's goroutine: Publish never blocks.
-		p.events.Publish(Event{Kind: EventOverrun, Time: time.Now(), Part: oc.Part, Cause: gpio.CauseOverrun.String()})
+		p.events.Publish(events.Event{Kind: events.EventOverrun, Time: time.Now(), Part: oc.Part, Cause: gpio.CauseOverrun.String()})
 	}
 	o := &p.outcomes
 	o.Lock()
@@ -436,7 +358,7 @@ func (o *outcomes) settle(n *note) {
 }
 
 // Events is the bus the pipeline publishes decisions, fail-safes and camera state on.
-func (p *Pipeline) Events() *Bus { return p.events }
+func (p *Pipeline) Events() *events.Bus { return p.events }
 
 // FirstFrame is closed once the first frame has been decided: the daemon is ready.
 func (p *Pipeline) FirstFrame() <-chan struct{} { return p.first }
@@ -603,7 +525,7 @@ func (p *Pipeline) drop(f capture.Frame, part uint64, queue int) {
 // failPart sends part to the fail-safe for cause and says so on the event bus.
 func (p *Pipeline) failPart(part uint64, cause gpio.Cause) {
 	p.line.Fail(part, cause)
-	p.events.Publish(Event{Kind: EventFailSafe, Time: time.Now(), Part: part, Cause: cause.String()})
+	p.events.Publish(events.Event{Kind: events.EventFailSafe, Time: time.Now(), Part: part, Cause: cause.String()})
 }
 
 // cameraLost tells the line (ready off while the camera is down, the alarm latched
@@ -613,7 +535,7 @@ func (p *Pipeline) cameraLost(err error) {
 	p.line.SetReady(false)
 	p.line.RaiseAlarm(gpio.CauseCameraLost)
 	p.log.Error("camera lost: parts take the fail-safe until it is back", "err", err)
-	p.events.Publish(Event{Kind: EventSourceLost, Time: time.Now(), Err: err.Error()})
+	p.events.Publish(events.Event{Kind: events.EventSourceLost, Time: time.Now(), Err: err.Error()})
 }
 
 // cameraBack undoes cameraLost but for the alarm, which stays latched until reset.
@@ -621,7 +543,7 @@ func (p *Pipeline) cameraBack(seq uint64) {
 	p.lostSince.Store(0)
 	p.line.SetReady(true)
 	p.log.Info("camera back: frames flowing again", "seq", seq)
-	p.events.Publish(Event{Kind: EventSourceBack, Time: time.Now()})
+	p.events.Publish(events.Event{Kind: events.EventSourceBack, Time: time.Now()})
 }
 
 // lostPause is the least time between two Next calls while the camera is lost.
@@ -724,15 +646,15 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 	}
 }
 
-func (p *Pipeline) failSafe(rec *Record, r Reason, cause gpio.Cause, err error) {
+func (p *Pipeline) failSafe(rec *events.Record, r events.Reason, cause gpio.Cause, err error) {
 	rec.Reason, rec.Err = r, err
 	switch p.gen.FailSafe {
 	case gpio.FailReject:
-		rec.Decision = Reject
+		rec.Decision = events.Reject
 	case gpio.FailAlarm:
-		rec.Decision = Alarm
+		rec.Decision = events.Alarm
 	default:
-		rec.Decision = Pass
+		rec.Decision = events.Pass
 	}
 	p.line.Fail(rec.Part, cause)
 }
@@ -766,19 +688,19 @@ func (p *Pipeline) handle(j job) {
 			j.part = p.line.Stamp(start)
 		}
 	}
-	rec := Record{Seq: f.Seq, Part: j.part, Gen: g.N, Model: g.ModelSHA, Threshold: g.Threshold, Name: f.Name, Wait: start.Sub(f.Time)}
+	rec := events.Record{Seq: f.Seq, Part: j.part, Gen: g.N, Model: g.ModelSHA, Threshold: g.Threshold, Name: f.Name, Wait: start.Sub(f.Time)}
 	p.Stats.Frames.Add(1)
 	switch {
 	case f.Err != nil:
 		f.Release()
 		p.Stats.BadFrames.Add(1)
-		p.failSafe(&rec, BadFrame, gpio.CauseBadFrame, f.Err)
+		p.failSafe(&rec, events.BadFrame, gpio.CauseBadFrame, f.Err)
 	default:
 		copy(g.Engine.Input(), f.Pixels)
 		f.Release() // the pixels are in the input tensor: a camera can refill the buffer
 		if err := g.Engine.Invoke(); err != nil {
 			p.Stats.InferErrors.Add(1)
-			p.failSafe(&rec, InferFailure, gpio.CauseInferError, err)
+			p.failSafe(&rec, events.InferFailure, gpio.CauseInferError, err)
 			break
 		}
 		t1 := time.Now()
@@ -787,24 +709,24 @@ func (p *Pipeline) handle(j job) {
 		rec.Scoring = time.Since(t1)
 		if err != nil {
 			p.Stats.InferErrors.Add(1)
-			p.failSafe(&rec, InferFailure, gpio.CauseInferError, err)
+			p.failSafe(&rec, events.InferFailure, gpio.CauseInferError, err)
 			break
 		}
 		rec.Score = s
 		p.cost = rec.Infer + rec.Scoring
 		p.last.Store(math.Float64bits(s))
 		if s > g.Threshold {
-			rec.Decision = Reject
+			rec.Decision = events.Reject
 		}
-		p.line.Decide(j.part, rec.Decision == Reject)
+		p.line.Decide(j.part, rec.Decision == events.Reject)
 	}
-	if rec.Decision == Reject {
+	if rec.Decision == events.Reject {
 		p.Stats.Rejects.Add(1)
 	}
 	p.record(rec)
 }
 
-func (p *Pipeline) record(r Record) {
+func (p *Pipeline) record(r events.Record) {
 	lvl := slog.LevelInfo
 	if r.Err != nil {
 		lvl = slog.LevelWarn
@@ -814,8 +736,8 @@ func (p *Pipeline) record(r Record) {
 			slog.Uint64("seq", r.Seq),
 			slog.Uint64("part", r.Part),
 			slog.String("frame", filepath.Base(r.Name)),
-			slog.Float64("score", Round4(r.Score)),
-			slog.Float64("threshold", Round4(r.Threshold)),
+			slog.Float64("score", events.Round4(r.Score)),
+			slog.Float64("threshold", events.Round4(r.Threshold)),
 			slog.Uint64("gen", r.Gen),
 			slog.String("model", shortSHA(r.Model)),
 			slog.String("decision", r.Decision.String()),
@@ -830,14 +752,14 @@ func (p *Pipeline) record(r Record) {
 			p.log.LogAttrs(context.Background(), lvl, "frame", attrs[:]...)
 		}
 	}
-	if r.Decision >= 0 && r.Decision < DecisionCount && r.Reason >= 0 && r.Reason < ReasonCount {
+	if r.Decision >= 0 && r.Decision < events.DecisionCount && r.Reason >= 0 && r.Reason < events.ReasonCount {
 		p.Stats.Decisions[r.Decision][r.Reason].Add(1)
 	}
-	p.decided(r.Part, r.Name, r.Decision == Reject, p.gen.Config.Capture.Replay.Labels)
-	e := Event{Kind: EventDecision, Time: time.Now(), Record: r}
-	if r.Reason == ByScore {
+	p.decided(r.Part, r.Name, r.Decision == events.Reject, p.gen.Config.Capture.Replay.Labels)
+	e := events.Event{Kind: events.EventDecision, Time: time.Now(), Record: r}
+	if r.Reason == events.ByScore {
 		sp := p.gen.Scorer.Params()
-		e.Map = p.events.putMap(p.gen.Scorer.Grid(), sp.Grid, p.gen.Engine.Input(), sp.Size)
+		e.Map = p.events.PutMap(p.gen.Scorer.Grid(), sp.Grid, p.gen.Engine.Input(), sp.Size)
 	}
 	p.events.Publish(e)
 }
@@ -876,11 +798,6 @@ func (p *Pipeline) Summary() Summary {
 		Escapes:  Tally{o.escapes.N, slices.Clone(o.escapes.Names)}, FalseRejects: Tally{o.falseRjs.N, slices.Clone(o.falseRjs.Names)},
 	}
 }
-
-// Round4 rounds a score or threshold to 4 decimals for records and logs: one map
-// quantisation step is about 0.06 of score, so more digits say nothing a reader can
-// use. Decisions compare the unrounded values.
-func Round4(x float64) float64 { return math.Round(x*1e4) / 1e4 }
 
 func shortSHA(s string) string {
 	if len(s) > 12 {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/internal/demoline"
 	"io"
 	"log/slog"
@@ -50,7 +51,7 @@ type rig struct {
 	sim  *gpio.Sim
 	line *gpio.Tracker
 	mu   sync.Mutex
-	recs []daemon.Record
+	recs []events.Record
 	stop func() // ends the record collection (run calls it)
 }
 
@@ -111,8 +112,8 @@ func newRig(t testing.TB, eng daemon.Engine, meta *model.Metadata, src daemon.So
 	}
 	// Records come off the event bus, as any subscriber gets them (1024 events
 	// buffered; the collector drains them as they come).
-	r.stop = collect(t, r.p.Events().Subscribe(1024), func(e daemon.Event) {
-		if e.Kind == daemon.EventDecision {
+	r.stop = collect(t, r.p.Events().Subscribe(1024), func(e events.Event) {
+		if e.Kind == events.EventDecision {
 			r.mu.Lock()
 			r.recs = append(r.recs, e.Record)
 			r.mu.Unlock()
@@ -186,7 +187,7 @@ func TestDemoMatchesGolden(t *testing.T) {
 		if math.Abs(rec.Score-f.Score) > g.Output.Scale {
 			t.Errorf("%s: score %.5f, golden %.5f (more than one step %.5f apart)", f.File, rec.Score, f.Score, g.Output.Scale)
 		}
-		if (rec.Decision == daemon.Reject) != f.Reject {
+		if (rec.Decision == events.Reject) != f.Reject {
 			t.Errorf("%s: decision %v, golden reject=%v", f.File, rec.Decision, f.Reject)
 		}
 		if f.Reject {
@@ -221,13 +222,13 @@ func TestBadFrameIsDecidedByFailSafe(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		fs     gpio.FailSafe
-		want   daemon.Decision
+		want   events.Decision
 		pulses int // the hole is always rejected; the bad frame by the fail-safe
 		alarm  bool
 	}{
-		{"reject by default", gpio.FailReject, daemon.Reject, 2, false},
-		{"pass when configured", gpio.FailPass, daemon.Pass, 1, false},
-		{"alarm when configured", gpio.FailAlarm, daemon.Alarm, 1, true},
+		{"reject by default", gpio.FailReject, events.Reject, 2, false},
+		{"pass when configured", gpio.FailPass, events.Pass, 1, false},
+		{"alarm when configured", gpio.FailAlarm, events.Alarm, 1, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -242,13 +243,13 @@ func TestBadFrameIsDecidedByFailSafe(t *testing.T) {
 				t.Fatalf("summary %+v", sum)
 			}
 			bad := r.recs[1]
-			if bad.Reason != daemon.BadFrame || bad.Decision != tc.want || !errors.Is(bad.Err, capture.ErrFrame) {
+			if bad.Reason != events.BadFrame || bad.Decision != tc.want || !errors.Is(bad.Err, capture.ErrFrame) {
 				t.Fatalf("bad frame record %+v", bad)
 			}
 			if !strings.Contains(bad.Err.Error(), "001_good.png: not a readable image") {
 				t.Fatalf("error does not name the frame: %v", bad.Err)
 			}
-			if r.recs[2].Reason != daemon.ByScore || r.recs[2].Decision != daemon.Reject {
+			if r.recs[2].Reason != events.ByScore || r.recs[2].Decision != events.Reject {
 				t.Fatalf("frame after the bad one: %+v", r.recs[2])
 			}
 			if got := r.line.Stats().Pulses; got != uint64(tc.pulses) {
@@ -464,16 +465,16 @@ func TestTriggerTakesTheNextFrame(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs := make(chan daemon.Record, 8)
-	collect(t, p.Events().Subscribe(8), func(e daemon.Event) {
-		if e.Kind == daemon.EventDecision {
+	recs := make(chan events.Record, 8)
+	collect(t, p.Events().Subscribe(8), func(e events.Event) {
+		if e.Kind == events.EventDecision {
 			recs <- e.Record
 		}
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { _, err := p.Run(ctx); done <- err }()
-	var got []daemon.Record
+	var got []events.Record
 	for i := 0; i < 3; i++ {
 		clk.Set(t0.Add(time.Duration(i) * 200 * time.Millisecond))
 		trig.EdgesChan <- true // the part arrives
@@ -495,7 +496,7 @@ func TestTriggerTakesTheNextFrame(t *testing.T) {
 			t.Fatalf("record %d: part %d frame %s", i, r.Part, r.Name)
 		}
 	}
-	if got[1].Decision != daemon.Reject || got[0].Decision != daemon.Pass || got[2].Decision != daemon.Pass {
+	if got[1].Decision != events.Reject || got[0].Decision != events.Pass || got[2].Decision != events.Pass {
 		t.Fatalf("decisions %v %v %v", got[0].Decision, got[1].Decision, got[2].Decision)
 	}
 	ps := reject.Pulses(false)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/internal/testlib"
 	"github.com/adtrd/adtrd/model"
 )
@@ -41,15 +42,15 @@ func TestFloatEngineThroughThePipeline(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		v        float32
-		decision daemon.Decision
+		decision events.Decision
 		failed   bool // the frame's inference failed (the fail-safe decided)
 	}{
 		// a flat map far below the demo threshold (10.071)
-		{"pass", 5, daemon.Pass, false},
+		{"pass", 5, events.Pass, false},
 		// a flat map above it
-		{"reject", 30, daemon.Reject, false},
+		{"reject", 30, events.Reject, false},
 		// a broken float model: the fail-safe (reject by default), never a pass
-		{"nan", float32(math.NaN()), daemon.Reject, true},
+		{"nan", float32(math.NaN()), events.Reject, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			eng, meta := newFloat(t, tc.v)
@@ -59,7 +60,7 @@ func TestFloatEngineThroughThePipeline(t *testing.T) {
 				t.Fatalf("%d frames, %d records", sum.Frames, len(r.recs))
 			}
 			for _, rec := range r.recs {
-				if rec.Decision != tc.decision || (rec.Reason == daemon.InferFailure) != tc.failed {
+				if rec.Decision != tc.decision || (rec.Reason == events.InferFailure) != tc.failed {
 					t.Fatalf("%s: decision %v reason %v (err %v), want %v", rec.Name, rec.Decision, rec.Reason, rec.Err, tc.decision)
 				}
 				if !tc.failed && math.Abs(rec.Score-float64(tc.v)) > 1e-4 {
@@ -99,7 +100,7 @@ func TestRecordsRoundScoresToFourDecimals(t *testing.T) {
 		t.Fatalf("records:\n%s", out)
 	}
 	for _, rec := range r.recs {
-		if rec.Decision != daemon.Reject {
+		if rec.Decision != events.Reject {
 			t.Fatalf("%s: %v at score %v over threshold %v", rec.Name, rec.Decision, rec.Score, v-3e-5)
 		}
 	}
@@ -113,7 +114,7 @@ func TestRound4(t *testing.T) {
 		{-1.23456, -1.2346},    // never a score, but rounds symmetrically
 		{1e9 + 0.5, 1e9 + 0.5}, // large values keep what a float64 holds
 	} {
-		if got := daemon.Round4(tc.in); got != tc.want {
+		if got := events.Round4(tc.in); got != tc.want {
 			t.Errorf("Round4(%v) = %v, want %v", tc.in, got, tc.want)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/model"
 )
 
@@ -67,7 +68,7 @@ func (e *closeCounting) Close() error { close(e.closed); return nil }
 // collect hands every event of sub to fn on a goroutine of its own, the way a real
 // subscriber (metrics, MQTT) reads the bus; stop waits until what was published
 // before it has been handed over.
-func collect(t testing.TB, sub *daemon.Subscription, fn func(daemon.Event)) (stop func()) {
+func collect(t testing.TB, sub *events.Subscription, fn func(events.Event)) (stop func()) {
 	done, finished := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(finished)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/gpio/linetest"
 	"github.com/adtrd/adtrd/internal/testlib"
@@ -63,13 +64,13 @@ func TestTriggeredCameraMatchesFramesByTime(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var decided, noFrame []string
-	stop := collect(t, p.Events().Subscribe(64), func(e daemon.Event) {
+	stop := collect(t, p.Events().Subscribe(64), func(e events.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		switch {
-		case e.Kind == daemon.EventDecision:
+		case e.Kind == events.EventDecision:
 			decided = append(decided, fmt.Sprintf("%d:%s", e.Record.Part, e.Record.Name))
-		case e.Kind == daemon.EventFailSafe:
+		case e.Kind == events.EventFailSafe:
 			noFrame = append(noFrame, fmt.Sprintf("%d:%s", e.Part, e.Cause))
 		}
 	})
@@ -156,8 +157,8 @@ func TestGigECameraLostAndBackThroughThePipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	events := make(chan daemon.Event, 256)
-	stop := collect(t, p.Events().Subscribe(256), func(e daemon.Event) { events <- e })
+	evs := make(chan events.Event, 256)
+	stop := collect(t, p.Events().Subscribe(256), func(e events.Event) { evs <- e })
 	defer stop()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -169,13 +170,13 @@ func TestGigECameraLostAndBackThroughThePipeline(t *testing.T) {
 	}
 	// await returns the first event that ok accepts within d, counting the losses seen.
 	losses := 0
-	await := func(what string, d time.Duration, ok func(daemon.Event) bool) daemon.Event {
+	await := func(what string, d time.Duration, ok func(events.Event) bool) events.Event {
 		t.Helper()
 		timeout := time.After(d)
 		for {
 			select {
-			case e := <-events:
-				if e.Kind == daemon.EventSourceLost {
+			case e := <-evs:
+				if e.Kind == events.EventSourceLost {
 					losses++
 				}
 				if ok(e) {
@@ -186,12 +187,12 @@ func TestGigECameraLostAndBackThroughThePipeline(t *testing.T) {
 			}
 		}
 	}
-	decided := func(e daemon.Event) bool { return e.Kind == daemon.EventDecision && e.Record.Reason == daemon.ByScore }
+	decided := func(e events.Event) bool { return e.Kind == events.EventDecision && e.Record.Reason == events.ByScore }
 	// the camera streams: a triggered part gets a frame (retried while it connects)
 	for i := 0; ; i++ {
 		trigger()
 		select {
-		case e := <-events:
+		case e := <-evs:
 			if decided(e) {
 				goto streaming
 			}
@@ -204,21 +205,21 @@ func TestGigECameraLostAndBackThroughThePipeline(t *testing.T) {
 streaming:
 	camera.Process.Kill()
 	camera.Wait()
-	await("camera-lost event", 10*time.Second, func(e daemon.Event) bool { return e.Kind == daemon.EventSourceLost })
+	await("camera-lost event", 10*time.Second, func(e events.Event) bool { return e.Kind == events.EventSourceLost })
 	trigger() // parts in the gap
-	await("fail-safe for a part while the camera is lost", 5*time.Second, func(e daemon.Event) bool {
-		return e.Kind == daemon.EventFailSafe && e.Cause == gpio.CauseCameraLost.String()
+	await("fail-safe for a part while the camera is lost", 5*time.Second, func(e events.Event) bool {
+		return e.Kind == events.EventFailSafe && e.Cause == gpio.CauseCameraLost.String()
 	})
 	if !tr.Alarm() {
 		t.Fatal("camera lost, alarm not latched")
 	}
 	start()
-	await("camera back", 30*time.Second, func(e daemon.Event) bool { return e.Kind == daemon.EventSourceBack })
+	await("camera back", 30*time.Second, func(e events.Event) bool { return e.Kind == events.EventSourceBack })
 	for i := 0; ; i++ {
 		trigger()
 		select {
-		case e := <-events:
-			if e.Kind == daemon.EventSourceLost {
+		case e := <-evs:
+			if e.Kind == events.EventSourceLost {
 				losses++
 			}
 			if decided(e) {

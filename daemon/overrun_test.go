@@ -10,6 +10,7 @@ import (
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/gpio/linetest"
 	"github.com/adtrd/adtrd/internal/demoline"
@@ -82,8 +83,8 @@ type triggered struct {
 	part  func(at time.Duration) // a trigger edge at t0+at and its frame 10 ms later
 	stray func(at time.Duration) // a frame at t0+at for no part
 	mu    sync.Mutex
-	kinds map[daemon.EventKind]int
-	recs  []daemon.Record
+	kinds map[events.EventKind]int
+	recs  []events.Record
 	stop  func()
 }
 
@@ -94,7 +95,7 @@ func newTriggered(t *testing.T, set daemon.Settings) *triggered {
 	}
 	sc, _ := score.New(meta.ScoreParams())
 	// A minute ahead of the wall clock: the matcher's own expiry never acts here.
-	l := &triggered{t0: time.Now().Add(time.Minute), kinds: map[daemon.EventKind]int{}}
+	l := &triggered{t0: time.Now().Add(time.Minute), kinds: map[events.EventKind]int{}}
 	l.clk = linetest.NewClock(l.t0)
 	trig := linetest.NewInput("trigger")
 	l.tr, err = gpio.New(gpio.Options{
@@ -114,11 +115,11 @@ func newTriggered(t *testing.T, set daemon.Settings) *triggered {
 	if l.p, err = daemon.New(set, gen, cam, l.tr, quiet); err != nil {
 		t.Fatal(err)
 	}
-	l.stop = collect(t, l.p.Events().Subscribe(256), func(e daemon.Event) {
+	l.stop = collect(t, l.p.Events().Subscribe(256), func(e events.Event) {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		l.kinds[e.Kind]++
-		if e.Kind == daemon.EventDecision {
+		if e.Kind == events.EventDecision {
 			l.recs = append(l.recs, e.Record)
 		}
 	})
@@ -170,7 +171,7 @@ func TestTriggeredLineBehindRaisesTheOverrunAlarm(t *testing.T) {
 	}
 	l.stop()
 	s := l.tr.Stats()
-	if s.FailSafe[gpio.CauseDropped] != 5 || s.Overruns != 1 || !l.tr.Alarm() || l.kinds[daemon.EventOverrun] != 1 || l.kinds[daemon.EventFailSafe] != 5 {
+	if s.FailSafe[gpio.CauseDropped] != 5 || s.Overruns != 1 || !l.tr.Alarm() || l.kinds[events.EventOverrun] != 1 || l.kinds[events.EventFailSafe] != 5 {
 		t.Fatalf("tracker %+v, alarm %v, events %v: want 5 dropped parts, one overrun alarm and its event", s, l.tr.Alarm(), l.kinds)
 	}
 	sum := l.p.Summary()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/adtrd/adtrd/config"
+	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/internal/safefile"
 	"github.com/adtrd/adtrd/model"
@@ -36,15 +37,6 @@ type Notifier interface {
 	Status(string)
 }
 
-// ReloadStatus is what the status API and metrics show about reloads.
-type ReloadStatus struct {
-	Generation                 uint64
-	ModelSHA                   string
-	Applied, Unchanged, Failed uint64
-	LastError                  string
-	LastErrorAt                time.Time
-}
-
 // Reloader applies config changes as whole generations (caddy's Load): read and
 // decode strictly, validate, refuse keys that need a restart, build the new engine
 // and warm it up beside the running one, swap between two frames, close the old.
@@ -63,12 +55,12 @@ type Reloader struct {
 	serial sync.Mutex
 	mu     sync.Mutex
 	closed bool
-	bus    *Bus // the pipeline's, from Attach: reloads applied and failed
+	bus    *events.Bus // the pipeline's, from Attach: reloads applied and failed
 	p      *Pipeline
 	line   LiveLine
 	cur    *Generation
 	fp     [32]byte
-	status ReloadStatus
+	status events.ReloadStatus
 }
 
 // NewReloader loads path (or the built-in demo config when path is "") and builds
@@ -127,7 +119,7 @@ func (r *Reloader) Files() []string {
 }
 
 // Status returns the reload counters and the last error.
-func (r *Reloader) Status() ReloadStatus {
+func (r *Reloader) Status() events.ReloadStatus {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.status
@@ -228,7 +220,7 @@ func (r *Reloader) Reload(reason string) error {
 		r.status.LastError, r.status.LastErrorAt = oneLine(err), time.Now()
 		r.log.Error("reload failed: still running the previous generation", "reason", reason, "generation", cur.N, "err", r.status.LastError)
 		if r.bus != nil {
-			r.bus.Publish(Event{Kind: EventReload, Time: time.Now(), Gen: cur.N, Model: cur.ModelSHA, Threshold: cur.Threshold, Err: r.status.LastError})
+			r.bus.Publish(events.Event{Kind: events.EventReload, Time: time.Now(), Gen: cur.N, Model: cur.ModelSHA, Threshold: cur.Threshold, Err: r.status.LastError})
 		}
 		return err
 	}
@@ -240,13 +232,13 @@ func (r *Reloader) Reload(reason string) error {
 	r.status.Applied++
 	r.status.Generation, r.status.ModelSHA = g.N, g.ModelSHA
 	closeErr := cur.Close()
-	r.log.Info("reloaded", "reason", reason, "generation", g.N, "model", shortSHA(g.ModelSHA), "threshold", Round4(g.Threshold),
+	r.log.Info("reloaded", "reason", reason, "generation", g.N, "model", shortSHA(g.ModelSHA), "threshold", events.Round4(g.Threshold),
 		"changed", strings.Join(config.Diff(cur.Config, cfg), ","), "took", time.Since(start).Round(time.Millisecond))
 	if warning != "" {
 		r.log.Warn("threshold: "+warning, "generation", g.N)
 	}
 	if r.bus != nil {
-		r.bus.Publish(Event{Kind: EventReload, Time: time.Now(), Gen: g.N, Model: g.ModelSHA, Threshold: g.Threshold})
+		r.bus.Publish(events.Event{Kind: events.EventReload, Time: time.Now(), Gen: g.N, Model: g.ModelSHA, Threshold: g.Threshold})
 	}
 	return closeErr
 }

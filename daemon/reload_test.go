@@ -17,6 +17,7 @@ import (
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/gpio/linetest"
 	"github.com/adtrd/adtrd/internal/testlib"
@@ -125,18 +126,18 @@ func TestReloadSoak(t *testing.T) {
 	}
 	rl.Attach(p, tr)
 	type decided struct {
-		rec daemon.Record
+		rec events.Record
 		at  time.Time
 	}
 	var recs []decided
 	// Decisions and reloads as a subscriber of the pipeline's bus sees them.
-	stopCollect := collect(t, p.Events().Subscribe(1<<14), func(e daemon.Event) {
+	stopCollect := collect(t, p.Events().Subscribe(1<<14), func(e events.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		switch {
-		case e.Kind == daemon.EventDecision:
+		case e.Kind == events.EventDecision:
 			recs = append(recs, decided{e.Record, e.Time})
-		case e.Kind == daemon.EventReload && e.Err == "":
+		case e.Kind == events.EventReload && e.Err == "":
 			gens = append(gens, applied{e.Gen, e.Threshold, e.Model, e.Time})
 		}
 	})
@@ -162,7 +163,7 @@ func TestReloadSoak(t *testing.T) {
 	}()
 
 	// wait polls until cond holds, for at most 3 s.
-	wait := func(what string, cond func(daemon.ReloadStatus) bool) {
+	wait := func(what string, cond func(events.ReloadStatus) bool) {
 		t.Helper()
 		deadline := time.Now().Add(3 * time.Second)
 		for !cond(rl.Status()) {
@@ -217,7 +218,7 @@ func TestReloadSoak(t *testing.T) {
 		case 6: // back to valid, then the running model file replaced alone
 			threshold, body = next, d.body(model, next, "")
 			d.atomic("adtrd.yaml", body)
-			wait("revert", func(s daemon.ReloadStatus) bool { return s.Applied > before.Applied })
+			wait("revert", func(s events.ReloadStatus) bool { return s.Applied > before.Applied })
 			valids = append(valids, valid{time.Now(), threshold, d.models[model]})
 			before = rl.Status()
 			g := d.models[model]
@@ -228,7 +229,7 @@ func TestReloadSoak(t *testing.T) {
 		case 8: // back to valid, then saved again unchanged
 			threshold, body = next, d.body(model, next, "")
 			os.WriteFile(d.cfg, body, 0o644)
-			wait("revert", func(s daemon.ReloadStatus) bool { return s.Applied > before.Applied })
+			wait("revert", func(s events.ReloadStatus) bool { return s.Applied > before.Applied })
 			valids = append(valids, valid{time.Now(), threshold, d.models[model]})
 			before = rl.Status()
 			os.WriteFile(d.cfg, body, 0o644)
@@ -239,12 +240,12 @@ func TestReloadSoak(t *testing.T) {
 		written := time.Now()
 		switch {
 		case ok:
-			wait(fmt.Sprint(i), func(s daemon.ReloadStatus) bool { return s.Applied > before.Applied })
+			wait(fmt.Sprint(i), func(s events.ReloadStatus) bool { return s.Applied > before.Applied })
 			valids = append(valids, valid{written, threshold, d.models[model]})
 		case unchanged:
-			wait(fmt.Sprint(i), func(s daemon.ReloadStatus) bool { return s.Unchanged > before.Unchanged })
+			wait(fmt.Sprint(i), func(s events.ReloadStatus) bool { return s.Unchanged > before.Unchanged })
 		default:
-			wait(fmt.Sprint(i), func(s daemon.ReloadStatus) bool { return s.Failed > before.Failed })
+			wait(fmt.Sprint(i), func(s events.ReloadStatus) bool { return s.Failed > before.Failed })
 			if s := rl.Status(); s.Applied != before.Applied {
 				t.Fatalf("change %d (kind %d) is invalid but was applied", i, kind)
 			}
@@ -350,8 +351,8 @@ func BenchmarkSwap(b *testing.B) {
 		d   time.Duration
 	}
 	frames := make(chan lat, 64)
-	collect(b, p.Events().Subscribe(64), func(e daemon.Event) {
-		if e.Kind != daemon.EventDecision {
+	collect(b, p.Events().Subscribe(64), func(e events.Event) {
+		if e.Kind != events.EventDecision {
 			return
 		}
 		select {

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/gpio"
 )
 
@@ -27,7 +28,7 @@ type Options struct {
 	Version  string
 	Pipeline *daemon.Pipeline
 	Line     Line
-	Reloads  func() daemon.ReloadStatus // nil: no reload metrics
+	Reloads  func() events.ReloadStatus // nil: no reload metrics
 	// Thresholds at start: the score histogram's buckets are fractions of it (a
 	// reload that moves the threshold keeps them; adtrd_threshold shows the new one).
 	Threshold float64
@@ -41,7 +42,7 @@ type Options struct {
 // histograms from the bus.
 type Metrics struct {
 	reg   *prometheus.Registry
-	sub   *daemon.Subscription
+	sub   *events.Subscription
 	stage *prometheus.HistogramVec
 	score prometheus.Histogram
 	stop  chan struct{}
@@ -101,12 +102,12 @@ func (m *Metrics) Start() {
 			case <-m.stop:
 				return
 			case e := <-m.sub.C():
-				if e.Kind != daemon.EventDecision {
+				if e.Kind != events.EventDecision {
 					continue
 				}
 				r := &e.Record
 				m.stage.WithLabelValues("queue").Observe(r.Wait.Seconds())
-				if r.Reason == daemon.ByScore {
+				if r.Reason == events.ByScore {
 					m.stage.WithLabelValues("inference").Observe(r.Infer.Seconds())
 					m.stage.WithLabelValues("scoring").Observe(r.Scoring.Seconds())
 					m.score.Observe(r.Score)
@@ -185,8 +186,8 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 	gauge(descBuild, 1, opt.Version)
 	st := &p.Stats
 	counter(descFrames, st.Frames.Load())
-	for d := range daemon.DecisionCount {
-		for r := range daemon.ReasonCount {
+	for d := range events.DecisionCount {
+		for r := range events.ReasonCount {
 			counter(descDecisions, st.Decisions[d][r].Load(), d.String(), r.String())
 		}
 	}

@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/internal/testlib"
 
 	"runtime"
@@ -8,7 +9,6 @@ import (
 	"time"
 
 	"github.com/adtrd/adtrd/config"
-	"github.com/adtrd/adtrd/daemon"
 )
 
 // BenchmarkPublish is the publisher's cost per decision with decisions: all.
@@ -23,7 +23,7 @@ import (
 // end-to-end: bus to broker acknowledgement, events/s through a loopback mosquitto.
 func BenchmarkPublish(b *testing.B) {
 	br := testlib.StartMosquitto(b)
-	run := func(b *testing.B, bus *daemon.Bus, buffer int) *Publisher {
+	run := func(b *testing.B, bus *events.Bus, buffer int) *Publisher {
 		p := newPublisher(b, br.URL(), bus, func(o *Options) {
 			o.Config.Decisions = config.DecisionsAll
 			o.Config.Buffer = buffer
@@ -34,10 +34,10 @@ func BenchmarkPublish(b *testing.B) {
 		waitFor(b, "the publisher to connect", 5*time.Second, func() bool { return p.Stats().Connected })
 		return p
 	}
-	e := decision(1, daemon.Reject)
+	e := decision(1, events.Reject)
 
 	b.Run("consumer", func(b *testing.B) {
-		p := run(b, daemon.NewBus(), 10_000) // faster than the sender: full, the oldest dropped
+		p := run(b, events.NewBus(), 10_000) // faster than the sender: full, the oldest dropped
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := range b.N {
@@ -48,7 +48,7 @@ func BenchmarkPublish(b *testing.B) {
 	})
 
 	b.Run("consumer-alone", func(b *testing.B) { // the same, no sender beside it
-		p := newPublisher(b, br.URL(), daemon.NewBus(), func(o *Options) { o.Config.Decisions, o.Config.Buffer = config.DecisionsAll, 10_000 })
+		p := newPublisher(b, br.URL(), events.NewBus(), func(o *Options) { o.Config.Decisions, o.Config.Buffer = config.DecisionsAll, 10_000 })
 		b.ReportAllocs()
 		for i := range b.N {
 			e.Record.Seq = uint64(i)
@@ -58,7 +58,7 @@ func BenchmarkPublish(b *testing.B) {
 	})
 
 	b.Run("end-to-end", func(b *testing.B) {
-		bus := daemon.NewBus()
+		bus := events.NewBus()
 		p := run(b, bus, 1_000_000) // holds what the sender has not caught up with
 		base := p.Stats().Published
 		b.ReportAllocs()

@@ -13,7 +13,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/adtrd/adtrd/config"
-	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/events"
 )
 
 // received is one message a test subscriber got.
@@ -136,7 +136,7 @@ func (x *proxy) cut() {
 // newPublisher makes a publisher for url whose reconnection backoff is capped at
 // 300 ms (10 s in production), so that tests see a broker come back quickly; it is
 // closed when the test ends.
-func newPublisher(t testing.TB, url string, bus *daemon.Bus, edit func(*Options)) *Publisher {
+func newPublisher(t testing.TB, url string, bus *events.Bus, edit func(*Options)) *Publisher {
 	t.Helper()
 	opt := Options{
 		Config: config.MQTT{Broker: url, ClientID: "adtrd-test", Topic: "plant/line3/adtrd", Decisions: config.DecisionsRejects, Buffer: 1000},

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/adtrd/adtrd/config"
-	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/internal/testlib"
 )
 
@@ -69,9 +69,9 @@ func TestTwoLinesOnTheDefaultsKeepTheirSessions(t *testing.T) {
 	b := testlib.StartMosquitto(t)
 	sub := subscribe(t, b.URL(), "dashboard", true, "#")
 	var ps []*Publisher
-	var buses []*daemon.Bus
+	var buses []*events.Bus
 	for _, topic := range []string{"line1", "line2"} {
-		bus := daemon.NewBus()
+		bus := events.NewBus()
 		p := newPublisher(t, b.URL(), bus, func(o *Options) { o.Config.ClientID, o.Config.Topic = "", topic })
 		if err := p.Start(); err != nil {
 			t.Fatal(err)
@@ -83,7 +83,7 @@ func TestTwoLinesOnTheDefaultsKeepTheirSessions(t *testing.T) {
 		t.Fatalf("both lines are %q", ps[0].cfg.ClientID)
 	}
 	for _, bus := range buses {
-		bus.Publish(decision(1, daemon.Reject))
+		bus.Publish(decision(1, events.Reject))
 	}
 	got := map[string]bool{}
 	deadline := time.After(30 * time.Second)
@@ -110,7 +110,7 @@ func TestASessionTakenOverIsNamed(t *testing.T) {
 	var ps []*Publisher
 	for _, topic := range []string{"line1", "line2"} {
 		l := &logs{}
-		p := newPublisher(t, b.URL(), daemon.NewBus(), func(o *Options) {
+		p := newPublisher(t, b.URL(), events.NewBus(), func(o *Options) {
 			o.Config.ClientID, o.Config.Topic, o.Log = "adtrd", topic, slog.New(l)
 		})
 		if err := p.Start(); err != nil {

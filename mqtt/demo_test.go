@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/internal/demoline"
 	"github.com/adtrd/adtrd/internal/testlib"
 )
@@ -59,10 +59,10 @@ func TestEveryRejectOfADemoRunAcrossABrokerRestart(t *testing.T) {
 		}
 		select {
 		case e := <-watch.C():
-			if e.Kind != daemon.EventDecision {
+			if e.Kind != events.EventDecision {
 				t.Fatalf("frame %d: a %v event where its decision was expected", i+1, e.Kind)
 			}
-			if e.Record.Decision == daemon.Reject {
+			if e.Record.Decision == events.Reject {
 				rejects[e.Record.Seq] = true
 			}
 		case <-time.After(30 * time.Second):

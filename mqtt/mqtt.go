@@ -18,7 +18,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/adtrd/adtrd/config"
-	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/events"
 )
 
 const (
@@ -63,7 +63,7 @@ const (
 // Options configure a Publisher.
 type Options struct {
 	Config config.MQTT
-	Bus    *daemon.Bus
+	Bus    *events.Bus
 	Alarm  func() bool // the alarm output's state (the tracker's Alarm), polled; nil: always off
 	Log    *slog.Logger
 	Host   string // names this daemon in every message; "": os.Hostname
@@ -110,7 +110,7 @@ type Stats struct {
 type Publisher struct {
 	cfg    config.MQTT
 	broker string // cfg.Broker without any password, for errors and logs
-	bus    *daemon.Bus
+	bus    *events.Bus
 	alarm  func() bool
 	log    *slog.Logger
 	host   string
@@ -131,7 +131,7 @@ type Publisher struct {
 	wake        chan struct{} // something for the sender: a message, a connection
 
 	mu         sync.Mutex // everything below
-	sub        *daemon.Subscription
+	sub        *events.Subscription
 	ring       ring
 	st         state
 	client     paho.Client // connected, "online" acknowledged; nil: none
@@ -330,9 +330,9 @@ func (p *Publisher) consume() {
 }
 
 // handle turns one event into its messages.
-func (p *Publisher) handle(e daemon.Event) {
+func (p *Publisher) handle(e events.Event) {
 	switch e.Kind {
-	case daemon.EventDecision:
+	case events.EventDecision:
 		r := e.Record
 		p.mu.Lock()
 		if r.Gen > p.st.gen { // the first decision tells the generation running
@@ -343,25 +343,25 @@ func (p *Publisher) handle(e daemon.Event) {
 		if p.wants(r.Decision) {
 			p.enqueue(topicDecision, decisionPayload(p.host, e))
 		}
-	case daemon.EventFailSafe:
+	case events.EventFailSafe:
 		p.mu.Lock()
 		gen := p.st.gen
 		p.mu.Unlock()
 		p.enqueue(topicFault, faultPayload(p.host, e.Time, faultFailSafe, e.Part, e.Cause, "", gen))
-	case daemon.EventSourceLost:
+	case events.EventSourceLost:
 		p.mu.Lock()
 		p.st.cameraLost = true
 		p.push(topicFault, faultPayload(p.host, e.Time, faultCameraLost, 0, "", e.Err, p.st.gen))
 		p.pushState(e.Time, changeCamera)
 		p.mu.Unlock()
 		p.signal()
-	case daemon.EventSourceBack:
+	case events.EventSourceBack:
 		p.mu.Lock()
 		p.st.cameraLost = false
 		p.pushState(e.Time, changeCamera)
 		p.mu.Unlock()
 		p.signal()
-	case daemon.EventReload:
+	case events.EventReload:
 		if e.Err != "" {
 			p.enqueue(topicFault, faultPayload(p.host, e.Time, faultReloadFailed, 0, "", e.Err, e.Gen))
 			return
@@ -376,12 +376,12 @@ func (p *Publisher) handle(e daemon.Event) {
 
 // wants says whether mqtt.decisions publishes d. "rejects" takes the fail-safe's
 // alarm decisions too: like a reject, each is a part the plant must look at.
-func (p *Publisher) wants(d daemon.Decision) bool {
+func (p *Publisher) wants(d events.Decision) bool {
 	switch p.cfg.Decisions {
 	case config.DecisionsAll:
 		return true
 	case config.DecisionsRejects:
-		return d != daemon.Pass
+		return d != events.Pass
 	}
 	return false
 }

@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/internal/testlib"
 
 	"encoding/json"
@@ -20,7 +21,6 @@ import (
 	"time"
 
 	"github.com/adtrd/adtrd/config"
-	"github.com/adtrd/adtrd/daemon"
 )
 
 const (
@@ -28,8 +28,8 @@ const (
 	sha    = "3f2a9c0d5e8b7a6f1c4d3e2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f"
 )
 
-func decision(seq uint64, d daemon.Decision) daemon.Event {
-	return daemon.Event{Kind: daemon.EventDecision, Time: time.Now(), Record: daemon.Record{
+func decision(seq uint64, d events.Decision) events.Event {
+	return events.Event{Kind: events.EventDecision, Time: time.Now(), Record: events.Record{
 		Seq: seq, Part: seq, Gen: 1, Model: sha, Name: fmt.Sprintf("/var/lib/adtrd/frames/%03d.png", seq),
 		Score: 10 + float64(seq)/3, Threshold: 12.5, Decision: d,
 	}}
@@ -65,7 +65,7 @@ func TestBrokerRestartLosesNothing(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := testlib.StartMosquitto(t)
 			sub := subscribe(t, b.URL(), "line3-dashboard", false, prefix+"/decision")
-			bus := daemon.NewBus()
+			bus := events.NewBus()
 			var log logs
 			p := newPublisher(t, b.URL(), bus, func(o *Options) { o.Config.Decisions = tc.decisions; o.Log = slog.New(&log) })
 			if err := p.Start(); err != nil {
@@ -74,9 +74,9 @@ func TestBrokerRestartLosesNothing(t *testing.T) {
 			waitFor(t, "the publisher to connect", 5*time.Second, func() bool { return p.Stats().Connected })
 			run := func(from, to uint64) {
 				for seq := from; seq <= to; seq++ {
-					d := daemon.Pass
+					d := events.Pass
 					if seq%5 == 0 {
-						d = daemon.Reject
+						d = events.Reject
 					}
 					bus.Publish(decision(seq, d))
 				}
@@ -159,7 +159,7 @@ func TestAvailability(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := testlib.StartMosquitto(t)
 			x := newProxy(t, b.Addr())
-			p := newPublisher(t, x.URL(), daemon.NewBus(), nil)
+			p := newPublisher(t, x.URL(), events.NewBus(), nil)
 			if err := p.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -186,14 +186,14 @@ func TestBufferDropsOldest(t *testing.T) {
 	subscribe(t, b.URL(), "line3-dashboard", false, prefix+"/decision").close()
 	b.Stop()
 
-	bus := daemon.NewBus()
+	bus := events.NewBus()
 	var log logs
 	p := newPublisher(t, b.URL(), bus, func(o *Options) { o.Config.Buffer = 10; o.Log = slog.New(&log) })
 	if err := p.Start(); err != nil {
 		t.Fatal(err)
 	}
 	for seq := uint64(1); seq <= 25; seq++ {
-		e := decision(seq, daemon.Reject)
+		e := decision(seq, events.Reject)
 		e.Record.Gen = 0 // no generation: no state message to share the buffer
 		bus.Publish(e)
 	}
@@ -247,7 +247,7 @@ var fields = map[string][]string{
 func TestMessages(t *testing.T) {
 	b := testlib.StartMosquitto(t)
 	sub := subscribe(t, b.URL(), "line3-dashboard", false, prefix+"/decision", prefix+"/fault", prefix+"/state")
-	bus := daemon.NewBus()
+	bus := events.NewBus()
 	var alarm atomic.Bool
 	p := newPublisher(t, b.URL(), bus, func(o *Options) { o.Alarm = alarm.Load })
 	if err := p.Start(); err != nil {
@@ -259,38 +259,38 @@ func TestMessages(t *testing.T) {
 		topic string
 		want  map[string]any // these fields; the others must be there too
 	}
-	ev := func(e daemon.Event) func() { return func() { e.Time = at; bus.Publish(e) } }
+	ev := func(e events.Event) func() { return func() { e.Time = at; bus.Publish(e) } }
 	for _, tc := range []struct {
 		name string
 		do   func()
 		want []msg
 	}{
 		{"connect", func() {}, []msg{{"state", map[string]any{"change": "connect", "camera": "up", "alarm": false, "generation": 0.}}}},
-		{"reject", ev(daemon.Event{Kind: daemon.EventDecision, Record: daemon.Record{Seq: 41, Part: 40, Gen: 3, Model: sha,
-			Name: "/var/lib/adtrd/frames/041_crack.png", Score: 22.523316, Threshold: 10.07083049028124, Decision: daemon.Reject}}),
+		{"reject", ev(events.Event{Kind: events.EventDecision, Record: events.Record{Seq: 41, Part: 40, Gen: 3, Model: sha,
+			Name: "/var/lib/adtrd/frames/041_crack.png", Score: 22.523316, Threshold: 10.07083049028124, Decision: events.Reject}}),
 			[]msg{
 				// the first decision tells the generation
 				{"state", map[string]any{"time": atUTC, "change": "generation", "generation": 3.}},
 				{"decision", map[string]any{"time": atUTC, "host": "line3-pc", "seq": 41., "part": 40., "frame": "041_crack.png",
 					"score": 22.5233, "threshold": 10.0708, "decision": "reject", "reason": "score", "generation": 3., "model": sha, "err": ""}},
 			}},
-		{"pass: not published under rejects", ev(daemon.Event{Kind: daemon.EventDecision, Record: daemon.Record{Seq: 42, Gen: 3, Decision: daemon.Pass}}), nil},
-		{"fail-safe alarm decision", ev(daemon.Event{Kind: daemon.EventDecision, Record: daemon.Record{Seq: 43, Part: 42, Gen: 3, Model: sha,
-			Name: "043.png", Score: math.NaN(), Decision: daemon.Alarm, Reason: daemon.InferFailure, Err: errors.New("invoke: \"tensor\"\tfailed")}}),
+		{"pass: not published under rejects", ev(events.Event{Kind: events.EventDecision, Record: events.Record{Seq: 42, Gen: 3, Decision: events.Pass}}), nil},
+		{"fail-safe alarm decision", ev(events.Event{Kind: events.EventDecision, Record: events.Record{Seq: 43, Part: 42, Gen: 3, Model: sha,
+			Name: "043.png", Score: math.NaN(), Decision: events.Alarm, Reason: events.InferFailure, Err: errors.New("invoke: \"tensor\"\tfailed")}}),
 			[]msg{{"decision", map[string]any{"decision": "alarm", "reason": "fail-safe: inference error", "score": nil, "err": "invoke: \"tensor\"\tfailed"}}}},
-		{"fail-safe part", ev(daemon.Event{Kind: daemon.EventFailSafe, Part: 7, Cause: "frame dropped"}),
+		{"fail-safe part", ev(events.Event{Kind: events.EventFailSafe, Part: 7, Cause: "frame dropped"}),
 			[]msg{{"fault", map[string]any{"time": atUTC, "host": "line3-pc", "kind": "fail-safe", "part": 7., "cause": "frame dropped", "err": "", "generation": 3.}}}},
-		{"camera lost", ev(daemon.Event{Kind: daemon.EventSourceLost, Err: "v4l2: /dev/video0: no such device"}),
+		{"camera lost", ev(events.Event{Kind: events.EventSourceLost, Err: "v4l2: /dev/video0: no such device"}),
 			[]msg{
 				{"fault", map[string]any{"kind": "camera lost", "part": 0., "cause": "", "err": "v4l2: /dev/video0: no such device"}},
 				{"state", map[string]any{"change": "camera", "camera": "lost", "alarm": false}},
 			}},
 		{"alarm on", func() { alarm.Store(true) }, []msg{{"state", map[string]any{"change": "alarm", "camera": "lost", "alarm": true}}}},
-		{"camera back", ev(daemon.Event{Kind: daemon.EventSourceBack}), []msg{{"state", map[string]any{"time": atUTC, "change": "camera", "camera": "up", "alarm": true}}}},
+		{"camera back", ev(events.Event{Kind: events.EventSourceBack}), []msg{{"state", map[string]any{"time": atUTC, "change": "camera", "camera": "up", "alarm": true}}}},
 		{"alarm reset", func() { alarm.Store(false) }, []msg{{"state", map[string]any{"change": "alarm", "alarm": false}}}},
-		{"reload failed", ev(daemon.Event{Kind: daemon.EventReload, Gen: 3, Err: "model: models/x.tflite: no such file"}),
+		{"reload failed", ev(events.Event{Kind: events.EventReload, Gen: 3, Err: "model: models/x.tflite: no such file"}),
 			[]msg{{"fault", map[string]any{"kind": "reload failed", "err": "model: models/x.tflite: no such file", "generation": 3.}}}},
-		{"reload applied", ev(daemon.Event{Kind: daemon.EventReload, Gen: 4, Model: sha, Threshold: 11}),
+		{"reload applied", ev(events.Event{Kind: events.EventReload, Gen: 4, Model: sha, Threshold: 11}),
 			[]msg{{"state", map[string]any{"time": atUTC, "change": "generation", "generation": 4.}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -362,7 +362,7 @@ func TestNew(t *testing.T) {
 		{"host from the system", func(o *Options) { o.Host = "" }, "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			opt := Options{Config: base, Bus: daemon.NewBus(), Host: "line3-pc"}
+			opt := Options{Config: base, Bus: events.NewBus(), Host: "line3-pc"}
 			tc.edit(&opt)
 			p, err := New(opt)
 			switch {
@@ -401,7 +401,7 @@ func TestClose(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := runtime.NumGoroutine()
-			bus := daemon.NewBus()
+			bus := events.NewBus()
 			p := newPublisher(t, tc.url, bus, func(o *Options) { o.Alarm = func() bool { return false } })
 			if err := p.Start(); err != nil {
 				t.Fatal(err)
@@ -413,7 +413,7 @@ func TestClose(t *testing.T) {
 			if p.Stats().Connected != tc.connected {
 				t.Fatalf("stats %+v", p.Stats())
 			}
-			bus.Publish(decision(5, daemon.Reject)) // and its generation's state: 2 messages
+			bus.Publish(decision(5, events.Reject)) // and its generation's state: 2 messages
 			waitFor(t, "the reject handled", 5*time.Second, func() bool {
 				s := p.Stats()
 				return tc.connected && s.Queued == 0 && s.Published == 2 || !tc.connected && s.Queued == 2

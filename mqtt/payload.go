@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/events"
 )
 
 // The payloads are encoding/json of the structs below: their field order is the
@@ -72,10 +72,10 @@ type stateMsg struct {
 
 // decisionPayload: {"time","host","seq","part","frame","score","threshold",
 // "decision","reason","generation","model","err"}.
-func decisionPayload(host string, e daemon.Event) []byte {
+func decisionPayload(host string, e events.Event) []byte {
 	r := e.Record
 	m := decisionMsg{Time: stamp(e.Time), Host: host, Seq: r.Seq, Part: r.Part, Frame: filepath.Base(r.Name),
-		Score: finite(daemon.Round4(r.Score)), Threshold: finite(daemon.Round4(r.Threshold)),
+		Score: finite(events.Round4(r.Score)), Threshold: finite(events.Round4(r.Threshold)),
 		Decision: r.Decision.String(), Reason: r.Reason.String(), Generation: r.Gen, Model: r.Model}
 	if r.Err != nil {
 		m.Err = r.Err.Error()

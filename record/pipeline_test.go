@@ -20,6 +20,7 @@ import (
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/daemon"
 	"github.com/adtrd/adtrd/evaluate"
+	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/gpio/linetest"
 	"github.com/adtrd/adtrd/internal/testlib"
@@ -91,7 +92,7 @@ func demoPlan(meta *model.Metadata) func(n int, out []int8) {
 // runDemo runs a real pipeline over the demo frames (unpaced replay, a tracker on
 // simulated pins and a manual clock) with a plan engine, publishing on bus, and
 // returns every event it published.
-func runDemo(t testing.TB, bus *daemon.Bus) []daemon.Event {
+func runDemo(t testing.TB, bus *events.Bus) []events.Event {
 	t.Helper()
 	meta, err := model.Load(testlib.Demo("adtr.tflite.json"))
 	if err != nil {
@@ -129,7 +130,7 @@ func runDemo(t testing.TB, bus *daemon.Bus) []daemon.Event {
 	if _, err := p.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	var evs []daemon.Event
+	var evs []events.Event
 	for len(all.C()) > 0 { // Publish is synchronous: everything is in
 		evs = append(evs, <-all.C())
 	}
@@ -176,9 +177,9 @@ func decodeRGB(t testing.TB, path string) []byte {
 
 // recordDemo runs the demo pipeline into a started recorder and returns the
 // recorder, the pipeline's decisions and the demo frames' inputs by recording id.
-func recordDemo(t *testing.T, opt Options) (*Recorder, []daemon.Event) {
+func recordDemo(t *testing.T, opt Options) (*Recorder, []events.Event) {
 	t.Helper()
-	bus := daemon.NewBus()
+	bus := events.NewBus()
 	opt.Bus, opt.Log = bus, quiet
 	if opt.Dir == "" {
 		opt.Dir = filepath.Join(t.TempDir(), "recordings")
@@ -200,12 +201,12 @@ func recordDemo(t *testing.T, opt Options) (*Recorder, []daemon.Event) {
 // threshold are recorded, each with the model input it was decided on and its map.
 func TestRecordsFromThePipeline(t *testing.T) {
 	r, evs := recordDemo(t, Options{Near: 0.9})
-	var want []daemon.Event
+	var want []events.Event
 	for _, e := range evs {
-		if e.Kind != daemon.EventDecision {
+		if e.Kind != events.EventDecision {
 			continue
 		}
-		if rec := e.Record; rec.Decision == daemon.Reject || rec.Score > 0.9*rec.Threshold {
+		if rec := e.Record; rec.Decision == events.Reject || rec.Score > 0.9*rec.Threshold {
 			want = append(want, e)
 		}
 	}
@@ -243,7 +244,7 @@ func TestRecordsFromThePipeline(t *testing.T) {
 // A decision read after MapRing later ones has no frame in the ring any more: dropped
 // and counted, nothing written.
 func TestRingOverwrittenOnTheRealBus(t *testing.T) {
-	bus := daemon.NewBus()
+	bus := events.NewBus()
 	first := runDemo(t, bus)
 	runDemo(t, bus) // 16 more decisions: the first run's are out of the ring
 	r, err := New(Options{Dir: t.TempDir(), Bus: bus, Log: quiet})

@@ -54,7 +54,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/heatmap"
 )
 
@@ -113,7 +113,7 @@ type Options struct {
 	Near    float64       // passes scoring above Near x threshold are recorded too; 0: rejects only
 	Rate    float64       // recordings per second at most (burst max(1, Rate)); 0: no limit
 	Dataset string        // where feedback lands (MVTec layout); "": Label refuses
-	Bus     *daemon.Bus   // the events (required by Start)
+	Bus     *events.Bus   // the events (required by Start)
 	Log     *slog.Logger  // nil: discard
 	Now     func() time.Time
 }
@@ -203,7 +203,7 @@ type Meta struct {
 	Frame      string    `json:"frame"` // the frame's base name
 	Score      float64   `json:"score"`
 	Threshold  float64   `json:"threshold"`
-	Decision   string    `json:"decision"` // daemon.Decision's String
+	Decision   string    `json:"decision"` // events.Decision's String
 	Reason     string    `json:"reason"`
 	Generation uint64    `json:"generation"`
 	Model      string    `json:"model_sha256"`
@@ -222,10 +222,10 @@ type Meta struct {
 	Bytes int64 `json:"-"`
 }
 
-// frames is where the recorder fetches a decision's frame and map: *daemon.Bus.
+// frames is where the recorder fetches a decision's frame and map: *events.Bus.
 type frames interface {
-	Frame(ref daemon.MapRef, dst []byte) bool
-	Map(ref daemon.MapRef, dst []float32) bool
+	Frame(ref events.MapRef, dst []byte) bool
+	Map(ref events.MapRef, dst []float32) bool
 }
 
 // key orders recordings: by the id's millisecond, then sequence number.
@@ -276,7 +276,7 @@ type Recorder struct {
 	lastAt   time.Time
 	started  bool
 	closed   bool
-	sub      *daemon.Subscription
+	sub      *events.Subscription
 	done     chan struct{}
 	finished chan struct{}
 	flushc   chan chan struct{}
@@ -508,7 +508,7 @@ func (r *Recorder) Close() error {
 	return nil
 }
 
-func (r *Recorder) run(sub *daemon.Subscription) {
+func (r *Recorder) run(sub *events.Subscription) {
 	defer close(r.finished)
 	var tick <-chan time.Time
 	if r.opt.MaxAge > 0 {
@@ -536,12 +536,12 @@ func (r *Recorder) run(sub *daemon.Subscription) {
 }
 
 // recordable says whether e is a decision to record.
-func (r *Recorder) recordable(e daemon.Event) bool {
+func (r *Recorder) recordable(e events.Event) bool {
 	rec := e.Record
-	if e.Kind != daemon.EventDecision || rec.Reason != daemon.ByScore {
+	if e.Kind != events.EventDecision || rec.Reason != events.ByScore {
 		return false
 	}
-	return rec.Decision == daemon.Reject || (r.opt.Near > 0 && rec.Score > r.opt.Near*rec.Threshold)
+	return rec.Decision == events.Reject || (r.opt.Near > 0 && rec.Score > r.opt.Near*rec.Threshold)
 }
 
 // allow takes a token from the bucket (Rate a second, burst max(1, Rate)).
@@ -562,7 +562,7 @@ func (r *Recorder) allow() bool {
 }
 
 // handle records e if it is to be recorded and can be.
-func (r *Recorder) handle(e daemon.Event) {
+func (r *Recorder) handle(e events.Event) {
 	if !r.recordable(e) {
 		return
 	}
@@ -654,7 +654,7 @@ func (r *Recorder) id(t time.Time, seq uint64) string {
 }
 
 // write writes e's recording from the fetched frame and map, atomically.
-func (r *Recorder) write(e daemon.Event) (Meta, error) {
+func (r *Recorder) write(e events.Event) (Meta, error) {
 	rec := e.Record
 	t := e.Time
 	if t.IsZero() {

@@ -1,6 +1,7 @@
 package record
 
 import (
+	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/internal/testlib"
 
 	"bytes"
@@ -16,8 +17,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/adtrd/adtrd/daemon"
 )
 
 // clock is a manual Options.Now.
@@ -59,7 +58,7 @@ func newFakeFrames(size, gridN int) *fakeFrames {
 	return f
 }
 
-func (f *fakeFrames) Frame(ref daemon.MapRef, dst []byte) bool {
+func (f *fakeFrames) Frame(ref events.MapRef, dst []byte) bool {
 	if f.gone || len(dst) != len(f.frame) {
 		return false
 	}
@@ -67,7 +66,7 @@ func (f *fakeFrames) Frame(ref daemon.MapRef, dst []byte) bool {
 	return true
 }
 
-func (f *fakeFrames) Map(ref daemon.MapRef, dst []float32) bool {
+func (f *fakeFrames) Map(ref events.MapRef, dst []float32) bool {
 	if f.gone || len(dst) != len(f.grid) {
 		return false
 	}
@@ -108,19 +107,19 @@ func newFixture(t testing.TB, opt Options) *fixture {
 }
 
 // event is a decision by score at the clock's time, the next sequence number.
-func (f *fixture) event(score, threshold float64, d daemon.Decision) daemon.Event {
+func (f *fixture) event(score, threshold float64, d events.Decision) events.Event {
 	f.seq++
-	return daemon.Event{
-		Kind: daemon.EventDecision, Time: f.clk.Now(),
-		Record: daemon.Record{Seq: f.seq, Part: f.seq + 100, Gen: 3, Model: strings.Repeat("ab", 32), Name: "/frames/part_" + string(rune('a'+f.seq%26)) + ".png",
-			Score: score, Threshold: threshold, Decision: d, Reason: daemon.ByScore},
-		Map: daemon.MapRef{Grid: 14, Size: f.size},
+	return events.Event{
+		Kind: events.EventDecision, Time: f.clk.Now(),
+		Record: events.Record{Seq: f.seq, Part: f.seq + 100, Gen: 3, Model: strings.Repeat("ab", 32), Name: "/frames/part_" + string(rune('a'+f.seq%26)) + ".png",
+			Score: score, Threshold: threshold, Decision: d, Reason: events.ByScore},
+		Map: events.MapRef{Grid: 14, Size: f.size},
 	}
 }
 
 // reject records one rejected frame.
-func (f *fixture) reject() daemon.Event {
-	e := f.event(12, 10, daemon.Reject)
+func (f *fixture) reject() events.Event {
+	e := f.event(12, 10, events.Reject)
 	f.r.handle(e)
 	return e
 }
@@ -152,25 +151,25 @@ func TestRecordable(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		near float64
-		e    daemon.Event
+		e    events.Event
 		want bool
 	}{
 		// a reject by score
-		{"reject", 0.9, daemon.Event{Kind: daemon.EventDecision, Record: daemon.Record{Score: 12, Threshold: 10, Decision: daemon.Reject}}, true},
+		{"reject", 0.9, events.Event{Kind: events.EventDecision, Record: events.Record{Score: 12, Threshold: 10, Decision: events.Reject}}, true},
 		// a pass above 0.9 x 10
-		{"near pass", 0.9, daemon.Event{Kind: daemon.EventDecision, Record: daemon.Record{Score: 9.5, Threshold: 10}}, true},
+		{"near pass", 0.9, events.Event{Kind: events.EventDecision, Record: events.Record{Score: 9.5, Threshold: 10}}, true},
 		// a pass at exactly near x threshold is not above it
-		{"at near", 0.5, daemon.Event{Kind: daemon.EventDecision, Record: daemon.Record{Score: 5, Threshold: 10}}, false},
+		{"at near", 0.5, events.Event{Kind: events.EventDecision, Record: events.Record{Score: 5, Threshold: 10}}, false},
 		// a pass below near x threshold
-		{"low pass", 0.9, daemon.Event{Kind: daemon.EventDecision, Record: daemon.Record{Score: 8, Threshold: 10}}, false},
+		{"low pass", 0.9, events.Event{Kind: events.EventDecision, Record: events.Record{Score: 8, Threshold: 10}}, false},
 		// near 0: rejects only, however close the pass
-		{"near off", 0, daemon.Event{Kind: daemon.EventDecision, Record: daemon.Record{Score: 9.99, Threshold: 10}}, false},
+		{"near off", 0, events.Event{Kind: events.EventDecision, Record: events.Record{Score: 9.99, Threshold: 10}}, false},
 		// a fail-safe reject has no map worth keeping
-		{"fail-safe reject", 0.9, daemon.Event{Kind: daemon.EventDecision, Record: daemon.Record{Decision: daemon.Reject, Reason: daemon.BadFrame}}, false},
+		{"fail-safe reject", 0.9, events.Event{Kind: events.EventDecision, Record: events.Record{Decision: events.Reject, Reason: events.BadFrame}}, false},
 		// an inference failure neither
-		{"inference failure", 0.9, daemon.Event{Kind: daemon.EventDecision, Record: daemon.Record{Decision: daemon.Alarm, Reason: daemon.InferFailure}}, false},
+		{"inference failure", 0.9, events.Event{Kind: events.EventDecision, Record: events.Record{Decision: events.Alarm, Reason: events.InferFailure}}, false},
 		// not a decision
-		{"fail-safe event", 0.9, daemon.Event{Kind: daemon.EventFailSafe, Part: 3}, false},
+		{"fail-safe event", 0.9, events.Event{Kind: events.EventFailSafe, Part: 3}, false},
 	} {
 		r := &Recorder{opt: Options{Near: tc.near}}
 		if got := r.recordable(tc.e); got != tc.want {
@@ -557,7 +556,7 @@ func TestUnusableAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk := newClock()
-	r, err := New(Options{Dir: dir, Now: clk.Now, Bus: daemon.NewBus()})
+	r, err := New(Options{Dir: dir, Now: clk.Now, Bus: events.NewBus()})
 	if !errors.Is(err, ErrUnusable) || r == nil {
 		t.Fatalf("New: %v, %v; want a recorder and ErrUnusable", r, err)
 	}
@@ -618,7 +617,7 @@ func TestOptionsAndLifecycle(t *testing.T) {
 	if err := r.Start(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Start after Close: %v", err)
 	}
-	r2, _ := New(Options{Dir: t.TempDir(), Bus: daemon.NewBus()})
+	r2, _ := New(Options{Dir: t.TempDir(), Bus: events.NewBus()})
 	if err := r2.Start(); err != nil {
 		t.Fatal(err)
 	}

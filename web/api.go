@@ -13,7 +13,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/events"
 )
 
 // Recording is one recorded frame as the API lists it.
@@ -68,10 +68,10 @@ func (s *Server) status() map[string]any {
 	}
 	out := map[string]any{
 		"version": s.opt.Version, "started": s.started.UTC(), "uptime_s": int64(time.Since(s.started).Seconds()),
-		"config": cfg, "generation": g.N, "threshold": daemon.Round4(g.Threshold),
+		"config": cfg, "generation": g.N, "threshold": events.Round4(g.Threshold),
 		"model":  map[string]any{"path": s.opt.ModelPath, "sha256": g.ModelSHA},
 		"camera": cam, "alarm": s.opt.Line.Alarm(), "ready": why == "", "not_ready": why,
-		"last_score": daemon.Round4(p.LastScore()),
+		"last_score": events.Round4(p.LastScore()),
 		"counts": map[string]any{
 			"frames": st.Frames.Load(), "rejects": st.Rejects.Load(), "dropped": st.Dropped.Load(),
 			"bad_frames": st.BadFrames.Load(), "infer_errors": st.InferErrors.Load(), "unmatched": st.Unmatched.Load(),

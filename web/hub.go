@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/events"
 )
 
 // Event is one entry of /api/events and of the stream's "event" messages. Frame is
@@ -37,7 +38,7 @@ const EventRing = 512
 // hub turns bus events into the API's events, keeps the recent ones, fans them out to
 // the streams and renders the live heatmap at most heatmaps times a second.
 type hub struct {
-	sub *daemon.Subscription
+	sub *events.Subscription
 
 	mu      sync.Mutex
 	ring    [EventRing]Event
@@ -82,7 +83,7 @@ func (h *hub) start() {
 	go func() {
 		defer h.wg.Done()
 		h.live.run(h.stop, func(seq uint64, score float64) {
-			h.broadcast("live", map[string]any{"seq": seq, "score": daemon.Round4(score)})
+			h.broadcast("live", map[string]any{"seq": seq, "score": events.Round4(score)})
 		})
 	}()
 }
@@ -109,7 +110,7 @@ func (h *hub) run() {
 		case e := <-h.sub.C():
 			ev := h.add(e)
 			h.broadcast("event", ev)
-			if e.Kind == daemon.EventDecision && e.Map.Grid > 0 {
+			if e.Kind == events.EventDecision && e.Map.Grid > 0 {
 				h.live.offer(e)
 			}
 		}
@@ -117,25 +118,25 @@ func (h *hub) run() {
 }
 
 // add converts and keeps e, giving it the next id.
-func (h *hub) add(e daemon.Event) Event {
+func (h *hub) add(e events.Event) Event {
 	ev := Event{Kind: e.Kind.String(), Time: e.Time.UTC()}
 	switch e.Kind {
-	case daemon.EventDecision:
+	case events.EventDecision:
 		r := e.Record
 		ev.Seq, ev.Part, ev.Frame = r.Seq, r.Part, filepath.Base(r.Name)
-		ev.Score, ev.Threshold = daemon.Round4(r.Score), daemon.Round4(r.Threshold)
+		ev.Score, ev.Threshold = events.Round4(r.Score), events.Round4(r.Threshold)
 		ev.Decision, ev.Reason, ev.Generation, ev.Model = r.Decision.String(), r.Reason.String(), r.Gen, r.Model
 		if r.Err != nil {
 			ev.Err = r.Err.Error()
 		}
-	case daemon.EventFailSafe:
+	case events.EventFailSafe:
 		ev.Part, ev.Cause = e.Part, e.Cause
-	case daemon.EventSourceLost:
+	case events.EventSourceLost:
 		ev.Kind, ev.Err = "camera lost", e.Err
-	case daemon.EventSourceBack:
+	case events.EventSourceBack:
 		ev.Kind = "camera back"
-	case daemon.EventReload:
-		ev.Generation, ev.Model, ev.Threshold = e.Gen, e.Model, daemon.Round4(e.Threshold)
+	case events.EventReload:
+		ev.Generation, ev.Model, ev.Threshold = e.Gen, e.Model, events.Round4(e.Threshold)
 		if e.Err != "" {
 			ev.Kind, ev.Err = "reload failed", e.Err
 		}

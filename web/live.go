@@ -8,18 +8,18 @@ import (
 	"sync"
 	"time"
 
-	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/heatmap"
 )
 
 // liveView renders the latest decision's frame with its heatmap, at most rate times a
 // second, on its own goroutine: the frame path only hands over an Event (a value).
 type liveView struct {
-	bus  *daemon.Bus
+	bus  *events.Bus
 	rate float64
 
 	mu       sync.Mutex
-	pending  daemon.Event // the latest decision offered, not yet rendered
+	pending  events.Event // the latest decision offered, not yet rendered
 	has      bool
 	png      []byte // the latest render
 	seq      uint64 // its frame's seq
@@ -32,14 +32,14 @@ type liveView struct {
 	buf   bytes.Buffer
 }
 
-func newLiveView(bus *daemon.Bus, rate float64) *liveView {
+func newLiveView(bus *events.Bus, rate float64) *liveView {
 	if rate <= 0 {
 		rate = 2
 	}
 	return &liveView{bus: bus, rate: rate}
 }
 
-func (l *liveView) offer(e daemon.Event) {
+func (l *liveView) offer(e events.Event) {
 	l.mu.Lock()
 	l.pending, l.has = e, true
 	l.mu.Unlock()
@@ -66,7 +66,7 @@ func (l *liveView) run(stop <-chan struct{}, done func(seq uint64, score float64
 }
 
 // render draws e's frame and map; false when the bus's ring has moved past it.
-func (l *liveView) render(e daemon.Event) bool {
+func (l *liveView) render(e events.Event) bool {
 	m := e.Map
 	if m.Size == 0 || m.Grid == 0 {
 		return false

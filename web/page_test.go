@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/internal/demoline"
 	"image"
 	"image/png"
@@ -250,7 +251,7 @@ func copyFile(t *testing.T, from, to string) {
 // pageReloader stands in for the daemon's reloader: every reload changes nothing.
 type pageReloader struct {
 	mu sync.Mutex
-	st daemon.ReloadStatus
+	st events.ReloadStatus
 }
 
 func (r *pageReloader) Reload(string) error {
@@ -260,7 +261,7 @@ func (r *pageReloader) Reload(string) error {
 	return nil
 }
 
-func (r *pageReloader) Status() daemon.ReloadStatus {
+func (r *pageReloader) Status() events.ReloadStatus {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.st
@@ -335,7 +336,7 @@ func newPageRecordings(t *testing.T, threshold float64) *pageRecordings {
 		seq := uint64(1000 + 17*i)
 		r.add(pageRecording{Recording: web.Recording{
 			ID: fmt.Sprintf("r%d", i+1), Time: now.Add(-f.ago), Seq: seq, Part: seq, Frame: f.name,
-			Score: daemon.Round4(score), Threshold: daemon.Round4(threshold), Decision: f.decision,
+			Score: events.Round4(score), Threshold: events.Round4(threshold), Decision: f.decision,
 		}, src: f.name})
 	}
 	return r

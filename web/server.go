@@ -22,6 +22,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/gpio"
 )
 
@@ -51,7 +52,7 @@ type Options struct {
 	Line     Line
 	Reloader interface {
 		Reload(reason string) error
-		Status() daemon.ReloadStatus
+		Status() events.ReloadStatus
 	}
 	Metrics    http.Handler // /metrics; nil: 404
 	Recordings Recordings   // nil: recordings are off

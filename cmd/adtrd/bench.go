@@ -17,6 +17,7 @@ import (
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/gpio"
 )
 
@@ -154,7 +155,7 @@ func bench(cfg config.Config, n int) (BenchReport, error) {
 	const warm = 5
 	var (
 		mu               sync.Mutex
-		recs             []daemon.Record
+		recs             []events.Record
 		first, last      time.Time
 		ctx, cancel      = context.WithCancel(context.Background())
 		sub              = p.Events().Subscribe(1024)
@@ -167,13 +168,13 @@ func bench(cfg config.Config, n int) (BenchReport, error) {
 	go func() {
 		defer close(collected)
 		for {
-			var e daemon.Event
+			var e events.Event
 			select {
 			case e = <-sub.C():
 			case <-stop:
 				return
 			}
-			if e.Kind != daemon.EventDecision {
+			if e.Kind != events.EventDecision {
 				continue
 			}
 			mu.Lock()

@@ -26,6 +26,7 @@ import (
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
 	"github.com/adtrd/adtrd/evaluate"
+	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/systemd"
 	"github.com/adtrd/adtrd/tflite"
 )
@@ -674,7 +675,7 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	reloads := watchReloads(runCtx, path, rl, log)
-	log.Info("running", "frames", src.Len(), "threshold", daemon.Round4(gen.Threshold), "fail_safe", cfg.FailSafe.String(), "generation", gen.N)
+	log.Info("running", "frames", src.Len(), "threshold", events.Round4(gen.Threshold), "fail_safe", cfg.FailSafe.String(), "generation", gen.N)
 	status := statusLine(p, rl)
 	// Every goroutine started here is joined before STOPPING=1, so nothing reaches
 	// systemd after it.

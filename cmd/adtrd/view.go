@@ -12,6 +12,7 @@ import (
 
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/metrics"
 	"github.com/adtrd/adtrd/mqtt"
@@ -155,8 +156,8 @@ func (a recordings) Recent(n int) []web.Recording {
 	ms := a.r.List(n)
 	out := make([]web.Recording, len(ms))
 	for i, m := range ms {
-		out[i] = web.Recording{ID: m.ID, Time: m.Time, Seq: m.Seq, Part: m.Part, Frame: m.Frame, Score: daemon.Round4(m.Score),
-			Threshold: daemon.Round4(m.Threshold), Decision: m.Decision, Kind: m.Kind}
+		out[i] = web.Recording{ID: m.ID, Time: m.Time, Seq: m.Seq, Part: m.Part, Frame: m.Frame, Score: events.Round4(m.Score),
+			Threshold: events.Round4(m.Threshold), Decision: m.Decision, Kind: m.Kind}
 		if m.Label != record.Unlabelled {
 			out[i].Label = m.Label.String()
 		}

@@ -1,4 +1,8 @@
-package daemon
+// Package events is the pipeline's event stream and its vocabulary: the bus, its
+// events, the decision records and the counters that consumers (the page, metrics,
+// the recorder, MQTT) read. It is a leaf: no cgo, no engine, no pins, no camera, so
+// consumers build without them.
+package events
 
 import (
 	"fmt"
@@ -135,10 +139,10 @@ func (b *Bus) Publish(e Event) {
 	}
 }
 
-// putMap copies grid (side x side real values) and the frame's model input (size x
-// size RGB) into the ring and returns their handle. The ring's buffers are allocated
-// once per slot and size.
-func (b *Bus) putMap(grid []float32, side int, frame []byte, size int) MapRef {
+// PutMap copies grid (side x side real values) and the frame's model input (size x
+// size RGB) into the ring and returns their handle, for the publisher's next
+// decision event. The ring's buffers are allocated once per slot and size.
+func (b *Bus) PutMap(grid []float32, side int, frame []byte, size int) MapRef {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.next++
