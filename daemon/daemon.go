@@ -428,6 +428,15 @@ func (p *Pipeline) Generation() *Generation {
 	return p.gen
 }
 
+// Running is what consumers of the pipeline show of the generation in use.
+func (p *Pipeline) Running() events.GenInfo {
+	g := p.Generation()
+	return events.GenInfo{N: g.N, ModelSHA: g.ModelSHA, Threshold: g.Threshold}
+}
+
+// Counters are the pipeline's Stats, for consumers that see it through an interface.
+func (p *Pipeline) Counters() *events.Stats { return &p.Stats }
+
 // Run processes frames until the source ends or ctx is cancelled. The ready output
 // is on from the first decided frame until Run returns.
 func (p *Pipeline) Run(ctx context.Context) (Summary, error) {

@@ -7,12 +7,12 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/adtrd/adtrd/daemon"
 	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/gpio"
 )
@@ -23,10 +23,20 @@ type Line interface {
 	Alarm() bool
 }
 
+// Pipeline is what the metrics read from the frame loop (daemon.Pipeline).
+type Pipeline interface {
+	Events() *events.Bus
+	Counters() *events.Stats
+	Running() events.GenInfo
+	// CameraLost is when the camera was lost; zero while it runs.
+	CameraLost() time.Time
+	LastScore() float64
+}
+
 // Options are the metrics' sources. Pipeline and Line are required.
 type Options struct {
 	Version  string
-	Pipeline *daemon.Pipeline
+	Pipeline Pipeline
 	Line     Line
 	Reloads  func() events.ReloadStatus // nil: no reload metrics
 	// Thresholds at start: the score histogram's buckets are fractions of it (a
@@ -184,7 +194,7 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	gauge(descBuild, 1, opt.Version)
-	st := &p.Stats
+	st := p.Counters()
 	counter(descFrames, st.Frames.Load())
 	for d := range events.DecisionCount {
 		for r := range events.ReasonCount {
@@ -228,7 +238,7 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 		counter(descReloads, rs.Unchanged, "unchanged")
 		counter(descReloads, rs.Failed, "failed")
 	}
-	g := p.Generation()
+	g := p.Running()
 	gauge(descModel, 1, g.ModelSHA, strconv.FormatUint(g.N, 10))
 	gauge(descGen, float64(g.N))
 	gauge(descThreshold, g.Threshold)

@@ -50,8 +50,8 @@ var (
 
 func (s *Server) status() map[string]any {
 	p := s.opt.Pipeline
-	g := p.Generation()
-	st := &p.Stats
+	g := p.Running()
+	st := p.Counters()
 	cam := map[string]any{"state": "up", "losses": st.CameraErrors.Load()}
 	if at := p.CameraLost(); !at.IsZero() {
 		cam["state"], cam["lost_since"] = "lost", at.UTC()

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/adtrd/adtrd/daemon"
 	"github.com/adtrd/adtrd/events"
 )
 
@@ -68,7 +67,7 @@ type stream struct {
 	n    uint64 // its order of opening
 }
 
-func newHub(p *daemon.Pipeline, heatmaps float64) *hub {
+func newHub(p Pipeline, heatmaps float64) *hub {
 	h := &hub{sub: p.Events().Subscribe(1024), next: 1, streams: map[*stream]struct{}{}, stop: make(chan struct{})}
 	h.live = newLiveView(p.Events(), heatmaps)
 	return h

@@ -21,7 +21,6 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/adtrd/adtrd/daemon"
 	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/gpio"
 )
@@ -31,6 +30,19 @@ var static embed.FS
 
 // ErrListen: Start could not listen on the address (or New was given none).
 var ErrListen = errors.New("http: cannot listen")
+
+// Pipeline is what the page reads from the frame loop (daemon.Pipeline): its event
+// bus, its counters and the generation in use, and whether the camera runs.
+type Pipeline interface {
+	Events() *events.Bus
+	Counters() *events.Stats
+	Running() events.GenInfo
+	// FirstFrame is closed once the first frame is decided.
+	FirstFrame() <-chan struct{}
+	// CameraLost is when the camera was lost; zero while it runs.
+	CameraLost() time.Time
+	LastScore() float64
+}
 
 // Line is what the page reads from and does to the tracker.
 type Line interface {
@@ -48,7 +60,7 @@ type Options struct {
 	Token    string // bearer token for POSTs; "": every POST is refused with 403
 	Heatmaps float64
 	Version  string
-	Pipeline *daemon.Pipeline
+	Pipeline Pipeline
 	Line     Line
 	Reloader interface {
 		Reload(reason string) error
@@ -258,7 +270,7 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusUnprocessableEntity, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"generation": s.opt.Pipeline.Generation().N})
+	writeJSON(w, http.StatusOK, map[string]any{"generation": s.opt.Pipeline.Running().N})
 }
 
 func (s *Server) alarmReset(w http.ResponseWriter, _ *http.Request) {
