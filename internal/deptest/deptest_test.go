@@ -1,5 +1,6 @@
-// Package deptest keeps cgo inside the engine package: everything else must build
-// with CGO_ENABLED=0 (after tailscale's deptest).
+// Package deptest keeps the dependency direction: cgo inside the engine package, and
+// the consumers of events off the frame loop and the engines (after tailscale's
+// deptest: a list of what each package must never pull in, with the reason).
 package deptest
 
 import (
@@ -37,5 +38,74 @@ func TestBuildsWithoutCgo(t *testing.T) {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("GOOS=%s CGO_ENABLED=0 go build: %v\n%s", goos, err, out)
 		}
+	}
+}
+
+const mod = "github.com/adtrd/adtrd/"
+
+// Why a package must stay out of another's build.
+const (
+	whyDaemon   = "the frame loop: it links the engines and the pins; consumers of events read the pipeline through their own small interfaces"
+	whyTFLite   = "the TFLite engine is cgo: consumers of events must build with CGO_ENABLED=0"
+	whyHostGPIO = "the real-pin driver (periph host, Linux ioctls): only the daemon's binary drives pins"
+	whyCapture  = "the camera (a GStreamer child) and replay: an event carries the decision, not the frame source"
+)
+
+// rules lists, per package, what it must never pull in (directly or not), with the
+// reason; nocgo also forbids any non-standard package with cgo files in its build.
+// mqtt still reaches capture through config (to be cut with config's camera
+// parsing), so capture is not yet forbidden to it.
+var rules = []struct {
+	pkg   string
+	nocgo bool
+	bad   map[string]string
+}{
+	{"events", true, map[string]string{"daemon": whyDaemon, "tflite": whyTFLite, "gpio": "events is a leaf: the pins' types stay out of the event vocabulary", "gpio/hostgpio": whyHostGPIO, "capture": whyCapture, "config": "events is a leaf: a reload's config is not an event's"}},
+	{"web", true, map[string]string{"daemon": whyDaemon, "tflite": whyTFLite, "gpio/hostgpio": whyHostGPIO, "capture": whyCapture}},
+	{"metrics", true, map[string]string{"daemon": whyDaemon, "tflite": whyTFLite, "gpio/hostgpio": whyHostGPIO, "capture": whyCapture}},
+	{"record", true, map[string]string{"daemon": whyDaemon, "tflite": whyTFLite, "gpio/hostgpio": whyHostGPIO, "capture": whyCapture}},
+	{"mqtt", true, map[string]string{"daemon": whyDaemon, "tflite": whyTFLite, "gpio/hostgpio": whyHostGPIO}},
+}
+
+// Each rule, checked on the build with cgo on (the daemon's), where a cgo package
+// would show.
+func TestForbiddenDeps(t *testing.T) {
+	for _, r := range rules {
+		t.Run(r.pkg, func(t *testing.T) {
+			cmd := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}} {{.Standard}} {{len .CgoFiles}}", "./"+r.pkg)
+			cmd.Dir = testlib.Root()
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("go list -deps ./%s: %v", r.pkg, err)
+			}
+			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				f := strings.Fields(line)
+				if len(f) != 3 {
+					t.Fatalf("go list line %q", line)
+				}
+				dep, std, ncgo := f[0], f[1] == "true", f[2]
+				if why, ok := r.bad[strings.TrimPrefix(dep, mod)]; ok && strings.HasPrefix(dep, mod) {
+					t.Errorf("%s pulls in %s, which it must not: %s", r.pkg, dep, why)
+				}
+				if r.nocgo && !std && ncgo != "0" {
+					t.Errorf("%s pulls in %s, which has cgo files: %s must build with CGO_ENABLED=0", r.pkg, dep, r.pkg)
+				}
+			}
+		})
+	}
+}
+
+// The consumers of events build with cgo off, whatever their rules say.
+func TestConsumersBuildWithoutCgo(t *testing.T) {
+	args := []string{"build", "-o", os.DevNull}
+	for _, r := range rules {
+		args = append(args, "./"+r.pkg)
+	}
+	cmd := exec.Command("go", args...)
+	cmd.Dir = testlib.Root()
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("CGO_ENABLED=0 go %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 }
