@@ -220,6 +220,73 @@ type Pipeline struct {
 	// cost is the last frame's inference and scoring time (the Run goroutine's): what
 	// deciding the next frame is expected to take.
 	cost time.Duration
+	// costs are the last len(costs) frames' costs (a ring at costN), the Run
+	// goroutine's: their spread is the margin an untriggered frame must leave.
+	costs [16]time.Duration
+	costN int
+	// skipping is set once the first frame was skipped (the warning is logged once).
+	skipping atomic.Bool
+}
+
+// noteCost adds one decided frame's inference and scoring time.
+func (p *Pipeline) noteCost(c time.Duration) {
+	p.cost = c
+	p.costs[p.costN%len(p.costs)] = c
+	p.costN++
+}
+
+// costRange is the median and the most of the last (up to 16) frames' inference and
+// scoring times; both 0 before the first.
+func (p *Pipeline) costRange() (typical, hi time.Duration) {
+	var c [len(p.costs)]time.Duration
+	n := min(p.costN, len(p.costs))
+	copy(c[:], p.costs[:n])
+	for i := 1; i < n; i++ { // insertion sort: 16 values, no allocation
+		for j := i; j > 0 && c[j] < c[j-1]; j-- {
+			c[j], c[j-1] = c[j-1], c[j]
+		}
+	}
+	if n == 0 {
+		return 0, 0
+	}
+	return c[n/2], c[n-1]
+}
+
+// skipWhy is why a frame was skipped.
+type skipWhy int
+
+const (
+	skipQueueFull skipWhy = iota // it found the queue full
+	skipBehind                   // newer frames were waiting and the pipeline was behind
+	skipTooOld                   // its decision could not reach the ejector in time
+)
+
+func (w skipWhy) String() string {
+	switch w {
+	case skipQueueFull:
+		return "queue full"
+	case skipBehind:
+		return "behind: newer frames were waiting"
+	case skipTooOld:
+		return "too old to be decided before its reject time"
+	}
+	return fmt.Sprintf("skipWhy(%d)", int(w))
+}
+
+// skip gives up a frame that was never a part (an untriggered camera's): released,
+// counted as skipped, the first one logged as a warning. wait is how long it had
+// waited for inference. Without a warning or debug line it allocates nothing.
+func (p *Pipeline) skip(f capture.Frame, why skipWhy, wait time.Duration) {
+	f.Release()
+	p.Stats.Skipped.Add(1)
+	lvl := slog.LevelDebug
+	if p.skipping.CompareAndSwap(false, true) {
+		lvl = slog.LevelWarn
+	}
+	if p.log.Enabled(context.Background(), lvl) {
+		p.log.LogAttrs(context.Background(), lvl, "frame skipped: the source delivers frames faster than inference decides them (no part, not inspected; counted as skipped)",
+			slog.Uint64("seq", f.Seq), slog.String("why", why.String()), slog.Duration("queue_wait", wait.Round(time.Microsecond)))
+	}
 }
 
 // outcomes pairs each part's decision with what the output did for it; it has its own
@@ -566,7 +633,6 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 	defer close(out)
 	lost := false
 	var backoff *time.Timer
-	skipped := false
 	for {
 		var part uint64
 		var at time.Time
@@ -627,15 +693,7 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 			select {
 			case out <- j:
 			default:
-				f.Release()
-				p.Stats.Skipped.Add(1)
-				if !skipped {
-					skipped = true
-					p.log.Warn("the source delivers frames faster than inference decides them: those that find the queue full are skipped (no part, not inspected; counted as skipped)",
-						"seq", f.Seq, "queue", cap(out))
-				} else {
-					p.log.Debug("frame skipped: queue full", "seq", f.Seq)
-				}
+				p.skip(f, skipQueueFull, 0)
 			}
 			continue
 		}
@@ -668,6 +726,41 @@ func (p *Pipeline) failSafe(rec *events.Record, r events.Reason, cause gpio.Caus
 	p.line.Fail(rec.Part, cause)
 }
 
+// freshest picks, for an untriggered camera's frame f taken at start, the frame to
+// decide: a frame becomes a part only when it is decided (stamped at its capture
+// time), so a frame whose decision could not reach the ejector in time is skipped
+// rather than turned into a fail-safe pulse ("decision late") on a part never looked
+// at. Two rules. Behind: while deciding f and everything queued behind it in order, at
+// the slowest of the last 16 frames' costs, would make f late, f is skipped for the
+// next queued frame (oldest-first with only a too-old check leaves every frame riding
+// its deadline, and one slow inference then makes it late). Too old: the frame left,
+// with no newer one waiting, is skipped when it cannot be decided in time at the
+// median cost; the next frame then comes fresh, so frames keep being decided. Neither
+// applies while the median cost is over the delay: then nothing could be inspected in
+// time, and the late fail-safes raise the overrun alarm instead of hiding it.
+// ok is false when f was skipped and no frame is left to decide.
+func (p *Pipeline) freshest(f capture.Frame, start time.Time) (capture.Frame, bool) {
+	d, timed := p.line.Delay()
+	typical, hi := p.costRange()
+	if !timed || typical >= d {
+		return f, true
+	}
+	for n := len(p.jobs); n > 0 && start.Add(time.Duration(n+1)*hi).After(f.Time.Add(d)); n = len(p.jobs) {
+		next, open := <-p.jobs // only Run receives: n > 0 frames are there
+		if !open {
+			break
+		}
+		p.skip(f, skipBehind, start.Sub(f.Time))
+		p.taken.Add(1)
+		f = next.f
+	}
+	if start.Add(typical).After(f.Time.Add(d)) {
+		p.skip(f, skipTooOld, start.Sub(f.Time))
+		return f, false
+	}
+	return f, true
+}
+
 func (p *Pipeline) handle(j job) {
 	f, g := j.f, p.gen
 	p.busy.Store(true)
@@ -675,21 +768,11 @@ func (p *Pipeline) handle(j job) {
 	start := time.Now()
 	if j.part == 0 && !p.line.Triggered() {
 		if p.src.Paced() {
-			// A camera's frame (see capture) becomes a part when it is taken, at its
-			// capture time, unless it has waited so long that its decision cannot reach
-			// the ejector in time: then it would only be a fail-safe pulse ("decision
-			// late") on a part that was never looked at, so it is skipped like a frame
-			// that found the queue full. Not when even a fresh frame could not be
-			// decided in time (a delay below inference): skipping would then hide that
-			// nothing is inspected, while late fail-safes raise the overrun alarm.
-			if d, ok := p.line.Delay(); ok && p.cost < d && start.Add(p.cost).After(f.Time.Add(d)) {
-				f.Release()
-				p.Stats.Skipped.Add(1)
-				p.log.Debug("frame skipped: too old to be decided before its reject time", "seq", f.Seq,
-					"queue_wait", start.Sub(f.Time).Round(time.Microsecond), "expected_inference", p.cost.Round(time.Microsecond), "delay", d)
+			var ok bool
+			if f, ok = p.freshest(f, start); !ok {
 				return
 			}
-			j.part = p.line.Stamp(f.Time)
+			j.f, j.part = f, p.line.Stamp(f.Time)
 		} else {
 			// An unpaced frame becomes a part when it is taken: it waited in the queue
 			// only because the replay reads ahead, not on a belt, so its reject time
@@ -722,7 +805,7 @@ func (p *Pipeline) handle(j job) {
 			break
 		}
 		rec.Score = s
-		p.cost = rec.Infer + rec.Scoring
+		p.noteCost(rec.Infer + rec.Scoring)
 		p.last.Store(math.Float64bits(s))
 		if s > g.Threshold {
 			rec.Decision = events.Reject

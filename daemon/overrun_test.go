@@ -72,6 +72,77 @@ func TestFasterCameraSkipsFramesWithoutParts(t *testing.T) {
 	}
 }
 
+// spikyEngine infers in d, and in slow every nth call: a board whose inference time
+// varies (another process, thermal throttling).
+type spikyEngine struct {
+	fakeEngine
+	d, slow time.Duration
+	nth, n  int
+}
+
+func (s *spikyEngine) Invoke() error {
+	s.n++
+	if s.n%s.nth == 0 {
+		time.Sleep(s.slow)
+	} else {
+		time.Sleep(s.d)
+	}
+	return nil
+}
+
+// An untriggered camera faster than inference, on the real clock: the pipeline
+// decides fresh frames, not the oldest ones still in time. Taken oldest-first with
+// only a too-old check, every frame waited until just inside its reject time (the
+// field: 160 ms of a 200 ms delay from a 1000 fps replay into a queue of 16), and each
+// slower inference then made a part late: 71 fail-safe pulses in 20 s and the overrun
+// alarm on an idle machine. Where even the median inference is slower than the delay,
+// nothing can be decided in time and nothing is skipped for it: the parts take the
+// fail-safe and the alarm is raised rather than hidden.
+func TestFasterCameraDecidesFreshFrames(t *testing.T) {
+	meta, err := model.Load(testlib.Demo("adtr.tflite.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name          string
+		eng           daemon.Engine
+		queue, frames int
+		fps           float64
+		delay         time.Duration
+		late          bool // every decided part is late (and the alarm is raised)
+	}{
+		// 20 ms, 80 ms every 5th, a 600 ms delay, 500 fps into a queue of 64: no part late
+		{"spiky inference, deep queue", &spikyEngine{fakeEngine: newFake(meta), d: 20 * time.Millisecond, slow: 80 * time.Millisecond, nth: 5}, 64, 300, 500, 600 * time.Millisecond, false},
+		// the same into a queue of 2
+		{"spiky inference, short queue", &spikyEngine{fakeEngine: newFake(meta), d: 20 * time.Millisecond, slow: 80 * time.Millisecond, nth: 5}, 2, 300, 500, 600 * time.Millisecond, false},
+		// 60 ms of inference against a 40 ms delay: all late, alarm
+		{"inference slower than the delay", &slowEngine{fakeEngine: newFake(meta), d: 60 * time.Millisecond}, 4, 40, 200, 40 * time.Millisecond, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src, err := capture.NewReplay(capture.ReplayOptions{Path: testlib.Demo("frames"), Loop: true, FPS: tc.fps, Size: capture.Size{W: 224, H: 224}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { src.Close() })
+			r := newRig(t, tc.eng, meta, demoline.Limited(src, tc.frames), rigSet{Queue: tc.queue, InFlight: 64}, tc.delay)
+			sum := r.run(t)
+			s := r.line.Stats()
+			if sum.Frames == 0 || sum.Skipped == 0 || sum.Frames+sum.Skipped+sum.Undecided != uint64(tc.frames) || s.Parts != sum.Frames {
+				t.Fatalf("summary %s, tracker %+v: want %d frames decided or skipped, some of each, a part per decided frame", sum, s, tc.frames)
+			}
+			if !tc.late {
+				if s.FailSafes() != 0 || s.LateDecisions != 0 || r.line.Alarm() {
+					t.Fatalf("tracker %+v, alarm %v: want every part decided in time", s, r.line.Alarm())
+				}
+				return
+			}
+			if s.FailSafe[gpio.CauseLate] != sum.Frames || !r.line.Alarm() {
+				t.Fatalf("tracker %+v, alarm %v: want each of the %d parts late and the alarm raised", s, r.line.Alarm(), sum.Frames)
+			}
+		})
+	}
+}
+
 // triggered is a triggered line on a manual clock (parts from a gpiotest trigger pin,
 // frames handed in by the test) whose inference waits for the test's gate.
 type triggered struct {
