@@ -334,11 +334,33 @@ func startChild(launch string, args []string, log *slog.Logger) (*child, error) 
 	return ch, nil
 }
 
-// stop kills the child's process group, reaps it and closes its pipes once the log
-// has read what the child printed.
+// stopGrace is how long an interrupted child gets to hand its camera back before
+// its process group is killed.
+const stopGrace = 1500 * time.Millisecond
+
+// stop interrupts the child (its pipeline goes to NULL and releases the camera),
+// kills its process group after stopGrace or once it exited (whatever it forked),
+// reaps it and closes its pipes once the log has read what the child printed.
 func (ch *child) stop() error {
-	killGroup(ch.cmd.Process)
-	err := ch.cmd.Wait()
+	// The frames are read and dropped meanwhile: a sink blocked writing into a full
+	// pipe holds its streaming thread, and the pipeline could not reach NULL.
+	ch.frames.SetReadDeadline(time.Time{})
+	drained := make(chan struct{})
+	go func() { io.Copy(io.Discard, ch.frames); close(drained) }()
+	defer func() { <-drained }()
+	exited := make(chan error, 1)
+	interrupt(ch.cmd.Process)
+	go func() { exited <- ch.cmd.Wait() }()
+	var err error
+	t := time.NewTimer(stopGrace)
+	select {
+	case err = <-exited:
+		t.Stop()
+		killGroup(ch.cmd.Process) // what it forked; the leader is reaped
+	case <-t.C:
+		killGroup(ch.cmd.Process)
+		err = <-exited
+	}
 	// Something the child started may still hold its stderr (GStreamer's plugin
 	// scanner, while it builds the registry): the log gets a moment, then the pipe
 	// is closed under it.

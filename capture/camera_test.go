@@ -276,6 +276,41 @@ func TestCameraGigEVisionLostAndBack(t *testing.T) {
 	lostAndBack(t, c, cam, func() { start() })
 }
 
+// A camera is handed back when adtrd is done with it: `adtrd check` right before
+// `adtrd run`, and a restarted daemon, find a GigE Vision camera free. A SIGKILLed
+// aravissrc keeps the camera's control channel until the camera's heartbeat timeout,
+// and the next start lost the camera 3 s in ("Controller privilege required for
+// streaming control"); the child is now interrupted (its pipeline set to NULL, its
+// frames drained meanwhile) before it is killed.
+func TestCameraIsHandedBackAfterCheckAndClose(t *testing.T) {
+	start := testlib.FakeGigECamera(t)
+	testlib.Tool(t, "gst-launch-1.0")
+	testlib.Tool(t, "gst-inspect-1.0")
+	start()
+	spec := capture.CameraSpec{URI: "gige://127.0.0.1", Width: 512, Height: 512}
+	if err := capture.CheckCamera(capture.CameraOptions{Spec: spec, Size: capture.Size{W: 224, H: 224}}); err != nil {
+		t.Fatal(err)
+	}
+	run := func(d time.Duration) {
+		c := newCamera(t, spec.URI, func(o *capture.CameraOptions) {
+			o.Spec, o.Size = spec, capture.Size{W: 224, H: 224}
+			o.Stall, o.FirstFrame = time.Second, 5*time.Second
+		})
+		for until := time.Now().Add(d); time.Now().Before(until); {
+			f := next(t, c, 5*time.Second)
+			f.Release()
+		}
+		if st := c.Stats(); st.Losses != 0 {
+			t.Fatalf("stats %+v: the camera was lost (held by the previous child)", st)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(4 * time.Second) // after the check
+	run(4 * time.Second) // after a Close
+}
+
 // BenchmarkCamera: frames a second through the camera source (the child's
 // videotestsrc and videoconvert, the pipe, the toolkit's resize to 224x224 and the
 // hand-off) at three camera sizes, and at one whose RGB rows GStreamer pads (1278*3 =
