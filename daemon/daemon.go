@@ -163,6 +163,9 @@ func (s Summary) String() string {
 	if s.Line.Abandoned > 0 {
 		stop = fmt.Sprintf(", in flight at the stop %d (owed a reject pulse %d)", s.Line.Abandoned, s.Line.AbandonedRejects)
 	}
+	if s.Line.CutShort > 0 {
+		stop += fmt.Sprintf(", reject pulses cut short at the stop %d", s.Line.CutShort)
+	}
 	return fmt.Sprintf("frames %d, rejects %d, rejects not pulsed %d%s, dropped %d%s, bad frames %d, inference errors %d, camera errors %d; "+
 		"line: pulses %d, fail-safes %d, late decisions %d, untracked decisions %d, alarms %d%s",
 		s.Frames, s.Rejects, s.Unpulsed, labels, s.Dropped, unmatched, s.BadFrames, s.InferErrors, s.CameraErrors,

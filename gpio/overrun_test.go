@@ -8,6 +8,7 @@ import (
 	"time"
 
 	adgpio "github.com/adtrd/adtrd/gpio"
+	"periph.io/x/conn/v3/gpio"
 )
 
 // The overrun alarm comes when OverrunParts of the last OverrunWindow parts fell to
@@ -85,6 +86,38 @@ func TestOverrunAlarmFollowsTheRateOfBehindFailSafes(t *testing.T) {
 
 // A flush with a deadline waits for the parts due before it, not for those due after
 // (a stop cannot wait for them); Close then reports those abandoned, saying which
+// A stop whose budget ends mid-pulse (field: delay 4 s, pulse 10 s, SIGTERM at
+// 2.3 s: a 1 s pulse while the summary said "pulses 1") drives the reject output off
+// and counts the pulse as cut short, which the summary prints.
+func TestCloseMidPulseCountsItCutShort(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		close time.Duration // when Close comes, from t0
+		cut   uint64
+	}{
+		// the pulse runs 100..120 ms: closed at 110 ms, it is cut short
+		{"mid-pulse", 110 * ms, 1},
+		// closed after it ended: nothing cut
+		{"after the pulse", 130 * ms, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, false, nil) // delay 100ms, pulse 20ms
+			r.tr.Decide(r.tr.Stamp(t0), true)
+			r.step(t0.Add(tc.close))
+			if err := r.tr.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s := r.tr.Stats()
+			if s.Pulses != 1 || s.CutShort != tc.cut {
+				t.Fatalf("stats %+v: want 1 pulse, %d cut short", s, tc.cut)
+			}
+			if r.reject.Level() != gpio.Low {
+				t.Fatal("reject output still on after Close")
+			}
+		})
+	}
+}
+
 // were owed a reject pulse, and counts them.
 func TestFlushByDeadlineAndCloseAbandons(t *testing.T) {
 	r := newRig(t, false, nil) // delay 100ms, pulse 20ms, fail-safe reject

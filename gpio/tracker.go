@@ -98,10 +98,13 @@ type Stats struct {
 	// Abandoned: parts still in flight when the tracker was closed, not acted on;
 	// AbandonedRejects: those of them owed a reject pulse (Outcome.Due).
 	Abandoned, AbandonedRejects uint64
-	InputErrors                 uint64             // failed reads of kernel edge events
-	FailSafe                    [causeCount]uint64 // by Cause
-	InFlight                    uint64
-	MaxLateness                 time.Duration // pulse start after its due time, worst seen
+	// CutShort: the reject pulse was on when the tracker was closed, and ended then,
+	// before its width (a stop whose budget ended mid-pulse).
+	CutShort    uint64
+	InputErrors uint64             // failed reads of kernel edge events
+	FailSafe    [causeCount]uint64 // by Cause
+	InFlight    uint64
+	MaxLateness time.Duration // pulse start after its due time, worst seen
 }
 
 // FailSafes is the number of parts that fell to the fail-safe, for any cause.
@@ -333,6 +336,11 @@ func (t *Tracker) Close() error {
 		if t.started.Load() {
 			<-t.done
 			t.abandon() // the loop has ended: its state is this goroutine's now
+			if t.rejectOn {
+				left := t.offAt.Sub(t.clock.Now())
+				t.bump(func(s *Stats) { s.CutShort++ })
+				t.log.Warn("reject pulse cut short: the tracker closed while it was on", "left", left.Round(time.Millisecond), "pulse", t.opt.Pulse)
+			}
 		}
 		for _, in := range t.inputs() {
 			if in.in.Pin != nil {
