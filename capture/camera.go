@@ -200,6 +200,14 @@ func (c *Camera) downErr() error {
 	return fmt.Errorf("%w: %v", ErrLost, c.reason)
 }
 
+// Dropped is how many frames the camera read and dropped because every frame buffer
+// was held (the pipeline behind); the daemon's summary and metrics report it.
+func (c *Camera) Dropped() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats.Dropped
+}
+
 // Close stops the supervisor, kills the child and waits for both; safe twice.
 func (c *Camera) Close() error {
 	c.closing.Do(func() {

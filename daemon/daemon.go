@@ -105,7 +105,7 @@ type Settings struct {
 type Summary struct {
 	Frames, Rejects, Unpulsed, Dropped, BadFrames, InferErrors, CameraErrors uint64
 	Unmatched                                                                uint64 // frames in no part's window (triggered camera)
-	Skipped, Undecided                                                       uint64 // see Stats
+	Skipped, Undecided, SourceDropped                                        uint64 // see Stats
 	Labelled                                                                 bool
 	Escapes, FalseRejects                                                    Tally
 	// NotEjected names the parts owed a reject pulse that a stop left in flight
@@ -159,6 +159,9 @@ func (s Summary) String() string {
 	if s.Undecided > 0 {
 		unmatched += fmt.Sprintf(", left in the queue at the stop %d", s.Undecided)
 	}
+	if s.SourceDropped > 0 {
+		unmatched += fmt.Sprintf(", dropped by the camera %d", s.SourceDropped)
+	}
 	stop := ""
 	if s.Line.Abandoned > 0 {
 		stop = fmt.Sprintf(", in flight at the stop %d (owed a reject pulse %d)", s.Line.Abandoned, s.Line.AbandonedRejects)
@@ -189,6 +192,9 @@ func (s Summary) KeepUp() string {
 	if s.Skipped > 0 {
 		says = append(says, fmt.Sprintf("%d of %d frames were skipped, never inspected: the source delivers them faster than they are decided",
 			s.Skipped, s.Skipped+s.Frames+s.Undecided))
+	}
+	if s.SourceDropped > 0 {
+		says = append(says, fmt.Sprintf("%d frames were dropped by the camera source before the queue (every frame buffer held)", s.SourceDropped))
 	}
 	if len(says) == 0 {
 		return ""
@@ -229,6 +235,7 @@ type Pipeline struct {
 	costN int
 	// skipping is set once the first frame was skipped (the warning is logged once).
 	skipping atomic.Bool
+	srcDrops droppingSource // nil: the source drops nothing itself
 }
 
 // noteCost adds one decided frame's inference and scoring time.
@@ -352,8 +359,20 @@ func New(set Settings, gen *Generation, src Source, line Tracker, log *slog.Logg
 	p := &Pipeline{set: set, gen: gen, swaps: make(chan swap), src: src, line: line, log: log, events: bus,
 		first: make(chan struct{}), jobs: make(chan job, set.Queue)}
 	p.outcomes.notes = make([]note, noteSlots)
+	p.srcDrops, _ = src.(droppingSource)
 	line.Observe(p.outcome)
 	return p, nil
+}
+
+// droppingSource is a source that drops frames itself, before the queue (a camera
+// whose frame buffers are all held): Dropped is how many so far.
+type droppingSource interface{ Dropped() uint64 }
+
+// noteSourceDrops copies the source's own drop count into Stats.
+func (p *Pipeline) noteSourceDrops() {
+	if p.srcDrops != nil {
+		p.Stats.SourceDropped.Store(p.srcDrops.Dropped())
+	}
 }
 
 // decided notes part's decision (reject or not) for the frame named name.
@@ -648,6 +667,7 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 			}
 		}
 		f, err := p.src.Next(ctx)
+		p.noteSourceDrops()
 		if errors.Is(err, capture.ErrLost) && ctx.Err() == nil {
 			if part != 0 {
 				p.failPart(part, gpio.CauseCameraLost)
@@ -880,13 +900,14 @@ func label(name string) string {
 // counted as parts reach the ejector, so the full account is the one taken after the
 // tracker's Flush.
 func (p *Pipeline) Summary() Summary {
+	p.noteSourceDrops()
 	labels := p.Generation().Config.Capture.Replay.Labels
 	o := &p.outcomes
 	o.Lock()
 	defer o.Unlock()
 	return Summary{
 		Frames: p.Stats.Frames.Load(), Rejects: p.Stats.Rejects.Load(), Unpulsed: o.unpulsed, Dropped: p.Stats.Dropped.Load(),
-		Unmatched: p.Stats.Unmatched.Load(), Skipped: p.Stats.Skipped.Load(), Undecided: p.Stats.Undecided.Load(),
+		Unmatched: p.Stats.Unmatched.Load(), Skipped: p.Stats.Skipped.Load(), Undecided: p.Stats.Undecided.Load(), SourceDropped: p.Stats.SourceDropped.Load(),
 		NotEjected: Tally{o.notEjected.N, slices.Clone(o.notEjected.Names)},
 		BadFrames:  p.Stats.BadFrames.Load(), InferErrors: p.Stats.InferErrors.Load(), CameraErrors: p.Stats.CameraErrors.Load(),
 		Labelled: labels == config.LabelsName,

@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/internal/demoline"
 	"github.com/adtrd/adtrd/internal/testlib"
 )
 
@@ -156,4 +159,34 @@ func runFor(t *testing.T, r *rig, n int) daemon.Summary {
 	}
 	r.stop()
 	return sum
+}
+
+// droppingReplay is a source that also drops frames itself, as a camera whose frame
+// buffers are all held does (capture.Camera.Dropped).
+type droppingReplay struct {
+	daemon.Source
+	n atomic.Uint64
+}
+
+func (d *droppingReplay) Next(ctx context.Context) (capture.Frame, error) {
+	d.n.Add(2) // two frames read and dropped before each one delivered
+	return d.Source.Next(ctx)
+}
+
+func (d *droppingReplay) Dropped() uint64 { return d.n.Load() }
+
+// Frames the camera source dropped before the queue reach the summary, its keep-up
+// line and the counters /metrics exports (they reached none before).
+func TestSourceDropsReachTheSummary(t *testing.T) {
+	eng, meta := newFloat(t, 1)
+	src := &droppingReplay{Source: demoline.Limited(replay(t, testlib.Demo("frames"), 0), 4)}
+	r := newRig(t, eng, meta, src, rigSet{}, 0)
+	sum := r.run(t)
+	if sum.SourceDropped != src.Dropped() || sum.SourceDropped < 8 || r.p.Counters().SourceDropped.Load() != sum.SourceDropped {
+		t.Fatalf("summary %s: dropped by the source %d, want %d (and the same in the counters)", sum, sum.SourceDropped, src.Dropped())
+	}
+	if !strings.Contains(sum.String(), fmt.Sprintf("dropped by the camera %d", sum.SourceDropped)) ||
+		!strings.Contains(sum.KeepUp(), "dropped by the camera source") {
+		t.Fatalf("summary %q, keep-up %q", sum, sum.KeepUp())
+	}
 }

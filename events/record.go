@@ -82,6 +82,9 @@ type Stats struct {
 	Skipped atomic.Uint64
 	// Undecided: frames left in the queue when the run stopped.
 	Undecided atomic.Uint64
+	// SourceDropped: frames the source itself read and dropped before they reached
+	// the queue (a camera whose frame buffers were all held), as the source counts them.
+	SourceDropped atomic.Uint64
 	// Decisions counts decided frames by [Decision][Reason] (what /metrics exports).
 	Decisions [DecisionCount][ReasonCount]atomic.Uint64
 }

@@ -153,6 +153,7 @@ var (
 	descFrames     = prometheus.NewDesc("adtrd_frames_total", "Frames taken for inference (each is a part's frame, decided once).", nil, nil)
 	descDecisions  = prometheus.NewDesc("adtrd_decisions_total", "Decided frames by decision and reason.", []string{"decision", "reason"}, nil)
 	descDropped    = prometheus.NewDesc("adtrd_frames_dropped_total", "Triggered parts' frames dropped because the inference queue was full (each part takes the fail-safe).", nil, nil)
+	descCamDropped = prometheus.NewDesc("adtrd_camera_frames_dropped_total", "Frames the camera source read and dropped before the queue because every frame buffer was held.", nil, nil)
 	descSkipped    = prometheus.NewDesc("adtrd_frames_skipped_total", "Untriggered frames skipped because inference was behind (no part, no pulse).", nil, nil)
 	descOverruns   = prometheus.NewDesc("adtrd_overrun_alarms_total", "Times the alarm was raised because the line could not keep up.", nil, nil)
 	descBad        = prometheus.NewDesc("adtrd_frames_bad_total", "Frames that could not be read (decided by the fail-safe).", nil, nil)
@@ -178,7 +179,7 @@ var (
 )
 
 func (s *state) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBuild, descFrames, descDecisions, descDropped, descSkipped, descOverruns, descBad, descInferErr, descUnmatched,
+	for _, d := range []*prometheus.Desc{descBuild, descFrames, descDecisions, descDropped, descCamDropped, descSkipped, descOverruns, descBad, descInferErr, descUnmatched,
 		descFailSafe, descParts, descInFlight, descPulses, descInhibited, descLate, descUnconfirm, descAlarms, descAlarm,
 		descCameraUp, descCameraLost, descReloads, descModel, descGen, descThreshold, descLastScore, descEvDropped} {
 		ch <- d
@@ -203,6 +204,7 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descDropped, st.Dropped.Load())
 	counter(descSkipped, st.Skipped.Load())
+	counter(descCamDropped, st.SourceDropped.Load())
 	counter(descBad, st.BadFrames.Load())
 	counter(descInferErr, st.InferErrors.Load())
 	counter(descUnmatched, st.Unmatched.Load())
