@@ -3,6 +3,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -966,6 +968,15 @@ func (c *Config) validateCamera(files bool, bad func(key, format string, args ..
 	if cam.Stall > 0 && time.Duration(cam.Stall) < 10*time.Millisecond {
 		bad("capture.camera.stall", "%v: under 10ms every frame interval is a stall", time.Duration(cam.Stall))
 	}
+	if f := time.Duration(cam.FirstFrame); f > 0 && f < minFirstFrame {
+		bad("capture.camera.first_frame", "%v: a camera pipeline takes longer than that to start (at least %v)", f, minFirstFrame)
+	}
+	// A camera slower than the stall time is lost between every two frames.
+	stall := cmp.Or(time.Duration(cam.Stall), capture.DefaultStall)
+	if fps, key := cameraRate(cam); fps > 0 && time.Duration(float64(time.Second)/fps) >= stall {
+		bad("capture.camera.stall", "%v is not longer than the frame interval %v (%s %g frames/s): the camera would be lost between every two frames; set stall above %v",
+			stall, time.Duration(float64(time.Second)/fps).Round(time.Millisecond), key, fps, time.Duration(float64(time.Second)/fps).Round(time.Millisecond))
+	}
 	if e := cam.GigE.Exposure; e < 0 || math.IsNaN(e) || e > 1e8 {
 		bad("capture.camera.gige.exposure", "%v out of range 0..1e8 µs", e)
 	}
@@ -1068,4 +1079,33 @@ func isHex64(s string) bool {
 		}
 	}
 	return true
+}
+
+// minFirstFrame is the least capture.camera.first_frame: gst-launch-1.0 alone takes
+// 0.1-0.3 s to start here, a GigE or RTSP camera more.
+const minFirstFrame = 500 * time.Millisecond
+
+// framerateCaps finds a caps framerate (framerate=30/1, framerate=(fraction)1/5) in a
+// gst:// head.
+var framerateCaps = regexp.MustCompile(`framerate=(?:\(fraction\))?(\d+)/(\d+)`)
+
+// cameraRate is the frame rate the config asks of the camera, and the key that asks
+// it: capture.camera.fps, or the lowest framerate caps in a gst:// head; 0 when
+// neither says (the camera's own rate).
+func cameraRate(cam Camera) (float64, string) {
+	if cam.FPS > 0 {
+		return cam.FPS, "capture.camera.fps"
+	}
+	rate := 0.0
+	for _, m := range framerateCaps.FindAllStringSubmatch(cam.URI, -1) {
+		n, err1 := strconv.ParseFloat(m[1], 64)
+		d, err2 := strconv.ParseFloat(m[2], 64)
+		if err1 != nil || err2 != nil || n <= 0 || d <= 0 {
+			continue
+		}
+		if r := n / d; rate == 0 || r < rate {
+			rate = r
+		}
+	}
+	return rate, "the framerate in capture.camera.uri"
 }

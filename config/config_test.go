@@ -137,6 +137,12 @@ func TestEveryKindOfErrorNamesKeyAndLine(t *testing.T) {
 		{"camera half a size", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: gst://videotestsrc\n    width: 640\n", []string{"line 7: capture.camera.width: 640x0: give both width and height"}},
 		{"camera stall", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: gst://videotestsrc\n    stall: 2ms\n", []string{"line 7: capture.camera.stall: 2ms: under 10ms"}},
 		{"camera fps", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: gst://videotestsrc\n    fps: -1\n", []string{"line 7: capture.camera.fps: -1 out of range 0..1000"}},
+		// a camera asked for a frame every 5 s, lost after 2 s of silence between every two frames
+		{"camera slower than its stall", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: v4l2:///dev/video0\n    fps: 0.2\n", []string{"capture.camera.stall: 2s is not longer than the frame interval 5s (capture.camera.fps 0.2 frames/s)"}},
+		// the same asked in a gst:// head's caps, against a stall of 3 s
+		{"gst framerate slower than its stall", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: gst://videotestsrc ! video/x-raw,framerate=(fraction)1/4\n    stall: 3s\n", []string{"line 7: capture.camera.stall: 3s is not longer than the frame interval 4s (the framerate in capture.camera.uri 0.25 frames/s)"}},
+		// no camera pipeline starts within 1 ms: check blamed the camera
+		{"camera first frame too short", "model:\n  path: m.tflite\ncapture:\n  source: camera\n  camera:\n    uri: gst://videotestsrc\n    first_frame: 1ms\n", []string{"line 7: capture.camera.first_frame: 1ms: a camera pipeline takes longer than that to start (at least 500ms)"}},
 		// the operators' view
 		{"http address", base + "http:\n  address: localhost\n", []string{`line 7: http.address: "localhost": want host:port`}},
 		{"http port", base + "http:\n  address: 127.0.0.1:99999\n", []string{`http.address: "127.0.0.1:99999": port "99999" is not 0..65535`}},
