@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/adtrd/adtrd/internal/testlib"
 )
@@ -53,5 +56,75 @@ func TestRunWithTheHTTPPortInUse(t *testing.T) {
 				t.Fatalf("a refused start printed more than its reason:\nstdout %q\nstderr %q", out.String(), errb.String())
 			}
 		})
+	}
+}
+
+// `adtrd check` looks at http.address as `adtrd run` would: in use by another program
+// it warns that the page would be off, or fails with exit 1 under http.required (it
+// said ok, and run then refused to start); held by the adtrd that runs this very
+// config (checking the running line's config before a reload) it is fine; held by an
+// adtrd running another config it warns, naming that config.
+func TestCheckLooksAtTheHTTPPort(t *testing.T) {
+	lib := testlib.TFLiteLibrary(t)
+	dir := t.TempDir()
+	write := func(name, addr, required string) string {
+		p := filepath.Join(dir, name)
+		text := "model:\n  path: " + testlib.Demo("adtr.tflite") + "\n  library: " + lib + "\ncapture:\n  replay:\n    path: " + testlib.Demo("frames") +
+			"\n    loop: true\nlog:\n  level: warn\nhttp:\n  address: " + addr + "\n  required: " + required + "\n"
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	check := func(cfg string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := realMain(context.Background(), []string{"check", "-c", cfg}, &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := taken.Addr().String()
+	// another program on the port, the page not required: ok, with the warning
+	code, out, errs := check(write("other.yaml", other, "false"))
+	if code != 0 || !strings.Contains(out, "ok, with 1 warning(s)") || !strings.Contains(errs, "operators' page would be off: http.address "+other+" is in use (by another program)") {
+		t.Fatalf("not required: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	// required: exit 1, one line
+	code, out, errs = check(write("other-required.yaml", other, "true"))
+	if code != 1 || out != "" || !strings.Contains(errs, "http.address "+other+" is in use (by another program): `adtrd run` would not start") {
+		t.Fatalf("required: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	taken.Close()
+
+	// an adtrd running this config holds the port
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := free.Addr().String()
+	free.Close()
+	running := write("line.yaml", addr, "true")
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan int)
+	go func() { ran <- realMain(ctx, []string{"run", "-c", running}, io.Discard, io.Discard) }()
+	defer func() { cancel(); <-ran }()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if resp, err := http.Get("http://" + addr + "/api/status"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the daemon's page never came up")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, out, errs := check(running); code != 0 || !strings.HasSuffix(out, ": ok\n") || errs != "" {
+		t.Fatalf("the running config: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, out, errs = check(write("next.yaml", addr, "false"))
+	if code != 0 || !strings.Contains(errs, "is in use (by another adtrd, running "+running+")") {
+		t.Fatalf("another config: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }

@@ -140,10 +140,14 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 		cfg.Capture.Replay.Path = ""
 	}
 	log, warnings := newWarnLog(stderr, "adtrd check")
-	if err := daemon.Check(cfg, log); err != nil {
+	checkErr := daemon.Check(cfg, log)
+	httpErr := checkHTTP(cfg.HTTP, *cfgPath, log)
+	if err := errors.Join(checkErr, httpErr); err != nil {
 		fmt.Fprintf(stderr, "adtrd check: %s: %s\n", *cfgPath, strings.ReplaceAll(err.Error(), "\n", "; "))
-		if daemon.OnlyUnreachable(err) {
-			return 1 // the config is right as far as it could be checked; the camera is not there now
+		// The config is right as far as it could be checked; the camera or the port is
+		// not there now.
+		if (checkErr == nil || daemon.OnlyUnreachable(checkErr)) && (httpErr == nil || errors.Is(httpErr, errPortBusy)) {
+			return 1
 		}
 		return 2
 	}

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -242,4 +247,66 @@ func mqttMetrics(p *mqtt.Publisher) []prometheus.Collector {
 			return 0
 		}),
 	}
+}
+
+// errPortBusy: http.address is in use now (`adtrd check` exit 1 under http.required).
+var errPortBusy = errors.New("in use")
+
+// checkHTTP is `adtrd check`'s look at http.address: free, or held by the adtrd that
+// runs this very config (checking the running line's config is ordinary), is fine.
+// Held by anything else, `adtrd run` would lose its page: an error wrapping
+// errPortBusy under http.required, else a warning on log. An address this host cannot
+// listen on at all is an error under http.required.
+func checkHTTP(h config.HTTP, cfgPath string, log *slog.Logger) error {
+	if h.Address == "" {
+		return nil
+	}
+	l, err := net.Listen("tcp", h.Address)
+	if err == nil {
+		return l.Close()
+	}
+	what := fmt.Sprintf("http.address %s: %v", h.Address, err)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		holder, same := portHolder(h.Address, cfgPath)
+		if same {
+			return nil
+		}
+		what = fmt.Sprintf("http.address %s is in use (by %s)", h.Address, holder)
+		err = errPortBusy
+		if h.Required {
+			return fmt.Errorf("%s: `adtrd run` would not start (http.required: true; free the port, or set another http.address): %w", what, err)
+		}
+	} else if h.Required {
+		return fmt.Errorf("%s (http.required: true)", what)
+	}
+	log.Warn("operators' page would be off: " + what + " (the line runs without it; http.required: true stops instead)")
+	return nil
+}
+
+// portHolder asks what listens on addr for its status: an adtrd's page names its
+// config file. same is true when that is cfgPath (the same file).
+func portHolder(addr, cfgPath string) (holder string, same bool) {
+	if host, port, err := net.SplitHostPort(addr); err == nil {
+		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+			addr = net.JoinHostPort("127.0.0.1", port) // a wildcard listener answers on loopback
+		}
+	}
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + addr + "/api/status")
+	if err != nil {
+		return "another program", false
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Config *string `json:"config"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st) != nil || st.Config == nil {
+		return "another program", false
+	}
+	a, errA := os.Stat(*st.Config)
+	b, errB := os.Stat(cfgPath)
+	if errA == nil && errB == nil && os.SameFile(a, b) {
+		return "", true
+	}
+	return fmt.Sprintf("another adtrd, running %s", *st.Config), false
 }
