@@ -55,6 +55,10 @@ func TestPropose(t *testing.T) {
 		{"good only", nil, 0, 0.01, []float64{10.01}, []int{0}},
 		// one false reject in ten allowed: between the two highest good scores
 		{"good only, 10 %", nil, 0.1, 0.01, []float64{9.5}, []int{1}},
+		// half the good images may be rejected, but ten images vouch (95 % upper bound
+		// 0.39 <= 0.5) for one false reject at most, not the five the observed rate allows
+		// (bound 0.81): picked by the bound, it is sufficient
+		{"good only, 50 %", nil, 0.5, 0.01, []float64{9.5}, []int{1}},
 		// separable defects: every threshold between the classes
 		{"separable", []float64{20, 30}, 0, 0, []float64{15, 15, 15}, []int{0, 0, 0}},
 		// overlap: frr 0 lets the defect at 9.7 escape; escape 0 rejects the good 10; F1
@@ -72,6 +76,9 @@ func TestPropose(t *testing.T) {
 			for i, p := range ps {
 				if math.Abs(p.Threshold-tc.want[i]) > 1e-9 || p.FalseRej != tc.falseRejs[i] {
 					t.Errorf("%s: threshold %v with %d false rejects, want %v and %d", p.Name, p.Threshold, p.FalseRej, tc.want[i], tc.falseRejs[i])
+				}
+				if p.Name == "false-reject rate" && p.Sufficient != (p.FRRUpper <= tc.frr) {
+					t.Errorf("%s: sufficient %v with a bound of %.3f against %v", p.Name, p.Sufficient, p.FRRUpper, tc.frr)
 				}
 			}
 		})
