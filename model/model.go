@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 
 	"github.com/adtrd/adtrd/internal/safefile"
 	"github.com/adtrd/adtrd/score"
@@ -124,12 +125,33 @@ func Parse(path string, b []byte) (*Metadata, error) {
 		return nil, bad("output scale %v: an int8 map needs a positive scale that float32 holds, 255 steps included", m.Output.Scale)
 	case m.Output.DType == "int8" && (m.Output.ZeroPoint < math.MinInt8 || m.Output.ZeroPoint > math.MaxInt8):
 		return nil, bad("output zero_point %d outside the int8 range -128..127", m.Output.ZeroPoint)
-	case m.NormalScores.Count < 0 || m.NormalScores.Count > 0 && !(m.NormalScores.Min <= m.NormalScores.Mean && m.NormalScores.Mean <= m.NormalScores.Max):
-		return nil, bad("normal_scores: count %d, min %v, mean %v, max %v: want min <= mean <= max", m.NormalScores.Count, m.NormalScores.Min, m.NormalScores.Mean, m.NormalScores.Max)
+	case m.NormalScores.Count < 0:
+		return nil, bad("normal_scores: count %d: want the number of held-out good images scored (0: not known)", m.NormalScores.Count)
 	case len(m.SHA256) != 64:
 		return nil, bad("sha256 %q is not a SHA-256", m.SHA256)
 	}
+	if n := m.NormalScores; n.Count > 0 {
+		lo, hi, why := m.ScoreRange()
+		switch {
+		case !(n.Min <= n.Mean && n.Mean <= n.Max):
+			return nil, bad("normal_scores: count %d, min %v, mean %v, max %v: want min <= mean <= max", n.Count, n.Min, n.Mean, n.Max)
+		case !(n.Std >= 0) || math.IsInf(n.Std, 0):
+			return nil, bad("normal_scores: std %v: want a finite number, 0 or more", n.Std)
+		case n.Min < lo || n.Max > hi:
+			return nil, bad("normal_scores: min %s, max %s: outside the scores the map can give, %s..%s (%s)", Num(n.Min), Num(n.Max), Num(lo), Num(hi), why)
+		}
+	}
 	return &m, nil
+}
+
+// Num formats a score or threshold for a message: 4 decimals (one map step is about
+// 0.06 of score), or 6 significant digits where that would print dozens of them
+// (1e308 printed 300).
+func Num(x float64) string {
+	if math.Abs(x) < 1e9 {
+		return strconv.FormatFloat(x, 'f', 4, 64)
+	}
+	return strconv.FormatFloat(x, 'g', 6, 64)
 }
 
 // ScoreParams are the scorer's parameters for this model.
@@ -190,17 +212,17 @@ const far = 10
 func (m *Metadata) CheckThreshold(t float64) (warning string, err error) {
 	_, hi, why := m.ScoreRange()
 	if !(t < hi) { // NaN too
-		return "", fmt.Errorf("%v: %w: the model's scores reach %.4f at most (%s); every part would pass, defects too", t, ErrUnreachable, hi, why)
+		return "", fmt.Errorf("%v: %w: the model's scores reach %s at most (%s); every part would pass, defects too", t, ErrUnreachable, Num(hi), why)
 	}
 	n := m.NormalScores
 	switch {
 	case n.Count == 0:
 	case t < n.Min:
-		return fmt.Sprintf("%v is below every held-out good image's score (%d scored %.4f..%.4f): every part would be rejected", t, n.Count, n.Min, n.Max), nil
+		return fmt.Sprintf("%v is below every held-out good image's score (%d scored %s..%s): every part would be rejected", t, n.Count, Num(n.Min), Num(n.Max)), nil
 	case t < n.Max:
-		return fmt.Sprintf("%v is below the highest held-out good image's score %.4f (mean %.4f of %d): good parts would be rejected", t, n.Max, n.Mean, n.Count), nil
+		return fmt.Sprintf("%v is below the highest held-out good image's score %s (mean %s of %d): good parts would be rejected", t, Num(n.Max), Num(n.Mean), n.Count), nil
 	case n.Max > 0 && t > far*n.Max:
-		return fmt.Sprintf("%v is over %dx the highest held-out good image's score %.4f: only gross defects would be rejected", t, far, n.Max), nil
+		return fmt.Sprintf("%v is over %dx the highest held-out good image's score %s: only gross defects would be rejected", t, far, Num(n.Max)), nil
 	}
 	return "", nil
 }

@@ -61,6 +61,15 @@ func TestBadMetadata(t *testing.T) {
 		{"tiny scale", func(m map[string]any) { m["output"].(map[string]any)["scale"] = 1e-50 }, "output scale 1e-50"},
 		// held-out scores that contradict each other: no warning could be trusted
 		{"normal scores", func(m map[string]any) { m["normal_scores"].(map[string]any)["min"] = 99 }, "normal_scores: count 20, min 99"},
+		// a negative count is no count, whatever the scores say
+		{"normal count", func(m map[string]any) { m["normal_scores"].(map[string]any)["count"] = -1 }, "normal_scores: count -1: want the number of held-out good images"},
+		// a spread below zero
+		{"normal std", func(m map[string]any) { m["normal_scores"].(map[string]any)["std"] = -1 }, "normal_scores: std -1: want a finite number, 0 or more"},
+		// good images that scored above what the int8 map can give (31.9 at its top)
+		{"normal above the top", func(m map[string]any) {
+			n := m["normal_scores"].(map[string]any)
+			n["max"], n["mean"] = 1e308, 20
+		}, "normal_scores: min 8.9585, max 1e+308: outside the scores the map can give, 0.0000..31.8750 (the int8 map's top step"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
