@@ -14,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
@@ -629,7 +630,7 @@ func (p *Publisher) up(c paho.Client) {
 	p.mu.Unlock()
 	p.signal()
 	if outage.IsZero() {
-		p.log.Info("mqtt: connected", "broker", p.broker, "topic", p.cfg.Topic, "client_id", p.cfg.ClientID)
+		p.log.Info("mqtt: connected", "broker", p.broker, "topic", clip(p.cfg.Topic), "client_id", p.cfg.ClientID)
 		return
 	}
 	p.log.Info("mqtt: broker back", "broker", p.broker, "outage", time.Since(outage).Round(time.Millisecond),
@@ -700,4 +701,20 @@ func (p *Publisher) brokerErr(what string, err error) error {
 		return fmt.Errorf("mqtt: broker %s: %s: %w", p.broker, what, err)
 	}
 	return fmt.Errorf("mqtt: broker %s: %w", p.broker, err)
+}
+
+// logTopic is the most of a topic a log line shows: a topic may be 65,522 bytes, a
+// log line should not.
+const logTopic = 200
+
+// clip shortens a topic for a log line, saying how long it was.
+func clip(topic string) string {
+	if len(topic) <= logTopic {
+		return topic
+	}
+	cut := logTopic
+	for cut > 0 && !utf8.RuneStart(topic[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d bytes)", topic[:cut], len(topic))
 }
