@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/adtrd/adtrd/capture"
@@ -30,7 +31,11 @@ func Sources() map[config.Source]SourceFactory {
 			// Config loading does not require the folder (eval and calibrate never read
 			// it): the source that does names the key.
 			if _, err := os.Stat(c.Replay.Path); errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("%w: capture.replay.path: replay folder %s not found (set capture.replay.path, or capture.source: camera)", capture.ErrSource, c.Replay.Path)
+				path := c.Replay.Path
+				if abs, err := filepath.Abs(path); err == nil {
+					path = abs
+				}
+				return nil, fmt.Errorf("%w: capture.replay.path: replay folder %s not found (set capture.replay.path, or capture.source: camera)", capture.ErrSource, path)
 			}
 			return capture.NewReplay(capture.ReplayOptions{Path: c.Replay.Path, Loop: c.Replay.Loop, FPS: c.Replay.FPS, Fit: capture.Fit(c.Replay.Fit), Size: size})
 		},

@@ -23,6 +23,7 @@ func TestLineToolsOnAConfigThatNamesOnlyAModel(t *testing.T) {
 	cfg := filepath.Join(dir, "line.yaml")
 	os.WriteFile(cfg, []byte("model:\n  path: "+testlib.Demo("adtr.tflite")+"\n  library: "+lib+"\nhttp:\n  address: ''\n"), 0o644)
 	root := demoMVTec(t)
+	t.Chdir(dir)
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -30,11 +31,14 @@ func TestLineToolsOnAConfigThatNamesOnlyAModel(t *testing.T) {
 		err  string // in stderr, one line; "" = nothing
 	}{
 		// ok, and says what run would need
-		{[]string{"check", "-c", cfg}, 0, cfg + ": ok (`adtrd run` would replay " + filepath.Join(dir, "models/demo/frames") + ", which does not exist", ""},
+		{[]string{"check", "-c", cfg}, 0, cfg + ": ok (`adtrd run` and `adtrd bench` would replay " + filepath.Join(dir, "models/demo/frames") + ", which does not exist", ""},
 		{[]string{"eval", "-c", cfg, root}, 0, "image AUROC 1.0000", ""},
 		{[]string{"calibrate", "-c", cfg, root}, 0, "config snippet", ""},
-		// run is the one that needs the folder
+		// run and bench are the ones that need the folder
 		{[]string{"run", "-c", cfg}, 1, "", "capture.replay.path: replay folder " + filepath.Join(dir, "models/demo/frames") + " not found"},
+		{[]string{"bench", "-c", cfg}, 1, "", "capture.replay.path: replay folder " + filepath.Join(dir, "models/demo/frames") + " not found"},
+		// a config named relative to the working folder: the path is said in full
+		{[]string{"check", "-c", "line.yaml"}, 0, "line.yaml: ok (`adtrd run` and `adtrd bench` would replay " + filepath.Join(dir, "models/demo/frames") + ", which", ""},
 	} {
 		var out, errb bytes.Buffer
 		code := realMain(context.Background(), tc.args, &out, &errb)

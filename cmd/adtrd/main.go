@@ -134,9 +134,9 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	note := ""
 	if missing := defaultReplayMissing(cfg, *cfgPath); missing != "" {
-		// A config that names only a model is complete for eval, calibrate and bench
-		// on files; only `run` would look for the default replay folder.
-		note = fmt.Sprintf(" (`adtrd run` would replay %s, which does not exist: set capture.replay.path, or capture.source: camera)", missing)
+		// A config that names only a model is complete for eval and calibrate on
+		// files; only `run` and `bench`, which need frames, read the replay folder.
+		note = fmt.Sprintf(" (`adtrd run` and `adtrd bench` would replay %s, which does not exist: set capture.replay.path, or capture.source: camera)", missing)
 		cfg.Capture.Replay.Path = ""
 	}
 	log, warnings := newWarnLog(stderr, "adtrd check")
@@ -172,6 +172,9 @@ func defaultReplayMissing(cfg config.Config, path string) string {
 	}
 	if _, err := os.Stat(def); !errors.Is(err, fs.ErrNotExist) {
 		return ""
+	}
+	if abs, err := filepath.Abs(def); err == nil {
+		def = abs // said in full: relative to the config's folder, not to the reader's
 	}
 	return def
 }
