@@ -520,7 +520,11 @@ func (p *Pipeline) Generation() *Generation {
 // Running is what consumers of the pipeline show of the generation in use.
 func (p *Pipeline) Running() events.GenInfo {
 	g := p.Generation()
-	return events.GenInfo{N: g.N, ModelSHA: g.ModelSHA, Threshold: g.Threshold}
+	info := events.GenInfo{N: g.N, ModelSHA: g.ModelSHA, Threshold: g.Threshold, ModelPath: g.Config.Model.Path}
+	if g.Meta != nil {
+		info.ModelVersion = g.Meta.ModelVersion
+	}
+	return info
 }
 
 // Counters are the pipeline's Stats, for consumers that see it through an interface.

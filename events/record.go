@@ -109,4 +109,7 @@ type GenInfo struct {
 	N         uint64
 	ModelSHA  string
 	Threshold float64
+	// ModelPath and ModelVersion are the running generation's (model.path, the
+	// metadata's model_version): a reload may change both.
+	ModelPath, ModelVersion string
 }

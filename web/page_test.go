@@ -272,7 +272,7 @@ func startPageServer(t *testing.T, line *pageLine, recs web.Recordings) *web.Ser
 	srv, err := web.New(web.Options{
 		Address: "127.0.0.1:0", Token: pageToken, Heatmaps: 4, Version: "test",
 		Pipeline: line.p, Line: line.tr, Reloader: &pageReloader{}, Recordings: recs,
-		ModelPath: testlib.Demo("adtr.tflite"), Log: slog.New(slog.DiscardHandler),
+		Log: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)

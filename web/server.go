@@ -68,8 +68,7 @@ type Options struct {
 	}
 	Metrics    http.Handler // /metrics; nil: 404
 	Recordings Recordings   // nil: recordings are off
-	ModelPath  string
-	ConfigPath string // "": the built-in demo
+	ConfigPath string       // "": the built-in demo
 	// Mutations: POSTs a second at most (burst twice that); 0: MutationsPerS.
 	Mutations float64
 	Log       *slog.Logger

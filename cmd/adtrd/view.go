@@ -88,7 +88,7 @@ func startView(cfg config.Config, cfgPath string, p *daemon.Pipeline, tr *gpio.T
 	}
 	wo := web.Options{
 		Address: cfg.HTTP.Address, Hosts: cfg.HTTP.Hosts, Heatmaps: cfg.HTTP.Heatmaps, Version: version,
-		Pipeline: p, Line: tr, Recordings: recs, ModelPath: cfg.Model.Path, ConfigPath: cfgPath,
+		Pipeline: p, Line: tr, Recordings: recs, ConfigPath: cfgPath,
 		Log: log.With("component", "http"),
 	}
 	if rl != nil {

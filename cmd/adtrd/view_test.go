@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -131,4 +132,71 @@ func getJSON(url string, v any) error {
 	}
 	defer resp.Body.Close()
 	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// The page's status follows a reload that swaps the model: its path and version are
+// the running generation's (the page showed the path captured at start, the old
+// model's, after a reload had swapped it).
+func TestStatusFollowsAReloadedModel(t *testing.T) {
+	lib := testlib.TFLiteLibrary(t)
+	dir := t.TempDir()
+	// the same graph under another folder: a model swap as an operator does it
+	next := filepath.Join(dir, "next")
+	os.Mkdir(next, 0o755)
+	for _, name := range []string{"adtr.tflite", "adtr.tflite.json"} {
+		b, err := os.ReadFile(testlib.Demo(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(next, name), b, 0o644)
+	}
+	addr := freeAddr(t)
+	cfg := filepath.Join(dir, "line.yaml")
+	body := func(model string) []byte {
+		return []byte("model:\n  path: " + model + "\n  library: " + lib + "\ncapture:\n  replay:\n    path: " + testlib.Demo("frames") +
+			"\n    loop: true\nlog:\n  level: warn\nhttp:\n  address: " + addr + "\n")
+	}
+	os.WriteFile(cfg, body(testlib.Demo("adtr.tflite")), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan int)
+	go func() { ran <- realMain(ctx, []string{"run", "-c", cfg}, io.Discard, io.Discard) }()
+	defer func() { cancel(); <-ran }()
+	type status struct {
+		Generation uint64
+		Model      struct{ Path, Version, SHA256 string }
+	}
+	until := func(what string, ok func(status) bool) status {
+		t.Helper()
+		var st status
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			st = status{}
+			if getJSON("http://"+addr+"/api/status", &st) == nil && ok(st) {
+				return st
+			}
+		}
+		t.Fatalf("%s: status %+v", what, st)
+		return st
+	}
+	st := until("the page up", func(s status) bool { return s.Generation == 1 })
+	if st.Model.Path != testlib.Demo("adtr.tflite") || st.Model.Version == "" {
+		t.Fatalf("at start: model %+v", st.Model)
+	}
+	tmp := cfg + ".tmp"
+	os.WriteFile(tmp, body(filepath.Join(next, "adtr.tflite")), 0o644)
+	os.Rename(tmp, cfg)
+	st = until("the reload", func(s status) bool { return s.Generation == 2 })
+	if st.Model.Path != filepath.Join(next, "adtr.tflite") || st.Model.Version == "" {
+		t.Fatalf("after the reload: model %+v, want the path %s", st.Model, filepath.Join(next, "adtr.tflite"))
+	}
+}
+
+// freeAddr is a 127.0.0.1 address no one listens on now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
