@@ -111,6 +111,9 @@ type MQTT struct {
 }
 
 type Model struct {
+	// Engine names the runtime that runs the graph (engine.Factories); "tflite", the
+	// TFLite C library, by default.
+	Engine   string   `yaml:"engine"`
 	Path     string   `yaml:"path"`
 	Metadata string   `yaml:"metadata"` // default: <path>.json
 	SHA256   string   `yaml:"sha256"`   // optional pin: a model file with another sha256 is refused
@@ -294,7 +297,7 @@ type Log struct {
 // Default is the configuration every file starts from.
 func Default() Config {
 	return Config{
-		Model:   Model{Path: "models/demo/adtr.tflite", Threads: 2, Delegate: DelegateXNNPACK, GPU: GPU{OnFailure: OnFailureFallback}},
+		Model:   Model{Engine: "tflite", Path: "models/demo/adtr.tflite", Threads: 2, Delegate: DelegateXNNPACK, GPU: GPU{OnFailure: OnFailureFallback}},
 		Capture: Capture{Source: SourceReplay, Replay: Replay{Path: "models/demo/frames", FPS: 10, Fit: FitResize}, Queue: 2},
 		Output: Output{Backend: BackendSim, Reject: Reject{
 			Pulse: Duration(50 * time.Millisecond), Delay: Duration(200 * time.Millisecond),
@@ -692,6 +695,9 @@ func (c *Config) validate(lines map[string]int, errs *Errors, files bool) {
 	}
 	if c.Model.Threads < 1 || c.Model.Threads > 64 {
 		bad("model.threads", "%d out of range 1..64", c.Model.Threads)
+	}
+	if e := c.Model.Engine; e == "" || len(e) > 32 || strings.Trim(e, "abcdefghijklmnopqrstuvwxyz0123456789_") != "" {
+		bad("model.engine", "%q: want an engine's name (lowercase letters, digits, _), e.g. tflite", e)
 	}
 	switch c.Model.Delegate {
 	case DelegateGPU:

@@ -12,19 +12,19 @@ import (
 )
 
 // Check finds what starting cfg would find, short of driving hardware: the model as
-// BuildGeneration opens it (metadata, the graph's hash against it and against
+// build opens it (metadata, the graph's hash against it and against
 // model.sha256, the graph loaded by TFLite and warmed up, its tensors against the
 // metadata, the threshold against what the model can score), the frame source opened
 // and closed, the simulated outputs' CSV writable, and each wired GPIO line found by
 // name. `adtrd check` runs it; every problem found is in the joined error, and what
 // would only be warned about at start (a threshold under the good parts' scores) is
 // logged at Warn.
-func Check(cfg config.Config, log *slog.Logger) error {
+func Check(cfg config.Config, build Builder, log *slog.Logger) error {
 	var errs []error
 	// The source needs the model's input size only to decode frames, which opening
 	// does not do; without a model, 1x1 still lets the source check its own settings.
 	size := capture.Size{W: 1, H: 1}
-	if gen, err := BuildGeneration(0, cfg, log); err != nil {
+	if gen, err := build(0, cfg, log); err != nil {
 		errs = append(errs, err)
 	} else {
 		size = capture.Size{W: gen.Meta.Input.Width, H: gen.Meta.Input.Height}

@@ -91,7 +91,7 @@ func TestCheckFindsWhatStartFinds(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.setup(t, &cfg)
-			err = daemon.Check(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			err = daemon.Check(cfg, tfliteBuild(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("Check: %v", err)
@@ -139,7 +139,7 @@ func TestCheckCamera(t *testing.T) {
 			if tc.set != nil {
 				tc.set(&cfg)
 			}
-			err = daemon.Check(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			err = daemon.Check(cfg, tfliteBuild(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("Check: %v", err)

@@ -19,29 +19,7 @@ import (
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/gpio"
-	"github.com/adtrd/adtrd/model"
 )
-
-// Engine runs one model. Tensors describes the model's input and output (type, shape,
-// quantisation) and is checked against its metadata when a generation is built; Input
-// is the frame's packed RGB (Size*Size*3 bytes), written before each Invoke (an
-// engine whose input tensor is float converts it in Invoke); Output is the anomaly map
-// of the last Invoke, int8 as quantised or float32 as real values, valid until the
-// next Invoke. TFLiteEngine is the daemon's; a float engine (ONNX Runtime, a GPU
-// delegate) plugs in the same way, and tests use fakes.
-type Engine interface {
-	Tensors() (in, out model.TensorInfo)
-	Input() []byte
-	Invoke() error
-	Output() Output
-	Close() error
-}
-
-// Output is an engine's anomaly map: exactly one of the two is set, Grid*Grid values.
-type Output struct {
-	Int8    []int8    // quantised: real = scale * (q - zero point) from the tensor's quantisation
-	Float32 []float32 // real values
-}
 
 // Source produces frames; Paced sources (cameras) do not wait for a full queue (see
 // capture for what becomes of their frames), unpaced ones (replay as fast as

@@ -22,6 +22,8 @@ import (
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/engine"
+	etflite "github.com/adtrd/adtrd/engine/tflite"
 	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/gpio/linetest"
 	"github.com/adtrd/adtrd/internal/testlib"
@@ -35,9 +37,9 @@ func demoModel(t testing.TB) config.Model {
 	return config.Model{Path: testlib.Demo("adtr.tflite"), Library: testlib.TFLiteLibrary(t), Threads: 2}
 }
 
-func openEngine(t testing.TB) *daemon.TFLiteEngine {
+func openEngine(t testing.TB) *etflite.Engine {
 	t.Helper()
-	e, err := daemon.OpenTFLite(demoModel(t), quiet)
+	e, err := etflite.Open(demoModel(t), quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +71,7 @@ type rigSet struct {
 	InFlight  int // the tracking FIFO; 0: 1024
 }
 
-func newRig(t testing.TB, eng daemon.Engine, meta *model.Metadata, src daemon.Source, set rigSet, delay time.Duration) *rig {
+func newRig(t testing.TB, eng engine.Engine, meta *model.Metadata, src daemon.Source, set rigSet, delay time.Duration) *rig {
 	t.Helper()
 	sc, err := score.New(meta.ScoreParams())
 	if err != nil {
@@ -321,7 +323,7 @@ func TestBadModelFilesAreClearErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := demoModel(t)
 			c.Path, c.SHA256 = tc.model, tc.pin
-			e, err := daemon.OpenTFLite(c, quiet)
+			e, err := etflite.Open(c, quiet)
 			if err == nil {
 				e.Close()
 				t.Fatal("no error")
@@ -364,7 +366,7 @@ func TestModelWithoutExactRoundingWarns(t *testing.T) {
 			var buf bytes.Buffer
 			c := demoModel(t)
 			c.Path = path
-			e, err := daemon.OpenTFLite(c, slog.New(slog.NewTextHandler(&buf, nil)))
+			e, err := etflite.Open(c, slog.New(slog.NewTextHandler(&buf, nil)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -409,7 +411,7 @@ func BenchmarkPrePost(b *testing.B) {
 // tflite's BenchmarkInvoke at the same thread count.
 func BenchmarkPipeline(b *testing.B) {
 	c := demoModel(b)
-	e, err := daemon.OpenTFLite(c, quiet)
+	e, err := etflite.Open(c, quiet)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -541,7 +543,7 @@ func BenchmarkPipelineCamera(b *testing.B) {
 func benchPipelineCamera(b *testing.B, threads int) {
 	c := demoModel(b)
 	c.Threads = threads
-	e, err := daemon.OpenTFLite(c, quiet)
+	e, err := etflite.Open(c, quiet)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -592,3 +594,6 @@ func benchPipelineCamera(b *testing.B, threads int) {
 	b.ReportMetric(fps/bareFPS, "ratio")
 	r.flush(b)
 }
+
+// tfliteBuild builds generations on the TFLite engine, as the binary does.
+func tfliteBuild() daemon.Builder { return daemon.Build(etflite.Factories()) }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/engine"
 	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/internal/testlib"
 	"github.com/adtrd/adtrd/model"
@@ -21,7 +22,7 @@ type floatEngine struct {
 	m []float32
 }
 
-func (e *floatEngine) Output() daemon.Output { return daemon.Output{Float32: e.m} }
+func (e *floatEngine) Output() engine.Output { return engine.Output{Float32: e.m} }
 
 func newFloat(t *testing.T, v float32) (*floatEngine, *model.Metadata) {
 	meta, err := model.Load(testlib.Demo("adtr.onnx.json"))

@@ -8,6 +8,7 @@ import (
 
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/engine"
 	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/model"
 )
@@ -31,7 +32,7 @@ func newFake(meta *model.Metadata) fakeEngine {
 
 func (e *fakeEngine) Input() []byte         { return e.in }
 func (e *fakeEngine) Invoke() error         { return nil }
-func (e *fakeEngine) Output() daemon.Output { return daemon.Output{Int8: e.out} }
+func (e *fakeEngine) Output() engine.Output { return engine.Output{Int8: e.out} }
 func (e *fakeEngine) Close() error          { return nil }
 func (e *fakeEngine) Tensors() (in, out model.TensorInfo) {
 	m := e.meta

@@ -7,6 +7,7 @@ import (
 	"math"
 
 	"github.com/adtrd/adtrd/config"
+	"github.com/adtrd/adtrd/engine"
 	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/model"
 	"github.com/adtrd/adtrd/score"
@@ -21,7 +22,7 @@ var ErrThreshold = errors.New("bad threshold")
 type Generation struct {
 	N         uint64
 	Config    config.Config
-	Engine    Engine
+	Engine    engine.Engine
 	Meta      *model.Metadata // the model's, checked against the engine's tensors
 	Scorer    *score.Scorer
 	Threshold float64
@@ -30,22 +31,25 @@ type Generation struct {
 }
 
 // Builder builds generation n from cfg; the Reloader calls it for every reload.
-// BuildGeneration is the daemon's; tests give one with a fake engine.
+// Build(engines) is the daemon's; tests give one with a fake engine.
 type Builder func(n uint64, cfg config.Config, log *slog.Logger) (*Generation, error)
 
-// BuildGeneration opens cfg's model on TFLite (with a warm-up inference) and its scorer.
-func BuildGeneration(n uint64, cfg config.Config, log *slog.Logger) (*Generation, error) {
-	eng, err := OpenTFLite(cfg.Model, log)
-	if err != nil {
-		return nil, err
+// Build is the Builder that opens cfg's model on the engine model.engine names
+// (with a warm-up inference) and completes the generation around it.
+func Build(engines engine.Factories) Builder {
+	return func(n uint64, cfg config.Config, log *slog.Logger) (*Generation, error) {
+		o, err := engines.Open(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		return NewGeneration(n, cfg, o.Engine, o.Meta, o.SHA256)
 	}
-	return NewGeneration(n, cfg, eng, eng.Meta, eng.SHA256)
 }
 
 // NewGeneration completes a generation around an opened engine: the scorer from meta
 // and the threshold (the config's, or the metadata's when the config says 0). On
 // error the engine is closed.
-func NewGeneration(n uint64, cfg config.Config, eng Engine, meta *model.Metadata, sha string) (*Generation, error) {
+func NewGeneration(n uint64, cfg config.Config, eng engine.Engine, meta *model.Metadata, sha string) (*Generation, error) {
 	in, out := eng.Tensors()
 	if err := meta.CheckTensors(cfg.Model.Path, in, out); err != nil {
 		return nil, errors.Join(err, eng.Close())
@@ -91,7 +95,7 @@ func (g *Generation) CheckThreshold() (warning string, err error) {
 
 // Score scores the engine's last output, whichever type its tensor is (the
 // scorer's Map then holds its pixel map).
-func (g *Generation) Score(o Output) (float64, error) {
+func (g *Generation) Score(o engine.Output) (float64, error) {
 	if o.Float32 != nil {
 		return g.Scorer.ScoreFloat(o.Float32)
 	}

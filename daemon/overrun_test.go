@@ -10,6 +10,7 @@ import (
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/engine"
 	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/gpio/linetest"
@@ -105,7 +106,7 @@ func TestFasterCameraDecidesFreshFrames(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name          string
-		eng           daemon.Engine
+		eng           engine.Engine
 		queue, frames int
 		fps           float64
 		delay         time.Duration

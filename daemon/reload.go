@@ -64,12 +64,12 @@ type Reloader struct {
 }
 
 // NewReloader loads path (or the built-in demo config when path is "") and builds
-// generation 1 with build (nil: BuildGeneration, the TFLite engine). override, if not
+// generation 1 with build (Build with the binary's engines). override, if not
 // nil, is applied to every config read (command-line flags); level, if not nil,
 // follows log.level.
 func NewReloader(path string, build Builder, override func(*config.Config), level *slog.LevelVar, notify Notifier, log *slog.Logger) (*Reloader, *Generation, error) {
 	if build == nil {
-		build = BuildGeneration
+		return nil, nil, errors.New("daemon: NewReloader needs a Builder")
 	}
 	r := &Reloader{path: path, override: override, build: build, log: log, level: level, notify: notify}
 	cfg, fp, err := r.read()

@@ -17,6 +17,7 @@ import (
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
+	etflite "github.com/adtrd/adtrd/engine/tflite"
 	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/gpio/linetest"
@@ -328,7 +329,7 @@ func BenchmarkSwap(b *testing.B) {
 		c := config.Default()
 		c.Model = demoModel(b)
 		c.Model.Threads = 1
-		g, err := daemon.BuildGeneration(n, c, quiet)
+		g, err := tfliteBuild()(n, c, quiet)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -423,7 +424,7 @@ func TestReloadKeepsTheOldGenerationOnEveryFailure(t *testing.T) {
 	good := d.body("a.tflite", 10.5, "")
 	os.WriteFile(d.cfg, good, 0o644)
 	n := &notes{}
-	rl, gen, err := daemon.NewReloader(d.cfg, nil, nil, nil, n, quiet)
+	rl, gen, err := daemon.NewReloader(d.cfg, tfliteBuild(), nil, nil, n, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,7 +448,7 @@ func TestReloadKeepsTheOldGenerationOnEveryFailure(t *testing.T) {
 			os.WriteFile(filepath.Join(d.dir, "a.tflite"), graph, 0o644)
 			pinned := strings.Replace(string(d.body("a.tflite", 10.6, "")), "model:\n", "model:\n  sha256: "+strings.Repeat("0", 64)+"\n", 1)
 			os.WriteFile(d.cfg, []byte(pinned), 0o644)
-		}, "is not the pinned model.sha256", daemon.ErrPinned},
+		}, "is not the pinned model.sha256", etflite.ErrPinned},
 		// a key that needs a restart: named, and nothing applied
 		{"restart", func() { os.WriteFile(d.cfg, d.body("a.tflite", 10.6, "tracking:\n  in_flight: 8\n"), 0o644) }, "tracking.in_flight changed; nothing was applied", daemon.ErrRestart},
 		// a model file that is missing

@@ -85,7 +85,7 @@ func TestThresholdsTheModelCannotCross(t *testing.T) {
 				t.Fatal(err)
 			}
 			var checkLog logBuf
-			ok("check", daemon.Check(cfg, slog.New(slog.NewTextHandler(&checkLog, nil))), &checkLog)
+			ok("check", daemon.Check(cfg, tfliteBuild(), slog.New(slog.NewTextHandler(&checkLog, nil))), &checkLog)
 
 			var startLog logBuf
 			rl, _, err := daemon.NewReloader(p, fakeBuild, nil, nil, nil, slog.New(slog.NewTextHandler(&startLog, nil)))

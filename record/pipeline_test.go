@@ -19,6 +19,7 @@ import (
 
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/engine"
 	"github.com/adtrd/adtrd/evaluate"
 	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/gpio"
@@ -41,7 +42,7 @@ type planEngine struct {
 }
 
 func (e *planEngine) Input() []byte         { return e.in }
-func (e *planEngine) Output() daemon.Output { return daemon.Output{Int8: e.out} }
+func (e *planEngine) Output() engine.Output { return engine.Output{Int8: e.out} }
 func (e *planEngine) Close() error          { return nil }
 func (e *planEngine) Invoke() error {
 	e.plan(e.n, e.out)

@@ -121,7 +121,11 @@ var benchStages = []string{"capture hand-off (frame to inference)", "inference",
 
 func bench(cfg config.Config, n int) (BenchReport, error) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	gen, err := daemon.BuildGeneration(1, cfg, quiet)
+	build, err := builder()
+	if err != nil {
+		return BenchReport{}, err
+	}
+	gen, err := build(1, cfg, quiet)
 	if err != nil {
 		return BenchReport{}, err
 	}

@@ -37,7 +37,7 @@ func TestCheckRunsTheCameraPipeline(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := filepath.Join(t.TempDir(), "c.yaml")
 			os.WriteFile(cfg, []byte("model:\n  path: "+testlib.Demo("adtr.tflite")+"\n  library: "+lib+
-				"\ncapture:\n  source: camera\n  camera:\n    "+tc.camera+"\n"+tc.extra), 0o644)
+				"\nhttp:\n  address: ''\ncapture:\n  source: camera\n  camera:\n    "+tc.camera+"\n"+tc.extra), 0o644)
 			var out, errb bytes.Buffer
 			code := realMain(context.Background(), []string{"check", "-c", cfg}, &out, &errb)
 			got := out.String() + errb.String()

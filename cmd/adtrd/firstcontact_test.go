@@ -99,7 +99,8 @@ func TestModelPathThatIsNoModelFile(t *testing.T) {
 		}
 		for _, metaKey := range []string{"", "\n  metadata: " + testlib.Demo("adtr.tflite.json")} {
 			cfg := filepath.Join(t.TempDir(), "c.yaml")
-			os.WriteFile(cfg, []byte("model:\n  path: "+tc.path+metaKey+"\n  library: "+lib+"\n"), 0o644)
+			// no page: what is said is about the model alone, whatever holds port 8080
+			os.WriteFile(cfg, []byte("model:\n  path: "+tc.path+metaKey+"\n  library: "+lib+"\nhttp:\n  address: ''\n"), 0o644)
 			for _, args := range [][]string{{"check", "-c", cfg}, {"eval", "-c", cfg, root}, {"calibrate", "-c", cfg, root}} {
 				var errb bytes.Buffer
 				code := realMain(context.Background(), args, io.Discard, &errb)

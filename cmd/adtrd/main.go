@@ -140,7 +140,12 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 		cfg.Capture.Replay.Path = ""
 	}
 	log, warnings := newWarnLog(stderr, "adtrd check")
-	checkErr := daemon.Check(cfg, log)
+	build, err := builder()
+	if err != nil {
+		fmt.Fprintf(stderr, "adtrd check: %v\n", err)
+		return 1
+	}
+	checkErr := daemon.Check(cfg, build, log)
 	httpErr := checkHTTP(cfg.HTTP, *cfgPath, log)
 	if err := errors.Join(checkErr, httpErr); err != nil {
 		fmt.Fprintf(stderr, "adtrd check: %s: %s\n", *cfgPath, strings.ReplaceAll(err.Error(), "\n", "; "))
@@ -188,7 +193,12 @@ func openModel(cmd, path string, stderr io.Writer) (cfg config.Config, gen *daem
 		fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
 		return cfg, nil, 2
 	}
-	if gen, err = daemon.BuildGeneration(0, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+	build, err := builder()
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
+		return cfg, nil, 1
+	}
+	if gen, err = build(0, cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
 		return cfg, nil, 1
 	}
@@ -644,7 +654,11 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 		return nil, err
 	}
 	notify := systemd.NewNotifier(log.With("component", "systemd"))
-	rl, gen, err := daemon.NewReloader(path, nil, override, level, notify, log.With("component", "reload"))
+	build, err := builder()
+	if err != nil {
+		return nil, err
+	}
+	rl, gen, err := daemon.NewReloader(path, build, override, level, notify, log.With("component", "reload"))
 	if err != nil {
 		return nil, err
 	}

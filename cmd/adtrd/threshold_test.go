@@ -37,7 +37,7 @@ func TestCheckThresholdsAgainstTheModel(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := filepath.Join(t.TempDir(), "line.yaml")
 			os.WriteFile(cfg, []byte("# the line's config\nmodel:\n  path: "+testlib.Demo("adtr.tflite")+"\n  library: "+lib+
-				"\ncapture:\n  replay:\n    path: "+testlib.Demo("frames")+"\nthreshold: "+tc.threshold+"\n"), 0o644)
+				"\ncapture:\n  replay:\n    path: "+testlib.Demo("frames")+"\nthreshold: "+tc.threshold+"\nhttp:\n  address: ''\n"), 0o644)
 			args := append(append([]string(nil), tc.cmd...), "-c", cfg)
 			if tc.cmd[0] == "eval" {
 				args = append(args, root)

@@ -11,6 +11,7 @@ import (
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/engine/tflite"
 	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/internal/testlib"
 	"github.com/adtrd/adtrd/score"
@@ -39,7 +40,7 @@ type Options struct {
 type Line struct {
 	Pipeline *daemon.Pipeline
 	Tracker  *gpio.Tracker
-	Engine   *daemon.TFLiteEngine
+	Engine   *tflite.Engine
 	done     chan error
 	cancel   context.CancelFunc
 }
@@ -51,7 +52,7 @@ func New(t testing.TB, opt Options) *Line {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	eng, err := daemon.OpenTFLite(config.Model{Path: testlib.Demo("adtr.tflite"), Library: testlib.TFLiteLibrary(t), Threads: max(opt.Threads, 1)}, log)
+	eng, err := tflite.Open(config.Model{Engine: tflite.Name, Path: testlib.Demo("adtr.tflite"), Library: testlib.TFLiteLibrary(t), Threads: max(opt.Threads, 1)}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

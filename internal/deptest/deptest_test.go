@@ -49,6 +49,7 @@ const (
 	whyTFLite   = "the TFLite engine is cgo: consumers of events must build with CGO_ENABLED=0"
 	whyHostGPIO = "the real-pin driver (periph host, Linux ioctls): only the daemon's binary drives pins"
 	whyCapture  = "the camera (a GStreamer child) and replay: an event carries the decision, not the frame source"
+	whyEngines  = "the frame loop runs whatever engine the factory opens (engine.Engine); which engines exist is the binary's choice (cmd/adtrd/engines.go)"
 )
 
 // rules lists, per package, what it must never pull in (directly or not), with the
@@ -65,6 +66,8 @@ var rules = []struct {
 	{"metrics", true, map[string]string{"daemon": whyDaemon, "tflite": whyTFLite, "gpio/hostgpio": whyHostGPIO, "capture": whyCapture}},
 	{"record", true, map[string]string{"daemon": whyDaemon, "tflite": whyTFLite, "gpio/hostgpio": whyHostGPIO, "capture": whyCapture}},
 	{"mqtt", true, map[string]string{"daemon": whyDaemon, "tflite": whyTFLite, "gpio/hostgpio": whyHostGPIO}},
+	{"daemon", true, map[string]string{"tflite": whyEngines, "engine/tflite": whyEngines}},
+	{"engine", true, map[string]string{"daemon": "the contract is below the frame loop: engines must not depend on it", "tflite": whyEngines, "engine/tflite": whyEngines}},
 }
 
 // Each rule, checked on the build with cgo on (the daemon's), where a cgo package

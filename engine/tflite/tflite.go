@@ -1,4 +1,6 @@
-package daemon
+// Package tflite is the engine over the TFLite C library (the tflite binding): the
+// model's metadata, hash and tensors checked, a warm-up inference, model.engine tfl.
+package tflite
 
 import (
 	"context"
@@ -9,18 +11,31 @@ import (
 	"unsafe"
 
 	"github.com/adtrd/adtrd/config"
+	"github.com/adtrd/adtrd/engine"
 	"github.com/adtrd/adtrd/model"
-	"github.com/adtrd/adtrd/tflite"
+	tfl "github.com/adtrd/adtrd/tflite"
 )
+
+// Name is this engine's model.engine.
+const Name = "tflite"
+
+// Opener is Open as an engine.Opener.
+func Opener(c config.Model, log *slog.Logger) (engine.Opened, error) {
+	e, err := Open(c, log)
+	if err != nil {
+		return engine.Opened{}, err
+	}
+	return engine.Opened{Engine: e, Meta: e.Meta, SHA256: e.SHA256}, nil
+}
 
 // ErrPinned: the model file is not the one the config pins by sha256.
 var ErrPinned = errors.New("model does not match its pinned sha256")
 
-// TFLiteEngine is an Engine over a TFLite interpreter whose tensors were checked
+// Engine is an engine.Engine over a TFLite interpreter whose tensors were checked
 // against the model's metadata.
-type TFLiteEngine struct {
-	lib             *tflite.Library
-	it              *tflite.Interpreter
+type Engine struct {
+	lib             *tfl.Library
+	it              *tfl.Interpreter
 	in              []byte
 	out             []int8
 	inInfo, outInfo model.TensorInfo
@@ -28,9 +43,9 @@ type TFLiteEngine struct {
 	SHA256          string
 }
 
-// OpenTFLite loads the library, the metadata and the model, checks that they agree,
+// Open loads the library, the metadata and the model, checks that they agree,
 // and runs one warm-up inference so the first real part is not the slow one.
-func OpenTFLite(c config.Model, log *slog.Logger) (_ *TFLiteEngine, err error) {
+func Open(c config.Model, log *slog.Logger) (_ *Engine, err error) {
 	meta, err := model.Load(c.MetadataPath())
 	if err != nil {
 		return nil, err
@@ -52,17 +67,17 @@ func OpenTFLite(c config.Model, log *slog.Logger) (_ *TFLiteEngine, err error) {
 		// It runs, but a threshold chosen on one architecture may not fit the other.
 		log.Warn("model exported without exact int8 rounding: its scores on arm64 can differ from amd64's by a few map steps; re-export it with this toolkit", "model", c.Path)
 	}
-	lib, err := tflite.Open(c.Library)
+	lib, err := tfl.Open(c.Library)
 	if err != nil {
 		return nil, err
 	}
-	e := &TFLiteEngine{lib: lib, Meta: meta, SHA256: sum}
+	e := &Engine{lib: lib, Meta: meta, SHA256: sum}
 	defer func() {
 		if err != nil {
 			e.Close()
 		}
 	}()
-	opts := tflite.Options{Threads: c.Threads}
+	opts := tfl.Options{Threads: c.Threads}
 	switch c.Delegate {
 	case config.DelegateCPU:
 		// Not an error: it runs. But on amd64 TFLite's own int8 kernels round twice where
@@ -72,12 +87,12 @@ func OpenTFLite(c config.Model, log *slog.Logger) (_ *TFLiteEngine, err error) {
 	case config.DelegateXNNPACK:
 		opts.XNNPACK = true
 	case config.DelegateGPU:
-		opts.GPU = &tflite.GPUOptions{
+		opts.GPU = &tfl.GPUOptions{
 			Library: c.GPU.Library, AllowPrecisionLoss: c.GPU.AllowPrecisionLoss, AllowQuantizedModels: c.GPU.AllowQuantized,
 			PriorityMinLatency: c.GPU.MinLatency, FallbackToCPU: c.GPU.OnFailure == config.OnFailureFallback,
 		}
 	case config.DelegateExternal:
-		opts.External = []tflite.ExternalDelegate{{Library: c.External.Library, Loader: c.External.Loader, Options: c.External.Options}}
+		opts.External = []tfl.ExternalDelegate{{Library: c.External.Library, Loader: c.External.Loader, Options: c.External.Options}}
 	}
 	if e.it, err = lib.NewInterpreterFromBytes(c.Path, data, opts); err != nil {
 		return nil, err
@@ -92,7 +107,7 @@ func OpenTFLite(c config.Model, log *slog.Logger) (_ *TFLiteEngine, err error) {
 	if len(ins) != 1 || len(outs) != 1 {
 		return nil, fmt.Errorf("%w: %s: %d inputs and %d outputs, want 1 and 1", model.ErrMetadata, c.Path, len(ins), len(outs))
 	}
-	info := func(t tflite.Tensor) model.TensorInfo {
+	info := func(t tfl.Tensor) model.TensorInfo {
 		return model.TensorInfo{Type: t.Type.String(), Shape: t.Shape, Scale: float64(t.Quant.Scale), ZeroPoint: t.Quant.ZeroPoint}
 	}
 	e.inInfo, e.outInfo = info(ins[0]), info(outs[0])
@@ -112,15 +127,15 @@ func OpenTFLite(c config.Model, log *slog.Logger) (_ *TFLiteEngine, err error) {
 	return e, nil
 }
 
-func (e *TFLiteEngine) Input() []byte  { return e.in }
-func (e *TFLiteEngine) Invoke() error  { return e.it.Invoke() }
-func (e *TFLiteEngine) Output() Output { return Output{Int8: e.out} }
+func (e *Engine) Input() []byte         { return e.in }
+func (e *Engine) Invoke() error         { return e.it.Invoke() }
+func (e *Engine) Output() engine.Output { return engine.Output{Int8: e.out} }
 
 // Tensors are the interpreter's, as checked against the metadata at open.
-func (e *TFLiteEngine) Tensors() (in, out model.TensorInfo) { return e.inInfo, e.outInfo }
+func (e *Engine) Tensors() (in, out model.TensorInfo) { return e.inInfo, e.outInfo }
 
 // Close frees the interpreter and the library; safe twice and after a failed open.
-func (e *TFLiteEngine) Close() error {
+func (e *Engine) Close() error {
 	if e.it != nil {
 		e.it.Close()
 		e.it = nil
@@ -144,3 +159,7 @@ func logPrinted(log *slog.Logger, line string) {
 	}
 	log.Log(context.Background(), level, "tflite: "+line)
 }
+
+// Factories are engine factories with this engine alone (tests, tools that run only
+// TFLite); the binary lists its engines itself.
+func Factories() engine.Factories { return engine.One(Name, Opener) }
