@@ -285,11 +285,17 @@ func TestReloadSoak(t *testing.T) {
 		worst = max(worst, d)
 		byGen[g.gen] = g
 	}
-	// Frames: consecutive, each decided once, by one known generation, never going back.
+	// Frames: in order, each decided once, by one known generation, never going back;
+	// a gap only for frames the pipeline skipped and counted (an untriggered source's
+	// frames are skipped when the pipeline falls behind: a loaded machine under -race).
 	first := map[uint64]time.Time{}
+	var gaps uint64
 	for i, r := range recs {
-		if i > 0 && r.rec.Seq != recs[i-1].rec.Seq+1 {
-			t.Fatalf("frame %d after %d: dropped or decided twice", r.rec.Seq, recs[i-1].rec.Seq)
+		if i > 0 && r.rec.Seq <= recs[i-1].rec.Seq {
+			t.Fatalf("frame %d after %d: decided twice or out of order", r.rec.Seq, recs[i-1].rec.Seq)
+		}
+		if i > 0 {
+			gaps += r.rec.Seq - recs[i-1].rec.Seq - 1
 		}
 		if i > 0 && r.rec.Gen < recs[i-1].rec.Gen {
 			t.Fatalf("frame %d: generation %d after %d", r.rec.Seq, r.rec.Gen, recs[i-1].rec.Gen)
@@ -301,6 +307,9 @@ func TestReloadSoak(t *testing.T) {
 		if _, seen := first[r.rec.Gen]; !seen {
 			first[r.rec.Gen] = r.at
 		}
+	}
+	if skipped := p.Stats.Skipped.Load(); gaps > skipped {
+		t.Fatalf("%d frames missing between decisions, %d skipped and counted: frames were lost", gaps, skipped)
 	}
 	// A frame decided by each generation soon after it was applied (frames are 100 ms apart).
 	for i, g := range gens {
