@@ -160,3 +160,26 @@ func TestFlushByDeadlineAndCloseAbandons(t *testing.T) {
 		t.Fatal("reject output left active")
 	}
 }
+
+// A stop's flush holds a reject pulse that would end after its deadline until the
+// deadline, rather than returning at once and cutting it at its start (field: a 10 s
+// pulse cut after 1 s with 8 s of the budget left).
+func TestFlushHoldsALongPulseToTheDeadline(t *testing.T) {
+	r := newRig(t, false, func(o *adgpio.Options) { o.Pulse = time.Hour })
+	r.tr.Decide(r.tr.Stamp(t0), true)
+	r.step(t0.Add(110 * ms)) // the pulse is on, for an hour
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := r.tr.Flush(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) < 250*time.Millisecond {
+		t.Fatalf("flush returned %v after %v: want the deadline", err, time.Since(start))
+	}
+	if r.reject.Level() != gpio.High {
+		t.Fatal("the pulse ended before Close")
+	}
+	r.tr.Close()
+	if s := r.tr.Stats(); s.CutShort != 1 || r.reject.Level() != gpio.Low {
+		t.Fatalf("after Close: %+v, reject %v", s, r.reject.Level())
+	}
+}

@@ -475,9 +475,10 @@ var ErrInFlight = errors.New("gpio: parts in flight")
 
 // Flush waits until every part in flight has been acted on and the reject output
 // is off again: the end of a run. With a deadline on ctx it does not wait for what
-// cannot come before it: once the only parts left are due after the deadline (and a
-// pulse on would end after it), it returns at once with ErrInFlight saying how many
-// are left, which Close then abandons.
+// cannot come before it: once the only parts left are due after the deadline and no
+// pulse is on, it returns at once with ErrInFlight saying how many are left, which
+// Close then abandons. A pulse on is waited for up to the deadline (then ctx's error),
+// and Close cuts what is left of it (Stats.CutShort).
 func (t *Tracker) Flush(ctx context.Context) error {
 	reply := make(chan uint64, 1)
 	var until time.Time
@@ -729,7 +730,9 @@ func (t *Tracker) process(now time.Time) {
 // Parts are acted on in FIFO order, so when the oldest is due after until none
 // before it can come.
 func (t *Tracker) flushed(until time.Time) bool {
-	pulseDone := !t.rejectOn || !until.IsZero() && t.offAt.After(until)
+	// A pulse on is held to its end, or to the deadline (the caller's wait ends
+	// there, and Close cuts it then, counted): the actuator gets what the budget allows.
+	pulseDone := !t.rejectOn
 	if t.head == t.tail {
 		return pulseDone
 	}
