@@ -980,7 +980,7 @@ func (c *Config) validateCamera(files bool, bad func(key, format string, args ..
 	// A camera slower than the stall time is lost between every two frames.
 	stall := cmp.Or(time.Duration(cam.Stall), capture.DefaultStall)
 	if fps, key := cameraRate(cam); fps > 0 && time.Duration(float64(time.Second)/fps) >= stall {
-		bad("capture.camera.stall", "%v is not longer than the frame interval %v (%s %g frames/s): the camera would be lost between every two frames; set stall above %v",
+		bad("capture.camera.stall", "%v is not longer than the frame interval %v (%s %.4g frames/s): the camera would be lost between every two frames; set stall above %v",
 			stall, time.Duration(float64(time.Second)/fps).Round(time.Millisecond), key, fps, time.Duration(float64(time.Second)/fps).Round(time.Millisecond))
 	}
 	if e := cam.GigE.Exposure; e < 0 || math.IsNaN(e) || e > 1e8 {

@@ -93,7 +93,7 @@ func TestCheckLooksAtTheHTTPPort(t *testing.T) {
 	}
 	// required: exit 1, one line
 	code, out, errs = check(write("other-required.yaml", other, "true"))
-	if code != 1 || out != "" || !strings.Contains(errs, "http.address "+other+" is in use (by another program): `adtrd run` would not start") {
+	if code != 1 || out != "" || !strings.HasSuffix(errs, "http.address "+other+" is in use (by another program): `adtrd run` would not start (http.required: true; free the port, or set another http.address)\n") {
 		t.Fatalf("required: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 	taken.Close()
@@ -106,9 +106,12 @@ func TestCheckLooksAtTheHTTPPort(t *testing.T) {
 	addr := free.Addr().String()
 	free.Close()
 	running := write("line.yaml", addr, "true")
+	// started as `adtrd run -c line.yaml` in its folder, checked from another folder:
+	// the page names its config in full, so the check finds it is the same file
+	t.Chdir(dir)
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan int)
-	go func() { ran <- realMain(ctx, []string{"run", "-c", running}, io.Discard, io.Discard) }()
+	go func() { ran <- realMain(ctx, []string{"run", "-c", "line.yaml"}, io.Discard, io.Discard) }()
 	defer func() { cancel(); <-ran }()
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		if resp, err := http.Get("http://" + addr + "/api/status"); err == nil {
@@ -120,6 +123,7 @@ func TestCheckLooksAtTheHTTPPort(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	t.Chdir("/")
 	if code, out, errs := check(running); code != 0 || !strings.HasSuffix(out, ": ok\n") || errs != "" {
 		t.Fatalf("the running config: exit %d, stdout %q, stderr %q", code, out, errs)
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -88,7 +89,7 @@ func startView(cfg config.Config, cfgPath string, p *daemon.Pipeline, tr *gpio.T
 	}
 	wo := web.Options{
 		Address: cfg.HTTP.Address, Hosts: cfg.HTTP.Hosts, Heatmaps: cfg.HTTP.Heatmaps, Version: version,
-		Pipeline: p, Line: tr, Recordings: recs, ConfigPath: cfgPath,
+		Pipeline: p, Line: tr, Recordings: recs, ConfigPath: absPath(cfgPath),
 		Log: log.With("component", "http"),
 	}
 	if rl != nil {
@@ -250,7 +251,25 @@ func mqttMetrics(p *mqtt.Publisher) []prometheus.Collector {
 }
 
 // errPortBusy: http.address is in use now (`adtrd check` exit 1 under http.required).
-var errPortBusy = errors.New("in use")
+var errPortBusy = errors.New("http.address in use")
+
+// portBusyError says who holds the port; it is errPortBusy.
+type portBusyError struct{ msg string }
+
+func (e *portBusyError) Error() string { return e.msg }
+func (e *portBusyError) Unwrap() error { return errPortBusy }
+
+// absPath is path in full ("" stays ""): what the status says is the config, so
+// that `adtrd check` run from another folder finds the same file.
+func absPath(path string) string {
+	if path == "" {
+		return ""
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
+}
 
 // checkHTTP is `adtrd check`'s look at http.address: free, or held by the adtrd that
 // runs this very config (checking the running line's config is ordinary), is fine.
@@ -272,9 +291,8 @@ func checkHTTP(h config.HTTP, cfgPath string, log *slog.Logger) error {
 			return nil
 		}
 		what = fmt.Sprintf("http.address %s is in use (by %s)", h.Address, holder)
-		err = errPortBusy
 		if h.Required {
-			return fmt.Errorf("%s: `adtrd run` would not start (http.required: true; free the port, or set another http.address): %w", what, err)
+			return &portBusyError{what + ": `adtrd run` would not start (http.required: true; free the port, or set another http.address)"}
 		}
 	} else if h.Required {
 		return fmt.Errorf("%s (http.required: true)", what)
