@@ -122,11 +122,11 @@ func Propose(good, bad []float64, frr, escape float64) ([]Point, error) {
 	}
 	cs := cuts(append(append([]float64(nil), good...), bad...))
 	// Each rate's threshold is the one whose 95 % upper bound meets the target (the
-	// sample vouches for it), and only where none does (too few images even with no
-	// error at all), the one whose observed rate meets it, marked insufficient. Picking
-	// by the observed rate alone took 4 false rejects of 8 for a target of 0.5, whose
-	// bound is 0.81, and called 8 good images too few where 5 without a false reject
-	// suffice.
+	// sample vouches for it), and where none does (too few images even with no error
+	// at all), the one with no error, whose bound is the least, marked insufficient: a
+	// stricter target then never gets a looser threshold. Picking by the observed rate
+	// took 4 false rejects of 8 for a target of 0.5, whose bound is 0.81, and called 8
+	// good images too few where 5 without a false reject suffice.
 	var out []Point
 	if p, ok := first(cs, false, func(t float64) (Point, bool) {
 		p := at("false-reject rate", t, good, bad)
@@ -136,7 +136,7 @@ func Propose(good, bad []float64, frr, escape float64) ([]Point, error) {
 		out = append(out, p)
 	} else if p, ok := first(cs, false, func(t float64) (Point, bool) {
 		p := at("false-reject rate", t, good, bad)
-		return p, p.FRR <= frr
+		return p, p.FalseRej == 0
 	}); ok {
 		out = append(out, p)
 	}
@@ -151,7 +151,7 @@ func Propose(good, bad []float64, frr, escape float64) ([]Point, error) {
 		out = append(out, p)
 	} else if p, ok := first(cs, true, func(t float64) (Point, bool) {
 		p := at("escape rate", t, good, bad)
-		return p, p.Escape <= escape
+		return p, p.Escapes == 0
 	}); ok {
 		out = append(out, p)
 	}

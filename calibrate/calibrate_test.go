@@ -53,8 +53,9 @@ func TestPropose(t *testing.T) {
 	}{
 		// good images alone, no false reject allowed: just above the highest
 		{"good only", nil, 0, 0.01, []float64{10.01}, []int{0}},
-		// one false reject in ten allowed: between the two highest good scores
-		{"good only, 10 %", nil, 0.1, 0.01, []float64{9.5}, []int{1}},
+		// one false reject in ten allowed, but ten images cannot vouch for 10 % even
+		// with none rejected (bound 0.26): the threshold with none, the least bound
+		{"good only, 10 %", nil, 0.1, 0.01, []float64{10.01}, []int{0}},
 		// half the good images may be rejected, but ten images vouch (95 % upper bound
 		// 0.39 <= 0.5) for one false reject at most, not the five the observed rate allows
 		// (bound 0.81): picked by the bound, it is sufficient
@@ -82,6 +83,21 @@ func TestPropose(t *testing.T) {
 				}
 			}
 		})
+	}
+	// A stricter target never gets a looser threshold: the false-reject threshold
+	// rises, the escape threshold falls, as the targets tighten (field: 0.2 gave a
+	// threshold with a false reject where 0.4 gave one without).
+	bad := []float64{9.7, 12, 30}
+	prevFRR, prevEsc := math.Inf(-1), math.Inf(1)
+	for _, target := range []float64{0.9, 0.7, 0.5, 0.4, 0.3, 0.2, 0.1, 0.01, 0} {
+		ps, err := calibrate.Propose(good, bad, target, target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ps[0].Threshold < prevFRR || ps[1].Threshold > prevEsc {
+			t.Fatalf("target %v: false-reject threshold %v (was %v), escape threshold %v (was %v)", target, ps[0].Threshold, prevFRR, ps[1].Threshold, prevEsc)
+		}
+		prevFRR, prevEsc = ps[0].Threshold, ps[1].Threshold
 	}
 	if _, err := calibrate.Propose([]float64{1, math.NaN()}, nil, 0, 0); err == nil {
 		t.Error("a NaN score was accepted")

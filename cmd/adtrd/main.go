@@ -416,10 +416,17 @@ func calibrateReport(stdout, stderr io.Writer, cfgPath, png string, write, force
 			frr, first.Good, calibrate.UpperBound(0, first.Good), calibrate.Needed(frr))
 		tooFew = fmt.Sprintf("%d good images cannot bound a false-reject rate of %g (%d are needed)", first.Good, frr, calibrate.Needed(frr))
 	}
-	if chosen.Name == "escape rate" && !chosen.Sufficient {
+	// The escape point's sample is said whichever point --use picks; it stops a
+	// --write only of the escape point.
+	for _, p := range points {
+		if p.Name != "escape rate" || p.Sufficient {
+			continue
+		}
 		fmt.Fprintf(stdout, "too few defects for an escape rate of %g: %d without an escape bound it at %.4f at best (95%%); %d are needed\n",
-			esc, chosen.Defective, calibrate.UpperBound(0, chosen.Defective), calibrate.Needed(esc))
-		tooFew = fmt.Sprintf("%d defects cannot bound an escape rate of %g (%d are needed)", chosen.Defective, esc, calibrate.Needed(esc))
+			esc, p.Defective, calibrate.UpperBound(0, p.Defective), calibrate.Needed(esc))
+		if chosen.Name == "escape rate" {
+			tooFew = fmt.Sprintf("%d defects cannot bound an escape rate of %g (%d are needed)", p.Defective, esc, calibrate.Needed(esc))
+		}
 	}
 	if png != "" {
 		if err := calibrate.Plot(png, good, bad, points); err != nil {
