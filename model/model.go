@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strconv"
 
@@ -95,7 +96,29 @@ func Load(path string) (*Metadata, error) {
 func Parse(path string, b []byte) (*Metadata, error) {
 	var m Metadata
 	if err := json.Unmarshal(b, &m); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			// Go's own text names the Go type ("struct { Count int ... }"): say the JSON's.
+			return nil, fmt.Errorf("%w: %s: %s is a JSON %s, want %s", ErrMetadata, path, te.Field, te.Value, jsonKind(te.Type.Kind()))
+		}
 		return nil, fmt.Errorf("%w: %s: malformed JSON (%v)", ErrMetadata, path, err)
+	}
+	// null, or a missing value, reads as 0: a held-out score of 0 would be believed.
+	var present struct {
+		NormalScores *struct {
+			Min, Mean, Max, Std *float64
+		} `json:"normal_scores"`
+	}
+	if json.Unmarshal(b, &present) == nil && present.NormalScores != nil && m.NormalScores.Count != 0 {
+		n := present.NormalScores
+		for _, f := range []struct {
+			name string
+			v    *float64
+		}{{"min", n.Min}, {"mean", n.Mean}, {"max", n.Max}, {"std", n.Std}} {
+			if f.v == nil {
+				return nil, fmt.Errorf("%w: %s: normal_scores: %s missing or null (count %d)", ErrMetadata, path, f.name, m.NormalScores.Count)
+			}
+		}
 	}
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s: %s", ErrMetadata, path, fmt.Sprintf(format, args...))
@@ -132,6 +155,11 @@ func Parse(path string, b []byte) (*Metadata, error) {
 	}
 	if n := m.NormalScores; n.Count > 0 {
 		lo, hi, why := m.ScoreRange()
+		// The spread of n scores within [min, max]: the population standard deviation
+		// is at least (max-min)/sqrt(2n) (two at the ends, the rest at the mean) and
+		// the sample one at most (max-min)/2*sqrt(n/(n-1)) <= max-min.
+		spread := n.Max - n.Min
+		least := spread / math.Sqrt(2*float64(n.Count))
 		switch {
 		case !(n.Min <= n.Mean && n.Mean <= n.Max):
 			return nil, bad("normal_scores: count %d, min %v, mean %v, max %v: want min <= mean <= max", n.Count, n.Min, n.Mean, n.Max)
@@ -139,7 +167,13 @@ func Parse(path string, b []byte) (*Metadata, error) {
 			return nil, bad("normal_scores: std %v: want a finite number, 0 or more", n.Std)
 		case n.Min < lo || n.Max > hi:
 			return nil, bad("normal_scores: min %s, max %s: outside the scores the map can give, %s..%s (%s)", Num(n.Min), Num(n.Max), Num(lo), Num(hi), why)
+		case n.Count == 1 && (spread != 0 || n.Std != 0):
+			return nil, bad("normal_scores: count 1 with min %v, max %v, std %v: one score has no spread", n.Min, n.Max, n.Std)
+		case n.Std > spread*(1+1e-9) || n.Std < least*(1-1e-6):
+			return nil, bad("normal_scores: std %v: %d scores within %s..%s have a standard deviation in %.4g..%.4g", n.Std, n.Count, Num(n.Min), Num(n.Max), least, spread)
 		}
+	} else if n.Min != 0 || n.Mean != 0 || n.Max != 0 || n.Std != 0 {
+		return nil, bad("normal_scores: count 0 (not known) with scores given: set count to the number of images scored")
 	}
 	return &m, nil
 }
@@ -304,4 +338,23 @@ func (m *Metadata) CheckTensors(graph string, in, out TensorInfo) error {
 		return fmt.Errorf("%w: %s: output quantisation is (%g, %d), metadata says (%g, %d)", ErrMetadata, graph, out.Scale, out.ZeroPoint, m.Output.Scale, m.Output.ZeroPoint)
 	}
 	return nil
+}
+
+// jsonKind names the JSON value a Go kind is decoded from.
+func jsonKind(k reflect.Kind) string {
+	switch k {
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	}
+	return k.String()
 }

@@ -63,6 +63,17 @@ func TestBadMetadata(t *testing.T) {
 		{"normal scores", func(m map[string]any) { m["normal_scores"].(map[string]any)["min"] = 99 }, "normal_scores: count 20, min 99"},
 		// a negative count is no count, whatever the scores say
 		{"normal count", func(m map[string]any) { m["normal_scores"].(map[string]any)["count"] = -1 }, "normal_scores: count -1: want the number of held-out good images"},
+		// a spread no 20 scores within min..max can have: too wide, or none at all
+		{"normal std too wide", func(m map[string]any) { m["normal_scores"].(map[string]any)["std"] = 5 }, "normal_scores: std 5: 20 scores within"},
+		{"normal std zero", func(m map[string]any) { m["normal_scores"].(map[string]any)["std"] = 0 }, "normal_scores: std 0: 20 scores within"},
+		// one score with a range
+		{"normal count 1", func(m map[string]any) { m["normal_scores"].(map[string]any)["count"] = 1 }, "normal_scores: count 1 with min"},
+		// null reads as 0 in Go: a held-out score of 0 would be believed
+		{"normal min null", func(m map[string]any) { m["normal_scores"].(map[string]any)["min"] = nil }, "normal_scores: min missing or null (count 20)"},
+		// scores with no count: which is wrong?
+		{"normal count 0 with scores", func(m map[string]any) { m["normal_scores"].(map[string]any)["count"] = 0 }, "normal_scores: count 0 (not known) with scores given"},
+		// the wrong JSON type: said in JSON's words, not Go's
+		{"normal scores an array", func(m map[string]any) { m["normal_scores"] = []int{1} }, "normal_scores is a JSON array, want an object"},
 		// a spread below zero
 		{"normal std", func(m map[string]any) { m["normal_scores"].(map[string]any)["std"] = -1 }, "normal_scores: std -1: want a finite number, 0 or more"},
 		// good images that scored above what the int8 map can give (31.9 at its top)
