@@ -128,31 +128,13 @@ func Propose(good, bad []float64, frr, escape float64) ([]Point, error) {
 	// took 4 false rejects of 8 for a target of 0.5, whose bound is 0.81, and called 8
 	// good images too few where 5 without a false reject suffice.
 	var out []Point
-	if p, ok := first(cs, false, func(t float64) (Point, bool) {
-		p := at("false-reject rate", t, good, bad)
-		return p, p.FRRUpper <= frr
-	}); ok {
-		p.Sufficient = true
-		out = append(out, p)
-	} else if p, ok := first(cs, false, func(t float64) (Point, bool) {
-		p := at("false-reject rate", t, good, bad)
-		return p, p.FalseRej == 0
-	}); ok {
+	if p, ok := pick(cs, "false-reject rate", false, good, bad, func(p Point) bool { return p.FRRUpper <= frr }, func(p Point) bool { return p.FalseRej == 0 }); ok {
 		out = append(out, p)
 	}
 	if len(bad) == 0 {
 		return out, nil
 	}
-	if p, ok := first(cs, true, func(t float64) (Point, bool) {
-		p := at("escape rate", t, good, bad)
-		return p, p.EscapeUp <= escape
-	}); ok {
-		p.Sufficient = true
-		out = append(out, p)
-	} else if p, ok := first(cs, true, func(t float64) (Point, bool) {
-		p := at("escape rate", t, good, bad)
-		return p, p.Escapes == 0
-	}); ok {
+	if p, ok := pick(cs, "escape rate", true, good, bad, func(p Point) bool { return p.EscapeUp <= escape }, func(p Point) bool { return p.Escapes == 0 }); ok {
 		out = append(out, p)
 	}
 	best := Point{F1: -1}
@@ -165,14 +147,18 @@ func Propose(good, bad []float64, frr, escape float64) ([]Point, error) {
 	return append(out, best), nil
 }
 
-// first is the first cut (the lowest, or with fromTop the highest) for which ok holds.
-func first(cs []float64, fromTop bool, try func(float64) (Point, bool)) (Point, bool) {
-	for i := range cs {
-		if fromTop {
-			i = len(cs) - 1 - i
-		}
-		if p, ok := try(cs[i]); ok {
-			return p, true
+// pick is the first cut (the lowest, or with fromTop the highest) whose point is
+// vouched for (Sufficient), else the first without an error, else none.
+func pick(cs []float64, name string, fromTop bool, good, bad []float64, vouched, clean func(Point) bool) (Point, bool) {
+	for _, want := range []func(Point) bool{vouched, clean} {
+		for i := range cs {
+			if fromTop {
+				i = len(cs) - 1 - i
+			}
+			if p := at(name, cs[i], good, bad); want(p) {
+				p.Sufficient = vouched(p)
+				return p, true
+			}
 		}
 	}
 	return Point{}, false
