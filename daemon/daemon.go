@@ -204,11 +204,9 @@ type Pipeline struct {
 	lostSince atomic.Int64
 
 	outcomes outcomes
-	// cost is the last frame's inference and scoring time (the Run goroutine's): what
-	// deciding the next frame is expected to take.
-	cost time.Duration
-	// costs are the last len(costs) frames' costs (a ring at costN), the Run
-	// goroutine's: their spread is the margin an untriggered frame must leave.
+	// costs are the last len(costs) frames' inference and scoring times (a ring at
+	// costN), the Run goroutine's: the last is what deciding the next frame is
+	// expected to take, their spread the margin an untriggered frame must leave.
 	costs [16]time.Duration
 	costN int
 	// skipping is set once the first frame was skipped (the warning is logged once).
@@ -218,9 +216,16 @@ type Pipeline struct {
 
 // noteCost adds one decided frame's inference and scoring time.
 func (p *Pipeline) noteCost(c time.Duration) {
-	p.cost = c
 	p.costs[p.costN%len(p.costs)] = c
 	p.costN++
+}
+
+// lastCost is the last decided frame's inference and scoring time; 0 before the first.
+func (p *Pipeline) lastCost() time.Duration {
+	if p.costN == 0 {
+		return 0
+	}
+	return p.costs[(p.costN-1)%len(p.costs)]
 }
 
 // costRange is the median and the most of the last (up to 16) frames' inference and
@@ -346,7 +351,8 @@ func New(set Settings, gen *Generation, src Source, line Tracker, log *slog.Logg
 // whose frame buffers are all held): Dropped is how many so far.
 type droppingSource interface{ Dropped() uint64 }
 
-// noteSourceDrops copies the source's own drop count into Stats.
+// noteSourceDrops copies the source's own drop count into Stats when the counters
+// are read (Counters, Summary), not on the frame path.
 func (p *Pipeline) noteSourceDrops() {
 	if p.srcDrops != nil {
 		p.Stats.SourceDropped.Store(p.srcDrops.Dropped())
@@ -506,7 +512,10 @@ func (p *Pipeline) Running() events.GenInfo {
 }
 
 // Counters are the pipeline's Stats, for consumers that see it through an interface.
-func (p *Pipeline) Counters() *events.Stats { return &p.Stats }
+func (p *Pipeline) Counters() *events.Stats {
+	p.noteSourceDrops()
+	return &p.Stats
+}
 
 // Run processes frames until the source ends or ctx is cancelled. The ready output
 // is on from the first decided frame until Run returns.
@@ -579,7 +588,7 @@ loop:
 func (p *Pipeline) worthDeciding(j job, drainBy time.Time) bool {
 	now := time.Now()
 	d, timed := p.line.Delay()
-	inTime := !timed || now.Add(p.cost).Before(j.at.Add(d))
+	inTime := !timed || now.Add(p.lastCost()).Before(j.at.Add(d))
 	if j.part != 0 && now.Before(drainBy) && inTime {
 		return true
 	}
@@ -649,7 +658,6 @@ func (p *Pipeline) capture(ctx context.Context, out chan<- job) error {
 			}
 		}
 		f, err := p.src.Next(ctx)
-		p.noteSourceDrops()
 		if errors.Is(err, capture.ErrLost) && ctx.Err() == nil {
 			if part != 0 {
 				p.failPart(part, gpio.CauseCameraLost)

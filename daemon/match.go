@@ -112,7 +112,6 @@ func (p *Pipeline) captureMatched(ctx context.Context, out chan<- job) error {
 		defer close(pumpDone)
 		for {
 			f, err := p.src.Next(ctx)
-			p.noteSourceDrops()
 			select {
 			case frames <- pumped{f, err}:
 			case <-ctx.Done():

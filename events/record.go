@@ -83,7 +83,8 @@ type Stats struct {
 	// Undecided: frames left in the queue when the run stopped.
 	Undecided atomic.Uint64
 	// SourceDropped: frames the source itself read and dropped before they reached
-	// the queue (a camera whose frame buffers were all held), as the source counts them.
+	// the queue (a camera whose frame buffers were all held), as the source counts
+	// them, copied when the counters are read (not on the frame path).
 	SourceDropped atomic.Uint64
 	// Decisions counts decided frames by [Decision][Reason] (what /metrics exports).
 	Decisions [DecisionCount][ReasonCount]atomic.Uint64
