@@ -2,7 +2,6 @@ package daemon_test
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -13,28 +12,16 @@ import (
 	"github.com/adtrd/adtrd/daemon"
 	"github.com/adtrd/adtrd/engine"
 	"github.com/adtrd/adtrd/internal/testlib"
-	"github.com/adtrd/adtrd/model"
 )
 
-// fakeOpener opens the config's model on fakeEngine: the metadata and the graph's
-// hash checked as an engine must, no runtime.
+// fakeOpener is openFake, counting its successful opens.
 func fakeOpener(opened *int) engine.Opener {
-	return func(c config.Model, _ *slog.Logger) (engine.Opened, error) {
-		meta, err := model.Load(c.MetadataPath())
-		if err != nil {
-			return engine.Opened{}, err
+	return func(c config.Model, log *slog.Logger) (engine.Opened, error) {
+		o, err := openFake(c, log)
+		if err == nil {
+			*opened++
 		}
-		data, err := os.ReadFile(c.Path)
-		if err != nil {
-			return engine.Opened{}, fmt.Errorf("%w: %v", model.ErrModel, err)
-		}
-		sum, err := meta.CheckGraph(c.Path, data)
-		if err != nil {
-			return engine.Opened{}, err
-		}
-		*opened++
-		e := newFake(meta)
-		return engine.Opened{Engine: &e, Meta: meta, SHA256: sum}, nil
+		return o, err
 	}
 }
 

@@ -40,22 +40,32 @@ func (e *fakeEngine) Tensors() (in, out model.TensorInfo) {
 		model.TensorInfo{Type: m.Output.DType, Shape: []int{1, m.Grid[0], m.Grid[1]}, Scale: m.Output.Scale, ZeroPoint: m.Output.ZeroPoint}
 }
 
-// fakeBuild is a daemon.Builder over fakeEngine.
-func fakeBuild(n uint64, cfg config.Config, _ *slog.Logger) (*daemon.Generation, error) {
-	meta, err := model.Load(cfg.Model.MetadataPath())
+// openFake opens c's model on fakeEngine: the metadata and the graph's hash checked
+// as an engine must, no runtime (an engine.Opener).
+func openFake(c config.Model, _ *slog.Logger) (engine.Opened, error) {
+	meta, err := model.Load(c.MetadataPath())
 	if err != nil {
-		return nil, err
+		return engine.Opened{}, err
 	}
-	data, err := os.ReadFile(cfg.Model.Path)
+	data, err := os.ReadFile(c.Path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", model.ErrMetadata, err)
+		return engine.Opened{}, fmt.Errorf("%w: %v", model.ErrMetadata, err)
 	}
-	sum, err := meta.CheckGraph(cfg.Model.Path, data)
+	sum, err := meta.CheckGraph(c.Path, data)
 	if err != nil {
-		return nil, err
+		return engine.Opened{}, err
 	}
 	e := newFake(meta)
-	return daemon.NewGeneration(n, cfg, &e, meta, sum)
+	return engine.Opened{Engine: &e, Meta: meta, SHA256: sum}, nil
+}
+
+// fakeBuild is a daemon.Builder over fakeEngine.
+func fakeBuild(n uint64, cfg config.Config, log *slog.Logger) (*daemon.Generation, error) {
+	o, err := openFake(cfg.Model, log)
+	if err != nil {
+		return nil, err
+	}
+	return daemon.NewGeneration(n, cfg, o.Engine, o.Meta, o.SHA256)
 }
 
 // closeCounting is a fakeEngine that records its Close.
