@@ -178,10 +178,7 @@ func defaultReplayMissing(cfg config.Config, path string) string {
 	if _, err := os.Stat(def); !errors.Is(err, fs.ErrNotExist) {
 		return ""
 	}
-	if abs, err := filepath.Abs(def); err == nil {
-		def = abs // said in full: relative to the config's folder, not to the reader's
-	}
-	return def
+	return absPath(def) // said in full: relative to the config's folder, not to the reader's
 }
 
 // openModel loads a line tool's config and builds its generation (the engine, scorer
