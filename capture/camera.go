@@ -171,6 +171,14 @@ func (c *Camera) Next(ctx context.Context) (Frame, error) {
 	case f := <-c.frames:
 		return f, nil
 	case <-c.lostCh:
+		// Frames the child sent before it was lost come first: select picks at random
+		// when a frame and the loss are both waiting, and a stale frame after the loss
+		// would read as the camera back and then lost again.
+		select {
+		case f := <-c.frames:
+			return f, nil
+		default:
+		}
 		if err := c.downErr(); err != nil {
 			return Frame{}, err
 		}

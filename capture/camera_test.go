@@ -36,7 +36,9 @@ func newCamera(t *testing.T, uri string, mod func(*capture.CameraOptions)) *capt
 	testlib.Tool(t, "gst-launch-1.0")
 	opt := capture.CameraOptions{
 		Spec: capture.CameraSpec{URI: uri, Width: 64, Height: 48}, Size: capture.Size{W: 32, H: 32},
-		Stall: 400 * time.Millisecond, FirstFrame: 5 * time.Second, BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
+		// Stall at the default: these tests count losses, and a shorter stall reads a
+		// test process starved of CPU (race detector, busy CI) as one.
+		Stall: capture.DefaultStall, FirstFrame: 5 * time.Second, BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
 	}
 	if mod != nil {
 		mod(&opt)
@@ -271,7 +273,7 @@ func TestCameraGigEVisionLostAndBack(t *testing.T) {
 	cam := start()
 	c := newCamera(t, "gige://127.0.0.1", func(o *capture.CameraOptions) {
 		o.Spec.Width, o.Spec.Height = 512, 512
-		o.Stall, o.FirstFrame = time.Second, 3*time.Second
+		o.Stall, o.FirstFrame = capture.DefaultStall, 3*time.Second // not shorter: a test process starved of CPU would read as a second loss
 	})
 	lostAndBack(t, c, cam, func() { start() })
 }
@@ -294,7 +296,7 @@ func TestCameraIsHandedBackAfterCheckAndClose(t *testing.T) {
 	run := func(d time.Duration) {
 		c := newCamera(t, spec.URI, func(o *capture.CameraOptions) {
 			o.Spec, o.Size = spec, capture.Size{W: 224, H: 224}
-			o.Stall, o.FirstFrame = time.Second, 5*time.Second
+			o.Stall, o.FirstFrame = capture.DefaultStall, 5*time.Second
 		})
 		for until := time.Now().Add(d); time.Now().Before(until); {
 			f := next(t, c, 5*time.Second)
@@ -385,7 +387,7 @@ func TestCameraRTSPLostAndBack(t *testing.T) {
 	srv := serve()
 	c := newCamera(t, "rtsp://127.0.0.1:"+port+"/cam", func(o *capture.CameraOptions) {
 		o.Spec.Width, o.Spec.Height = 160, 120
-		o.Stall = time.Second
+		o.Stall = capture.DefaultStall
 	})
 	lostAndBack(t, c, srv, func() { serve() })
 }

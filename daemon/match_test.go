@@ -145,7 +145,9 @@ func TestGigECameraLostAndBackThroughThePipeline(t *testing.T) {
 	tr.Start()
 	src, err := capture.NewCamera(capture.CameraOptions{
 		Spec: capture.CameraSpec{URI: "gige://127.0.0.1", Width: 512, Height: 512}, Size: capture.Size{W: meta.Input.Width, H: meta.Input.Height},
-		Stall: 500 * time.Millisecond, FirstFrame: 3 * time.Second, BackoffMin: 100 * time.Millisecond, BackoffMax: 300 * time.Millisecond,
+		// Stall at the default (2 s): a shorter one reads a test process starved of CPU
+		// (race detector, busy CI) as a second loss, which this test counts.
+		Stall: capture.DefaultStall, FirstFrame: 3 * time.Second, BackoffMin: 100 * time.Millisecond, BackoffMax: 300 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
