@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -129,6 +130,15 @@ func TestGigECameraLostAndBackThroughThePipeline(t *testing.T) {
 	start := testlib.FakeGigECamera(t)
 	testlib.Tool(t, "gst-launch-1.0")
 	camera := start()
+	// The camera's and the pipeline's log lines are printed when the test fails: a
+	// second loss says why in them (a stall, the camera's control channel, an exit).
+	var logs testlib.SyncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", logs.String())
+		}
+	})
 	eng, meta := newFloat(t, 1)
 	sc, _ := score.New(meta.ScoreParams())
 	trig := linetest.NewInput("trigger")
@@ -147,7 +157,7 @@ func TestGigECameraLostAndBackThroughThePipeline(t *testing.T) {
 		Spec: capture.CameraSpec{URI: "gige://127.0.0.1", Width: 512, Height: 512}, Size: capture.Size{W: meta.Input.Width, H: meta.Input.Height},
 		// Stall at the default (2 s): a shorter one reads a test process starved of CPU
 		// (race detector, busy CI) as a second loss, which this test counts.
-		Stall: capture.DefaultStall, FirstFrame: 3 * time.Second, BackoffMin: 100 * time.Millisecond, BackoffMax: 300 * time.Millisecond,
+		Stall: capture.DefaultStall, FirstFrame: 3 * time.Second, BackoffMin: 100 * time.Millisecond, BackoffMax: 300 * time.Millisecond, Log: log,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +165,7 @@ func TestGigECameraLostAndBackThroughThePipeline(t *testing.T) {
 	defer src.Close()
 	gen := &daemon.Generation{N: 1, Engine: eng, Scorer: sc, Threshold: meta.Threshold, ModelSHA: meta.SHA256}
 	// a wide window: the fake camera's frame rate is low and its latency unknown here
-	p, err := daemon.New(daemon.Settings{Queue: 2, FrameBefore: 0, FrameAfter: 400 * time.Millisecond}, gen, src, tr, quiet)
+	p, err := daemon.New(daemon.Settings{Queue: 2, FrameBefore: 0, FrameAfter: 400 * time.Millisecond}, gen, src, tr, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,6 +215,14 @@ func TestGigECameraLostAndBackThroughThePipeline(t *testing.T) {
 		}
 	}
 streaming:
+	// Events from before the kill (the camera's start) are not this stop's.
+	for drained := false; !drained; {
+		select {
+		case <-evs:
+		default:
+			drained = true
+		}
+	}
 	camera.Process.Kill()
 	camera.Wait()
 	await("camera-lost event", 10*time.Second, func(e events.Event) bool { return e.Kind == events.EventSourceLost })
