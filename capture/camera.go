@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	proc "github.com/adtrd/adtrd/internal/child"
 	"io"
 	"log/slog"
 	"os"
@@ -306,15 +307,13 @@ type sourceError struct{ msg string }
 func (e *sourceError) Error() string { return e.msg }
 func (e *sourceError) Unwrap() error { return ErrSource }
 
-// child is one running gst-launch-1.0: frames on their own pipe (descriptor FrameFD in
-// the child), its stdout and stderr on one pipe read into the bounded log, so that
-// nothing an element prints can reach the frames.
+// child is one running gst-launch-1.0 (a child.Process): frames on their own pipe
+// (descriptor FrameFD in the child), its stdout and stderr into the bounded log, so
+// that nothing an element prints can reach the frames.
 type child struct {
-	cmd     *exec.Cmd
-	frames  *os.File
-	logR    *os.File
-	logs    *childLog
-	logDone chan struct{}
+	proc   *proc.Process
+	frames *os.File
+	logs   *childLog
 }
 
 func startChild(launch string, args []string, log *slog.Logger) (*child, error) {
@@ -322,32 +321,15 @@ func startChild(launch string, args []string, log *slog.Logger) (*child, error) 
 	if err != nil {
 		return nil, fmt.Errorf("frame pipe: %w", err)
 	}
-	lr, lw, err := os.Pipe()
+	extra := make([]*os.File, FrameFD-2) // ExtraFiles[i] is the child's descriptor 3+i
+	extra[FrameFD-3] = fw
+	logs := newChildLog(log)
+	p, err := proc.Start(proc.Options{Path: launch, Args: args, Env: append(os.Environ(), "GST_DEBUG_NO_COLOR=1"), ExtraFiles: extra, Line: logs.add})
 	if err != nil {
 		fr.Close()
-		fw.Close()
-		return nil, fmt.Errorf("log pipe: %w", err)
+		return nil, err
 	}
-	cmd := exec.Command(launch, args...)
-	cmd.Stdout, cmd.Stderr = lw, lw
-	cmd.ExtraFiles = make([]*os.File, FrameFD-2) // ExtraFiles[i] is the child's descriptor 3+i
-	cmd.ExtraFiles[FrameFD-3] = fw
-	cmd.Env = append(os.Environ(), "GST_DEBUG_NO_COLOR=1")
-	setProcAttr(cmd)
-	err = cmd.Start()
-	fw.Close()
-	lw.Close()
-	if err != nil {
-		fr.Close()
-		lr.Close()
-		return nil, fmt.Errorf("start %s: %w", launch, err)
-	}
-	ch := &child{cmd: cmd, frames: fr, logR: lr, logs: newChildLog(log), logDone: make(chan struct{})}
-	go func() {
-		defer close(ch.logDone)
-		ch.logs.read(lr)
-	}()
-	return ch, nil
+	return &child{proc: p, frames: fr, logs: logs}, nil
 }
 
 // stopGrace is how long an interrupted child gets to hand its camera back before
@@ -364,29 +346,7 @@ func (ch *child) stop() error {
 	drained := make(chan struct{})
 	go func() { io.Copy(io.Discard, ch.frames); close(drained) }()
 	defer func() { <-drained }()
-	exited := make(chan error, 1)
-	interrupt(ch.cmd.Process)
-	go func() { exited <- ch.cmd.Wait() }()
-	var err error
-	t := time.NewTimer(stopGrace)
-	select {
-	case err = <-exited:
-		t.Stop()
-		killGroup(ch.cmd.Process) // what it forked; the leader is reaped
-	case <-t.C:
-		killGroup(ch.cmd.Process)
-		err = <-exited
-	}
-	// Something the child started may still hold its stderr (GStreamer's plugin
-	// scanner, while it builds the registry): the log gets a moment, then the pipe
-	// is closed under it.
-	select {
-	case <-ch.logDone:
-	case <-time.After(time.Second):
-		ch.logR.Close()
-		<-ch.logDone
-	}
-	ch.logR.Close()
+	err := ch.proc.Stop(stopGrace)
 	ch.frames.Close()
 	return err
 }
@@ -398,7 +358,7 @@ func (c *Camera) runChild(ctx context.Context, lostAt time.Time) (uint64, error)
 		return 0, err
 	}
 	c.mu.Lock()
-	c.child = ch.cmd.Process
+	c.child = ch.proc.Process()
 	c.mu.Unlock()
 	// A stop or Close interrupts a read that would wait for the stall deadline.
 	stopRead := context.AfterFunc(ctx, func() { ch.frames.SetReadDeadline(time.Now()) })
@@ -661,26 +621,6 @@ const (
 )
 
 func newChildLog(log *slog.Logger) *childLog { return &childLog{log: log} }
-
-// read logs r's lines until it ends. A line longer than the buffer is cut, and the
-// rest of it skipped: the child's output is always drained, since a child blocked
-// on a full pipe would stall the camera.
-func (l *childLog) read(r io.Reader) {
-	br := bufio.NewReaderSize(r, 4096)
-	for {
-		b, err := br.ReadSlice('\n')
-		line := strings.TrimSpace(string(b))
-		for errors.Is(err, bufio.ErrBufferFull) {
-			_, err = br.ReadSlice('\n')
-		}
-		if line != "" {
-			l.add(line)
-		}
-		if err != nil {
-			return
-		}
-	}
-}
 
 func (l *childLog) add(line string) {
 	l.mu.Lock()

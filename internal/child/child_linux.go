@@ -1,4 +1,4 @@
-package capture
+package child
 
 import (
 	"os"
@@ -23,10 +23,7 @@ func killGroup(p *os.Process) {
 	_ = p.Kill()
 }
 
-// interrupt asks gst-launch-1.0 to stop as a Ctrl-C does: it sets the pipeline to
-// NULL, so a camera source hands its camera back (a GigE Vision camera's control
-// channel; a SIGKILLed aravissrc keeps it until the camera's heartbeat timeout, and
-// the next start is refused "Controller privilege required").
+// interrupt asks the child to stop as a Ctrl-C does.
 func interrupt(p *os.Process) {
 	if p != nil {
 		_ = p.Signal(syscall.SIGINT)

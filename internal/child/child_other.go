@@ -1,6 +1,6 @@
 //go:build !linux
 
-package capture
+package child
 
 import (
 	"os"
@@ -8,7 +8,7 @@ import (
 )
 
 // setProcAttr: process groups and Pdeathsig are Linux's; elsewhere the child is
-// killed by Close only (the daemon runs on Linux).
+// killed by Stop or Wait only (the daemon runs on Linux).
 func setProcAttr(cmd *exec.Cmd) {}
 
 func killGroup(p *os.Process) {
