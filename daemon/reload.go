@@ -1,9 +1,10 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -59,8 +60,29 @@ type Reloader struct {
 	p      *Pipeline
 	line   LiveLine
 	cur    *Generation
-	fp     [32]byte
+	fp     fingerprint
 	status events.ReloadStatus
+
+	// vet, if set, loads a changed model in a child before this process does
+	// (fp.model says when it changed); vetAbort kills one in progress at Close.
+	vet      ModelVetter
+	vetCtx   context.Context
+	vetAbort context.CancelFunc
+}
+
+// ModelVetter loads a model that comes from outside in a child process and runs one
+// warm-up inference there (vet.Vetter): a graph that crashes or hangs the runtime
+// kills the child, and the reload is refused with the running generation kept.
+type ModelVetter interface {
+	Vet(ctx context.Context, m config.Model) error
+}
+
+// VetWith has every reload that changes the model (its section in the config, the
+// graph or the metadata) vetted by v before the new generation is built here.
+func (r *Reloader) VetWith(v ModelVetter) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.vet = v
 }
 
 // NewReloader loads path (or the built-in demo config when path is "") and builds
@@ -72,6 +94,7 @@ func NewReloader(path string, build Builder, override func(*config.Config), leve
 		return nil, nil, errors.New("daemon: NewReloader needs a Builder")
 	}
 	r := &Reloader{path: path, override: override, build: build, log: log, level: level, notify: notify}
+	r.vetCtx, r.vetAbort = context.WithCancel(context.Background())
 	cfg, fp, err := r.read()
 	if err != nil {
 		return nil, nil, err
@@ -125,36 +148,53 @@ func (r *Reloader) Status() events.ReloadStatus {
 	return r.status
 }
 
+// fingerprint is what a reload compares: the whole (config file, model and metadata
+// files) and the model alone (its config section and its two files).
+type fingerprint struct {
+	all, model [32]byte
+	graph      string // the graph file's sha256, hex
+}
+
 // read decodes the config and fingerprints it with its model and metadata files.
-func (r *Reloader) read() (config.Config, [32]byte, error) {
+func (r *Reloader) read() (config.Config, fingerprint, error) {
 	var b []byte
 	name := "(built-in demo config)"
 	if r.path != "" {
 		var err error
 		if b, err = safefile.Read(r.path, config.MaxFileBytes); err != nil {
-			return config.Config{}, [32]byte{}, fmt.Errorf("%w: %v", config.ErrInvalid, err)
+			return config.Config{}, fingerprint{}, fmt.Errorf("%w: %v", config.ErrInvalid, err)
 		}
 		name = r.path
 	}
 	cfg, err := config.Parse(name, b)
 	if err != nil {
-		return cfg, [32]byte{}, err
+		return cfg, fingerprint{}, err
 	}
 	if r.override != nil {
 		r.override(&cfg)
 	}
-	h := sha256.New()
-	h.Write(b)
-	for _, f := range []string{cfg.Model.Path, cfg.Model.MetadataPath()} {
+	section, err := json.Marshal(cfg.Model)
+	if err != nil {
+		return cfg, fingerprint{}, fmt.Errorf("model: %w", err)
+	}
+	all, mod := sha256.New(), sha256.New()
+	all.Write(b)
+	mod.Write(section)
+	var fp fingerprint
+	for i, f := range []string{cfg.Model.Path, cfg.Model.MetadataPath()} {
 		data, err := safefile.Read(f, model.MaxGraphBytes)
 		if err != nil {
-			return cfg, [32]byte{}, fmt.Errorf("model: %v", err)
+			return cfg, fingerprint{}, fmt.Errorf("model: %v", err)
 		}
 		s := sha256.Sum256(data)
-		h.Write(s[:])
+		if i == 0 {
+			fp.graph = hex.EncodeToString(s[:])
+		}
+		all.Write(s[:])
+		mod.Write(s[:])
 	}
-	var fp [32]byte
-	copy(fp[:], h.Sum(nil))
+	copy(fp.all[:], all.Sum(nil))
+	copy(fp.model[:], mod.Sum(nil))
 	return cfg, fp, nil
 }
 
@@ -163,14 +203,14 @@ func (r *Reloader) Reload(reason string) error {
 	r.serial.Lock()
 	defer r.serial.Unlock()
 	r.mu.Lock()
-	cur, curFP, closed := r.cur, r.fp, r.closed
+	cur, curFP, closed, vet := r.cur, r.fp, r.closed, r.vet
 	r.mu.Unlock()
 	if cur == nil || closed {
 		return ErrNotRunning
 	}
 	start := time.Now()
 	cfg, fp, err := r.read()
-	if err == nil && bytes.Equal(fp[:], curFP[:]) {
+	if err == nil && fp.all == curFP.all {
 		r.mu.Lock()
 		r.status.Unchanged++
 		r.mu.Unlock()
@@ -190,10 +230,19 @@ func (r *Reloader) Reload(reason string) error {
 			err = fmt.Errorf("%w: %s changed; nothing was applied (live keys: %s)", ErrRestart, strings.Join(keys, ", "), strings.Join(config.LiveKeys(), ", "))
 		}
 	}
+	vetted := err == nil && vet != nil && fp.model != curFP.model
+	if vetted {
+		err = vet.Vet(r.vetCtx, cfg.Model)
+	}
 	var g *Generation
 	var warning string
 	if err == nil {
 		g, err = r.build(cur.N+1, cfg, r.log)
+	}
+	if err == nil && vetted && !strings.EqualFold(g.ModelSHA, fp.graph) {
+		// The file was replaced again while the child had it: what is loaded here is not
+		// what was vetted. The write that replaced it is an event of its own.
+		err = fmt.Errorf("model %s changed while it was vetted (sha256 %s.., vetted %s..): not applied", cfg.Model.Path, shortSHA(g.ModelSHA), shortSHA(fp.graph))
 	}
 	if err == nil {
 		warning, err = g.CheckThreshold()
@@ -259,6 +308,7 @@ func (r *Reloader) Close() error {
 		return nil
 	}
 	r.closed = true
+	r.vetAbort() // a vetting child in progress is killed
 	return r.cur.Close()
 }
 

@@ -1,9 +1,15 @@
 package main
 
 import (
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
 	"github.com/adtrd/adtrd/engine"
 	"github.com/adtrd/adtrd/engine/tflite"
+	"github.com/adtrd/adtrd/engine/vet"
 )
 
 // engines are the inference runtimes this binary has, by model.engine: the one
@@ -21,4 +27,18 @@ func builder() (daemon.Builder, error) {
 		return nil, err
 	}
 	return daemon.Build(f), nil
+}
+
+// vetCmd is the vetting child (vet.Serve): the model section on stdin, opened on this
+// binary's engines with its warm-up inference; the engine's log lines on stderr.
+func vetCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	f, err := engines()
+	if err != nil {
+		fmt.Fprintf(stdout, "adtrd %s: %v\n", vet.Command, err)
+		return 1
+	}
+	open := func(m config.Model, log *slog.Logger) (engine.Opened, error) {
+		return f.Open(config.Config{Model: m}, log)
+	}
+	return vet.Serve(args, stdin, stdout, open, slog.New(slog.NewTextHandler(stderr, nil)))
 }

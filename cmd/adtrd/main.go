@@ -25,6 +25,7 @@ import (
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
+	"github.com/adtrd/adtrd/engine/vet"
 	"github.com/adtrd/adtrd/evaluate"
 	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/systemd"
@@ -89,6 +90,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return calibrateCmd(args[1:], stdout, stderr)
 	case "bench":
 		return benchCmd(args[1:], stdout, stderr)
+	case vet.Command: // hidden: the daemon's own vetting child (README "Models from outside")
+		return vetCmd(args[1:], os.Stdin, stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "adtrd: unknown command %q\n%s", args[0], usage)
 	return 2
@@ -667,6 +670,11 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 		return nil, err
 	}
 	defer rl.Close()
+	if exe, err := os.Executable(); err != nil {
+		log.Warn("reloaded models are loaded here without being vetted in a child first", "err", err)
+	} else {
+		rl.VetWith(&vet.Vetter{Exe: exe, Limits: vet.DefaultLimits, Log: log.With("component", "vet")})
+	}
 	cfg := gen.Config
 	meta := rl.Meta()
 	size := capture.Size{W: meta.Input.Width, H: meta.Input.Height}

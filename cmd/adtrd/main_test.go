@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/adtrd/adtrd/engine/vet"
 	"github.com/adtrd/adtrd/evaluate"
 	"github.com/adtrd/adtrd/internal/testlib"
 )
@@ -30,7 +31,12 @@ import (
 // TestMain lets a test run this binary as the daemon itself (for real signals).
 func TestMain(m *testing.M) {
 	if os.Getenv("ADTRD_TEST_MAIN") == "1" {
-		os.Args = append([]string{"adtrd"}, strings.Fields(os.Getenv("ADTRD_TEST_ARGS"))...)
+		if len(os.Args) > 1 && os.Args[1] == vet.Command {
+			// the daemon's vetting child: this binary run again with its own arguments
+			os.Args = append([]string{"adtrd"}, os.Args[1:]...)
+		} else {
+			os.Args = append([]string{"adtrd"}, strings.Fields(os.Getenv("ADTRD_TEST_ARGS"))...)
+		}
 		main()
 	}
 	os.Exit(m.Run())

@@ -68,6 +68,8 @@ var rules = []struct {
 	{"mqtt", true, map[string]string{"daemon": whyDaemon, "tflite": whyTFLite, "gpio/hostgpio": whyHostGPIO}},
 	{"daemon", true, map[string]string{"tflite": whyEngines, "engine/tflite": whyEngines}},
 	{"engine", true, map[string]string{"daemon": "the contract is below the frame loop: engines must not depend on it", "tflite": whyEngines, "engine/tflite": whyEngines}},
+	{"engine/vet", true, map[string]string{"daemon": "vetting is below the frame loop (the reloader calls it through its own interface)", "tflite": whyEngines, "engine/tflite": whyEngines}},
+	{"internal/child", true, map[string]string{"capture": "child supervision is shared by the camera and the vetting child: it knows neither", "engine": "child supervision is shared by the camera and the vetting child: it knows neither"}},
 }
 
 // Each rule, checked on the build with cgo on (the daemon's), where a cgo package

@@ -1,0 +1,117 @@
+package vet_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/adtrd/adtrd/config"
+	"github.com/adtrd/adtrd/engine"
+	"github.com/adtrd/adtrd/engine/tflite"
+	"github.com/adtrd/adtrd/engine/vet"
+	"github.com/adtrd/adtrd/internal/testlib"
+)
+
+// The test binary is its own vetting child (as the daemon's binary is): model.engine
+// "fake" plays the runtime's failures by model.path; anything else is the real TFLite
+// engine.
+func TestMain(m *testing.M) {
+	if os.Getenv("ADTRD_VET_CHILD") == "1" {
+		log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+		os.Exit(vet.Serve(os.Args[2:], os.Stdin, os.Stdout, open, log))
+	}
+	os.Exit(m.Run())
+}
+
+func open(m config.Model, log *slog.Logger) (engine.Opened, error) {
+	if m.Engine != "fake" {
+		return tflite.Opener(m, log)
+	}
+	switch m.Path {
+	case "refuse":
+		return engine.Opened{}, errors.New("model refuse: metadata says int8, the graph float32")
+	case "hang":
+		select {}
+	case "panic":
+		var p *engine.Opened
+		return *p, nil // a nil dereference: Go's panic, exit 2
+	case "exit":
+		fmt.Println("about to go")
+		os.Exit(3)
+	case "grow":
+		var keep [][]byte // past the memory limit: Go's "fatal error: out of memory"
+		for {
+			b := make([]byte, 64<<20)
+			for i := range b {
+				b[i] = 1
+			}
+			keep = append(keep, b)
+		}
+	}
+	return engine.Opened{}, fmt.Errorf("no fake %q", m.Path)
+}
+
+func vetter(limits vet.Limits) *vet.Vetter {
+	return &vet.Vetter{Exe: os.Args[0], Env: append(os.Environ(), "ADTRD_VET_CHILD=1"), Limits: limits}
+}
+
+// What kills or fails the child is a refusal that says how, in one line; the demo
+// graph passes. A real crash of the TFLite library is TestVetRefusesAGraphThatCrashesTFLite.
+func TestVet(t *testing.T) {
+	lib := testlib.TFLiteLibrary(t)
+	limits := vet.Limits{Time: 20 * time.Second, Memory: 4 << 30}
+	for _, tc := range []struct {
+		name   string
+		m      config.Model
+		limits vet.Limits
+		want   string // in the error; "" for none
+	}{
+		// the demo graph on the real engine: loaded, warm-up run
+		{"demo", config.Model{Engine: "tflite", Path: testlib.Demo("adtr.tflite"), Library: lib, Threads: 1}, limits, ""},
+		// the engine's own error comes back as it was said
+		{"refused", config.Model{Engine: "fake", Path: "refuse"}, limits, "model refuse: metadata says int8, the graph float32"},
+		// a hang is killed at the time limit
+		{"hang", config.Model{Engine: "fake", Path: "hang"}, vet.Limits{Time: 500 * time.Millisecond}, "not loaded and warmed up within 500ms, the runtime hangs on it: refused in a vetting child, killed"},
+		// Go's panic: its first line
+		{"panic", config.Model{Engine: "fake", Path: "panic"}, limits, "crashed loading it or in its warm-up inference"},
+		// an exit without a result: the status and the last line
+		{"exit", config.Model{Engine: "fake", Path: "exit"}, limits, `exit status 3; its last line: "about to go"`},
+		// an allocation past the memory limit dies in the child
+		{"memory", config.Model{Engine: "fake", Path: "grow"}, vet.Limits{Time: 20 * time.Second, Memory: 2 << 30}, "out of memory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "memory" && raceEnabled {
+				t.Skip("no address-space limit under the race detector (its shadow memory)")
+			}
+			err := vetter(tc.limits).Vet(context.Background(), tc.m)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("Vet: %v", err)
+			case tc.want == "":
+				return
+			case !errors.Is(err, vet.ErrRefused) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n"):
+				t.Fatalf("Vet: %v; want one ErrRefused line with %q", err, tc.want)
+			}
+			if tc.name == "panic" && !strings.Contains(err.Error(), "panic: runtime error: invalid memory address") {
+				t.Fatalf("Vet: %v; want the panic's line", err)
+			}
+		})
+	}
+}
+
+// A vetting in progress is stopped (the child killed) when its context ends: the
+// daemon stopping, the reloader closed.
+func TestVetStopsWithItsContext(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := vetter(vet.Limits{Time: time.Minute}).Vet(ctx, config.Model{Engine: "fake", Path: "hang"})
+	if !errors.Is(err, vet.ErrRefused) || !strings.Contains(err.Error(), "vetting stopped") || time.Since(start) > 20*time.Second {
+		t.Fatalf("Vet: %v after %v; want it stopped with its context", err, time.Since(start))
+	}
+}
