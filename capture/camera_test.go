@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -290,20 +291,24 @@ func TestCameraIsHandedBackAfterCheckAndClose(t *testing.T) {
 	testlib.Tool(t, "gst-inspect-1.0")
 	start()
 	spec := capture.CameraSpec{URI: "gige://127.0.0.1", Width: 512, Height: 512}
-	if err := capture.CheckCamera(capture.CameraOptions{Spec: spec, Size: capture.Size{W: 224, H: 224}}); err != nil {
+	// the camera's and the check's log lines, printed when the test fails
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if err := capture.CheckCamera(capture.CameraOptions{Spec: spec, Size: capture.Size{W: 224, H: 224}, Log: log}); err != nil {
 		t.Fatal(err)
 	}
 	run := func(d time.Duration) {
 		c := newCamera(t, spec.URI, func(o *capture.CameraOptions) {
 			o.Spec, o.Size = spec, capture.Size{W: 224, H: 224}
 			o.Stall, o.FirstFrame = capture.DefaultStall, 5*time.Second
+			o.Log = log
 		})
 		for until := time.Now().Add(d); time.Now().Before(until); {
 			f := next(t, c, 5*time.Second)
 			f.Release()
 		}
 		if st := c.Stats(); st.Losses != 0 {
-			t.Fatalf("stats %+v: the camera was lost (held by the previous child)", st)
+			t.Fatalf("stats %+v: the camera was lost (held by the previous child); the log:\n%s", st, logs.String())
 		}
 		if err := c.Close(); err != nil {
 			t.Fatal(err)
@@ -664,4 +669,22 @@ func TestCameraCloseWhileFramesFlow(t *testing.T) {
 			t.Fatalf("close %d: Close still waiting after 5 s while frames flow", i)
 		}
 	}
+}
+
+// syncBuffer is a bytes.Buffer the camera's goroutines and the test share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/adtrd/adtrd/events"
-	"github.com/adtrd/adtrd/internal/demoline"
 	"io"
 	"log/slog"
 	"math"
@@ -18,6 +16,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/adtrd/adtrd/app"
+	"github.com/adtrd/adtrd/events"
+	"github.com/adtrd/adtrd/internal/demoline"
 
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
@@ -596,4 +598,4 @@ func benchPipelineCamera(b *testing.B, threads int) {
 }
 
 // tfliteBuild builds generations on the TFLite engine, as the binary does.
-func tfliteBuild() daemon.Builder { return daemon.Build(etflite.Factories()) }
+func tfliteBuild() daemon.Builder { return app.Build(etflite.Factories()) }

@@ -1,63 +1,25 @@
 package daemon_test
 
 import (
-	"fmt"
 	"log/slog"
-	"os"
 	"testing"
 
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
-	"github.com/adtrd/adtrd/engine"
+	"github.com/adtrd/adtrd/engine/enginetest"
 	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/model"
 )
 
-// fakeEngine stands in for TFLite where a test is about reloads, not inference: it
-// checks the model file against its metadata as the real engine does (so a truncated or
-// foreign model is still refused) and then "infers" at once, a fixed map, so the test's
-// timing does not depend on how heavy the demo graph is or how loaded the machine is.
-// The real engine's reloads are tested by TestReloadKeepsTheOldGenerationOnEveryFailure
-// and TestReloadWhileRunning.
-type fakeEngine struct {
-	in   []byte
-	out  []int8
-	meta *model.Metadata // the tensors it reports are the ones this metadata describes
-}
+// fakeEngine is enginetest.Fake (a fixed map at once, after the metadata and hash
+// checks): the daemon's tests are about the line, not inference. The real engine's
+// reloads are tested by TestReloadKeepsTheOldGenerationOnEveryFailure and
+// TestReloadWhileRunning.
+type fakeEngine = enginetest.Fake
 
-// newFake is a fakeEngine for meta's model.
-func newFake(meta *model.Metadata) fakeEngine {
-	return fakeEngine{in: make([]byte, meta.Input.Width*meta.Input.Height*3), out: make([]int8, meta.Grid[0]*meta.Grid[1]), meta: meta}
-}
+func newFake(meta *model.Metadata) fakeEngine { return enginetest.NewFake(meta) }
 
-func (e *fakeEngine) Input() []byte         { return e.in }
-func (e *fakeEngine) Invoke() error         { return nil }
-func (e *fakeEngine) Output() engine.Output { return engine.Output{Int8: e.out} }
-func (e *fakeEngine) Close() error          { return nil }
-func (e *fakeEngine) Tensors() (in, out model.TensorInfo) {
-	m := e.meta
-	return model.TensorInfo{Type: m.Input.DType, Shape: []int{1, m.Input.Height, m.Input.Width, 3}},
-		model.TensorInfo{Type: m.Output.DType, Shape: []int{1, m.Grid[0], m.Grid[1]}, Scale: m.Output.Scale, ZeroPoint: m.Output.ZeroPoint}
-}
-
-// openFake opens c's model on fakeEngine: the metadata and the graph's hash checked
-// as an engine must, no runtime (an engine.Opener).
-func openFake(c config.Model, _ *slog.Logger) (engine.Opened, error) {
-	meta, err := model.Load(c.MetadataPath())
-	if err != nil {
-		return engine.Opened{}, err
-	}
-	data, err := os.ReadFile(c.Path)
-	if err != nil {
-		return engine.Opened{}, fmt.Errorf("%w: %v", model.ErrMetadata, err)
-	}
-	sum, err := meta.CheckGraph(c.Path, data)
-	if err != nil {
-		return engine.Opened{}, err
-	}
-	e := newFake(meta)
-	return engine.Opened{Engine: &e, Meta: meta, SHA256: sum}, nil
-}
+var openFake = enginetest.Open
 
 // fakeBuild is a daemon.Builder over fakeEngine.
 func fakeBuild(n uint64, cfg config.Config, log *slog.Logger) (*daemon.Generation, error) {

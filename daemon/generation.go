@@ -31,20 +31,8 @@ type Generation struct {
 }
 
 // Builder builds generation n from cfg; the Reloader calls it for every reload.
-// Build(engines) is the daemon's; tests give one with a fake engine.
+// app.Build(engines) is the daemon's; tests give one with a fake engine.
 type Builder func(n uint64, cfg config.Config, log *slog.Logger) (*Generation, error)
-
-// Build is the Builder that opens cfg's model on the engine model.engine names
-// (with a warm-up inference) and completes the generation around it.
-func Build(engines engine.Factories) Builder {
-	return func(n uint64, cfg config.Config, log *slog.Logger) (*Generation, error) {
-		o, err := engines.Open(cfg, log)
-		if err != nil {
-			return nil, err
-		}
-		return NewGeneration(n, cfg, o.Engine, o.Meta, o.SHA256)
-	}
-}
 
 // NewGeneration completes a generation around an opened engine: the scorer from meta
 // and the threshold (the config's, or the metadata's when the config says 0). On
@@ -110,4 +98,15 @@ func (g *Generation) Close() error {
 	err := g.Engine.Close()
 	g.Engine = nil
 	return err
+}
+
+// FailSafe maps the config's fail-safe onto the tracker's.
+func FailSafe(f config.FailSafe) gpio.FailSafe {
+	switch f {
+	case config.FailSafePass:
+		return gpio.FailPass
+	case config.FailSafeAlarm:
+		return gpio.FailAlarm
+	}
+	return gpio.FailReject
 }

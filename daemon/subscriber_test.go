@@ -18,8 +18,8 @@ func TestPipelineWithAStuckSubscriber(t *testing.T) {
 		t.Fatal(err)
 	}
 	eng := newFake(meta)
-	for i := range eng.out {
-		eng.out[i] = int8(i % 100)
+	for i := range eng.Out {
+		eng.Out[i] = int8(i % 100)
 	}
 	r := newRig(t, &eng, meta, replay(t, testlib.Demo("frames"), 0), rigSet{}, 0)
 	stuck := r.p.Events().Subscribe(1)
@@ -42,7 +42,7 @@ func TestPipelineWithAStuckSubscriber(t *testing.T) {
 		}
 		if r.p.Events().Map(e.Map, grid) {
 			got++
-			want := (float32(eng.out[7]) - float32(meta.Output.ZeroPoint)) * float32(meta.Output.Scale)
+			want := (float32(eng.Out[7]) - float32(meta.Output.ZeroPoint)) * float32(meta.Output.Scale)
 			if grid[7] != want {
 				t.Fatalf("map value %v, want %v", grid[7], want)
 			}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/adtrd/adtrd/app"
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
 	"github.com/adtrd/adtrd/internal/testlib"
@@ -85,7 +86,7 @@ func TestThresholdsTheModelCannotCross(t *testing.T) {
 				t.Fatal(err)
 			}
 			var checkLog logBuf
-			ok("check", daemon.Check(cfg, tfliteBuild(), slog.New(slog.NewTextHandler(&checkLog, nil))), &checkLog)
+			ok("check", app.Check(cfg, tfliteBuild(), slog.New(slog.NewTextHandler(&checkLog, nil))), &checkLog)
 
 			var startLog logBuf
 			rl, _, err := daemon.NewReloader(p, fakeBuild, nil, nil, nil, slog.New(slog.NewTextHandler(&startLog, nil)))

@@ -14,6 +14,7 @@ import (
 
 	"gonum.org/v1/gonum/stat"
 
+	"github.com/adtrd/adtrd/app"
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
@@ -131,7 +132,7 @@ func bench(cfg config.Config, n int) (BenchReport, error) {
 	}
 	defer gen.Close()
 	size := capture.Size{W: gen.Meta.Input.Width, H: gen.Meta.Input.Height}
-	src, err := daemon.OpenSource(daemon.Sources(), cfg.Capture, size, quiet)
+	src, err := app.OpenSource(app.Sources(), cfg.Capture, size, quiet)
 	if err != nil {
 		return BenchReport{}, err
 	}

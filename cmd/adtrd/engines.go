@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/adtrd/adtrd/app"
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
 	"github.com/adtrd/adtrd/engine"
@@ -26,7 +27,7 @@ func builder() (daemon.Builder, error) {
 	if err != nil {
 		return nil, err
 	}
-	return daemon.Build(f), nil
+	return app.Build(f), nil
 }
 
 // vetCmd is the vetting child (vet.Serve): the model section on stdin, opened on this

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/adtrd/adtrd/app"
 	"github.com/adtrd/adtrd/calibrate"
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
@@ -148,13 +149,13 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "adtrd check: %v\n", err)
 		return 1
 	}
-	checkErr := daemon.Check(cfg, build, log)
+	checkErr := app.Check(cfg, build, log)
 	httpErr := checkHTTP(cfg.HTTP, *cfgPath, log)
 	if err := errors.Join(checkErr, httpErr); err != nil {
 		fmt.Fprintf(stderr, "adtrd check: %s: %s\n", *cfgPath, strings.ReplaceAll(err.Error(), "\n", "; "))
 		// The config is right as far as it could be checked; the camera or the port is
 		// not there now.
-		if (checkErr == nil || daemon.OnlyUnreachable(checkErr)) && (httpErr == nil || errors.Is(httpErr, errPortBusy)) {
+		if (checkErr == nil || app.OnlyUnreachable(checkErr)) && (httpErr == nil || errors.Is(httpErr, errPortBusy)) {
 			return 1
 		}
 		return 2
@@ -678,12 +679,12 @@ func runPipeline(ctx context.Context, path string, override func(*config.Config)
 	cfg := gen.Config
 	meta := rl.Meta()
 	size := capture.Size{W: meta.Input.Width, H: meta.Input.Height}
-	src, err := daemon.OpenSource(daemon.Sources(), cfg.Capture, size, log)
+	src, err := app.OpenSource(app.Sources(), cfg.Capture, size, log)
 	if err != nil {
 		return nil, err
 	}
 	defer src.Close()
-	line, err := daemon.OpenLine(cfg, log.With("component", "line"))
+	line, err := app.OpenLine(cfg, log.With("component", "line"))
 	if err != nil {
 		return nil, err
 	}

@@ -30,13 +30,14 @@ import (
 
 // TestMain lets a test run this binary as the daemon itself (for real signals).
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == vet.Command {
+		// the daemon's vetting child, started by os.Executable() (this test binary,
+		// also when the daemon runs in-process through realMain): run as adtrd would
+		os.Args = append([]string{"adtrd"}, os.Args[1:]...)
+		main()
+	}
 	if os.Getenv("ADTRD_TEST_MAIN") == "1" {
-		if len(os.Args) > 1 && os.Args[1] == vet.Command {
-			// the daemon's vetting child: this binary run again with its own arguments
-			os.Args = append([]string{"adtrd"}, os.Args[1:]...)
-		} else {
-			os.Args = append([]string{"adtrd"}, strings.Fields(os.Getenv("ADTRD_TEST_ARGS"))...)
-		}
+		os.Args = append([]string{"adtrd"}, strings.Fields(os.Getenv("ADTRD_TEST_ARGS"))...)
 		main()
 	}
 	os.Exit(m.Run())

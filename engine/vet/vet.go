@@ -102,8 +102,10 @@ func (v *Vetter) Vet(ctx context.Context, m config.Model) error {
 }
 
 // crashLines keeps what a dying child said first: Go's "fatal error:" or "panic:"
-// line and the signal line under it (a signal in C code, a segfault in the runtime,
-// is Go's "fatal error: unexpected signal" with exit status 2, not a death by signal).
+// line and the signal line under it. A signal is Go's crash report with exit status 2,
+// not a death by signal: "fatal error: unexpected signal" and "[signal SIGSEGV ...]"
+// from Go code, or "SIGSEGV: segmentation violation" and "signal arrived during cgo
+// execution" from C code (the TFLite library), above the registers.
 type crashLines struct {
 	mu           sync.Mutex
 	fatal, signl string
@@ -113,11 +115,18 @@ func (c *crashLines) add(s string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
-	case c.fatal == "" && (strings.HasPrefix(s, "fatal error: ") || strings.HasPrefix(s, "panic: ")):
+	case c.fatal == "" && (strings.HasPrefix(s, "fatal error: ") || strings.HasPrefix(s, "panic: ") || goSignal(s)):
 		c.fatal = s
-	case c.signl == "" && strings.HasPrefix(s, "[signal "):
+	case c.signl == "" && (strings.HasPrefix(s, "[signal ") || s == "signal arrived during cgo execution"):
 		c.signl = s
 	}
+}
+
+// goSignal: the first line of Go's report of a signal it could not handle, such as
+// "SIGSEGV: segmentation violation" or "SIGABRT: abort".
+func goSignal(s string) bool {
+	name, _, ok := strings.Cut(s, ": ")
+	return ok && len(name) > 3 && strings.HasPrefix(name, "SIG") && strings.ToUpper(name) == name && !strings.Contains(name, " ")
 }
 
 func (c *crashLines) how(err error, tail []string) string {

@@ -2,10 +2,14 @@ package vet_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -114,4 +118,64 @@ func TestVetStopsWithItsContext(t *testing.T) {
 	if !errors.Is(err, vet.ErrRefused) || !strings.Contains(err.Error(), "vetting stopped") || time.Since(start) > 20*time.Second {
 		t.Fatalf("Vet: %v after %v; want it stopped with its context", err, time.Since(start))
 	}
+}
+
+// Graphs that the TFLite 2.9 library itself cannot survive (testdata, written by
+// scripts/gen-vet-graphs.py, with the demo's metadata so they pass every check made
+// before the runtime runs them): the crash is a refusal naming the signal, and the
+// hang is killed at the time limit. In the daemon's own process either would have
+// ended or frozen the line.
+func TestVetRefusesAGraphThatCrashesTFLite(t *testing.T) {
+	lib := testlib.TFLiteLibrary(t)
+	for _, tc := range []struct {
+		graph  string
+		limits vet.Limits
+		want   string
+	}{
+		// GATHER_ND reads 2 GiB past its input (CVE-2022-35937): SIGSEGV in the first Invoke
+		{"crash.tflite", vet.Limits{Time: 20 * time.Second}, "the tflite engine crashed loading it or in its warm-up inference"},
+		// WHILE whose condition is a constant true: the first Invoke never returns
+		{"hang.tflite", vet.Limits{Time: 2 * time.Second}, "not loaded and warmed up within 2s, the runtime hangs on it"},
+	} {
+		t.Run(tc.graph, func(t *testing.T) {
+			path := withDemoMetadata(t, filepath.Join("testdata", tc.graph))
+			err := vetter(tc.limits).Vet(context.Background(), config.Model{Engine: "tflite", Path: path, Library: lib, Threads: 1})
+			if !errors.Is(err, vet.ErrRefused) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("Vet: %v; want one ErrRefused line with %q", err, tc.want)
+			}
+			t.Log(err)
+			if tc.graph == "crash.tflite" && !strings.Contains(err.Error(), "SIGSEGV") {
+				t.Fatalf("Vet: %v; want the signal named", err)
+			}
+		})
+	}
+}
+
+// withDemoMetadata copies graph into a temporary folder beside the demo model's
+// metadata, its sha256 replaced by the graph's.
+func withDemoMetadata(t *testing.T, graph string) string {
+	t.Helper()
+	b, err := os.ReadFile(graph)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meta map[string]any
+	mb, err := os.ReadFile(testlib.Demo("adtr.tflite.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(mb, &meta); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	meta["sha256"] = hex.EncodeToString(sum[:])
+	mb, _ = json.Marshal(meta)
+	path := filepath.Join(t.TempDir(), filepath.Base(graph))
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+".json", mb, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -5,6 +5,7 @@ package child
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -44,6 +45,7 @@ type Process struct {
 	exited  chan struct{}
 	waitErr error
 	mu      sync.Mutex
+	killed  error // set by a Stop whose grace ran out
 	tail    []string
 	tailN   int
 	once    sync.Once
@@ -153,8 +155,18 @@ var ErrKilled = errors.New("killed")
 // Stop interrupts the child (SIGINT: a gst-launch-1.0 sets its pipeline to NULL and
 // hands its camera back), kills its process group after grace or once it exited
 // (whatever it forked), reaps it and closes its output once read. The error is how
-// the child exited. Safe after Wait.
+// the child exited, or ErrKilled when it was still running after grace (a camera it
+// held may stay held until the camera's own timeout). Safe after Wait.
 func (p *Process) Stop(grace time.Duration) error {
+	select {
+	case <-p.exited: // it ended on its own, or was stopped before: the same answer
+		killGroup(p.cmd.Process) // what it forked
+		p.finish()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return cmp.Or(p.killed, p.waitErr)
+	default:
+	}
 	interrupt(p.cmd.Process)
 	t := time.NewTimer(grace)
 	select {
@@ -164,9 +176,17 @@ func (p *Process) Stop(grace time.Duration) error {
 	case <-t.C:
 		killGroup(p.cmd.Process)
 		<-p.exited
+		p.mu.Lock()
+		p.killed = fmt.Errorf("%w: still running %v after its interrupt", ErrKilled, grace)
+		if p.waitErr != nil {
+			p.killed = fmt.Errorf("%w: %w", p.killed, p.waitErr)
+		}
+		p.mu.Unlock()
 	}
 	p.finish()
-	return p.waitErr
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return cmp.Or(p.killed, p.waitErr)
 }
 
 // outGrace is how long the output gets after the child exited: something it started

@@ -27,5 +27,8 @@ func killGroup(p *os.Process) {
 func interrupt(p *os.Process) {
 	if p != nil {
 		_ = p.Signal(syscall.SIGINT)
+		// A stopped child (SIGSTOP, a debugger) would hold the interrupt until the
+		// grace ran out: let it run to handle it.
+		_ = p.Signal(syscall.SIGCONT)
 	}
 }

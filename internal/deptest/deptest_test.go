@@ -66,7 +66,7 @@ var rules = []struct {
 	{"metrics", true, map[string]string{"daemon": whyDaemon, "tflite": whyTFLite, "gpio/hostgpio": whyHostGPIO, "capture": whyCapture}},
 	{"record", true, map[string]string{"daemon": whyDaemon, "tflite": whyTFLite, "gpio/hostgpio": whyHostGPIO, "capture": whyCapture}},
 	{"mqtt", true, map[string]string{"daemon": whyDaemon, "tflite": whyTFLite, "gpio/hostgpio": whyHostGPIO}},
-	{"daemon", true, map[string]string{"tflite": whyEngines, "engine/tflite": whyEngines}},
+	{"daemon", true, map[string]string{"tflite": whyEngines, "engine/tflite": whyEngines, "gpio/hostgpio": "the frame loop drives pins through the tracker; which backend is the app's choice (app.OpenLine)", "app": "app builds the frame loop's objects from a config: the loop must not reach back"}},
 	{"engine", true, map[string]string{"daemon": "the contract is below the frame loop: engines must not depend on it", "tflite": whyEngines, "engine/tflite": whyEngines}},
 	{"engine/vet", true, map[string]string{"daemon": "vetting is below the frame loop (the reloader calls it through its own interface)", "tflite": whyEngines, "engine/tflite": whyEngines}},
 	{"internal/child", true, map[string]string{"capture": "child supervision is shared by the camera and the vetting child: it knows neither", "engine": "child supervision is shared by the camera and the vetting child: it knows neither"}},

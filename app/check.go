@@ -1,4 +1,4 @@
-package daemon
+package app
 
 import (
 	"errors"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
+	"github.com/adtrd/adtrd/daemon"
 )
 
 // Check finds what starting cfg would find, short of driving hardware: the model as
@@ -19,7 +20,7 @@ import (
 // name. `adtrd check` runs it; every problem found is in the joined error, and what
 // would only be warned about at start (a threshold under the good parts' scores) is
 // logged at Warn.
-func Check(cfg config.Config, build Builder, log *slog.Logger) error {
+func Check(cfg config.Config, build daemon.Builder, log *slog.Logger) error {
 	var errs []error
 	// The source needs the model's input size only to decode frames, which opening
 	// does not do; without a model, 1x1 still lets the source check its own settings.

@@ -1,13 +1,14 @@
-package daemon_test
+package app_test
 
 import (
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 
+	"github.com/adtrd/adtrd/app"
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
-	"github.com/adtrd/adtrd/daemon"
 	"github.com/adtrd/adtrd/internal/testlib"
 )
 
@@ -16,7 +17,7 @@ import (
 func TestOpenSource(t *testing.T) {
 	c := config.Default().Capture
 	c.Replay.Path = testlib.Demo("frames")
-	src, err := daemon.OpenSource(daemon.Sources(), c, capture.Size{W: 224, H: 224}, quiet)
+	src, err := app.OpenSource(app.Sources(), c, capture.Size{W: 224, H: 224}, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,7 +25,7 @@ func TestOpenSource(t *testing.T) {
 	if src.Len() != 16 || !src.Paced() {
 		t.Fatalf("replay of the demo: %d frames, paced %v", src.Len(), src.Paced())
 	}
-	_, err = daemon.OpenSource(map[config.Source]daemon.SourceFactory{}, c, capture.Size{W: 224, H: 224}, quiet)
+	_, err = app.OpenSource(map[config.Source]app.SourceFactory{}, c, capture.Size{W: 224, H: 224}, quiet)
 	if !errors.Is(err, capture.ErrSource) || !strings.Contains(err.Error(), "capture.source replay") {
 		t.Fatalf("no factory: %v", err)
 	}
@@ -50,7 +51,7 @@ func TestOpenCameraSource(t *testing.T) {
 			}
 			c := config.Default().Capture
 			c.Source, c.Camera.URI = config.SourceCamera, tc.uri
-			src, err := daemon.OpenSource(daemon.Sources(), c, capture.Size{W: 224, H: 224}, quiet)
+			src, err := app.OpenSource(app.Sources(), c, capture.Size{W: 224, H: 224}, quiet)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -61,3 +62,5 @@ func TestOpenCameraSource(t *testing.T) {
 		})
 	}
 }
+
+var quiet = slog.New(slog.DiscardHandler)

@@ -1,4 +1,4 @@
-package daemon_test
+package app_test
 
 import (
 	"errors"
@@ -8,16 +8,18 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/adtrd/adtrd/app"
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
 	"github.com/adtrd/adtrd/engine"
+	"github.com/adtrd/adtrd/engine/enginetest"
 	"github.com/adtrd/adtrd/internal/testlib"
 )
 
-// fakeOpener is openFake, counting its successful opens.
+// fakeOpener is enginetest.Open, counting its successful opens.
 func fakeOpener(opened *int) engine.Opener {
 	return func(c config.Model, log *slog.Logger) (engine.Opened, error) {
-		o, err := openFake(c, log)
+		o, err := enginetest.Open(c, log)
 		if err == nil {
 			*opened++
 		}
@@ -40,12 +42,12 @@ func TestEngineComesFromTheFactoryTheConfigNames(t *testing.T) {
 		os.WriteFile(cfg, []byte("model:\n  engine: "+name+"\n  path: "+testlib.Demo("adtr.tflite")+"\ncapture:\n  replay:\n    path: "+testlib.Demo("frames")+"\n"), 0o644)
 	}
 	write("fake")
-	rl, gen, err := daemon.NewReloader(cfg, daemon.Build(f), nil, nil, nil, quiet)
+	rl, gen, err := daemon.NewReloader(cfg, app.Build(f), nil, nil, nil, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rl.Close()
-	if _, ok := gen.Engine.(*fakeEngine); !ok || fakes != 1 || gen.Config.Model.Engine != "fake" {
+	if _, ok := gen.Engine.(*enginetest.Fake); !ok || fakes != 1 || gen.Config.Model.Engine != "fake" {
 		t.Fatalf("generation 1 runs %T (fake opened %d times)", gen.Engine, fakes)
 	}
 	write("other_fake")

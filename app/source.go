@@ -1,4 +1,4 @@
-package daemon
+package app
 
 import (
 	"errors"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
+	"github.com/adtrd/adtrd/daemon"
 )
 
 // SourceFactory opens the frame source a config describes, fitting frames to size.
@@ -19,7 +20,7 @@ type SourceFactory func(c config.Capture, size capture.Size, log *slog.Logger) (
 // ClosableSource is a Source the daemon owns: Len is the frames in one pass (0 for a
 // camera, which has no end).
 type ClosableSource interface {
-	Source
+	daemon.Source
 	Len() int
 }
 

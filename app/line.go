@@ -1,4 +1,4 @@
-package daemon
+package app
 
 import (
 	"errors"
@@ -9,6 +9,7 @@ import (
 	pgpio "periph.io/x/conn/v3/gpio"
 
 	"github.com/adtrd/adtrd/config"
+	"github.com/adtrd/adtrd/daemon"
 	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/gpio/hostgpio"
 )
@@ -36,7 +37,7 @@ func OpenLine(cfg config.Config, log *slog.Logger) (_ *Line, err error) {
 		Delay: time.Duration(o.Reject.Delay), DelayCounts: o.Reject.DelayCounts, Pulse: time.Duration(o.Reject.Pulse),
 		Debounce: time.Duration(in.Trigger.Debounce), ConfirmWindow: time.Duration(in.Confirm.Window),
 		HeartbeatPeriod: time.Duration(o.Heartbeat.Period), InFlight: cfg.Tracking.InFlight, Spin: time.Duration(cfg.Tracking.Spin),
-		FailSafe: FailSafe(cfg.FailSafe), Log: log,
+		FailSafe: daemon.FailSafe(cfg.FailSafe), Log: log,
 	}
 	switch o.Backend {
 	case config.BackendSim:
@@ -129,17 +130,6 @@ func lineSpec(p config.Pin) hostgpio.Spec {
 		spec.Offset = *p.Offset
 	}
 	return spec
-}
-
-// FailSafe maps the config's fail-safe onto the tracker's.
-func FailSafe(f config.FailSafe) gpio.FailSafe {
-	switch f {
-	case config.FailSafePass:
-		return gpio.FailPass
-	case config.FailSafeAlarm:
-		return gpio.FailAlarm
-	}
-	return gpio.FailReject
 }
 
 func periphPull(p config.Pull) pgpio.Pull {

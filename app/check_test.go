@@ -1,4 +1,4 @@
-package daemon_test
+package app_test
 
 import (
 	"crypto/rand"
@@ -12,8 +12,10 @@ import (
 	"strings"
 	"testing"
 
+	etflite "github.com/adtrd/adtrd/engine/tflite"
+
+	"github.com/adtrd/adtrd/app"
 	"github.com/adtrd/adtrd/config"
-	"github.com/adtrd/adtrd/daemon"
 	"github.com/adtrd/adtrd/internal/testlib"
 )
 
@@ -91,7 +93,7 @@ func TestCheckFindsWhatStartFinds(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.setup(t, &cfg)
-			err = daemon.Check(cfg, tfliteBuild(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+			err = app.Check(cfg, app.Build(etflite.Factories()), slog.New(slog.NewTextHandler(io.Discard, nil)))
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("Check: %v", err)
@@ -139,13 +141,13 @@ func TestCheckCamera(t *testing.T) {
 			if tc.set != nil {
 				tc.set(&cfg)
 			}
-			err = daemon.Check(cfg, tfliteBuild(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+			err = app.Check(cfg, app.Build(etflite.Factories()), slog.New(slog.NewTextHandler(io.Discard, nil)))
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("Check: %v", err)
 			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 				t.Fatalf("Check: %v, want an error holding %q", err, tc.want)
-			case daemon.OnlyUnreachable(err) != tc.unreachable:
+			case app.OnlyUnreachable(err) != tc.unreachable:
 				t.Fatalf("Check: %v: OnlyUnreachable %v, want %v", err, !tc.unreachable, tc.unreachable)
 			}
 		})

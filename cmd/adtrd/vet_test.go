@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/adtrd/adtrd/internal/testlib"
+)
+
+// A reload to a graph that crashes the TFLite 2.9 library (engine/vet/testdata,
+// written by scripts/gen-vet-graphs.py) is refused with one line saying so, and the
+// running daemon goes on deciding parts on its generation: the crash was the vetting
+// child's. The same reload without vetting would have ended the daemon.
+func TestReloadRefusesAModelThatCrashesTheRuntime(t *testing.T) {
+	lib := testlib.TFLiteLibrary(t)
+	crash, err := os.ReadFile(filepath.Join(testlib.Root(), "engine", "vet", "testdata", "crash.tflite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	// the crashing graph with metadata that passes every check made before the runtime
+	// loads it: the demo's, with the crashing graph's sha256
+	var meta map[string]any
+	b, _ := os.ReadFile(testlib.Demo("adtr.tflite.json"))
+	json.Unmarshal(b, &meta)
+	sum := sha256.Sum256(crash)
+	meta["sha256"] = hex.EncodeToString(sum[:])
+	mb, _ := json.Marshal(meta)
+	os.WriteFile(filepath.Join(dir, "crash.tflite"), crash, 0o644)
+	os.WriteFile(filepath.Join(dir, "crash.tflite.json"), mb, 0o644)
+	cfg := filepath.Join(dir, "adtrd.yaml")
+	body := func(model string) []byte {
+		return []byte("model:\n  path: " + model + "\n  library: " + lib +
+			"\nthreshold: 10.5\ncapture:\n  replay:\n    path: " + testlib.Demo("frames") + "\n    loop: true\n    fps: 10\n" +
+			"log:\n  level: debug\n")
+	}
+	os.WriteFile(cfg, body(testlib.Demo("adtr.tflite")), 0o644)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "ADTRD_TEST_MAIN=1", "ADTRD_TEST_ARGS=run -c "+cfg)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := make(chan string, 4096)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	expect := func(what string, d time.Duration, subs ...string) string {
+		t.Helper()
+		timeout := time.After(d)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("daemon exited before %s", what)
+				}
+				hit := true
+				for _, s := range subs {
+					hit = hit && strings.Contains(l, s)
+				}
+				if hit {
+					return l
+				}
+			case <-timeout:
+				t.Fatalf("no %s within %v", what, d)
+			}
+		}
+	}
+	expect("a decision", 20*time.Second, "msg=frame", "gen=1")
+	tmp := cfg + ".tmp"
+	os.WriteFile(tmp, body(filepath.Join(dir, "crash.tflite")), 0o644)
+	os.Rename(tmp, cfg)
+	l := expect("the crashing model refused", 60*time.Second, "reload failed", "generation=1")
+	if !strings.Contains(l, "crash.tflite: the tflite engine crashed loading it") || !strings.Contains(l, "SIGSEGV") || !strings.Contains(l, "refused in a vetting child") {
+		t.Fatalf("the refusal does not say the runtime crashed in the child:\n%s", l)
+	}
+	expect("a decision after the refusal", 20*time.Second, "msg=frame", "gen=1")
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("the daemon after the refused model: %v", err)
+	}
+}
