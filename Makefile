@@ -80,7 +80,7 @@ bench: deps
 	$(GO) test -run '^$$' -bench 'Overlay|EncodePNG' ./heatmap
 	$(GO) test -run '^$$' -bench Record ./record
 	$(GO) test -run '^$$' -bench Publish ./mqtt
-	$(GO) test -run '^$$' -bench View -benchtime 600x ./cmd/adtrd
+	$(GO) test -run '^$$' -bench View -benchtime 600x ./app
 
 test-python: deps venv build
 	cd training && ../$(VPY) -m pytest -q -rP --durations=15 -p no:cacheprovider tests

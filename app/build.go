@@ -1,6 +1,6 @@
-// Package app turns a config into the running line's objects, the one place that does:
-// the generation (its engine from the factories), the frame source, the line (pins
-// and tracker), and what `adtrd check` tries of each.
+// Package app turns a config into the running line's objects, the one place that does
+// (the generation on its engine, the frame source, the pins and tracker, the
+// operators' view), and owns their start and stop order (Run) and `adtrd check`.
 package app
 
 import (

@@ -16,10 +16,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/adtrd/adtrd/app"
 	"github.com/adtrd/adtrd/calibrate"
@@ -28,8 +25,6 @@ import (
 	"github.com/adtrd/adtrd/daemon"
 	"github.com/adtrd/adtrd/engine/vet"
 	"github.com/adtrd/adtrd/evaluate"
-	"github.com/adtrd/adtrd/events"
-	"github.com/adtrd/adtrd/systemd"
 	"github.com/adtrd/adtrd/tflite"
 )
 
@@ -150,12 +145,12 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	checkErr := app.Check(cfg, build, log)
-	httpErr := checkHTTP(cfg.HTTP, *cfgPath, log)
+	httpErr := app.CheckHTTP(cfg.HTTP, *cfgPath, log)
 	if err := errors.Join(checkErr, httpErr); err != nil {
 		fmt.Fprintf(stderr, "adtrd check: %s: %s\n", *cfgPath, strings.ReplaceAll(err.Error(), "\n", "; "))
 		// The config is right as far as it could be checked; the camera or the port is
 		// not there now.
-		if (checkErr == nil || app.OnlyUnreachable(checkErr)) && (httpErr == nil || errors.Is(httpErr, errPortBusy)) {
+		if (checkErr == nil || app.OnlyUnreachable(checkErr)) && (httpErr == nil || errors.Is(httpErr, app.ErrPortBusy)) {
 			return 1
 		}
 		return 2
@@ -182,7 +177,7 @@ func defaultReplayMissing(cfg config.Config, path string) string {
 	if _, err := os.Stat(def); !errors.Is(err, fs.ErrNotExist) {
 		return ""
 	}
-	return absPath(def) // said in full: relative to the config's folder, not to the reader's
+	return app.AbsPath(def) // said in full: relative to the config's folder, not to the reader's
 }
 
 // openModel loads a line tool's config and builds its generation (the engine, scorer
@@ -545,7 +540,21 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	level := new(slog.LevelVar)
 	level.Set(cfg.Log.SlogLevel())
 	log := newLogger(cfg.Log.Format, level, stderr)
-	sum, err := runPipeline(ctx, *cfgPath, override, level, log)
+	f, err := engines()
+	if err != nil {
+		fmt.Fprintf(stderr, "adtrd run: %v\n", err)
+		return 1
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		log.Warn("cannot find this binary to run the vetting child", "err", err)
+	}
+	hup, stopHup := sighup()
+	defer stopHup()
+	sum, err := app.Run(ctx, app.RunOptions{
+		Path: *cfgPath, Override: override, Level: level, Engines: f, VetExe: exe,
+		Reloads: hup, Version: version, Log: log,
+	})
 	if sum != nil {
 		// The account of the run, however it ended: a failure's summary says what
 		// was decided before it.
@@ -643,232 +652,25 @@ func newLogger(format config.LogFormat, level *slog.LevelVar, w io.Writer) *slog
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// runPipeline starts each part in order and closes the started ones on any failure.
-// Config changes (file events, SIGHUP, `systemctl reload`) are applied by swapping
-// generations while it runs. The summary is nil when the pipeline never ran.
-//
-// A stop (ctx cancelled by SIGTERM or SIGINT) fits one budget, stopBudget from the
-// signal, under the unit's TimeoutStopSec: the queued frames of triggered parts are
-// decided only while their parts could still be ejected within it (the rest take the
-// fail-safe), the wait for a reload in progress and the wait for the parts in flight
-// end at its deadline, and what is still in flight then is abandoned, counted and
-// named in the summary, with every output inactive. Reaching the budget is no
-// failure: the exit is 0.
-func runPipeline(ctx context.Context, path string, override func(*config.Config), level *slog.LevelVar, log *slog.Logger) (*daemon.Summary, error) {
-	var stopAt atomic.Int64 // when the stop signal came (Unix ns; 0: none yet)
-	defer context.AfterFunc(ctx, func() { stopAt.Store(time.Now().UnixNano()) })()
-	interval, err := systemd.WatchdogInterval()
-	if err != nil {
-		return nil, err
-	}
-	notify := systemd.NewNotifier(log.With("component", "systemd"))
-	build, err := builder()
-	if err != nil {
-		return nil, err
-	}
-	rl, gen, err := daemon.NewReloader(path, build, override, level, notify, log.With("component", "reload"))
-	if err != nil {
-		return nil, err
-	}
-	defer rl.Close()
-	if exe, err := os.Executable(); err != nil {
-		log.Warn("reloaded models are loaded here without being vetted in a child first", "err", err)
-	} else {
-		rl.VetWith(&vet.Vetter{Exe: exe, Limits: vet.DefaultLimits, Log: log.With("component", "vet")})
-	}
-	cfg := gen.Config
-	meta := rl.Meta()
-	size := capture.Size{W: meta.Input.Width, H: meta.Input.Height}
-	src, err := app.OpenSource(app.Sources(), cfg.Capture, size, log)
-	if err != nil {
-		return nil, err
-	}
-	defer src.Close()
-	line, err := app.OpenLine(cfg, log.With("component", "line"))
-	if err != nil {
-		return nil, err
-	}
-	// Every exit path, signals included, ends here: outputs inactive, lines released.
-	defer line.Close()
-	p, err := daemon.New(daemon.Settings{
-		Queue: cfg.Capture.Queue, InFlight: cfg.Tracking.InFlight,
-		FrameBefore: time.Duration(cfg.Input.Trigger.FrameBefore), FrameAfter: time.Duration(cfg.Input.Trigger.FrameAfter),
-		// A part decided after this still reaches the ejector inside the budget.
-		Drain: func(cur config.Config) time.Duration { return stopBudget - max(travel(cfg), travel(cur)) },
-	}, gen, src, line.Tracker, log.With("component", "pipeline"))
-	if err != nil {
-		return nil, err
-	}
-	rl.Attach(p, line.Tracker)
-	line.Start()
-	v, err := startView(cfg, path, p, line.Tracker, rl, log)
-	if err != nil {
-		return nil, err
-	}
-	defer v.Close()
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	reloads := watchReloads(runCtx, path, rl, log)
-	log.Info("running", "frames", src.Len(), "threshold", events.Round4(gen.Threshold), "fail_safe", cfg.FailSafe.String(), "generation", gen.N)
-	status := statusLine(p, rl)
-	// Every goroutine started here is joined before STOPPING=1, so nothing reaches
-	// systemd after it.
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		// READY only once a frame has been scored: the model, the camera and the
-		// outputs have all worked once.
-		select {
-		case <-p.FirstFrame():
-			notify.ReadyStatus(status())
-		case <-runCtx.Done():
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		// The one progress monitor: the watchdog pings, and the heartbeat and ready
-		// outputs, which a hung inference stops as it stops the pings.
-		systemd.Supervise(runCtx, notify, systemd.Monitor{
-			Watchdog: interval, Check: 2 * time.Second, StatusEvery: 5 * time.Second,
-			Progress: p.Progress(), Status: status, Health: line.SetHealthy,
-		}, log.With("component", "watchdog"))
-	}()
-	_, runErr := p.Run(ctx)
-	stop()
-	wg.Wait()
-	stopping := ctx.Err() != nil
-	var deadline time.Time // the stop budget's end
-	if stopping {
-		at := time.Unix(0, stopAt.Load())
-		if stopAt.Load() == 0 { // AfterFunc's goroutine has not run yet
-			at = time.Now()
-		}
-		deadline = at.Add(stopBudget)
-	}
-	// A reload stuck in a read that blocks (a hung network mount) must not hold the
-	// stop: it is given a moment and then left behind, since the process is exiting.
-	reloadWait := reloadStopWait
-	if stopping {
-		reloadWait = max(min(reloadWait, time.Until(deadline)), 0)
-	}
-	select {
-	case <-reloads:
-	case <-time.After(reloadWait):
-		log.Warn("stopping without waiting for a reload still in progress", "waited", reloadWait)
-	}
-	notify.Stopping()
-	// Parts still between camera and ejector get their pulses (or fail-safe) before
-	// the outputs go inactive. They may have been stamped under the first generation or
-	// the current one (a reload may have changed the delay), so the wait covers the
-	// longer travel. On a stop signal it ends at the stop budget's deadline, so that
-	// systemd never has to kill the process with outputs on, and sooner when only
-	// parts due after it are left. At the natural end of the frames nothing is waiting
-	// to kill it: every part gets its full travel.
-	var flushCtx context.Context
-	var cancel context.CancelFunc
-	if stopping {
-		flushCtx, cancel = context.WithDeadline(context.Background(), deadline)
-		log.Info("stopping: waiting for the parts in flight due inside the stop budget", "up_to", time.Until(deadline).Round(time.Millisecond))
-	} else {
-		wait := max(travel(cfg), travel(rl.Config()))
-		flushCtx, cancel = context.WithTimeout(context.Background(), wait)
-		log.Info("stopping: waiting for the parts in flight", "up_to", wait)
-	}
-	defer cancel()
-	flushErr := line.Flush(flushCtx)
-	if flushErr != nil && stopping {
-		// Not a failure: a stop has a budget, and the summary names what it left.
-		log.Warn("stop budget reached: the parts still in flight are not ejected (outputs now inactive)",
-			"budget", stopBudget, "in_flight", line.Stats().InFlight, "reason", flushErr.Error())
-		flushErr = nil
-	} else if flushErr != nil {
-		flushErr = fmt.Errorf("parts still in flight are not ejected (outputs now inactive): %w", flushErr)
-	}
-	// Outputs inactive now; the parts left in flight are reported abandoned, so the
-	// account below counts them. Escapes and rejects not pulsed are counted as parts
-	// reach the ejector: the account is taken once they all have.
-	closeErr := line.Close()
-	sum := p.Summary()
-	sum.Line = line.Stats()
-	if k := sum.KeepUp(); k != "" {
-		log.Warn(k)
-	}
-	return &sum, errors.Join(runErr, flushErr, closeErr)
-}
-
-// reloadStopWait is how long a stop waits for a reload in progress.
-const reloadStopWait = time.Second
-
-// stopBudget is how long a stop may take from the signal to the outputs inactive
-// and the summary: under the shipped unit's TimeoutStopSec=15s
-// (systemd/adtrd.service), with 3 s left for closing the camera, the page and the
-// engine and for exiting.
-const stopBudget = 12 * time.Second
-
-// travel is the longest a part stamped under cfg can still need the outputs.
-func travel(cfg config.Config) time.Duration {
-	return time.Duration(cfg.Output.Reject.Delay) + time.Duration(cfg.Output.Reject.Pulse) + time.Second
-}
-
-// statusLine describes the running daemon for `systemctl status`: generation, model,
-// frame rate since the previous call, last score, and the last failed reload if any.
-func statusLine(p *daemon.Pipeline, rl *daemon.Reloader) func() string {
-	var mu sync.Mutex
-	lastN, lastT := uint64(0), time.Now()
-	return func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		g := p.Generation()
-		n, now := p.Stats.Frames.Load(), time.Now()
-		fps := float64(n-lastN) / now.Sub(lastT).Seconds()
-		lastN, lastT = n, now
-		line := fmt.Sprintf("generation %d, model %.12s, %.1f fps, last score %.3f (threshold %.3f), %d frames, %d rejects",
-			g.N, g.ModelSHA, fps, p.LastScore(), g.Threshold, n, p.Stats.Rejects.Load())
-		if n := p.Stats.Skipped.Load(); n > 0 {
-			line += fmt.Sprintf(", %d frames skipped (the source is faster than inference)", n)
-		}
-		if at := p.CameraLost(); !at.IsZero() {
-			line += fmt.Sprintf("; CAMERA LOST for %v (parts take the fail-safe)", time.Since(at).Round(time.Second))
-		}
-		if st := rl.Status(); st.Failed > 0 {
-			line += fmt.Sprintf("; %d failed reloads, last at %s: %.200s", st.Failed, st.LastErrorAt.Format(time.TimeOnly), st.LastError)
-		}
-		return line
-	}
-}
-
-// watchReloads applies reloads from file events and SIGHUP (what `systemctl reload`
-// sends) until ctx ends; the returned channel closes when it has.
-func watchReloads(ctx context.Context, path string, rl *daemon.Reloader, log *slog.Logger) <-chan struct{} {
+// sighup turns SIGHUP (what `systemctl reload` sends) into reload requests; one
+// waiting request is enough, the rest are dropped. stop ends it.
+func sighup() (requests <-chan string, stop func()) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGHUP)
+	out := make(chan string, 1)
 	done := make(chan struct{})
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	requests := make(chan string, 1)
 	go func() {
 		for {
 			select {
-			case <-ctx.Done():
+			case <-done:
 				return
-			case <-hup:
+			case <-sig:
 				select {
-				case requests <- "SIGHUP":
+				case out <- "SIGHUP":
 				default:
 				}
 			}
 		}
 	}()
-	var w *config.Watcher
-	if path != "" {
-		var err error
-		if w, err = config.NewWatcher(100*time.Millisecond, log); err != nil {
-			log.Error("config changes will not be seen; SIGHUP still reloads", "err", err)
-		}
-	}
-	go func() {
-		defer close(done)
-		defer signal.Stop(hup)
-		rl.Serve(ctx, w, requests)
-	}()
-	return done
+	return out, func() { signal.Stop(sig); close(done) }
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/adtrd/adtrd/app"
 	"github.com/adtrd/adtrd/internal/testlib"
 )
 
@@ -40,8 +41,8 @@ func timeoutStopSec(t *testing.T) time.Duration {
 // The stop budget leaves the unit's TimeoutStopSec room for what follows it (closing
 // the camera, the page and the engine, and exiting).
 func TestStopBudgetFitsTheUnit(t *testing.T) {
-	if limit := timeoutStopSec(t); stopBudget+3*time.Second > limit {
-		t.Fatalf("stop budget %v leaves less than 3 s of the unit's TimeoutStopSec=%v", stopBudget, limit)
+	if limit := timeoutStopSec(t); app.StopBudget+3*time.Second > limit {
+		t.Fatalf("stop budget %v leaves less than 3 s of the unit's TimeoutStopSec=%v", app.StopBudget, limit)
 	}
 }
 

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"encoding/json"
@@ -39,7 +39,7 @@ type view struct {
 // startView starts what cfg asks for, on the pipeline's bus; rl may be nil (no
 // reloads). The error is the page's failure to start under http.required (what was
 // started is closed again); v is then nil.
-func startView(cfg config.Config, cfgPath string, p *daemon.Pipeline, tr *gpio.Tracker, rl *daemon.Reloader, log *slog.Logger) (*view, error) {
+func startView(cfg config.Config, cfgPath, version string, p *daemon.Pipeline, tr *gpio.Tracker, rl *daemon.Reloader, log *slog.Logger) (*view, error) {
 	v := &view{log: log}
 	var extra []prometheus.Collector
 	consumers := map[string]func() uint64{}
@@ -89,7 +89,7 @@ func startView(cfg config.Config, cfgPath string, p *daemon.Pipeline, tr *gpio.T
 	}
 	wo := web.Options{
 		Address: cfg.HTTP.Address, Hosts: cfg.HTTP.Hosts, Heatmaps: cfg.HTTP.Heatmaps, Version: version,
-		Pipeline: p, Line: tr, Recordings: recs, ConfigPath: absPath(cfgPath),
+		Pipeline: p, Line: tr, Recordings: recs, ConfigPath: AbsPath(cfgPath),
 		Log: log.With("component", "http"),
 	}
 	if rl != nil {
@@ -250,18 +250,18 @@ func mqttMetrics(p *mqtt.Publisher) []prometheus.Collector {
 	}
 }
 
-// errPortBusy: http.address is in use now (`adtrd check` exit 1 under http.required).
-var errPortBusy = errors.New("http.address in use")
+// ErrPortBusy: http.address is in use now (`adtrd check` exit 1 under http.required).
+var ErrPortBusy = errors.New("http.address in use")
 
-// portBusyError says who holds the port; it is errPortBusy.
+// portBusyError says who holds the port; it is ErrPortBusy.
 type portBusyError struct{ msg string }
 
 func (e *portBusyError) Error() string { return e.msg }
-func (e *portBusyError) Unwrap() error { return errPortBusy }
+func (e *portBusyError) Unwrap() error { return ErrPortBusy }
 
-// absPath is path in full ("" stays ""): what the status says is the config, so
+// AbsPath is path in full ("" stays ""): what the status says is the config, so
 // that `adtrd check` run from another folder finds the same file.
-func absPath(path string) string {
+func AbsPath(path string) string {
 	if path == "" {
 		return ""
 	}
@@ -271,12 +271,12 @@ func absPath(path string) string {
 	return path
 }
 
-// checkHTTP is `adtrd check`'s look at http.address: free, or held by the adtrd that
+// CheckHTTP is `adtrd check`'s look at http.address: free, or held by the adtrd that
 // runs this very config (checking the running line's config is ordinary), is fine.
 // Held by anything else, `adtrd run` would lose its page: an error wrapping
-// errPortBusy under http.required, else a warning on log. An address this host cannot
+// ErrPortBusy under http.required, else a warning on log. An address this host cannot
 // listen on at all is an error under http.required.
-func checkHTTP(h config.HTTP, cfgPath string, log *slog.Logger) error {
+func CheckHTTP(h config.HTTP, cfgPath string, log *slog.Logger) error {
 	if h.Address == "" {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"bufio"
@@ -39,7 +39,7 @@ func BenchmarkView(b *testing.B) {
 				cfg.Recordings.Dir = filepath.Join(b.TempDir(), "rec")
 				cfg.MQTT.Broker, cfg.MQTT.Decisions = broker.URL(), config.DecisionsAll
 				cfg.HTTP.Required = true
-				v, err := startView(cfg, "", l.Pipeline, l.Tracker, nil, quiet)
+				v, err := startView(cfg, "", "bench", l.Pipeline, l.Tracker, nil, quiet)
 				if err != nil || v.Addr == "" {
 					b.Fatalf("the view did not start: %v", err)
 				}
