@@ -14,16 +14,14 @@ import (
 	"github.com/adtrd/adtrd/engine"
 	"github.com/adtrd/adtrd/engine/enginetest"
 	"github.com/adtrd/adtrd/internal/testlib"
+	"github.com/adtrd/adtrd/model"
 )
 
-// fakeOpener is enginetest.Open, counting its successful opens.
+// fakeOpener is enginetest.Opener, counting the engines it builds.
 func fakeOpener(opened *int) engine.Opener {
-	return func(c config.Model, log *slog.Logger) (engine.Opened, error) {
-		o, err := enginetest.Open(c, log)
-		if err == nil {
-			*opened++
-		}
-		return o, err
+	return func(b *model.Bundle, c config.Model, log *slog.Logger) (engine.Engine, error) {
+		*opened++
+		return enginetest.Opener(b, c, log)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/adtrd/adtrd/config"
+	"github.com/adtrd/adtrd/engine/tflite"
 	"github.com/adtrd/adtrd/internal/demoline"
 	"github.com/adtrd/adtrd/internal/testlib"
 )
@@ -32,7 +33,7 @@ func BenchmarkView(b *testing.B) {
 	var n int
 	for range 5 {
 		for _, view := range []bool{false, true} {
-			l := demoline.New(b, demoline.Options{Loop: true, Limit: b.N, Threads: 2})
+			l := demoline.New(b, demoline.Options{Loop: true, Limit: b.N, Threads: 2, Open: tflite.Opener})
 			if view {
 				cfg := config.Default()
 				cfg.HTTP.Address = "127.0.0.1:0"

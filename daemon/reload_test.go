@@ -17,11 +17,11 @@ import (
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
-	etflite "github.com/adtrd/adtrd/engine/tflite"
 	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/gpio/linetest"
 	"github.com/adtrd/adtrd/internal/testlib"
+	"github.com/adtrd/adtrd/model"
 )
 
 // reloadDir is a config directory with two different models (the demo graph, and the
@@ -457,7 +457,7 @@ func TestReloadKeepsTheOldGenerationOnEveryFailure(t *testing.T) {
 			os.WriteFile(filepath.Join(d.dir, "a.tflite"), graph, 0o644)
 			pinned := strings.Replace(string(d.body("a.tflite", 10.6, "")), "model:\n", "model:\n  sha256: "+strings.Repeat("0", 64)+"\n", 1)
 			os.WriteFile(d.cfg, []byte(pinned), 0o644)
-		}, "is not the pinned model.sha256", etflite.ErrPinned},
+		}, "is not the pinned model.sha256", model.ErrPinned},
 		// a key that needs a restart: named, and nothing applied
 		{"restart", func() { os.WriteFile(d.cfg, d.body("a.tflite", 10.6, "tracking:\n  in_flight: 8\n"), 0o644) }, "tracking.in_flight changed; nothing was applied", daemon.ErrRestart},
 		// a model file that is missing

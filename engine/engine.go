@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/model"
+	"github.com/adtrd/adtrd/score"
 )
 
 // Engine runs one model. Tensors describes the model's input and output (type, shape,
@@ -42,9 +44,90 @@ type Opened struct {
 	SHA256 string
 }
 
-// Opener opens the model c names on one runtime, with a warm-up inference, and
-// returns it with its metadata and hash; errors name the file and what is wrong.
-type Opener func(c config.Model, log *slog.Logger) (Opened, error)
+// Opener builds one runtime's engine for a bundle already verified (Load does that,
+// and checks the engine's tensors and runs its warm-up after): only what is the
+// runtime's own (its library, delegates, threads, b.Graph loaded). Errors name the
+// file and what is wrong.
+type Opener func(b *model.Bundle, c config.Model, log *slog.Logger) (Engine, error)
+
+// Load opens c's model on one engine: the bundle read and verified once
+// (model.OpenBundle: metadata, hash, pin), the engine built by open, its tensors
+// checked against the metadata, and one warm-up inference so the first part is not
+// the slow one. On any failure the engine is closed.
+func Load(name string, open Opener, c config.Model, log *slog.Logger) (_ Opened, err error) {
+	b, err := model.OpenBundle(c.Path, c.MetadataPath(), c.SHA256)
+	if err != nil {
+		return Opened{}, err
+	}
+	eng, err := open(b, c, log)
+	if err != nil {
+		return Opened{}, err
+	}
+	if eng == nil {
+		return Opened{}, fmt.Errorf("engine %s: opened %s without an engine", name, c.Path)
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, eng.Close())
+		}
+	}()
+	in, out := eng.Tensors()
+	if err := b.Meta.CheckTensors(c.Path, in, out); err != nil {
+		return Opened{}, err
+	}
+	m := b.Meta
+	px := eng.Input()
+	if len(px) != m.Input.Width*m.Input.Height*3 {
+		return Opened{}, fmt.Errorf("engine %s: %s: input of %d bytes, want %dx%dx3", name, c.Path, len(px), m.Input.Width, m.Input.Height)
+	}
+	model.ReferenceFrame(px, m.Input.Width)
+	if err := eng.Invoke(); err != nil {
+		return Opened{}, fmt.Errorf("%s: warm-up inference on %s: %w", c.Path, name, err)
+	}
+	checkReference(name, c.Path, m, eng.Output(), log)
+	return Opened{Engine: eng, Meta: b.Meta, SHA256: b.SHA256}, nil
+}
+
+// checkReference compares the warm-up's score of the reference frame with the one the
+// export recorded for this engine, and warns when they differ or when the graph was
+// not exported for this engine: its threshold was then chosen on scores this engine
+// does not give. A warning, not a refusal: the line may run it knowingly (and
+// `adtrd calibrate` on this engine gives a threshold that fits it).
+func checkReference(name, path string, m *model.Metadata, out Output, log *slog.Logger) {
+	if len(m.Engines) == 0 {
+		return // an export from before references: nothing to compare
+	}
+	ref, ok := m.Engines[name]
+	if !ok {
+		names := make([]string, 0, len(m.Engines))
+		for n := range m.Engines {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		log.Warn(fmt.Sprintf("model exported for %s, not for %s: its threshold was chosen on another engine's scores; calibrate on this engine (adtrd calibrate)", strings.Join(names, ", "), name), "model", path)
+		return
+	}
+	sc, err := score.New(m.ScoreParams())
+	if err != nil {
+		log.Warn("reference frame not scored", "model", path, "err", err)
+		return
+	}
+	var s float64
+	if out.Int8 != nil {
+		s, err = sc.ScoreInt8(out.Int8)
+	} else {
+		s, err = sc.ScoreFloat(out.Float32)
+	}
+	switch {
+	case err != nil:
+		log.Warn(fmt.Sprintf("the %s engine's map of the reference frame cannot be scored: %v", name, err), "model", path)
+	case math.Abs(s-*ref.Score) > ref.Tolerance+model.ReferenceSlack:
+		log.Warn(fmt.Sprintf("the %s engine scores the reference frame %s, its export %s (tolerance %s): this engine computes the graph otherwise, and thresholds chosen on the export's scores may not hold; calibrate on this engine (adtrd calibrate)",
+			name, model.Num(s), model.Num(*ref.Score), model.Num(ref.Tolerance)), "model", path)
+	default:
+		log.Debug("reference frame scored as at export", "model", path, "engine", name, "score", s)
+	}
+}
 
 // ErrUnknown: model.engine names no engine of this build.
 var ErrUnknown = errors.New("no such engine in this build")
@@ -99,12 +182,5 @@ func (f Factories) Open(cfg config.Config, log *slog.Logger) (Opened, error) {
 	if open == nil {
 		return Opened{}, fmt.Errorf("%s: %q: %w (this build has: %s)", cfg.Where("model.engine"), cfg.Model.Engine, ErrUnknown, strings.Join(f.Names(), ", "))
 	}
-	o, err := open(cfg.Model, log)
-	if err != nil {
-		return Opened{}, err
-	}
-	if o.Engine == nil || o.Meta == nil {
-		return Opened{}, fmt.Errorf("engine %s: opened %s without an engine or metadata", cfg.Model.Engine, cfg.Model.Path)
-	}
-	return o, nil
+	return Load(cfg.Model.Engine, open, cfg.Model, log)
 }

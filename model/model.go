@@ -59,11 +59,46 @@ type Metadata struct {
 		Min   float64 `json:"min"`
 		Max   float64 `json:"max"`
 	} `json:"normal_scores"`
+	// Engines are the engines the graph was exported for, by model.engine name, each
+	// with the score its export computed on the reference frame (ReferenceFrame);
+	// absent in older exports.
+	Engines map[string]EngineReference `json:"engines"`
 	Quantisation struct {
 		// Rounding is RoundingExact for graphs whose int8 requantisations round alike on
 		// every CPU path (training/adtr/exact.py); empty for older exports.
 		Rounding string `json:"rounding"`
 	} `json:"quantisation"`
+}
+
+// EngineReference is one engine's entry in the metadata's "engines".
+type EngineReference struct {
+	// Score is the image score of ReferenceFrame on this engine at export.
+	Score *float64 `json:"reference_score"`
+	// Tolerance is how far another run of this engine may score it (0: exactly, up to
+	// the scorer's float rounding, ReferenceSlack).
+	Tolerance float64 `json:"tolerance"`
+}
+
+// ReferenceSlack is the score difference float rounding alone explains (the toolkit
+// scores in float64, the daemon in float32); one map step is about 0.06 of score.
+const ReferenceSlack = 1e-3
+
+// ReferenceFrame fills px (size*size*3 bytes, RGB) with the reference frame, the one
+// the toolkit's export scores per engine (training/adtr/reference.py): a 16x16
+// checkerboard, 100+10c on the squares where (x>>4)+(y>>4) is even, else 160-10c.
+func ReferenceFrame(px []byte, size int) {
+	for y := range size {
+		for x := range size {
+			even := ((x>>4)+(y>>4))%2 == 0
+			for c := range 3 {
+				v := 160 - 10*c
+				if even {
+					v = 100 + 10*c
+				}
+				px[(y*size+x)*3+c] = byte(v)
+			}
+		}
+	}
 }
 
 // RoundingExact marks a graph that gives the same int8 map on amd64, arm64 and the toolkit.
@@ -152,6 +187,19 @@ func Parse(path string, b []byte) (*Metadata, error) {
 		return nil, bad("normal_scores: count %d: want the number of held-out good images scored (0: not known)", m.NormalScores.Count)
 	case len(m.SHA256) != 64:
 		return nil, bad("sha256 %q is not a SHA-256", m.SHA256)
+	}
+	for name, e := range m.Engines {
+		lo, hi, why := m.ScoreRange()
+		switch {
+		case name == "":
+			return nil, bad("engines: an engine with no name")
+		case e.Score == nil:
+			return nil, bad("engines.%s: reference_score missing or null", name)
+		case math.IsNaN(*e.Score) || *e.Score < lo || *e.Score > hi:
+			return nil, bad("engines.%s: reference_score %s: outside the scores the map can give, %s..%s (%s)", name, Num(*e.Score), Num(lo), Num(hi), why)
+		case !(e.Tolerance >= 0) || math.IsInf(e.Tolerance, 0):
+			return nil, bad("engines.%s: tolerance %v: want a finite number, 0 or more", name, e.Tolerance)
+		}
 	}
 	if n := m.NormalScores; n.Count > 0 {
 		lo, hi, why := m.ScoreRange()

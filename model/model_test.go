@@ -1,6 +1,8 @@
 package model_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"math"
@@ -76,6 +78,18 @@ func TestBadMetadata(t *testing.T) {
 		{"normal scores an array", func(m map[string]any) { m["normal_scores"] = []int{1} }, "normal_scores is a JSON array, want an object"},
 		// a spread below zero
 		{"normal std", func(m map[string]any) { m["normal_scores"].(map[string]any)["std"] = -1 }, "normal_scores: std -1: want a finite number, 0 or more"},
+		// an engine's reference score no map can give: the export is not this graph's
+		{"reference above the top", func(m map[string]any) {
+			m["engines"].(map[string]any)["tflite"].(map[string]any)["reference_score"] = 40
+		}, "engines.tflite: reference_score 40.0000: outside the scores the map can give"},
+		// an engine listed with no reference score
+		{"reference null", func(m map[string]any) {
+			m["engines"].(map[string]any)["tflite"].(map[string]any)["reference_score"] = nil
+		}, "engines.tflite: reference_score missing or null"},
+		// a tolerance below zero
+		{"reference tolerance", func(m map[string]any) {
+			m["engines"].(map[string]any)["tflite"].(map[string]any)["tolerance"] = -1
+		}, "engines.tflite: tolerance -1: want a finite number, 0 or more"},
 		// good images that scored above what the int8 map can give (31.9 at its top)
 		{"normal above the top", func(m map[string]any) {
 			n := m["normal_scores"].(map[string]any)
@@ -220,3 +234,35 @@ func TestUnreadableModelFileIsAModelError(t *testing.T) {
 		}
 	}
 }
+
+// The reference frame is the toolkit's (training/adtr/reference.py): its corners and
+// a square boundary, channel by channel.
+func TestReferenceFrame(t *testing.T) {
+	const size = 224
+	px := make([]byte, size*size*3)
+	model.ReferenceFrame(px, size)
+	at := func(x, y, c int) byte { return px[(y*size+x)*3+c] }
+	for _, tc := range []struct {
+		x, y, c int
+		want    byte
+	}{
+		{0, 0, 0, 100},     // an even square, red
+		{0, 0, 2, 120},     // an even square, blue
+		{15, 15, 1, 110},   // still the first square
+		{16, 0, 0, 160},    // the next square along x: odd
+		{16, 0, 2, 140},    // odd, blue
+		{16, 16, 0, 100},   // diagonal: even again
+		{223, 223, 1, 110}, // the last pixel: (13+13) even
+	} {
+		if got := at(tc.x, tc.y, tc.c); got != tc.want {
+			t.Errorf("pixel (%d,%d) channel %d = %d, want %d", tc.x, tc.y, tc.c, got, tc.want)
+		}
+	}
+	// the whole frame, byte for byte the toolkit's (test_reference.py holds the same hash)
+	if sum := sha256.Sum256(px); hex.EncodeToString(sum[:]) != referenceFrame224 {
+		t.Errorf("reference frame sha256 %x, want the toolkit's %s", sum, referenceFrame224)
+	}
+}
+
+// referenceFrame224 is the SHA-256 of the toolkit's reference_frame(224).tobytes().
+const referenceFrame224 = "98352e8584ddc13c52fa428324d6b55f3b8c39346a44b9f549f38b540d93e8ec"

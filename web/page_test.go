@@ -234,7 +234,7 @@ func startPageLine(t *testing.T) *pageLine {
 	copyFile(t, testlib.Demo("frames", "007_cut_paste.png"), filepath.Join(dir, pageEvilFrame)) // a defect: rejected
 	l := demoline.New(t, demoline.Options{Frames: dir, Loop: true, FPS: 10})
 	l.Start(t)
-	return &pageLine{p: l.Pipeline, tr: l.Tracker, meta: l.Engine.Meta}
+	return &pageLine{p: l.Pipeline, tr: l.Tracker, meta: l.Gen.Meta}
 }
 
 func copyFile(t *testing.T, from, to string) {

@@ -202,7 +202,7 @@ func TestMetricsAgreeWithTheSummary(t *testing.T) {
 		`adtrd_fail_safe_total{cause="frame dropped"}`:            0,
 		`adtrd_stage_seconds_count{stage="inference"}`:            float64(sum.Frames),
 		"adtrd_score_count":                                       float64(sum.Frames),
-		`adtrd_model_info{generation="1",sha256="` + s.line.Engine.SHA256 + `"}`: 1,
+		`adtrd_model_info{generation="1",sha256="` + s.line.Gen.ModelSHA + `"}`: 1,
 	}
 	got := map[string]float64{}
 	sc := bufio.NewScanner(strings.NewReader(body))

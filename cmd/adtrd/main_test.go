@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/adtrd/adtrd/app"
 	"github.com/adtrd/adtrd/engine/vet"
 	"github.com/adtrd/adtrd/evaluate"
 	"github.com/adtrd/adtrd/internal/testlib"
@@ -681,11 +682,11 @@ func TestBenchReports(t *testing.T) {
 	if code := realMain(context.Background(), []string{"bench", "-c", cfg, "-n", "12", "--fps", "0", "--json"}, &out, &errb); code != 0 {
 		t.Fatalf("bench: exit %d: %s", code, errb.String())
 	}
-	var rep BenchReport
+	var rep app.BenchReport
 	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
-	if rep.Frames != 12 || !(rep.PipelineFPS > 0) || !(rep.BareFPS > 0) || math.Abs(rep.Ratio-rep.PipelineFPS/rep.BareFPS) > 1e-9 || len(rep.Stages) != len(benchStages) {
+	if rep.Frames != 12 || !(rep.PipelineFPS > 0) || !(rep.BareFPS > 0) || math.Abs(rep.Ratio-rep.PipelineFPS/rep.BareFPS) > 1e-9 || len(rep.Stages) != len(app.BenchStages) {
 		t.Fatalf("report %+v", rep)
 	}
 	for name, l := range rep.Stages {

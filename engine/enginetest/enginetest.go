@@ -3,9 +3,9 @@
 package enginetest
 
 import (
-	"fmt"
+	"crypto/sha256"
+	"errors"
 	"log/slog"
-	"os"
 
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/engine"
@@ -40,21 +40,52 @@ func (e *Fake) Tensors() (in, out model.TensorInfo) {
 		model.TensorInfo{Type: m.Output.DType, Shape: []int{1, m.Grid[0], m.Grid[1]}, Scale: m.Output.Scale, ZeroPoint: m.Output.ZeroPoint}
 }
 
-// Open opens c's model on a Fake (an engine.Opener): the metadata loaded and the
-// graph's hash checked against it, so a truncated or foreign model is still refused.
-func Open(c config.Model, _ *slog.Logger) (engine.Opened, error) {
-	meta, err := model.Load(c.MetadataPath())
-	if err != nil {
-		return engine.Opened{}, err
+// Opener builds a Fake for the bundle's model (an engine.Opener): the bundle was
+// verified by engine.Load, so a truncated or foreign model is still refused.
+func Opener(b *model.Bundle, _ config.Model, _ *slog.Logger) (engine.Engine, error) {
+	e := NewFake(b.Meta)
+	return &e, nil
+}
+
+// Open opens c's model on a Fake through engine.Load, as a factory would.
+func Open(c config.Model, log *slog.Logger) (engine.Opened, error) {
+	return engine.Load(Name, Opener, c, log)
+}
+
+// ErrNotRecorded: a Recorded engine was given an input it has no map for.
+var ErrNotRecorded = errors.New("enginetest: no recorded map for this input")
+
+// Recorded replays the maps a real engine produced for known inputs, keyed by the
+// input bytes' SHA-256: a line on it decides as on the real engine (the demo's maps,
+// recorded by the TFLite interpreter in models/demo/golden.json, which the C library
+// matches exactly) without the runtime, so tests of what consumes decisions need no
+// cgo. An input with no map fails its Invoke with ErrNotRecorded, as a broken
+// inference would: the frame takes the fail-safe, never a made-up score. The first
+// Invoke is the warm-up engine.Load runs on whatever the input holds: it succeeds
+// with the map at zero.
+type Recorded struct {
+	Fake
+	Maps   map[[sha256.Size]byte][]int8
+	warmed bool
+}
+
+// Invoke looks the input up: no allocation, one SHA-256 of the input.
+func (e *Recorded) Invoke() error {
+	if !e.warmed {
+		e.warmed = true
+		return nil
 	}
-	data, err := os.ReadFile(c.Path)
-	if err != nil {
-		return engine.Opened{}, fmt.Errorf("%w: %v", model.ErrMetadata, err)
+	m, ok := e.Maps[sha256.Sum256(e.In)]
+	if !ok {
+		return ErrNotRecorded
 	}
-	sum, err := meta.CheckGraph(c.Path, data)
-	if err != nil {
-		return engine.Opened{}, err
+	copy(e.Out, m)
+	return nil
+}
+
+// OpenRecorded is an engine.Opener of Recorded engines with these maps.
+func OpenRecorded(maps map[[sha256.Size]byte][]int8) engine.Opener {
+	return func(b *model.Bundle, _ config.Model, _ *slog.Logger) (engine.Engine, error) {
+		return &Recorded{Fake: NewFake(b.Meta), Maps: maps}, nil
 	}
-	e := NewFake(meta)
-	return engine.Opened{Engine: &e, Meta: meta, SHA256: sum}, nil
 }

@@ -4,7 +4,6 @@ package tflite
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -19,51 +18,33 @@ import (
 // Name is this engine's model.engine.
 const Name = "tflite"
 
-// Opener is Open as an engine.Opener.
-func Opener(c config.Model, log *slog.Logger) (engine.Opened, error) {
-	e, err := Open(c, log)
+// Open opens c's model on this engine through engine.Load (the bundle verified, the
+// tensors checked, the warm-up run): the daemon's tests use it directly.
+func Open(c config.Model, log *slog.Logger) (*Engine, error) {
+	o, err := engine.Load(Name, Opener, c, log)
 	if err != nil {
-		return engine.Opened{}, err
+		return nil, err
 	}
-	return engine.Opened{Engine: e, Meta: e.Meta, SHA256: e.SHA256}, nil
+	e := o.Engine.(*Engine)
+	e.Meta, e.SHA256 = o.Meta, o.SHA256
+	return e, nil
 }
 
-// ErrPinned: the model file is not the one the config pins by sha256.
-var ErrPinned = errors.New("model does not match its pinned sha256")
-
-// Engine is an engine.Engine over a TFLite interpreter whose tensors were checked
-// against the model's metadata.
+// Engine is an engine.Engine over a TFLite interpreter.
 type Engine struct {
 	lib             *tfl.Library
 	it              *tfl.Interpreter
 	in              []byte
 	out             []int8
 	inInfo, outInfo model.TensorInfo
-	Meta            *model.Metadata
-	SHA256          string
+	Meta            *model.Metadata // set by Open
+	SHA256          string          // set by Open
 }
 
-// Open loads the library, the metadata and the model, checks that they agree,
-// and runs one warm-up inference so the first real part is not the slow one.
-func Open(c config.Model, log *slog.Logger) (_ *Engine, err error) {
-	meta, err := model.Load(c.MetadataPath())
-	if err != nil {
-		return nil, err
-	}
-	// One read: the bytes hashed and checked are the bytes the interpreter runs, even
-	// if the file is being replaced meanwhile.
-	data, err := model.ReadGraph(c.Path)
-	if err != nil {
-		return nil, err
-	}
-	sum, err := meta.CheckGraph(c.Path, data)
-	if err != nil {
-		return nil, err
-	}
-	if c.SHA256 != "" && !strings.EqualFold(c.SHA256, sum) {
-		return nil, fmt.Errorf("%w: %s: sha256 %s.. is not the pinned model.sha256 %s..", ErrPinned, c.Path, sum[:12], c.SHA256[:min(12, len(c.SHA256))])
-	}
-	if !meta.Exact() {
+// Opener loads the TFLite library and builds an interpreter on the bundle's graph
+// bytes with the configured delegate and threads (an engine.Opener).
+func Opener(b *model.Bundle, c config.Model, log *slog.Logger) (_ engine.Engine, err error) {
+	if !b.Meta.Exact() {
 		// It runs, but a threshold chosen on one architecture may not fit the other.
 		log.Warn("model exported without exact int8 rounding: its scores on arm64 can differ from amd64's by a few map steps; re-export it with this toolkit", "model", c.Path)
 	}
@@ -71,7 +52,7 @@ func Open(c config.Model, log *slog.Logger) (_ *Engine, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{lib: lib, Meta: meta, SHA256: sum}
+	e := &Engine{lib: lib}
 	defer func() {
 		if err != nil {
 			e.Close()
@@ -94,7 +75,7 @@ func Open(c config.Model, log *slog.Logger) (_ *Engine, err error) {
 	case config.DelegateExternal:
 		opts.External = []tfl.ExternalDelegate{{Library: c.External.Library, Loader: c.External.Loader, Options: c.External.Options}}
 	}
-	if e.it, err = lib.NewInterpreterFromBytes(c.Path, data, opts); err != nil {
+	if e.it, err = lib.NewInterpreterFromBytes(c.Path, b.Graph, opts); err != nil {
 		return nil, err
 	}
 	for _, w := range e.it.Warnings() {
@@ -111,19 +92,13 @@ func Open(c config.Model, log *slog.Logger) (_ *Engine, err error) {
 		return model.TensorInfo{Type: t.Type.String(), Shape: t.Shape, Scale: float64(t.Quant.Scale), ZeroPoint: t.Quant.ZeroPoint}
 	}
 	e.inInfo, e.outInfo = info(ins[0]), info(outs[0])
-	if err = meta.CheckTensors(c.Path, e.inInfo, e.outInfo); err != nil {
-		return nil, err
-	}
 	if e.outInfo.Type != "int8" {
 		return nil, fmt.Errorf("%w: %s: output tensor is %s; the TFLite engine runs int8 graphs", model.ErrMetadata, c.Path, e.outInfo.Type)
 	}
 	e.in = ins[0].Bytes()
 	ob := outs[0].Bytes()
 	e.out = unsafe.Slice((*int8)(unsafe.Pointer(unsafe.SliceData(ob))), len(ob))
-	if err = e.it.Invoke(); err != nil {
-		return nil, fmt.Errorf("warm-up inference: %w", err)
-	}
-	log.Info("model loaded", "model", c.Path, "version", meta.ModelVersion, "sha256", sum[:12], "tflite", lib.Version(), "delegate", c.Delegate.String(), "threads", c.Threads)
+	log.Info("model loaded", "model", c.Path, "version", b.Meta.ModelVersion, "sha256", b.SHA256[:12], "tflite", lib.Version(), "delegate", c.Delegate.String(), "threads", c.Threads)
 	return e, nil
 }
 

@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 
 func open(m config.Model, log *slog.Logger) (engine.Opened, error) {
 	if m.Engine != "fake" {
-		return tflite.Opener(m, log)
+		return tflite.Factories().Open(config.Config{Model: m}, log)
 	}
 	switch m.Path {
 	case "refuse":

@@ -1,20 +1,23 @@
-// Package demoline runs the demo line in a test: the real TFLite engine on the demo
-// model, a replay of the demo frames and a tracker on simulated pins (no GPIO chip).
+// Package demoline runs the demo line in a test: the demo model (its recorded maps, or
+// the real TFLite engine), a replay of the demo frames, a tracker on simulated pins.
 package demoline
 
 import (
 	"context"
+	"crypto/sha256"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
-	"github.com/adtrd/adtrd/engine/tflite"
+	"github.com/adtrd/adtrd/engine"
+	"github.com/adtrd/adtrd/engine/enginetest"
 	"github.com/adtrd/adtrd/gpio"
 	"github.com/adtrd/adtrd/internal/testlib"
-	"github.com/adtrd/adtrd/score"
+	"github.com/adtrd/adtrd/model"
 )
 
 // Options vary the line.
@@ -31,6 +34,10 @@ type Options struct {
 	// straddle something (a broker's restart) steps the line with it instead of
 	// relying on a pace that a loaded machine does not keep.
 	Gate <-chan struct{}
+	// Open is the engine (engine/tflite's Opener: the real runtime, which needs cgo
+	// and the library); nil: the demo's recorded maps (Recorded), which decide the
+	// demo frames as the real engine does, at once and without cgo.
+	Open engine.Opener
 	// Threads for inference; 0: 1.
 	Threads int
 	Log     *slog.Logger
@@ -40,7 +47,7 @@ type Options struct {
 type Line struct {
 	Pipeline *daemon.Pipeline
 	Tracker  *gpio.Tracker
-	Engine   *tflite.Engine
+	Gen      *daemon.Generation
 	done     chan error
 	cancel   context.CancelFunc
 }
@@ -52,20 +59,29 @@ func New(t testing.TB, opt Options) *Line {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	eng, err := tflite.Open(config.Model{Engine: tflite.Name, Path: testlib.Demo("adtr.tflite"), Library: testlib.TFLiteLibrary(t), Threads: max(opt.Threads, 1)}, log)
+	cfg := config.Default()
+	cfg.Model.Path, cfg.Model.Threads = testlib.Demo("adtr.tflite"), max(opt.Threads, 1)
+	cfg.Capture.Replay.Labels = config.LabelsName
+	open := opt.Open
+	if open == nil {
+		open = enginetest.OpenRecorded(Recorded(t))
+	} else {
+		cfg.Model.Library = testlib.TFLiteLibrary(t)
+	}
+	o, err := engine.Load("demo", open, cfg.Model, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { eng.Close() })
+	gen, err := daemon.NewGeneration(1, cfg, o.Engine, o.Meta, o.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gen.Close() })
 	if opt.Frames == "" {
 		opt.Frames = testlib.Demo("frames")
 	}
 	src, err := capture.NewReplay(capture.ReplayOptions{Path: opt.Frames, Loop: opt.Loop, FPS: opt.FPS,
-		Size: capture.Size{W: eng.Meta.Input.Width, H: eng.Meta.Input.Height}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc, err := score.New(eng.Meta.ScoreParams())
+		Size: capture.Size{W: o.Meta.Input.Width, H: o.Meta.Input.Height}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,9 +100,6 @@ func New(t testing.TB, opt Options) *Line {
 	}
 	t.Cleanup(func() { tr.Close() })
 	tr.Start()
-	gen := &daemon.Generation{N: 1, Engine: eng, Scorer: sc, Threshold: eng.Meta.Threshold, ModelSHA: eng.SHA256}
-	gen.Config = config.Default()
-	gen.Config.Capture.Replay.Labels = config.LabelsName
 	var source daemon.Source = src
 	if opt.Limit > 0 {
 		source = Limited(src, opt.Limit)
@@ -98,7 +111,46 @@ func New(t testing.TB, opt Options) *Line {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Line{Pipeline: p, Tracker: tr, Engine: eng}
+	return &Line{Pipeline: p, Tracker: tr, Gen: gen}
+}
+
+var recorded struct {
+	once sync.Once
+	maps map[[sha256.Size]byte][]int8
+	err  error
+}
+
+// Recorded is the demo frames' maps (models/demo/golden.json, the TFLite interpreter's
+// int8 maps) keyed by each frame's model input: the frame file decoded and fitted as
+// the replay does.
+func Recorded(t testing.TB) map[[sha256.Size]byte][]int8 {
+	t.Helper()
+	g := testlib.LoadGolden(t)
+	recorded.once.Do(func() {
+		meta, err := model.Load(testlib.Demo("adtr.tflite.json"))
+		if err != nil {
+			recorded.err = err
+			return
+		}
+		size := capture.Size{W: meta.Input.Width, H: meta.Input.Height}
+		recorded.maps = map[[sha256.Size]byte][]int8{}
+		for _, f := range g.Frames {
+			px, err := capture.LoadRGB(testlib.Demo("frames", f.File), size, capture.FitResize)
+			if err != nil {
+				recorded.err = err
+				return
+			}
+			m := make([]int8, len(f.Map))
+			for i, v := range f.Map {
+				m[i] = int8(v)
+			}
+			recorded.maps[sha256.Sum256(px)] = m
+		}
+	})
+	if recorded.err != nil {
+		t.Fatalf("the demo's recorded maps: %v", recorded.err)
+	}
+	return recorded.maps
 }
 
 // Start runs the pipeline in the background until the frames end or t ends.

@@ -114,3 +114,29 @@ func TestConsumersBuildWithoutCgo(t *testing.T) {
 		t.Fatalf("CGO_ENABLED=0 go %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 }
+
+// The consumers of events are tested without cgo too: their tests run the line on a
+// fake or recorded engine (engine/enginetest, internal/demoline), never the TFLite
+// runtime, so `CGO_ENABLED=0 go test` of them passes on a machine with no C library.
+func TestConsumersTestWithoutCgo(t *testing.T) {
+	args := []string{"list", "-deps", "-test", "-f", "{{.ImportPath}}|{{.Standard}}|{{len .CgoFiles}}"}
+	for _, p := range []string{"events", "web", "metrics", "record", "mqtt"} {
+		args = append(args, "./"+p)
+	}
+	cmd := exec.Command("go", args...)
+	cmd.Dir = testlib.Root()
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go %s: %v", strings.Join(args, " "), err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, "|") // a test variant's import path has spaces
+		if len(f) != 3 {
+			t.Fatalf("go list line %q", line)
+		}
+		if f[1] != "true" && f[2] != "0" {
+			t.Errorf("the tests of events, web, metrics, record or mqtt pull in %s, which has cgo files: give them a fake engine (engine/enginetest) instead", f[0])
+		}
+	}
+}

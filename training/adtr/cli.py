@@ -171,6 +171,18 @@ def cmd_export(a: argparse.Namespace) -> None:
         print(f"{a.onnx}: threshold {meta['threshold']:.4f}, normal mean {meta['normal_scores']['mean']:.4f}")
 
 
+def cmd_reference(a: argparse.Namespace) -> None:
+    from . import reference
+
+    graph = Path(a.graph)
+    if graph.suffix != ".tflite":
+        raise UsageError(f"{graph}: want a .tflite graph (the engines with a reference score here: tflite)")
+    if not graph.is_file():
+        raise UsageError(f"{graph}: no such file")
+    meta = reference.refresh_tflite(graph)
+    print(f"{graph}.json: engines.tflite.reference_score {meta['engines']['tflite']['reference_score']:.6f}")
+
+
 def cmd_ablate(a: argparse.Namespace) -> None:
     from . import ablate
     from .data import Dataset
@@ -273,6 +285,10 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--adtrd", metavar="BINARY", help="read images through this adtrd binary's decoding (`adtrd preprocess`) instead of Pillow's, so "
                         "that scores and thresholds are computed on the daemon's exact input bytes (JPEG decodes differ)")
     x.set_defaults(fn=cmd_export)
+
+    f = sub.add_parser("reference", help="record the TFLite engine's reference-frame score in an exported graph's metadata")
+    f.add_argument("graph", help="exported .tflite (metadata JSON beside it, rewritten in place)")
+    f.set_defaults(fn=cmd_reference)
 
     b = sub.add_parser("ablate", help="ADTR vs no query embedding vs conv reconstruction (seed section 3.2)")
     b.add_argument("--data", required=True)

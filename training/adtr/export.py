@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
-from . import anomalies, scoring
+from . import anomalies, reference, scoring
 from .checkpoint import Checkpoint, refuse_existing
 from .data import load_image
 from .preprocess import DaemonDecoder
@@ -179,6 +179,7 @@ def export_tflite(ck: Checkpoint, out: Path, good: np.ndarray, version: str, dec
             "scale": float(scale), "zero_point": int(zero), "meaning": "anomaly map s(u) = ||f - f^||_2",
         }
         meta = build_metadata(ck, out, graph, runner, load_heldout(ck, decoder), output, version)
+        meta["engines"] = {"tflite": reference.engine_entry(reference.reference_score(runner, ck.cfg.input_size, ck.cfg.pool_kernel), 0.0)}
     meta["quantisation"] = {"kind": "full-integer int8", "calibration_images": {"good": int(len(good)), "synthetic_anomalies": int(len(calibration) - len(good))},
                             "converter": f"tensorflow {tf.__version__}", "runs_on": "TFLite >= 2.9",
                             # The daemon warns about graphs without it (exported before exact.py).

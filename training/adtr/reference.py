@@ -1,0 +1,57 @@
+"""The reference frame: one synthetic input whose score each engine's export records.
+
+The daemon runs its warm-up inference on the same frame (model.ReferenceFrame in Go)
+and compares the score with the one recorded here for the engine it runs, so a graph
+run by an engine that computes it differently (another runtime, a delegate that
+rounds otherwise) is said at load, before its threshold decides parts.
+"""
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import scoring
+
+RULE = "16x16 checkerboard, uint8 RGB: 100 + 10c where (x >> 4) + (y >> 4) is even, else 160 - 10c (x the column, c the channel)"
+
+
+def reference_frame(size: int) -> np.ndarray:
+    """The reference frame as uint8 [size, size, 3] RGB (HWC). A plain pattern inside
+    the map's range on the demo (its int8 map spans 19..60, far from saturation), so
+    a different computation shows in the score."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.int64)
+    even = ((x >> 4) + (y >> 4)) % 2 == 0
+    planes = [np.where(even, 100 + 10 * c, 160 - 10 * c) for c in range(3)]
+    return np.stack(planes, axis=-1).astype(np.uint8)
+
+
+def reference_score(runner: Callable[[np.ndarray], np.ndarray], size: int, kernel: int) -> float:
+    """The image score of the reference frame through runner (a dequantised map)."""
+    m = runner(reference_frame(size))
+    _, scores = scoring.score_maps(m[None], size, kernel)
+    return float(scores[0])
+
+
+def engine_entry(score: float, tolerance: float) -> dict[str, Any]:
+    """One engine's entry in the metadata's "engines"."""
+    return {"reference_score": score, "tolerance": tolerance, "reference_frame": RULE}
+
+
+def refresh_tflite(graph: Path) -> dict[str, Any]:
+    """Record the TFLite engine's reference score in graph's metadata (GRAPH.json),
+    rewriting it atomically; the graph itself is not touched."""
+    import json
+
+    from .evaluate import TFLiteRunner
+    from .export import _write_atomic, metadata_path
+
+    meta_path = metadata_path(graph)
+    meta = json.loads(meta_path.read_text())
+    runner = TFLiteRunner(graph)
+    score = reference_score(runner, int(meta["input"]["width"]), int(meta["pool_kernel"]))
+    # Exact int8 graphs give the same map on every CPU path (exact.py): no tolerance
+    # beyond the scorer's float rounding, which the daemon allows for itself.
+    meta.setdefault("engines", {})["tflite"] = engine_entry(score, 0.0)
+    _write_atomic(meta_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    return meta
