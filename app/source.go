@@ -38,7 +38,7 @@ func Sources() map[config.Source]SourceFactory {
 				}
 				return nil, fmt.Errorf("%w: capture.replay.path: replay folder %s not found (set capture.replay.path, or capture.source: camera)", capture.ErrSource, path)
 			}
-			return capture.NewReplay(capture.ReplayOptions{Path: c.Replay.Path, Loop: c.Replay.Loop, FPS: c.Replay.FPS, Fit: capture.Fit(c.Replay.Fit), Size: size})
+			return capture.NewReplay(capture.ReplayOptions{Path: c.Replay.Path, Loop: c.Replay.Loop, FPS: c.Replay.FPS, Fit: c.Replay.Fit, Size: size})
 		},
 		config.SourceCamera: func(c config.Capture, size capture.Size, log *slog.Logger) (ClosableSource, error) {
 			if path, ok := c.Camera.FilePath(); ok {
@@ -54,7 +54,7 @@ func Sources() map[config.Source]SourceFactory {
 // capture's defaults); frames are fitted to size.
 func CameraOptions(c config.Camera, size capture.Size, log *slog.Logger) capture.CameraOptions {
 	return capture.CameraOptions{
-		Spec: c.Spec(size), Size: size, Latency: time.Duration(c.Latency),
+		Spec: c.Spec(size.W, size.H), Size: size, Latency: time.Duration(c.Latency),
 		Stall: time.Duration(c.Stall), FirstFrame: time.Duration(c.FirstFrame),
 		BackoffMin: time.Duration(c.BackoffMin), BackoffMax: time.Duration(c.BackoffMax),
 		Buffers: capture.DefaultBuffers, Log: log,

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	proc "github.com/adtrd/adtrd/internal/child"
 	"io"
 	"log/slog"
 	"os"
@@ -15,12 +14,15 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/adtrd/adtrd/capture/spec"
+	proc "github.com/adtrd/adtrd/internal/child"
 )
 
 // CameraOptions configure a camera source: a supervised gst-launch-1.0 child whose
 // stdout carries Spec.Width x Spec.Height RGB frames.
 type CameraOptions struct {
-	Spec CameraSpec
+	Spec spec.CameraSpec
 	// Size is the model's input; frames of another size are resized as files are
 	// (resizePillow, the toolkit's resize), so a camera frame and its PNG give the
 	// same input bytes.
@@ -83,7 +85,7 @@ type Camera struct {
 
 // Defaults for CameraOptions' zero values.
 const (
-	DefaultStall      = 2 * time.Second
+	DefaultStall      = spec.DefaultStall
 	DefaultFirstFrame = 10 * time.Second
 	DefaultBackoffMin = 500 * time.Millisecond
 	DefaultBackoffMax = 30 * time.Second
@@ -308,7 +310,7 @@ func (e *sourceError) Error() string { return e.msg }
 func (e *sourceError) Unwrap() error { return ErrSource }
 
 // child is one running gst-launch-1.0 (a child.Process): frames on their own pipe
-// (descriptor FrameFD in the child), its stdout and stderr into the bounded log, so
+// (descriptor spec.FrameFD in the child), its stdout and stderr into the bounded log, so
 // that nothing an element prints can reach the frames.
 type child struct {
 	proc   *proc.Process
@@ -321,8 +323,8 @@ func startChild(launch string, args []string, log *slog.Logger) (*child, error) 
 	if err != nil {
 		return nil, fmt.Errorf("frame pipe: %w", err)
 	}
-	extra := make([]*os.File, FrameFD-2) // ExtraFiles[i] is the child's descriptor 3+i
-	extra[FrameFD-3] = fw
+	extra := make([]*os.File, spec.FrameFD-2) // ExtraFiles[i] is the child's descriptor 3+i
+	extra[spec.FrameFD-3] = fw
 	logs := newChildLog(log)
 	p, err := proc.Start(proc.Options{Path: launch, Args: args, Env: append(os.Environ(), "GST_DEBUG_NO_COLOR=1"), ExtraFiles: extra, Line: logs.add})
 	if err != nil {
@@ -540,8 +542,8 @@ func (f *frameReader) header() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if string(line) != "--"+FrameBoundary {
-		return 0, &streamError{fmt.Sprintf("camera frame stream: %.40q where a frame's boundary --%s belongs", line, FrameBoundary)}
+	if string(line) != "--"+spec.FrameBoundary {
+		return 0, &streamError{fmt.Sprintf("camera frame stream: %.40q where a frame's boundary --%s belongs", line, spec.FrameBoundary)}
 	}
 	n, video := -1, false
 	for i := 0; ; i++ {
@@ -710,7 +712,7 @@ func CheckCamera(opt CameraOptions) error {
 		return &sourceError{"capture.camera: gst-inspect-1.0 not found (Debian: apt install gstreamer1.0-tools)"}
 	}
 	var missing []string
-	for _, e := range Elements(args) {
+	for _, e := range spec.Elements(args) {
 		// --atleast-version=0.0: plain --exists refuses plugins versioned apart from
 		// GStreamer (Aravis 0.8's aravissrc, Basler's pylonsrc).
 		if exec.Command(inspect, "--exists", "--atleast-version=0.0", e).Run() != nil {
@@ -750,7 +752,7 @@ func probeCamera(opt CameraOptions, launch string, args []string) error {
 		return &sourceError{"capture.camera.uri: GStreamer cannot run this pipeline: " + trimLevel(line)}
 	case line != "":
 		return &unreachableError{"capture.camera.uri: camera not reachable now: " + trimLevel(line)}
-	case errors.Is(readErr, os.ErrDeadlineExceeded) && (opt.Triggered || opt.Spec.selfTriggered()):
+	case errors.Is(readErr, os.ErrDeadlineExceeded) && (opt.Triggered || opt.Spec.SelfTriggered()):
 		return nil
 	case errors.Is(readErr, os.ErrDeadlineExceeded):
 		return &unreachableError{fmt.Sprintf("capture.camera.uri: camera not reachable now: no frame within %v and no error from GStreamer (check waits %v at most; a camera triggered by the line needs input.trigger)", wait, CheckWait)}

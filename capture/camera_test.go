@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/adtrd/adtrd/capture"
+	"github.com/adtrd/adtrd/capture/spec"
 	"github.com/adtrd/adtrd/internal/testlib"
 )
 
@@ -36,7 +37,7 @@ func newCamera(t *testing.T, uri string, mod func(*capture.CameraOptions)) *capt
 	t.Helper()
 	testlib.Tool(t, "gst-launch-1.0")
 	opt := capture.CameraOptions{
-		Spec: capture.CameraSpec{URI: uri, Width: 64, Height: 48}, Size: capture.Size{W: 32, H: 32},
+		Spec: spec.CameraSpec{URI: uri, Width: 64, Height: 48}, Size: capture.Size{W: 32, H: 32},
 		// Stall at the default: these tests count losses, and a shorter stall reads a
 		// test process starved of CPU (race detector, busy CI) as one.
 		Stall: capture.DefaultStall, FirstFrame: 5 * time.Second, BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
@@ -290,16 +291,16 @@ func TestCameraIsHandedBackAfterCheckAndClose(t *testing.T) {
 	testlib.Tool(t, "gst-launch-1.0")
 	testlib.Tool(t, "gst-inspect-1.0")
 	start()
-	spec := capture.CameraSpec{URI: "gige://127.0.0.1", Width: 512, Height: 512}
+	cs := spec.CameraSpec{URI: "gige://127.0.0.1", Width: 512, Height: 512}
 	// the camera's and the check's log lines, printed when the test fails
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	if err := capture.CheckCamera(capture.CameraOptions{Spec: spec, Size: capture.Size{W: 224, H: 224}, Log: log}); err != nil {
+	if err := capture.CheckCamera(capture.CameraOptions{Spec: cs, Size: capture.Size{W: 224, H: 224}, Log: log}); err != nil {
 		t.Fatal(err)
 	}
 	run := func(d time.Duration) {
-		c := newCamera(t, spec.URI, func(o *capture.CameraOptions) {
-			o.Spec, o.Size = spec, capture.Size{W: 224, H: 224}
+		c := newCamera(t, cs.URI, func(o *capture.CameraOptions) {
+			o.Spec, o.Size = cs, capture.Size{W: 224, H: 224}
 			o.Stall, o.FirstFrame = capture.DefaultStall, 5*time.Second
 			o.Log = log
 		})
@@ -329,7 +330,7 @@ func BenchmarkCamera(b *testing.B) {
 			testlib.Tool(b, "gst-launch-1.0")
 			uri := fmt.Sprintf("gst://videotestsrc pattern=snow ! video/x-raw,width=%d,height=%d", sz[0], sz[1])
 			c, err := capture.NewCamera(capture.CameraOptions{
-				Spec: capture.CameraSpec{URI: uri, Width: sz[0], Height: sz[1]}, Size: capture.Size{W: 224, H: 224},
+				Spec: spec.CameraSpec{URI: uri, Width: sz[0], Height: sz[1]}, Size: capture.Size{W: 224, H: 224},
 			})
 			if err != nil {
 				b.Fatal(err)
@@ -486,7 +487,7 @@ func TestCheckCamera(t *testing.T) {
 				cam := startGigE()
 				defer func() { cam.Process.Kill(); cam.Wait() }()
 			}
-			opt := capture.CameraOptions{Spec: capture.CameraSpec{URI: tc.uri, Width: tc.width, Height: 48}, Size: capture.Size{W: 32, H: 32}, Triggered: tc.triggered}
+			opt := capture.CameraOptions{Spec: spec.CameraSpec{URI: tc.uri, Width: tc.width, Height: 48}, Size: capture.Size{W: 32, H: 32}, Triggered: tc.triggered}
 			switch tc.name {
 			case "silent", "silent and triggered":
 				opt.FirstFrame = time.Second
@@ -639,7 +640,7 @@ func TestCameraFrameStreamFaults(t *testing.T) {
 				t.Fatalf("stats %+v: frames handed out from a broken stream", st)
 			}
 			// check runs the same child: a config error
-			err = capture.CheckCamera(capture.CameraOptions{Spec: capture.CameraSpec{URI: live, Width: 64, Height: 48}, Size: capture.Size{W: 32, H: 32}, Launch: launch})
+			err = capture.CheckCamera(capture.CameraOptions{Spec: spec.CameraSpec{URI: live, Width: 64, Height: 48}, Size: capture.Size{W: 32, H: 32}, Launch: launch})
 			if !errors.Is(err, capture.ErrSource) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("check: %v, want ErrSource saying %q", err, tc.want)
 			}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/adtrd/adtrd/capture/spec"
 	"github.com/adtrd/adtrd/internal/safefile"
 )
 
@@ -27,23 +28,14 @@ var (
 	ErrClosed = errors.New("capture: source closed")
 )
 
-// Fit is how a frame of another size reaches the model's input size.
-type Fit int
+// Fit is how a frame of another size reaches the model's input size (spec.Fit, the
+// one definition config reads too; named here for the preprocessing contract's callers).
+type Fit = spec.Fit
 
 const (
-	FitResize Fit = iota // bilinear resize of the whole frame
-	FitCrop              // centre crop; the frame must be at least as large
+	FitResize = spec.FitResize // bilinear resize of the whole frame
+	FitCrop   = spec.FitCrop   // centre crop; the frame must be at least as large
 )
-
-func (f Fit) String() string {
-	switch f {
-	case FitResize:
-		return "resize"
-	case FitCrop:
-		return "crop"
-	}
-	return fmt.Sprintf("fit(%d)", int(f))
-}
 
 // Frame is one captured frame. Pixels is W*H*3 RGB, valid until Release: a pooled
 // source (a camera) reuses the buffer afterwards, so the consumer copies the pixels

@@ -23,7 +23,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/adtrd/adtrd/capture"
+	"github.com/adtrd/adtrd/capture/spec"
 	"github.com/adtrd/adtrd/internal/safefile"
 )
 
@@ -150,8 +150,8 @@ type Capture struct {
 type Camera struct {
 	// URI as jetson-inference spells it: csi://N, v4l2:///dev/videoN, rtsp://host/path,
 	// gige://NAME-or-IP, or gst://<pipeline head> for anything else.
-	URI       string    `yaml:"uri"`
-	Converter Converter `yaml:"converter"` // videoconvert (default; nvvidconv for csi://)
+	URI       string         `yaml:"uri"`
+	Converter spec.Converter `yaml:"converter"` // videoconvert (default; nvvidconv for csi://)
 	// Width x Height: the frame size GStreamer delivers, in pixels. The camera's own
 	// size keeps the preprocessing the toolkit's (adtrd resizes it to the model's
 	// input); 0 x 0: the model's input size, scaled by GStreamer instead.
@@ -181,14 +181,13 @@ func (c Camera) FilePath() (string, bool) {
 }
 
 // Spec is the camera's pipeline description; frames come at Width x Height, or at
-// the model's input size when those are 0.
-func (c Camera) Spec(model capture.Size) capture.CameraSpec {
-	w, h := c.Width, c.Height
-	if w == 0 || h == 0 {
-		w, h = model.W, model.H
+// the model's input size (w x h) when those are 0.
+func (c Camera) Spec(w, h int) spec.CameraSpec {
+	if c.Width != 0 && c.Height != 0 {
+		w, h = c.Width, c.Height
 	}
-	return capture.CameraSpec{
-		URI: c.URI, Converter: capture.Converter(c.Converter), Width: w, Height: h, FPS: c.FPS,
+	return spec.CameraSpec{
+		URI: c.URI, Converter: c.Converter, Width: w, Height: h, FPS: c.FPS,
 		V4L2Format: c.V4L2.Format, RTSPTransport: c.RTSP.Transport, RTSPLatency: time.Duration(c.RTSP.Latency),
 		Exposure: c.GigE.Exposure, Gain: c.GigE.Gain, Features: c.GigE.Features,
 	}
@@ -213,10 +212,10 @@ type GigE struct {
 }
 
 type Replay struct {
-	Path string  `yaml:"path"` // a directory of .png/.jpg, or one image file
-	Loop bool    `yaml:"loop"`
-	FPS  float64 `yaml:"fps"` // 0: as fast as the pipeline takes them
-	Fit  Fit     `yaml:"fit"`
+	Path string   `yaml:"path"` // a directory of .png/.jpg, or one image file
+	Loop bool     `yaml:"loop"`
+	FPS  float64  `yaml:"fps"` // 0: as fast as the pipeline takes them
+	Fit  spec.Fit `yaml:"fit"`
 	// Labels: none (default) or name (the demo frames' NNN_<label>.png); the built-in
 	// demo reads names.
 	Labels Labels `yaml:"labels"`
@@ -298,7 +297,7 @@ type Log struct {
 func Default() Config {
 	return Config{
 		Model:   Model{Engine: "tflite", Path: "models/demo/adtr.tflite", Threads: 2, Delegate: DelegateXNNPACK, GPU: GPU{OnFailure: OnFailureFallback}},
-		Capture: Capture{Source: SourceReplay, Replay: Replay{Path: "models/demo/frames", FPS: 10, Fit: FitResize}, Queue: 2},
+		Capture: Capture{Source: SourceReplay, Replay: Replay{Path: "models/demo/frames", FPS: 10, Fit: spec.FitResize}, Queue: 2},
 		Output: Output{Backend: BackendSim, Reject: Reject{
 			Pulse: Duration(50 * time.Millisecond), Delay: Duration(200 * time.Millisecond),
 		}},
@@ -932,7 +931,7 @@ func (c *Config) validateCamera(files bool, bad func(key, format string, args ..
 		if _, err := os.Stat(path); err != nil && files {
 			bad("capture.camera.uri", "%s not found", path)
 		}
-	} else if _, err := cam.Spec(capture.Size{W: 1, H: 1}).Head(); err != nil {
+	} else if _, err := cam.Spec(1, 1).Head(); err != nil {
 		key := "capture.camera.uri"
 		switch {
 		case strings.Contains(err.Error(), "v4l2 format"):
@@ -944,7 +943,7 @@ func (c *Config) validateCamera(files bool, bad func(key, format string, args ..
 		case strings.Contains(err.Error(), "nvvidconv"):
 			key = "capture.camera.converter"
 		}
-		bad(key, "%s", strings.TrimPrefix(err.Error(), capture.ErrURI.Error()+": "))
+		bad(key, "%s", strings.TrimPrefix(err.Error(), spec.ErrURI.Error()+": "))
 	}
 	if (cam.Width == 0) != (cam.Height == 0) || cam.Width < 0 || cam.Height < 0 || cam.Width > 16384 || cam.Height > 16384 {
 		bad("capture.camera.width", "%dx%d: give both width and height in 1..16384, or neither", cam.Width, cam.Height)
@@ -978,7 +977,7 @@ func (c *Config) validateCamera(files bool, bad func(key, format string, args ..
 		bad("capture.camera.first_frame", "%v: a camera pipeline takes longer than that to start (at least %v)", f, minFirstFrame)
 	}
 	// A camera slower than the stall time is lost between every two frames.
-	stall := cmp.Or(time.Duration(cam.Stall), capture.DefaultStall)
+	stall := cmp.Or(time.Duration(cam.Stall), spec.DefaultStall)
 	if fps, key := cameraRate(cam); fps > 0 && time.Duration(float64(time.Second)/fps) >= stall {
 		bad("capture.camera.stall", "%v is not longer than the frame interval %v (%s %.4g frames/s): the camera would be lost between every two frames; set stall above %v",
 			stall, time.Duration(float64(time.Second)/fps).Round(time.Millisecond), key, fps, time.Duration(float64(time.Second)/fps).Round(time.Millisecond))

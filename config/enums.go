@@ -74,19 +74,6 @@ var sourceNames = []string{"replay", "camera"}
 func (s Source) String() string                    { return enumString(sourceNames, int(s)) }
 func (s *Source) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, sourceNames, s) }
 
-// Fit is how a frame of another size is brought to the model's input.
-type Fit int
-
-const (
-	FitResize Fit = iota // bilinear resize of the whole frame
-	FitCrop              // centre crop (frames must be at least the model's size)
-)
-
-var fitNames = []string{"resize", "crop"}
-
-func (f Fit) String() string                    { return enumString(fitNames, int(f)) }
-func (f *Fit) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, fitNames, f) }
-
 // Labels says where a replayed frame's label ("good" or a defect kind) comes from,
 // for the end-of-run summary's escapes and false rejects.
 type Labels int
@@ -188,19 +175,6 @@ func (l Log) SlogLevel() slog.Level {
 	v, _ := parseLevel(l.Level)
 	return v
 }
-
-// Converter is the GStreamer element that converts and scales camera frames.
-type Converter int
-
-const (
-	ConverterVideo Converter = iota // videoconvert + videoscale (CPU, any GStreamer)
-	ConverterNV                     // nvvidconv (a Jetson's VIC)
-)
-
-var converterNames = []string{"videoconvert", "nvvidconv"}
-
-func (c Converter) String() string                    { return enumString(converterNames, int(c)) }
-func (c *Converter) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, converterNames, c) }
 
 // Decisions says which decisions MQTT publishes.
 type Decisions int

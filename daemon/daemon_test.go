@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/adtrd/adtrd/app"
+	"github.com/adtrd/adtrd/capture/spec"
 	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/internal/demoline"
 
@@ -568,7 +569,7 @@ func benchPipelineCamera(b *testing.B, threads int) {
 	// (the child's conversion, the pipe, adtrd's resize) is what the ratio shows.
 	rate := int(math.Ceil(1.1 * bareFPS))
 	cam, err := capture.NewCamera(capture.CameraOptions{
-		Spec: capture.CameraSpec{URI: fmt.Sprintf("gst://videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=480,framerate=%d/1", rate), Width: 640, Height: 480},
+		Spec: spec.CameraSpec{URI: fmt.Sprintf("gst://videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=480,framerate=%d/1", rate), Width: 640, Height: 480},
 		Size: capture.Size{W: 224, H: 224},
 	})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/adtrd/adtrd/capture"
+	"github.com/adtrd/adtrd/capture/spec"
 	"github.com/adtrd/adtrd/daemon"
 	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/gpio"
@@ -154,7 +155,7 @@ func TestGigECameraLostAndBackThroughThePipeline(t *testing.T) {
 	defer tr.Close()
 	tr.Start()
 	src, err := capture.NewCamera(capture.CameraOptions{
-		Spec: capture.CameraSpec{URI: "gige://127.0.0.1", Width: 512, Height: 512}, Size: capture.Size{W: meta.Input.Width, H: meta.Input.Height},
+		Spec: spec.CameraSpec{URI: "gige://127.0.0.1", Width: 512, Height: 512}, Size: capture.Size{W: meta.Input.Width, H: meta.Input.Height},
 		// Stall at the default (2 s): a shorter one reads a test process starved of CPU
 		// (race detector, busy CI) as a second loss, which this test counts.
 		Stall: capture.DefaultStall, FirstFrame: 3 * time.Second, BackoffMin: 100 * time.Millisecond, BackoffMax: 300 * time.Millisecond, Log: log,

@@ -363,7 +363,7 @@ func calibrateCmd(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer gen.Close()
-	fit := capture.Fit(cfg.Capture.Replay.Fit)
+	fit := cfg.Capture.Replay.Fit
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "adtrd calibrate: %v\n", err)
 		return exitFor(err)
@@ -480,7 +480,7 @@ func evalCmd(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer gen.Close()
-	rep, err := evaluate.Run(gen, items, capture.Fit(cfg.Capture.Replay.Fit))
+	rep, err := evaluate.Run(gen, items, cfg.Capture.Replay.Fit)
 	if err != nil {
 		fmt.Fprintf(stderr, "adtrd eval: %v\n", err)
 		return exitFor(err)

@@ -49,13 +49,12 @@ const (
 	whyTFLite   = "the TFLite engine is cgo: consumers of events must build with CGO_ENABLED=0"
 	whyHostGPIO = "the real-pin driver (periph host, Linux ioctls): only the daemon's binary drives pins"
 	whyCapture  = "the camera (a GStreamer child) and replay: an event carries the decision, not the frame source"
+	whyConfig   = "config is what a file says, checked: what it becomes (engines, sources, pins, the frame loop) is built from it by app"
 	whyEngines  = "the frame loop runs whatever engine the factory opens (engine.Engine); which engines exist is the binary's choice (cmd/adtrd/engines.go)"
 )
 
 // rules lists, per package, what it must never pull in (directly or not), with the
 // reason; nocgo also forbids any non-standard package with cgo files in its build.
-// mqtt still reaches capture through config (to be cut with config's camera
-// parsing), so capture is not yet forbidden to it.
 var rules = []struct {
 	pkg   string
 	nocgo bool
@@ -65,7 +64,9 @@ var rules = []struct {
 	{"web", true, map[string]string{"daemon": whyDaemon, "tflite": whyTFLite, "gpio/hostgpio": whyHostGPIO, "capture": whyCapture}},
 	{"metrics", true, map[string]string{"daemon": whyDaemon, "tflite": whyTFLite, "gpio/hostgpio": whyHostGPIO, "capture": whyCapture}},
 	{"record", true, map[string]string{"daemon": whyDaemon, "tflite": whyTFLite, "gpio/hostgpio": whyHostGPIO, "capture": whyCapture}},
-	{"mqtt", true, map[string]string{"daemon": whyDaemon, "tflite": whyTFLite, "gpio/hostgpio": whyHostGPIO}},
+	{"mqtt", true, map[string]string{"daemon": whyDaemon, "tflite": whyTFLite, "gpio/hostgpio": whyHostGPIO, "capture": whyCapture}},
+	{"config", true, map[string]string{"capture": "config reads a camera's description (capture/spec), not the camera: the frame sources are built from it by app", "daemon": whyConfig, "engine": whyConfig, "app": whyConfig, "gpio": whyConfig}},
+	{"capture/spec", true, map[string]string{"capture": "the description is below what runs it", "config": "config reads the description, not the other way"}},
 	{"daemon", true, map[string]string{"tflite": whyEngines, "engine/tflite": whyEngines, "gpio/hostgpio": "the frame loop drives pins through the tracker; which backend is the app's choice (app.OpenLine)", "app": "app builds the frame loop's objects from a config: the loop must not reach back"}},
 	{"engine", true, map[string]string{"daemon": "the contract is below the frame loop: engines must not depend on it", "tflite": whyEngines, "engine/tflite": whyEngines}},
 	{"engine/vet", true, map[string]string{"daemon": "vetting is below the frame loop (the reloader calls it through its own interface)", "tflite": whyEngines, "engine/tflite": whyEngines}},

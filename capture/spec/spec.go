@@ -1,4 +1,8 @@
-package capture
+// Package spec is how a frame source is described, shared by config (which reads it)
+// and capture (which runs it): how frames are fitted to the model's input, a camera's
+// URI and options, and the gst-launch-1.0 arguments they mean. Pure: no process, no
+// image.
+package spec
 
 import (
 	"errors"
@@ -23,15 +27,54 @@ const (
 	ConvertNV                     // nvvidconv, on a Jetson's VIC; frames must be in NVMM memory or system memory
 )
 
-func (c Converter) String() string {
-	switch c {
-	case ConvertVideo:
-		return "videoconvert"
-	case ConvertNV:
-		return "nvvidconv"
+var converterNames = []string{"videoconvert", "nvvidconv"}
+
+func (c Converter) String() string { return name(converterNames, int(c), "converter") }
+
+// UnmarshalText reads a converter by its name (config's capture.camera.converter).
+func (c *Converter) UnmarshalText(b []byte) error { return parse(converterNames, b, c) }
+
+// MarshalText writes the converter's name.
+func (c Converter) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+// Fit is how a frame of another size reaches the model's input size.
+type Fit int
+
+const (
+	FitResize Fit = iota // bilinear resize of the whole frame
+	FitCrop              // centre crop; the frame must be at least as large
+)
+
+var fitNames = []string{"resize", "crop"}
+
+func (f Fit) String() string { return name(fitNames, int(f), "fit") }
+
+// UnmarshalText reads a fit by its name (config's capture.replay.fit).
+func (f *Fit) UnmarshalText(b []byte) error { return parse(fitNames, b, f) }
+
+// MarshalText writes the fit's name.
+func (f Fit) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+
+func name(names []string, i int, kind string) string {
+	if i >= 0 && i < len(names) {
+		return names[i]
 	}
-	return fmt.Sprintf("converter(%d)", int(c))
+	return fmt.Sprintf("%s(%d)", kind, i)
 }
+
+func parse[T ~int](names []string, b []byte, out *T) error {
+	for i, n := range names {
+		if string(b) == n {
+			*out = T(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is not one of %s", b, strings.Join(names, ", "))
+}
+
+// DefaultStall is how long a camera may go without a frame before it is lost (and
+// restarted), when its options give no stall.
+const DefaultStall = 2 * time.Second
 
 // CameraSpec is what a camera pipeline is built from: the URI as jetson-inference
 // spells it, the frame size read from the pipe, and per-kind options.
@@ -190,8 +233,8 @@ func (s CameraSpec) Head() ([]string, error) {
 	}
 }
 
-// selfTriggered: a gige:// camera set to wait for a trigger on its own input line.
-func (s CameraSpec) selfTriggered() bool {
+// SelfTriggered: a gige:// camera set to wait for a trigger on its own input line.
+func (s CameraSpec) SelfTriggered() bool {
 	for k, v := range s.Features {
 		if strings.EqualFold(k, "TriggerMode") && strings.EqualFold(v, "On") {
 			return true
