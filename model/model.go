@@ -62,7 +62,7 @@ type Metadata struct {
 	// Engines are the engines the graph was exported for, by model.engine name, each
 	// with the score its export computed on the reference frame (ReferenceFrame);
 	// absent in older exports.
-	Engines map[string]EngineReference `json:"engines"`
+	Engines      map[string]EngineReference `json:"engines"`
 	Quantisation struct {
 		// Rounding is RoundingExact for graphs whose int8 requantisations round alike on
 		// every CPU path (training/adtr/exact.py); empty for older exports.
