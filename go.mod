@@ -13,6 +13,8 @@ require (
 	periph.io/x/host/v3 v3.8.5
 )
 
+require github.com/yalue/onnxruntime_go v1.27.0 // indirect
+
 require (
 	codeberg.org/go-fonts/liberation v0.5.0 // indirect
 	codeberg.org/go-latex/latex v0.2.0 // indirect

@@ -52,9 +52,9 @@ func TestEngineComesFromTheFactoryTheConfigNames(t *testing.T) {
 	if err := rl.Reload("test"); err != nil || others != 1 || rl.Config().Model.Engine != "other_fake" || rl.Status().Generation != 2 {
 		t.Fatalf("reload to other_fake: %v (opened %d)", err, others)
 	}
-	write("onnxruntime")
+	write("litert")
 	err = rl.Reload("test")
-	want := `line 2: model.engine: "onnxruntime": no such engine in this build (this build has: fake, other_fake)`
+	want := `line 2: model.engine: "litert": no such engine in this build (this build has: fake, other_fake)`
 	if !errors.Is(err, engine.ErrUnknown) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("unknown engine: %v, want %q", err, want)
 	}

@@ -122,6 +122,31 @@ type Model struct {
 	Delegate Delegate `yaml:"delegate"`
 	GPU      GPU      `yaml:"gpu"`
 	External External `yaml:"external"`
+	// ONNXRuntime configures model.engine: onnxruntime.
+	ONNXRuntime ONNXRuntime `yaml:"onnxruntime"`
+}
+
+// ONNXRuntime is the ONNX Runtime engine's library and execution providers.
+type ONNXRuntime struct {
+	// Library is libonnxruntime.so.1: JetPack's GPU build on a Jetson; default: beside
+	// the binary, ../lib/adtrd from it, /usr/lib/adtrd, the loader's paths.
+	Library string `yaml:"library"`
+	// Providers in order of preference; the CPU takes what none of them can (ORT
+	// assigns each node to the first provider that has a kernel for it). Default: cpu.
+	Providers []Provider `yaml:"providers"`
+	// OnFailure: a provider that cannot start (its libraries missing): fallback (warn,
+	// try the next) or refuse (the model does not load).
+	OnFailure OnFailure `yaml:"on_failure"`
+	TensorRT  TensorRT  `yaml:"tensorrt"`
+}
+
+// TensorRT options of the tensorrt provider.
+type TensorRT struct {
+	FP16 bool `yaml:"fp16"`
+	INT8 bool `yaml:"int8"` // needs a graph with QDQ nodes (TensorRT's int8)
+	// Cache is a folder for the engines TensorRT builds (minutes on a Jetson), so a
+	// board builds one per graph once instead of at every start; "": none.
+	Cache string `yaml:"cache"`
 }
 
 type GPU struct {
@@ -296,7 +321,7 @@ type Log struct {
 // Default is the configuration every file starts from.
 func Default() Config {
 	return Config{
-		Model:   Model{Engine: "tflite", Path: "models/demo/adtr.tflite", Threads: 2, Delegate: DelegateXNNPACK, GPU: GPU{OnFailure: OnFailureFallback}},
+		Model:   Model{Engine: "tflite", Path: "models/demo/adtr.tflite", Threads: 2, Delegate: DelegateXNNPACK, GPU: GPU{OnFailure: OnFailureFallback}, ONNXRuntime: ONNXRuntime{Providers: []Provider{ProviderCPU}}},
 		Capture: Capture{Source: SourceReplay, Replay: Replay{Path: "models/demo/frames", FPS: 10, Fit: spec.FitResize}, Queue: 2},
 		Output: Output{Backend: BackendSim, Reject: Reject{
 			Pulse: Duration(50 * time.Millisecond), Delay: Duration(200 * time.Millisecond),
@@ -697,6 +722,13 @@ func (c *Config) validate(lines map[string]int, errs *Errors, files bool) {
 	}
 	if e := c.Model.Engine; e == "" || len(e) > 32 || strings.Trim(e, "abcdefghijklmnopqrstuvwxyz0123456789_") != "" {
 		bad("model.engine", "%q: want an engine's name (lowercase letters, digits, _), e.g. tflite", e)
+	}
+	seen := map[Provider]bool{}
+	for _, p := range c.Model.ONNXRuntime.Providers {
+		if seen[p] {
+			bad("model.onnxruntime.providers", "%s given twice", p)
+		}
+		seen[p] = true
 	}
 	switch c.Model.Delegate {
 	case DelegateGPU:

@@ -61,6 +61,20 @@ var onFailureNames = []string{"fallback", "refuse"}
 func (o OnFailure) String() string                    { return enumString(onFailureNames, int(o)) }
 func (o *OnFailure) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, onFailureNames, o) }
 
+// Provider is an ONNX Runtime execution provider (model.onnxruntime.providers).
+type Provider int
+
+const (
+	ProviderTensorRT Provider = iota // NVIDIA TensorRT (JetPack's ONNX Runtime build)
+	ProviderCUDA                     // NVIDIA CUDA
+	ProviderCPU                      // ONNX Runtime's own CPU kernels
+)
+
+var providerNames = []string{"tensorrt", "cuda", "cpu"}
+
+func (p Provider) String() string                    { return enumString(providerNames, int(p)) }
+func (p *Provider) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, providerNames, p) }
+
 // Source is the kind of frame source.
 type Source int
 

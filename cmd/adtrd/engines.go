@@ -9,6 +9,7 @@ import (
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
 	"github.com/adtrd/adtrd/engine"
+	"github.com/adtrd/adtrd/engine/onnxruntime"
 	"github.com/adtrd/adtrd/engine/tflite"
 	"github.com/adtrd/adtrd/engine/vet"
 )
@@ -18,6 +19,7 @@ import (
 func engines() (engine.Factories, error) {
 	return engine.New(
 		engine.Named{Name: tflite.Name, Open: tflite.Opener},
+		engine.Named{Name: onnxruntime.Name, Open: onnxruntime.Opener},
 	)
 }
 

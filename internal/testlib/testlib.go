@@ -33,6 +33,20 @@ func TFLiteLibrary(t testing.TB) string {
 	return p
 }
 
+// ONNXRuntimeLibrary returns ONNX Runtime's CPU library for this GOARCH (make deps
+// fetches it beside TFLite's), skipping or failing as TFLiteLibrary does.
+func ONNXRuntimeLibrary(t testing.TB) string {
+	t.Helper()
+	p := filepath.Join(Root(), "third_party", "onnxruntime", "linux_"+runtime.GOARCH, "libonnxruntime.so.1")
+	if _, err := os.Stat(p); err != nil {
+		if os.Getenv("ADTRD_REQUIRE_TFLITE") != "" {
+			t.Fatalf("%s: missing (run `make deps`)", p)
+		}
+		t.Skipf("%s: missing; run `make deps` to run the ONNX Runtime tests", p)
+	}
+	return p
+}
+
 // Demo is a path under models/demo.
 func Demo(elem ...string) string {
 	return filepath.Join(append([]string{Root(), "models", "demo"}, elem...)...)

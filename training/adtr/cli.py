@@ -175,12 +175,13 @@ def cmd_reference(a: argparse.Namespace) -> None:
     from . import reference
 
     graph = Path(a.graph)
-    if graph.suffix != ".tflite":
-        raise UsageError(f"{graph}: want a .tflite graph (the engines with a reference score here: tflite)")
+    if graph.suffix not in (".tflite", ".onnx"):
+        raise UsageError(f"{graph}: want a .tflite (engine tflite) or .onnx (engine onnxruntime) graph")
     if not graph.is_file():
         raise UsageError(f"{graph}: no such file")
-    meta = reference.refresh_tflite(graph)
-    print(f"{graph}.json: engines.tflite.reference_score {meta['engines']['tflite']['reference_score']:.6f}")
+    meta = reference.refresh(graph)
+    for name, e in sorted(meta["engines"].items()):
+        print(f"{graph}.json: engines.{name}.reference_score {e['reference_score']:.6f}")
 
 
 def cmd_ablate(a: argparse.Namespace) -> None:
@@ -286,8 +287,8 @@ def parser() -> argparse.ArgumentParser:
                         "that scores and thresholds are computed on the daemon's exact input bytes (JPEG decodes differ)")
     x.set_defaults(fn=cmd_export)
 
-    f = sub.add_parser("reference", help="record the TFLite engine's reference-frame score in an exported graph's metadata")
-    f.add_argument("graph", help="exported .tflite (metadata JSON beside it, rewritten in place)")
+    f = sub.add_parser("reference", help="record the engine's reference-frame score in an exported graph's metadata (.tflite: tflite, .onnx: onnxruntime)")
+    f.add_argument("graph", help="exported .tflite or .onnx (metadata JSON beside it, rewritten in place)")
     f.set_defaults(fn=cmd_reference)
 
     b = sub.add_parser("ablate", help="ADTR vs no query embedding vs conv reconstruction (seed section 3.2)")

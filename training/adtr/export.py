@@ -202,6 +202,7 @@ def export_onnx(ck: Checkpoint, out: Path, version: str, decoder: DaemonDecoder 
         runner = ONNXRunner(scratch)
         output = {"shape": [1, ck.cfg.grid, ck.cfg.grid], "dtype": "float32", "meaning": "anomaly map s(u) = ||f - f^||_2"}
         meta = build_metadata(ck, out, graph, runner, load_heldout(ck, decoder), output, version)
+        meta["engines"] = {"onnxruntime": reference.engine_entry(reference.reference_score(runner, ck.cfg.input_size, ck.cfg.pool_kernel), reference.ONNX_TOLERANCE)}
     meta["quantisation"] = {"kind": "none (float32)"}
     _write_atomic(out, graph)
     _write_atomic(meta_out, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())

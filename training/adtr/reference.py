@@ -38,20 +38,29 @@ def engine_entry(score: float, tolerance: float) -> dict[str, Any]:
     return {"reference_score": score, "tolerance": tolerance, "reference_frame": RULE}
 
 
-def refresh_tflite(graph: Path) -> dict[str, Any]:
-    """Record the TFLite engine's reference score in graph's metadata (GRAPH.json),
-    rewriting it atomically; the graph itself is not touched."""
+# Float graphs on ONNX Runtime: another build or CPU (ORT 1.17 here, 1.24 in the
+# daemon) sums in another order; the map moves by float rounding, far under a step.
+ONNX_TOLERANCE = 0.01
+
+
+def refresh(graph: Path) -> dict[str, Any]:
+    """Record the engine's reference score in graph's metadata (GRAPH.json), rewriting
+    it atomically; the graph itself is not touched. A .tflite is scored by TFLite
+    (engine "tflite", exact), an .onnx by ONNX Runtime (engine "onnxruntime")."""
     import json
 
-    from .evaluate import TFLiteRunner
+    from .evaluate import ONNXRunner, TFLiteRunner
     from .export import _write_atomic, metadata_path
 
     meta_path = metadata_path(graph)
     meta = json.loads(meta_path.read_text())
-    runner = TFLiteRunner(graph)
-    score = reference_score(runner, int(meta["input"]["width"]), int(meta["pool_kernel"]))
-    # Exact int8 graphs give the same map on every CPU path (exact.py): no tolerance
-    # beyond the scorer's float rounding, which the daemon allows for itself.
-    meta.setdefault("engines", {})["tflite"] = engine_entry(score, 0.0)
+    size, kernel = int(meta["input"]["width"]), int(meta["pool_kernel"])
+    if graph.suffix == ".onnx":
+        name, runner, tolerance = "onnxruntime", ONNXRunner(graph), ONNX_TOLERANCE
+    else:
+        # Exact int8 graphs give the same map on every CPU path (exact.py): no tolerance
+        # beyond the scorer's float rounding, which the daemon allows for itself.
+        name, runner, tolerance = "tflite", TFLiteRunner(graph), 0.0
+    meta.setdefault("engines", {})[name] = engine_entry(reference_score(runner, size, kernel), tolerance)
     _write_atomic(meta_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
     return meta

@@ -30,3 +30,12 @@ def test_demo_metadata_records_the_tflite_score() -> None:
     score = reference.reference_score(TFLiteRunner(DEMO / "adtr.tflite"), 224, int(meta["pool_kernel"]))
     entry = meta["engines"]["tflite"]
     assert entry["reference_score"] == score and entry["tolerance"] == 0.0 and entry["reference_frame"] == reference.RULE
+
+
+def test_demo_onnx_metadata_records_the_onnxruntime_score() -> None:
+    meta = json.loads((DEMO / "adtr.onnx.json").read_text())
+    from adtr.evaluate import ONNXRunner
+
+    score = reference.reference_score(ONNXRunner(DEMO / "adtr.onnx"), 224, int(meta["pool_kernel"]))
+    entry = meta["engines"]["onnxruntime"]
+    assert abs(entry["reference_score"] - score) < 1e-6 and entry["tolerance"] == reference.ONNX_TOLERANCE
