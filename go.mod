@@ -13,7 +13,7 @@ require (
 	periph.io/x/host/v3 v3.8.5
 )
 
-require github.com/yalue/onnxruntime_go v1.27.0 // indirect
+require github.com/yalue/onnxruntime_go v1.27.0
 
 require (
 	codeberg.org/go-fonts/liberation v0.5.0 // indirect
