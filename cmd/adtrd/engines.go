@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 
 	"github.com/adtrd/adtrd/app"
 	"github.com/adtrd/adtrd/config"
@@ -23,13 +25,27 @@ func engines() (engine.Factories, error) {
 	)
 }
 
-// builder opens generations on this binary's engines.
+// builder opens generations on this binary's engines for the line tools (check,
+// eval, calibrate, bench), each model loaded and warmed up in a vetting child first
+// (engine/vet): a graph that crashes or hangs the runtime fails the command with one
+// line (after the 60 s limit for a hang) instead of a crash dump or a hang.
 func builder() (daemon.Builder, error) {
 	f, err := engines()
 	if err != nil {
 		return nil, err
 	}
-	return app.Build(f), nil
+	build := app.Build(f)
+	exe, err := os.Executable()
+	if err != nil {
+		return build, nil // nowhere to vet from: loaded as run loads its first model
+	}
+	v := &vet.Vetter{Exe: exe, Limits: vet.DefaultLimits}
+	return func(n uint64, cfg config.Config, log *slog.Logger) (*daemon.Generation, error) {
+		if err := v.Vet(context.Background(), cfg.Model); err != nil {
+			return nil, err
+		}
+		return build(n, cfg, log)
+	}, nil
 }
 
 // vetCmd is the vetting child (vet.Serve): the model section on stdin, opened on this

@@ -55,8 +55,15 @@ A config is YAML; every key, its default and its range is in config/example.yaml
 `
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	ctx := context.Background()
+	if len(os.Args) > 1 && os.Args[1] == "run" {
+		// Only the daemon stops gracefully (outputs inactive, the summary); the other
+		// commands keep the default, so Ctrl-C or `timeout` ends them even inside a
+		// model's inference.
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+	}
 	// Records and errors go to stderr as it was at start: TFLite calls briefly point
 	// fd 2 elsewhere to catch what the library prints (tflite.Stderr).
 	os.Exit(realMain(ctx, os.Args[1:], os.Stdout, tflite.Stderr()))

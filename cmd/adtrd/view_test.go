@@ -153,7 +153,7 @@ func TestStatusFollowsAReloadedModel(t *testing.T) {
 	addr := freeAddr(t)
 	cfg := filepath.Join(dir, "line.yaml")
 	body := func(model string) []byte {
-		return []byte("model:\n  path: " + model + "\n  library: " + lib + "\ncapture:\n  replay:\n    path: " + testlib.Demo("frames") +
+		return []byte("model:\n  path: " + model + "\n  library: " + lib + "\n  threads: 1\ncapture:\n  replay:\n    path: " + testlib.Demo("frames") +
 			"\n    loop: true\nlog:\n  level: warn\nhttp:\n  address: " + addr + "\n")
 	}
 	os.WriteFile(cfg, body(testlib.Demo("adtr.tflite")), 0o644)
