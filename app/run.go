@@ -61,15 +61,33 @@ func Run(ctx context.Context, o RunOptions) (*daemon.Summary, error) {
 		return nil, err
 	}
 	notify := systemd.NewNotifier(log.With("component", "systemd"))
-	rl, gen, err := daemon.NewReloader(path, Build(o.Engines), o.Override, o.Level, notify, log.With("component", "reload"))
+	build := Build(o.Engines)
+	var vetter *vet.Vetter
+	if o.VetExe == "" {
+		log.Warn("models are loaded here without being vetted in a child first: no vetting binary")
+	} else {
+		vetter = &vet.Vetter{Exe: o.VetExe, Limits: vet.DefaultLimits, Log: log.With("component", "vet")}
+		// The first model is vetted too: one that crashes or hangs the runtime is then
+		// one line and a failed start (systemd restarts it), not a crash dump, or a
+		// start that hangs deaf to SIGTERM inside the inference. The reloader vets the
+		// later ones itself.
+		first := build
+		build = func(n uint64, cfg config.Config, log *slog.Logger) (*daemon.Generation, error) {
+			if n == 1 {
+				if err := vetter.Vet(ctx, cfg.Model); err != nil {
+					return nil, err
+				}
+			}
+			return first(n, cfg, log)
+		}
+	}
+	rl, gen, err := daemon.NewReloader(path, build, o.Override, o.Level, notify, log.With("component", "reload"))
 	if err != nil {
 		return nil, err
 	}
 	defer rl.Close()
-	if o.VetExe == "" {
-		log.Warn("reloaded models are loaded here without being vetted in a child first: no vetting binary")
-	} else {
-		rl.VetWith(&vet.Vetter{Exe: o.VetExe, Limits: vet.DefaultLimits, Log: log.With("component", "vet")})
+	if vetter != nil {
+		rl.VetWith(vetter)
 	}
 	cfg := gen.Config
 	meta := rl.Meta()

@@ -4,6 +4,7 @@ package config
 
 import (
 	"cmp"
+	"encoding"
 	"errors"
 	"fmt"
 	"math"
@@ -478,7 +479,14 @@ func decode(n *yaml.Node, v reflect.Value, prefix string, lines map[string]int, 
 		}
 		before := reflect.New(f.Type()).Elem()
 		before.Set(f)
-		if k := f.Kind(); (reflect.Int <= k && k <= reflect.Uint64) && val.Tag == "!!float" {
+		named := decodesItself(f)
+		if named && val.Kind != yaml.ScalarNode {
+			// A name (fit: resize) or a duration: a list or mapping is no type error
+			// of an integer, whatever the Go type under it.
+			errs.Problems = append(errs.Problems, Problem{val.Line, key, fmt.Sprintf("want %s, got %s", scalarWanted(f.Type()), kindName(val))})
+			continue
+		}
+		if k := f.Kind(); !named && (reflect.Int <= k && k <= reflect.Uint64) && val.Tag == "!!float" {
 			// yaml.v3 truncates 1.5 into an int field without a word.
 			errs.Problems = append(errs.Problems, Problem{val.Line, key, fmt.Sprintf("want a whole number, got %s", val.Value)})
 			continue
@@ -590,9 +598,29 @@ func collectFields(t reflect.Type, prefix []int, fields map[string][]int) {
 func typeMessage(err error, t reflect.Type, val *yaml.Node) string {
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
+		if val.Kind != yaml.ScalarNode {
+			return fmt.Sprintf("want %s, got %s", typeName(t), kindName(val))
+		}
 		return fmt.Sprintf("want %s, got %s %q", typeName(t), kindName(val), val.Value)
 	}
 	return err.Error()
+}
+
+// decodesItself: the key's type reads its own scalar (an enum's name, a duration),
+// so its Go kind says nothing about what the file should hold.
+func decodesItself(f reflect.Value) bool {
+	p := f.Addr().Interface()
+	_, y := p.(yaml.Unmarshaler)
+	_, t := p.(encoding.TextUnmarshaler)
+	return y || t
+}
+
+// scalarWanted names what a self-decoding key takes.
+func scalarWanted(t reflect.Type) string {
+	if t == reflect.TypeOf(Duration(0)) {
+		return "a duration like 50ms"
+	}
+	return "a name"
 }
 
 func typeName(t reflect.Type) string {

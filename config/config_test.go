@@ -186,6 +186,12 @@ func TestEveryKindOfErrorNamesKeyAndLine(t *testing.T) {
 		// a fraction where a whole number goes (yaml.v3 would truncate it)
 		{"fraction for an int", base + "recordings:\n  quota_mb: 1.5\n", []string{"line 7: recordings.quota_mb: want a whole number, got 1.5"}},
 		{"fraction for the queue", "model:\n  path: m.tflite\ncapture:\n  queue: 2.5\n", []string{"line 4: capture.queue: want a whole number, got 2.5"}},
+		// a name-valued key given a number, a list or a mapping: its names, not "an integer"
+		{"number for a name", "model:\n  path: m.tflite\ncapture:\n  replay:\n    fit: 1.5\n", []string{`line 5: capture.replay.fit: "1.5" is not one of resize, crop`}},
+		{"list for a name", "model:\n  path: m.tflite\ncapture:\n  camera:\n    converter: [videoconvert]\n", []string{"line 5: capture.camera.converter: want a name, got a list"}},
+		{"mapping for a name", "model:\n  path: m.tflite\nfail_safe: {a: b}\n", []string{"line 3: fail_safe: want a name, got a mapping"}},
+		// a list for a string: no stray quotes
+		{"list for a string", "model:\n  path: m.tflite\n  engine: [tflite]\n", []string{"line 3: model.engine: want a string, got a list"}},
 		// broken YAML
 		{"syntax", "model: [\n", []string{"(syntax)"}},
 		// several problems: all of them, not only the first

@@ -261,6 +261,15 @@ func (r *Reloader) Reload(reason string) error {
 			err = fmt.Errorf("daemon: the pipeline held generation %d, expected %d", old.N, cur.N)
 		}
 	}
+	if err != nil && r.closed {
+		// Stopping: a reload cut short (its vetting child killed by Close) is no
+		// failure, and the status and events have no reader left.
+		if g != nil {
+			g.Close()
+		}
+		r.log.Info("reload abandoned: the daemon is stopping", "reason", reason, "generation", cur.N, "err", oneLine(err))
+		return err
+	}
 	if err != nil {
 		if g != nil {
 			g.Close()

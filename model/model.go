@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/adtrd/adtrd/internal/safefile"
 	"github.com/adtrd/adtrd/score"
@@ -62,7 +63,7 @@ type Metadata struct {
 	// Engines are the engines the graph was exported for, by model.engine name, each
 	// with the score its export computed on the reference frame (ReferenceFrame);
 	// absent in older exports.
-	Engines      map[string]EngineReference `json:"engines"`
+	Engines      map[string]EngineReference `json:"-"` // decoded apart (engines), errors naming the engine
 	Quantisation struct {
 		// Rounding is RoundingExact for graphs whose int8 requantisations round alike on
 		// every CPU path (training/adtr/exact.py); empty for older exports.
@@ -131,12 +132,11 @@ func Load(path string) (*Metadata, error) {
 func Parse(path string, b []byte) (*Metadata, error) {
 	var m Metadata
 	if err := json.Unmarshal(b, &m); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			// Go's own text names the Go type ("struct { Count int ... }"): say the JSON's.
-			return nil, fmt.Errorf("%w: %s: %s is a JSON %s, want %s", ErrMetadata, path, te.Field, te.Value, jsonKind(te.Type.Kind()))
-		}
-		return nil, fmt.Errorf("%w: %s: malformed JSON (%v)", ErrMetadata, path, err)
+		// Go's own text names the Go type ("struct { Count int ... }"): say the JSON's.
+		return nil, typeError(path, "", err)
+	}
+	if err := m.decodeEngines(path, b); err != nil {
+		return nil, err
 	}
 	// null, or a missing value, reads as 0: a held-out score of 0 would be believed.
 	var present struct {
@@ -193,6 +193,8 @@ func Parse(path string, b []byte) (*Metadata, error) {
 		switch {
 		case name == "":
 			return nil, bad("engines: an engine with no name")
+		case len(name) > 32 || strings.Trim(name, "abcdefghijklmnopqrstuvwxyz0123456789_") != "":
+			return nil, bad("engines: %.40q is not an engine's name (model.engine: lowercase letters, digits, _)", name)
 		case e.Score == nil:
 			return nil, bad("engines.%s: reference_score missing or null", name)
 		case math.IsNaN(*e.Score) || *e.Score < lo || *e.Score > hi:
@@ -224,6 +226,51 @@ func Parse(path string, b []byte) (*Metadata, error) {
 		return nil, bad("normal_scores: count 0 (not known) with scores given: set count to the number of images scored")
 	}
 	return &m, nil
+}
+
+// decodeEngines reads "engines" entry by entry, so that a wrong type names its engine
+// (engines.tflite.reference_score), which Go's decoder of a map leaves out.
+func (m *Metadata) decodeEngines(path string, b []byte) error {
+	var raw struct {
+		Engines map[string]json.RawMessage `json:"engines"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return typeError(path, "", err)
+	}
+	if raw.Engines == nil {
+		return nil
+	}
+	m.Engines = make(map[string]EngineReference, len(raw.Engines))
+	for name, rb := range raw.Engines {
+		var e EngineReference
+		if err := json.Unmarshal(rb, &e); err != nil {
+			return typeError(path, "engines."+name, err)
+		}
+		m.Engines[name] = e
+	}
+	return nil
+}
+
+// typeError says a JSON decoding error in the metadata's words: the field's path
+// under prefix, and the JSON kind found and wanted.
+func typeError(path, prefix string, err error) error {
+	var te *json.UnmarshalTypeError
+	if !errors.As(err, &te) {
+		return fmt.Errorf("%w: %s: malformed JSON (%v)", ErrMetadata, path, err)
+	}
+	field := te.Field
+	switch {
+	case prefix != "" && field != "":
+		field = prefix + "." + field
+	case prefix != "":
+		field = prefix
+	case field == "":
+		field = "the metadata"
+	}
+	if strings.HasPrefix(te.Value, "number") && jsonKind(te.Type.Kind()) == "a number" {
+		return fmt.Errorf("%w: %s: %s: %s is out of a float64's range", ErrMetadata, path, field, strings.TrimPrefix(te.Value, "number "))
+	}
+	return fmt.Errorf("%w: %s: %s is a JSON %s, want %s", ErrMetadata, path, field, te.Value, jsonKind(te.Type.Kind()))
 }
 
 // Num formats a score or threshold for a message: 4 decimals (one map step is about

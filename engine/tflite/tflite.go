@@ -44,10 +44,6 @@ type Engine struct {
 // Opener loads the TFLite library and builds an interpreter on the bundle's graph
 // bytes with the configured delegate and threads (an engine.Opener).
 func Opener(b *model.Bundle, c config.Model, log *slog.Logger) (_ engine.Engine, err error) {
-	if !b.Meta.Exact() {
-		// It runs, but a threshold chosen on one architecture may not fit the other.
-		log.Warn("model exported without exact int8 rounding: its scores on arm64 can differ from amd64's by a few map steps; re-export it with this toolkit", "model", c.Path)
-	}
 	lib, err := tfl.Open(c.Library)
 	if err != nil {
 		return nil, err
@@ -94,6 +90,12 @@ func Opener(b *model.Bundle, c config.Model, log *slog.Logger) (_ engine.Engine,
 	e.inInfo, e.outInfo = info(ins[0]), info(outs[0])
 	if e.outInfo.Type != "int8" {
 		return nil, fmt.Errorf("%w: %s: output tensor is %s; the TFLite engine runs int8 graphs", model.ErrMetadata, c.Path, e.outInfo.Type)
+	}
+	if !b.Meta.Exact() {
+		// It runs, but a threshold chosen on one architecture may not fit the other.
+		// Said once the graph is known to load: a file that is no TFLite graph at all
+		// (an .onnx) gets its one error, not this warning too.
+		log.Warn("model exported without exact int8 rounding: its scores on arm64 can differ from amd64's by a few map steps; re-export it with this toolkit", "model", c.Path)
 	}
 	e.in = ins[0].Bytes()
 	ob := outs[0].Bytes()

@@ -20,6 +20,7 @@ import (
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/engine"
 	"github.com/adtrd/adtrd/internal/child"
+	"github.com/adtrd/adtrd/model"
 )
 
 // Command is the hidden subcommand the child runs: `adtrd vet-model --memory N`, the
@@ -44,6 +45,11 @@ var DefaultLimits = Limits{Time: time.Minute, Memory: 8 << 30}
 // memory limit); the running generation is kept.
 var ErrRefused = errors.New("refused in a vetting child")
 
+// ErrStopped: the vetting was stopped from outside (its context ended: the daemon
+// stopping, the command interrupted) before the child said anything; the model was
+// neither vetted nor refused.
+var ErrStopped = errors.New("not vetted: stopped")
+
 // Vetter runs vetting children of one executable.
 type Vetter struct {
 	Exe    string   // the binary (os.Executable)
@@ -58,6 +64,12 @@ const resultPrefix = "adtrd-vet-result: "
 // Vet loads m in a child and runs one warm-up inference there. nil: the child did
 // it; else an ErrRefused error that says how the child ended, in one line.
 func (v *Vetter) Vet(ctx context.Context, m config.Model) error {
+	// The files first, here: a graph its metadata does not describe, a pin it does not
+	// match, a file that is no file, are said as they are, with no child started. The
+	// child is for what only the runtime can do to the daemon.
+	if _, err := model.OpenBundle(m.Path, m.MetadataPath(), m.SHA256); err != nil {
+		return err
+	}
 	in, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("vet %s: %w", m.Path, err)
@@ -94,7 +106,7 @@ func (v *Vetter) Vet(ctx context.Context, m config.Model) error {
 	case errors.Is(err, child.ErrKilled) && errors.Is(err, errTimeLimit):
 		return fmt.Errorf("model %s: not loaded and warmed up within %v, the runtime hangs on it: %w, killed", m.Path, limit, ErrRefused)
 	case errors.Is(err, child.ErrKilled):
-		return fmt.Errorf("model %s: vetting stopped (%v): %w", m.Path, context.Cause(ctx), ErrRefused)
+		return fmt.Errorf("model %s: vetting stopped (%v): %w", m.Path, context.Cause(ctx), ErrStopped)
 	case said:
 		return fmt.Errorf("%s: %w", result, ErrRefused)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/adtrd/adtrd/engine/tflite"
 	"github.com/adtrd/adtrd/engine/vet"
 	"github.com/adtrd/adtrd/internal/testlib"
+	"github.com/adtrd/adtrd/model"
 )
 
 // The test binary is its own vetting child (as the daemon's binary is): model.engine
@@ -36,7 +37,7 @@ func open(m config.Model, log *slog.Logger) (engine.Opened, error) {
 	if m.Engine != "fake" {
 		return tflite.Factories().Open(config.Config{Model: m}, log)
 	}
-	switch m.Path {
+	switch strings.TrimSuffix(filepath.Base(m.Path), ".tflite") {
 	case "refuse":
 		return engine.Opened{}, errors.New("model refuse: metadata says int8, the graph float32")
 	case "hang":
@@ -60,6 +61,21 @@ func open(m config.Model, log *slog.Logger) (engine.Opened, error) {
 	return engine.Opened{}, fmt.Errorf("no fake %q", m.Path)
 }
 
+// fake is the demo's model (a bundle that verifies) under name.tflite, which the fake
+// engine in the child plays by name.
+func fake(t *testing.T, name string) config.Model {
+	t.Helper()
+	dir := t.TempDir()
+	for _, ext := range []string{"", ".json"} {
+		b, err := os.ReadFile(testlib.Demo("adtr.tflite" + ext))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, name+".tflite"+ext), b, 0o644)
+	}
+	return config.Model{Engine: "fake", Path: filepath.Join(dir, name+".tflite")}
+}
+
 func vetter(limits vet.Limits) *vet.Vetter {
 	return &vet.Vetter{Exe: os.Args[0], Env: append(os.Environ(), "ADTRD_VET_CHILD=1"), Limits: limits}
 }
@@ -78,15 +94,15 @@ func TestVet(t *testing.T) {
 		// the demo graph on the real engine: loaded, warm-up run
 		{"demo", config.Model{Engine: "tflite", Path: testlib.Demo("adtr.tflite"), Library: lib, Threads: 1}, limits, ""},
 		// the engine's own error comes back as it was said
-		{"refused", config.Model{Engine: "fake", Path: "refuse"}, limits, "model refuse: metadata says int8, the graph float32"},
+		{"refused", fake(t, "refuse"), limits, "model refuse: metadata says int8, the graph float32"},
 		// a hang is killed at the time limit
-		{"hang", config.Model{Engine: "fake", Path: "hang"}, vet.Limits{Time: 500 * time.Millisecond}, "not loaded and warmed up within 500ms, the runtime hangs on it: refused in a vetting child, killed"},
+		{"hang", fake(t, "hang"), vet.Limits{Time: 500 * time.Millisecond}, "not loaded and warmed up within 500ms, the runtime hangs on it: refused in a vetting child, killed"},
 		// Go's panic: its first line
-		{"panic", config.Model{Engine: "fake", Path: "panic"}, limits, "crashed loading it or in its warm-up inference"},
+		{"panic", fake(t, "panic"), limits, "crashed loading it or in its warm-up inference"},
 		// an exit without a result: the status and the last line
-		{"exit", config.Model{Engine: "fake", Path: "exit"}, limits, `exit status 3; its last line: "about to go"`},
+		{"exit", fake(t, "exit"), limits, `exit status 3; its last line: "about to go"`},
 		// an allocation past the memory limit dies in the child
-		{"memory", config.Model{Engine: "fake", Path: "grow"}, vet.Limits{Time: 20 * time.Second, Memory: 2 << 30}, "out of memory"},
+		{"memory", fake(t, "grow"), vet.Limits{Time: 20 * time.Second, Memory: 2 << 30}, "out of memory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.name == "memory" && raceEnabled {
@@ -114,8 +130,8 @@ func TestVetStopsWithItsContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err := vetter(vet.Limits{Time: time.Minute}).Vet(ctx, config.Model{Engine: "fake", Path: "hang"})
-	if !errors.Is(err, vet.ErrRefused) || !strings.Contains(err.Error(), "vetting stopped") || time.Since(start) > 20*time.Second {
+	err := vetter(vet.Limits{Time: time.Minute}).Vet(ctx, fake(t, "hang"))
+	if !errors.Is(err, vet.ErrStopped) || errors.Is(err, vet.ErrRefused) || !strings.Contains(err.Error(), "vetting stopped") || time.Since(start) > 20*time.Second {
 		t.Fatalf("Vet: %v after %v; want it stopped with its context", err, time.Since(start))
 	}
 }
@@ -178,4 +194,16 @@ func withDemoMetadata(t *testing.T, graph string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// A model whose files are wrong (a graph its metadata does not describe) is said as it
+// is, checked before any child: no "refused in a vetting child" on a plain file error.
+func TestVetChecksTheFilesFirst(t *testing.T) {
+	m := fake(t, "refuse")
+	b, _ := os.ReadFile(m.Path)
+	os.WriteFile(m.Path, b[:len(b)/2], 0o644)
+	err := vetter(vet.Limits{Time: 20 * time.Second}).Vet(context.Background(), m)
+	if !errors.Is(err, model.ErrMetadata) || errors.Is(err, vet.ErrRefused) || !strings.Contains(err.Error(), "sha256") {
+		t.Fatalf("Vet: %v; want the metadata's sha256 mismatch, not a refusal", err)
+	}
 }

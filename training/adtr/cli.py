@@ -179,7 +179,12 @@ def cmd_reference(a: argparse.Namespace) -> None:
         raise UsageError(f"{graph}: want a .tflite (engine tflite) or .onnx (engine onnxruntime) graph")
     if not graph.is_file():
         raise UsageError(f"{graph}: no such file")
-    meta = reference.refresh(graph)
+    try:
+        meta = reference.refresh(graph)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    except RuntimeError as e:  # the runtime refused or failed on the graph
+        raise UsageError(f"{graph}: the runtime failed on it: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     for name, e in sorted(meta["engines"].items()):
         print(f"{graph}.json: engines.{name}.reference_score {e['reference_score']:.6f}")
 

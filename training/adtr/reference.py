@@ -52,8 +52,14 @@ def refresh(graph: Path) -> dict[str, Any]:
     from .evaluate import ONNXRunner, TFLiteRunner
     from .export import _write_atomic, metadata_path
 
+    import hashlib
+
     meta_path = metadata_path(graph)
     meta = json.loads(meta_path.read_text())
+    sha = hashlib.sha256(graph.read_bytes()).hexdigest()
+    if meta.get("sha256") != sha:
+        # A score written into another graph's metadata would be believed by the daemon.
+        raise ValueError(f"{meta_path}: describes sha256 {str(meta.get('sha256'))[:12]}.., {graph} is {sha[:12]}..: not this graph's metadata")
     size, kernel = int(meta["input"]["width"]), int(meta["pool_kernel"])
     if graph.suffix == ".onnx":
         name, runner, tolerance = "onnxruntime", ONNXRunner(graph), ONNX_TOLERANCE
