@@ -26,6 +26,10 @@ for f in models/demo/frames/*.png; do
 	n=$(basename "$f" .png); kind=${n#*_}
 	mkdir -p "$data/test/$kind"
 	ln -s "$PWD/$f" "$data/test/$kind/$n.png"
+	if [ "$kind" != good ]; then
+		mkdir -p "$data/ground_truth/$kind"
+		ln -s "$PWD/models/demo/frames/masks/${n}_mask.png" "$data/ground_truth/$kind/${n}_mask.png"
+	fi
 done
 
 run() { # name, then the model section's YAML lines
