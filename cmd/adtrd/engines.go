@@ -39,8 +39,8 @@ func builder() (daemon.Builder, error) {
 	if err != nil {
 		return build, nil // nowhere to vet from: loaded as run loads its first model
 	}
-	v := &vet.Vetter{Exe: exe, Limits: vet.DefaultLimits}
 	return func(n uint64, cfg config.Config, log *slog.Logger) (*daemon.Generation, error) {
+		v := &vet.Vetter{Exe: exe, Limits: vet.DefaultLimits, Log: log}
 		if err := v.Vet(context.Background(), cfg.Model); err != nil {
 			return nil, err
 		}

@@ -91,7 +91,11 @@ func (v *Vetter) Vet(ctx context.Context, m config.Model) error {
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("vet %s: %w", m.Path, err)
+		// The binary cannot be run again (replaced by an upgrade under the running
+		// daemon, or run by an emulator that cannot start another of its kind): that
+		// is no fault of the model, and the line must not stop over its safety net.
+		log.Warn("model loaded without vetting: the vetting child cannot start", "model", m.Path, "err", err)
+		return nil
 	}
 	limit := cmpTime(v.Limits.Time)
 	ctx, cancel := context.WithTimeoutCause(ctx, limit, errTimeLimit)

@@ -207,3 +207,14 @@ func TestVetChecksTheFilesFirst(t *testing.T) {
 		t.Fatalf("Vet: %v; want the metadata's sha256 mismatch, not a refusal", err)
 	}
 }
+
+// A vetting child that cannot start (the binary replaced under the daemon, an emulator
+// that cannot exec another binary) is the safety net missing, not the model's fault:
+// one warning, and the model is loaded unvetted.
+func TestVetWithoutAChild(t *testing.T) {
+	var logs strings.Builder
+	v := &vet.Vetter{Exe: filepath.Join(t.TempDir(), "gone"), Limits: vet.Limits{Time: 5 * time.Second}, Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	if err := v.Vet(context.Background(), fake(t, "refuse")); err != nil || !strings.Contains(logs.String(), "model loaded without vetting: the vetting child cannot start") {
+		t.Fatalf("Vet: %v\n%s", err, logs.String())
+	}
+}
