@@ -135,64 +135,69 @@ func TestReloadWhileRunning(t *testing.T) {
 			"log:\n  level: debug\n")
 	}
 	os.WriteFile(cfg, body("10.5"), 0o644)
+	cmd, expect := runDaemon(t, cfg)
+	const d = 10 * time.Second
+	expect("first frame", d, "msg=frame", "gen=1")
+	tmp := cfg + ".tmp"
+	os.WriteFile(tmp, body("11.25"), 0o644)
+	os.Rename(tmp, cfg) // an editor's atomic save
+	expect("reload on the file event", d, "msg=reloaded", "generation=2", "threshold=11.25")
+	expect("a frame on generation 2", d, "msg=frame", "threshold=11.25", "gen=2")
+	os.WriteFile(cfg, []byte("threshold: [\n"), 0o644)
+	expect("the broken edit refused", d, "reload failed", "generation=2", "line 1: (syntax)")
+	expect("still running generation 2", d, "msg=frame", "gen=2")
+	os.WriteFile(cfg, body("11.25"), 0o644) // back as it was: a no-op
+	expect("unchanged", d, "reload: nothing changed")
+	cmd.Process.Signal(syscall.SIGHUP)
+	expect("SIGHUP reload", d, "reload: nothing changed", "reason=SIGHUP")
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runDaemon runs `adtrd run -c cfg` as a process of its own (this test binary, through
+// TestMain), killed when the test ends. expect waits up to d for a line of its stderr
+// that holds every one of subs and returns it; the daemon ending first, or d passing,
+// fails the test naming what.
+func runDaemon(t *testing.T, cfg string) (*exec.Cmd, func(what string, d time.Duration, subs ...string) string) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "ADTRD_TEST_MAIN=1", "ADTRD_TEST_ARGS=run -c "+cfg)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
-	lines := make(chan string, 1024)
+	t.Cleanup(func() { cmd.Process.Kill() })
+	lines := make(chan string, 4096)
 	go func() {
 		sc := bufio.NewScanner(stderr)
+		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
 			lines <- sc.Text()
 		}
 		close(lines)
 	}()
-	expect := func(what string, match func(string) bool) {
+	return cmd, func(what string, d time.Duration, subs ...string) string {
 		t.Helper()
-		timeout := time.After(10 * time.Second)
+		timeout := time.After(d)
 		for {
 			select {
 			case l, ok := <-lines:
 				if !ok {
 					t.Fatalf("daemon exited before %s", what)
 				}
-				if match(l) {
-					return
+				hit := true
+				for _, s := range subs {
+					hit = hit && strings.Contains(l, s)
+				}
+				if hit {
+					return l
 				}
 			case <-timeout:
-				t.Fatalf("no %s within 10 s", what)
+				t.Fatalf("no %s within %v", what, d)
 			}
 		}
-	}
-	has := func(subs ...string) func(string) bool {
-		return func(l string) bool {
-			for _, s := range subs {
-				if !strings.Contains(l, s) {
-					return false
-				}
-			}
-			return true
-		}
-	}
-	expect("first frame", has("msg=frame", "gen=1"))
-	tmp := cfg + ".tmp"
-	os.WriteFile(tmp, body("11.25"), 0o644)
-	os.Rename(tmp, cfg) // an editor's atomic save
-	expect("reload on the file event", has("msg=reloaded", "generation=2", "threshold=11.25"))
-	expect("a frame on generation 2", has("msg=frame", "threshold=11.25", "gen=2"))
-	os.WriteFile(cfg, []byte("threshold: [\n"), 0o644)
-	expect("the broken edit refused", has("reload failed", "generation=2", "line 1: (syntax)"))
-	expect("still running generation 2", has("msg=frame", "gen=2"))
-	os.WriteFile(cfg, body("11.25"), 0o644) // back as it was: a no-op
-	expect("unchanged", has("reload: nothing changed"))
-	cmd.Process.Signal(syscall.SIGHUP)
-	expect("SIGHUP reload", has("reload: nothing changed", "reason=SIGHUP"))
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		t.Fatal(err)
 	}
 }
 

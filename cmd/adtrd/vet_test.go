@@ -1,14 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -24,21 +19,10 @@ import (
 // child's. The same reload without vetting would have ended the daemon.
 func TestReloadRefusesAModelThatCrashesTheRuntime(t *testing.T) {
 	lib := testlib.TFLiteLibrary(t)
-	crash, err := os.ReadFile(filepath.Join(testlib.Root(), "engine", "vet", "testdata", "crash.tflite"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	// the crashing graph with metadata that passes every check made before the runtime
 	// loads it: the demo's, with the crashing graph's sha256
-	var meta map[string]any
-	b, _ := os.ReadFile(testlib.Demo("adtr.tflite.json"))
-	json.Unmarshal(b, &meta)
-	sum := sha256.Sum256(crash)
-	meta["sha256"] = hex.EncodeToString(sum[:])
-	mb, _ := json.Marshal(meta)
-	os.WriteFile(filepath.Join(dir, "crash.tflite"), crash, 0o644)
-	os.WriteFile(filepath.Join(dir, "crash.tflite.json"), mb, 0o644)
+	testlib.WithDemoMetadata(t, crashGraph(), dir)
 	cfg := filepath.Join(dir, "adtrd.yaml")
 	body := func(model string) []byte {
 		return []byte("model:\n  path: " + model + "\n  library: " + lib + "\n  threads: 1" +
@@ -46,43 +30,7 @@ func TestReloadRefusesAModelThatCrashesTheRuntime(t *testing.T) {
 			"log:\n  level: debug\n")
 	}
 	os.WriteFile(cfg, body(testlib.Demo("adtr.tflite")), 0o644)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "ADTRD_TEST_MAIN=1", "ADTRD_TEST_ARGS=run -c "+cfg)
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	lines := make(chan string, 4096)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	expect := func(what string, d time.Duration, subs ...string) string {
-		t.Helper()
-		timeout := time.After(d)
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					t.Fatalf("daemon exited before %s", what)
-				}
-				hit := true
-				for _, s := range subs {
-					hit = hit && strings.Contains(l, s)
-				}
-				if hit {
-					return l
-				}
-			case <-timeout:
-				t.Fatalf("no %s within %v", what, d)
-			}
-		}
-	}
+	cmd, expect := runDaemon(t, cfg)
 	expect("a decision", 20*time.Second, "msg=frame", "gen=1")
 	tmp := cfg + ".tmp"
 	os.WriteFile(tmp, body(filepath.Join(dir, "crash.tflite")), 0o644)
@@ -104,20 +52,8 @@ func TestReloadRefusesAModelThatCrashesTheRuntime(t *testing.T) {
 // waited for here: engine/vet's test kills one at 2 s).
 func TestCheckVetsTheModel(t *testing.T) {
 	lib := testlib.TFLiteLibrary(t)
-	crash, err := os.ReadFile(filepath.Join(testlib.Root(), "engine", "vet", "testdata", "crash.tflite"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	var meta map[string]any
-	b, _ := os.ReadFile(testlib.Demo("adtr.tflite.json"))
-	json.Unmarshal(b, &meta)
-	sum := sha256.Sum256(crash)
-	meta["sha256"] = hex.EncodeToString(sum[:])
-	delete(meta, "engines")
-	mb, _ := json.Marshal(meta)
-	os.WriteFile(filepath.Join(dir, "crash.tflite"), crash, 0o644)
-	os.WriteFile(filepath.Join(dir, "crash.tflite.json"), mb, 0o644)
+	testlib.WithDemoMetadata(t, crashGraph(), dir)
 	cfg := filepath.Join(dir, "adtrd.yaml")
 	os.WriteFile(cfg, []byte("model:\n  path: crash.tflite\n  library: "+lib+"\nhttp:\n  address: ''\n"), 0o644)
 	var out, errb bytes.Buffer
@@ -126,4 +62,10 @@ func TestCheckVetsTheModel(t *testing.T) {
 	if code != 2 || strings.Count(msg, "\n") != 0 || !strings.Contains(msg, "crashed loading it") || !strings.Contains(msg, "SIGSEGV") || !strings.Contains(msg, "refused in a vetting child") {
 		t.Fatalf("check: exit %d\n%s%s", code, out.String(), errb.String())
 	}
+}
+
+// crashGraph is the graph that crashes TFLite 2.9 on its first Invoke
+// (scripts/gen-vet-graphs.py).
+func crashGraph() string {
+	return filepath.Join(testlib.Root(), "engine", "vet", "testdata", "crash.tflite")
 }

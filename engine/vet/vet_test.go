@@ -2,9 +2,6 @@ package vet_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -154,7 +151,7 @@ func TestVetRefusesAGraphThatCrashesTFLite(t *testing.T) {
 		{"hang.tflite", vet.Limits{Time: 2 * time.Second}, "not loaded and warmed up within 2s, the runtime hangs on it"},
 	} {
 		t.Run(tc.graph, func(t *testing.T) {
-			path := withDemoMetadata(t, filepath.Join("testdata", tc.graph))
+			path := testlib.WithDemoMetadata(t, filepath.Join("testdata", tc.graph), t.TempDir())
 			err := vetter(tc.limits).Vet(context.Background(), config.Model{Engine: "tflite", Path: path, Library: lib, Threads: 1})
 			if !errors.Is(err, vet.ErrRefused) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 				t.Fatalf("Vet: %v; want one ErrRefused line with %q", err, tc.want)
@@ -165,35 +162,6 @@ func TestVetRefusesAGraphThatCrashesTFLite(t *testing.T) {
 			}
 		})
 	}
-}
-
-// withDemoMetadata copies graph into a temporary folder beside the demo model's
-// metadata, its sha256 replaced by the graph's.
-func withDemoMetadata(t *testing.T, graph string) string {
-	t.Helper()
-	b, err := os.ReadFile(graph)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var meta map[string]any
-	mb, err := os.ReadFile(testlib.Demo("adtr.tflite.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(mb, &meta); err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(b)
-	meta["sha256"] = hex.EncodeToString(sum[:])
-	mb, _ = json.Marshal(meta)
-	path := filepath.Join(t.TempDir(), filepath.Base(graph))
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path+".json", mb, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // A model whose files are wrong (a graph its metadata does not describe) is said as it

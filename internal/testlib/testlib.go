@@ -3,6 +3,8 @@
 package testlib
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -45,6 +47,38 @@ func ONNXRuntimeLibrary(t testing.TB) string {
 		t.Skipf("%s: missing; run `make deps` to run the ONNX Runtime tests", p)
 	}
 	return p
+}
+
+// WithDemoMetadata copies the graph file into dir beside the demo model's metadata,
+// its sha256 replaced by the graph's and its engines' reference scores dropped (they
+// are the demo graph's): a graph that passes every check made before a runtime runs
+// it, such as engine/vet/testdata's crash.tflite. It returns the copy's path.
+func WithDemoMetadata(t testing.TB, graph, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(graph)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, err := os.ReadFile(Demo("adtr.tflite.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meta map[string]any
+	if err := json.Unmarshal(mb, &meta); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	meta["sha256"] = hex.EncodeToString(sum[:])
+	delete(meta, "engines")
+	mb, _ = json.Marshal(meta)
+	path := filepath.Join(dir, filepath.Base(graph))
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+".json", mb, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // Demo is a path under models/demo.
