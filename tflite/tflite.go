@@ -5,8 +5,8 @@ package tflite
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+
+	"github.com/adtrd/adtrd/internal/libpath"
 )
 
 // Sentinel errors, checked with errors.Is.
@@ -93,11 +93,4 @@ type Warning string
 // LibrarySearch lists where Open looks when no path is given: beside the binary, in
 // ../lib/adtrd from it (the .deb's layout wherever its tree is unpacked), /usr/lib/adtrd,
 // then the dynamic loader's own search (the bare name).
-func LibrarySearch() []string {
-	var out []string
-	if exe, err := os.Executable(); err == nil {
-		dir := filepath.Dir(exe)
-		out = append(out, filepath.Join(dir, LibraryName), filepath.Join(dir, "..", "lib", "adtrd", LibraryName))
-	}
-	return append(out, filepath.Join("/usr/lib/adtrd", LibraryName), LibraryName)
-}
+func LibrarySearch() []string { return libpath.Search(LibraryName) }

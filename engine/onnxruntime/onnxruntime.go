@@ -5,7 +5,8 @@ package onnxruntime
 
 import (
 	"os"
-	"path/filepath"
+
+	"github.com/adtrd/adtrd/internal/libpath"
 )
 
 // Name is this engine's model.engine.
@@ -17,14 +18,7 @@ const LibraryName = "libonnxruntime.so.1"
 // LibrarySearch lists where the engine looks when model.onnxruntime.library is empty:
 // beside the binary, ../lib/adtrd from it (the .deb's layout), /usr/lib/adtrd, then
 // the dynamic loader's own search (the bare name).
-func LibrarySearch() []string {
-	var out []string
-	if exe, err := os.Executable(); err == nil {
-		dir := filepath.Dir(exe)
-		out = append(out, filepath.Join(dir, LibraryName), filepath.Join(dir, "..", "lib", "adtrd", LibraryName))
-	}
-	return append(out, filepath.Join("/usr/lib/adtrd", LibraryName), LibraryName)
-}
+func LibrarySearch() []string { return libpath.Search(LibraryName) }
 
 // library is the configured path, or the first of LibrarySearch that exists.
 func library(configured string) string {
