@@ -6,6 +6,7 @@ VENV := training/.venv
 VPY := $(VENV)/bin/python
 TFLITE := third_party/tflite
 ORT := third_party/onnxruntime
+LITERT := third_party/litert
 PIP_VERSION := 24.2
 
 GO ?= go
@@ -15,12 +16,15 @@ GOARCH ?= $(shell $(GO) env GOARCH)
 
 all: build
 
-deps: $(TFLITE)/.stamp $(ORT)/.stamp
+deps: $(TFLITE)/.stamp $(ORT)/.stamp $(LITERT)/.stamp
 $(TFLITE)/.stamp: scripts/fetch-tflite.sh scripts/tflite.sha256
 	scripts/fetch-tflite.sh
 	touch $@
 $(ORT)/.stamp: scripts/fetch-onnxruntime.sh scripts/onnxruntime.sha256
 	scripts/fetch-onnxruntime.sh
+	touch $@
+$(LITERT)/.stamp: scripts/fetch-litert.sh scripts/litert.sha256
+	scripts/fetch-litert.sh
 	touch $@
 
 # Debian packages for the release checks (arm64 cross compiler, qemu-user, systemd-analyze),
@@ -77,7 +81,7 @@ test-release: dist
 # BENCH_COMPARE=PATH also times another graph's bare Invoke loop in the same run.
 BENCH_COMPARE ?=
 bench: deps
-	ADTRD_BENCH_COMPARE=$(BENCH_COMPARE) $(GO) test -run '^$$' -bench '^Benchmark(Invoke|Pipeline|PrePost|Score)' -benchtime 3s ./tflite ./engine/onnxruntime ./daemon ./score
+	ADTRD_BENCH_COMPARE=$(BENCH_COMPARE) $(GO) test -run '^$$' -bench '^Benchmark(Invoke|Pipeline|PrePost|Score)' -benchtime 3s ./tflite ./engine/onnxruntime ./engine/litert ./daemon ./score
 	$(GO) test -run '^$$' -bench RejectEdge -benchtime 10000x ./gpio
 	$(GO) test -run '^$$' -bench Swap -benchtime 100x ./daemon
 	$(GO) test -run '^$$' -bench Camera -benchtime 100x ./capture

@@ -125,6 +125,25 @@ type Model struct {
 	External External `yaml:"external"`
 	// ONNXRuntime configures model.engine: onnxruntime.
 	ONNXRuntime ONNXRuntime `yaml:"onnxruntime"`
+	// LiteRT configures model.engine: litert.
+	LiteRT LiteRT `yaml:"litert"`
+}
+
+// LiteRT is the LiteRT engine's library and accelerator.
+type LiteRT struct {
+	// Library is libLiteRt.so; its GPU accelerator (libLiteRtWebGpuAccelerator.so) is
+	// looked for beside it. Default: beside the binary, ../lib/adtrd from it,
+	// /usr/lib/adtrd, the loader's paths.
+	Library string `yaml:"library"`
+	// Accelerator: cpu (XNNPACK) or gpu (LiteRT's GPU accelerator over Vulkan; the ops
+	// it cannot take run on the CPU, and the log, check and status page say how many).
+	Accelerator Accelerator `yaml:"accelerator"`
+	// Precision of the GPU's arithmetic: fp32 (default) or fp16 (faster on Jetson,
+	// maps further from the CPU's).
+	Precision Precision `yaml:"precision"`
+	// OnFailure: a GPU accelerator that cannot start (no Vulkan device, library
+	// missing): fallback (warn, run on the CPU) or refuse (the model does not load).
+	OnFailure OnFailure `yaml:"on_failure"`
 }
 
 // ONNXRuntime is the ONNX Runtime engine's library and execution providers.
@@ -696,6 +715,9 @@ func (c *Config) resolve(base string) {
 	abs(&c.Model.GPU.Library)
 	abs(&c.Model.External.Library)
 	abs(&c.Model.External.Loader)
+	abs(&c.Model.ONNXRuntime.Library)
+	abs(&c.Model.ONNXRuntime.TensorRT.Cache)
+	abs(&c.Model.LiteRT.Library)
 	abs(&c.Capture.Replay.Path)
 	abs(&c.Output.SimCSV)
 	abs(&c.HTTP.TokenFile)
@@ -741,6 +763,9 @@ func (c *Config) validate(lines map[string]int, errs *Errors, files bool) {
 	}
 	if c.Model.Library != "" {
 		missing("model.library", c.Model.Library, "library")
+	}
+	if c.Model.LiteRT.Library != "" {
+		missing("model.litert.library", c.Model.LiteRT.Library, "LiteRT library")
 	}
 	if h := c.Model.SHA256; h != "" && !isHex64(h) {
 		bad("model.sha256", "want 64 hex digits, got %q", h)

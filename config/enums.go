@@ -75,6 +75,32 @@ var providerNames = []string{"tensorrt", "cuda", "cpu"}
 func (p Provider) String() string                    { return enumString(providerNames, int(p)) }
 func (p *Provider) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, providerNames, p) }
 
+// Accelerator is where the LiteRT engine runs the graph (model.litert.accelerator).
+type Accelerator int
+
+const (
+	AcceleratorCPU Accelerator = iota // XNNPACK on the CPU
+	AcceleratorGPU                    // LiteRT's GPU accelerator (Dawn over Vulkan), the rest on the CPU
+)
+
+var acceleratorNames = []string{"cpu", "gpu"}
+
+func (a Accelerator) String() string                    { return enumString(acceleratorNames, int(a)) }
+func (a *Accelerator) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, acceleratorNames, a) }
+
+// Precision is the GPU's arithmetic (model.litert.precision).
+type Precision int
+
+const (
+	PrecisionFP32 Precision = iota // closest to the CPU's maps
+	PrecisionFP16                  // LiteRT's default on the GPU: faster, maps further off
+)
+
+var precisionNames = []string{"fp32", "fp16"}
+
+func (p Precision) String() string                    { return enumString(precisionNames, int(p)) }
+func (p *Precision) UnmarshalYAML(n *yaml.Node) error { return decodeEnum(n, precisionNames, p) }
+
 // Source is the kind of frame source.
 type Source int
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
+	"github.com/adtrd/adtrd/engine"
 	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/gpio"
 )
@@ -507,7 +508,10 @@ func (p *Pipeline) Generation() *Generation {
 // Running is what consumers of the pipeline show of the generation in use.
 func (p *Pipeline) Running() events.GenInfo {
 	g := p.Generation()
-	info := events.GenInfo{N: g.N, ModelSHA: g.ModelSHA, Threshold: g.Threshold, ModelPath: g.Config.Model.Path}
+	info := events.GenInfo{N: g.N, ModelSHA: g.ModelSHA, Threshold: g.Threshold, ModelPath: g.Config.Model.Path, Engine: g.Config.Model.Engine}
+	if pl, ok := g.Engine.(engine.Placer); ok {
+		info.Placement = pl.Placement()
+	}
 	if g.Meta != nil {
 		info.ModelVersion = g.Meta.ModelVersion
 	}

@@ -36,6 +36,13 @@ type Output struct {
 	Float32 []float32 // real values
 }
 
+// Placer is an engine that can say where its graph's ops run, in one line (LiteRT's
+// GPU accelerator takes only part of a graph; the rest runs on the CPU). The log,
+// check and the operators' page show it.
+type Placer interface {
+	Placement() string
+}
+
 // Opened is an engine with the model it runs: its metadata and the sha256 of the
 // graph bytes it loaded.
 type Opened struct {

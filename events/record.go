@@ -113,4 +113,7 @@ type GenInfo struct {
 	// ModelPath and ModelVersion are the running generation's (model.path, the
 	// metadata's model_version): a reload may change both.
 	ModelPath, ModelVersion string
+	// Engine is model.engine; Placement, where the engine says it runs the graph's
+	// ops ("" when it does not say: engine.Placer).
+	Engine, Placement string
 }

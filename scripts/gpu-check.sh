@@ -6,7 +6,8 @@
 #
 # It prints, for the demo model on the demo frames: frames/s and latency of each engine
 # (adtrd bench), and the image AUROC and decisions of each (adtrd eval), for the int8
-# TFLite graph on the CPU (XNNPACK), the ONNX graph on ONNX Runtime's CPU provider, and,
+# TFLite graph on the CPU (XNNPACK), the same graph on LiteRT's CPU path and on its GPU
+# accelerator (Vulkan: which adapter it selects and where the ops run are printed), the ONNX graph on ONNX Runtime's CPU provider, and,
 # when the given ONNX Runtime library has them, on its CUDA and TensorRT providers
 # (a provider that cannot start is said, and that run refused: on_failure: refuse).
 # Without an argument only the CPU runs are made. Nothing is downloaded.
@@ -15,7 +16,9 @@ cd "$(dirname "$0")/.."
 bin=build/adtrd
 [ -x "$bin" ] || { echo "gpu-check: $bin missing: run make build first" >&2; exit 2; }
 gpu_lib=${1:-}
-cpu_lib=third_party/onnxruntime/linux_$(go env GOARCH 2>/dev/null || uname -m | sed 's/x86_64/amd64/;s/aarch64/arm64/')/libonnxruntime.so.1
+arch=$(go env GOARCH 2>/dev/null || uname -m | sed 's/x86_64/amd64/;s/aarch64/arm64/')
+cpu_lib=third_party/onnxruntime/linux_$arch/libonnxruntime.so.1
+litert_lib=third_party/litert/linux_$arch/libLiteRt.so
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
@@ -44,6 +47,13 @@ run() { # name, then the model section's YAML lines
 }
 
 run tflite-xnnpack "engine: tflite" "path: $PWD/models/demo/adtr.tflite"
+run litert-cpu "engine: litert" "path: $PWD/models/demo/adtr.tflite" "litert:" "  library: $PWD/$litert_lib" "  accelerator: cpu"
+# The Vulkan adapter LiteRT's GPU accelerator selects, from its own log (debug level).
+printf 'model:\n  engine: litert\n  path: %s\n  litert: {library: %s, accelerator: gpu}\nlog:\n  level: debug\nhttp:\n  address: ""\n' \
+	"$PWD/models/demo/adtr.tflite" "$PWD/$litert_lib" > "$work/adapter.yaml"
+echo "== litert-gpu adapter"
+"$bin" check -c "$work/adapter.yaml" 2>&1 | grep -o -E 'Selected adapter: [^"]*|placement=[^ ]*( [^=]*)?' | head -3
+run litert-gpu "engine: litert" "path: $PWD/models/demo/adtr.tflite" "litert:" "  library: $PWD/$litert_lib" "  accelerator: gpu" "  on_failure: refuse"
 run onnxruntime-cpu "engine: onnxruntime" "path: $PWD/models/demo/adtr.onnx" "onnxruntime:" "  library: $PWD/$cpu_lib" "  providers: [cpu]"
 if [ -n "$gpu_lib" ]; then
 	run onnxruntime-cuda "engine: onnxruntime" "path: $PWD/models/demo/adtr.onnx" "onnxruntime:" "  library: $gpu_lib" "  providers: [cuda]" "  on_failure: refuse"

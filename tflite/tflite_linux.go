@@ -232,6 +232,8 @@ import (
 	"strings"
 	"sync"
 	"unsafe"
+
+	"github.com/adtrd/adtrd/internal/cstderr"
 )
 
 // Library is an opened libtensorflowlite_c.so.
@@ -382,7 +384,7 @@ func (it *Interpreter) reported() string {
 }
 
 // call runs a C call that may print on stderr and keeps what it printed.
-func (it *Interpreter) call(fn func()) { it.printed = append(it.printed, captureStderr(fn)...) }
+func (it *Interpreter) call(fn func()) { it.printed = append(it.printed, cstderr.Capture(fn)...) }
 
 // said is everything TFLite said about a failure: its error reporter's messages and
 // the lines it printed, which it then no longer holds.

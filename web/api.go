@@ -69,7 +69,7 @@ func (s *Server) status() map[string]any {
 	out := map[string]any{
 		"version": s.opt.Version, "started": s.started.UTC(), "uptime_s": int64(time.Since(s.started).Seconds()),
 		"config": cfg, "generation": g.N, "threshold": events.Round4(g.Threshold),
-		"model":  map[string]any{"path": g.ModelPath, "version": g.ModelVersion, "sha256": g.ModelSHA},
+		"model":  map[string]any{"path": g.ModelPath, "version": g.ModelVersion, "sha256": g.ModelSHA, "engine": g.Engine, "placement": g.Placement},
 		"camera": cam, "alarm": s.opt.Line.Alarm(), "ready": why == "", "not_ready": why,
 		"last_score": events.Round4(p.LastScore()),
 		"counts": map[string]any{

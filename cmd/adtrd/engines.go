@@ -11,6 +11,7 @@ import (
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
 	"github.com/adtrd/adtrd/engine"
+	"github.com/adtrd/adtrd/engine/litert"
 	"github.com/adtrd/adtrd/engine/onnxruntime"
 	"github.com/adtrd/adtrd/engine/tflite"
 	"github.com/adtrd/adtrd/engine/vet"
@@ -22,6 +23,7 @@ func engines() (engine.Factories, error) {
 	return engine.New(
 		engine.Named{Name: tflite.Name, Open: tflite.Opener},
 		engine.Named{Name: onnxruntime.Name, Open: onnxruntime.Opener},
+		engine.Named{Name: litert.Name, Open: litert.Opener},
 	)
 }
 

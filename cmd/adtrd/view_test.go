@@ -134,11 +134,13 @@ func getJSON(url string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-// The page's status follows a reload that swaps the model: its path and version are
-// the running generation's (the page showed the path captured at start, the old
-// model's, after a reload had swapped it).
+// The page's status follows a reload that swaps the model: its path, version, engine
+// and placement are the running generation's (the page showed the path captured at
+// start, the old model's, after a reload had swapped it). The reload also swaps the
+// engine, tflite for litert, whose placement the page then shows.
 func TestStatusFollowsAReloadedModel(t *testing.T) {
 	lib := testlib.TFLiteLibrary(t)
+	litertLib := testlib.LiteRTLibrary(t)
 	dir := t.TempDir()
 	// the same graph under another folder: a model swap as an operator does it
 	next := filepath.Join(dir, "next")
@@ -152,18 +154,18 @@ func TestStatusFollowsAReloadedModel(t *testing.T) {
 	}
 	addr := freeAddr(t)
 	cfg := filepath.Join(dir, "line.yaml")
-	body := func(model string) []byte {
-		return []byte("model:\n  path: " + model + "\n  library: " + lib + "\n  threads: 1\ncapture:\n  replay:\n    path: " + testlib.Demo("frames") +
+	body := func(model, engine string) []byte {
+		return []byte("model:\n  engine: " + engine + "\n  path: " + model + "\n  library: " + lib + "\n  litert: {library: " + litertLib + "}\n  threads: 1\ncapture:\n  replay:\n    path: " + testlib.Demo("frames") +
 			"\n    loop: true\nlog:\n  level: warn\nhttp:\n  address: " + addr + "\n")
 	}
-	os.WriteFile(cfg, body(testlib.Demo("adtr.tflite")), 0o644)
+	os.WriteFile(cfg, body(testlib.Demo("adtr.tflite"), "tflite"), 0o644)
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan int)
 	go func() { ran <- realMain(ctx, []string{"run", "-c", cfg}, io.Discard, io.Discard) }()
 	defer func() { cancel(); <-ran }()
 	type status struct {
 		Generation uint64
-		Model      struct{ Path, Version, SHA256 string }
+		Model      struct{ Path, Version, SHA256, Engine, Placement string }
 	}
 	until := func(what string, ok func(status) bool) status {
 		t.Helper()
@@ -178,14 +180,14 @@ func TestStatusFollowsAReloadedModel(t *testing.T) {
 		return st
 	}
 	st := until("the page up", func(s status) bool { return s.Generation == 1 })
-	if st.Model.Path != testlib.Demo("adtr.tflite") || st.Model.Version == "" {
+	if st.Model.Path != testlib.Demo("adtr.tflite") || st.Model.Version == "" || st.Model.Engine != "tflite" || st.Model.Placement != "" {
 		t.Fatalf("at start: model %+v", st.Model)
 	}
 	tmp := cfg + ".tmp"
-	os.WriteFile(tmp, body(filepath.Join(next, "adtr.tflite")), 0o644)
+	os.WriteFile(tmp, body(filepath.Join(next, "adtr.tflite"), "litert"), 0o644)
 	os.Rename(tmp, cfg)
 	st = until("the reload", func(s status) bool { return s.Generation == 2 })
-	if st.Model.Path != filepath.Join(next, "adtr.tflite") || st.Model.Version == "" {
+	if st.Model.Path != filepath.Join(next, "adtr.tflite") || st.Model.Version == "" || st.Model.Engine != "litert" || st.Model.Placement != "cpu: all 291 ops on the CPU" {
 		t.Fatalf("after the reload: model %+v, want the path %s", st.Model, filepath.Join(next, "adtr.tflite"))
 	}
 }

@@ -49,6 +49,36 @@ func ONNXRuntimeLibrary(t testing.TB) string {
 	return p
 }
 
+// LiteRTLibrary is the libLiteRt.so `make deps` unpacks (scripts/fetch-litert.sh),
+// with the GPU accelerator beside it; missing, the test skips, or fails where
+// ADTRD_REQUIRE_TFLITE says the libraries must be there (make test).
+func LiteRTLibrary(t testing.TB) string {
+	t.Helper()
+	p := filepath.Join(Root(), "third_party", "litert", "linux_"+runtime.GOARCH, "libLiteRt.so")
+	if _, err := os.Stat(p); err != nil {
+		if os.Getenv("ADTRD_REQUIRE_TFLITE") != "" {
+			t.Fatalf("%s: missing (run `make deps`)", p)
+		}
+		t.Skipf("%s: missing; run `make deps` to run the LiteRT tests", p)
+	}
+	return p
+}
+
+// Lavapipe is Mesa's Vulkan driver on the CPU (mesa-vulkan-drivers from Debian's
+// bookworm-backports, `make sysdeps`), the real Vulkan device the LiteRT GPU tests
+// run on where there is no GPU; missing, the test skips, or fails under
+// ADTRD_REQUIRE_TOOLS (make test).
+func Lavapipe(t testing.TB) {
+	t.Helper()
+	const icd = "/usr/share/vulkan/icd.d/lvp_icd.json"
+	if _, err := os.Stat(icd); err != nil {
+		if os.Getenv("ADTRD_REQUIRE_TOOLS") != "" {
+			t.Fatalf("%s: missing (scripts/install-debs.sh installs mesa-vulkan-drivers from bookworm-backports)", icd)
+		}
+		t.Skipf("%s: missing; `make sysdeps` installs Mesa's lavapipe", icd)
+	}
+}
+
 // WithDemoMetadata copies the graph file into dir beside the demo model's metadata,
 // its sha256 replaced by the graph's and its engines' reference scores dropped (they
 // are the demo graph's): a graph that passes every check made before a runtime runs

@@ -116,6 +116,13 @@ class TrainConfig:
     plus_alpha: float = 0.003
     plus_topk: int = 20
     plus_epochs: int = 300
+    # Feature jitter (UniAD's add_jitter, scale 20 there): during training, Gaussian noise
+    # of std scale * ||f|| / C is added to each input token f (C channels), the target
+    # stays clean, so the reconstructor must restore normal features rather than copy
+    # its input. 0 turns it off (the old recipe).
+    jitter: float = 0.0
+    # Gradient-norm clip (UniAD: clip_max_norm 0.1); 0 turns it off.
+    clip_norm: float = 0.0
 
 
 @dataclass(frozen=True)

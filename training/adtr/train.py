@@ -30,6 +30,16 @@ def _optimizer(tcfg: TrainConfig, steps_per_epoch: int, epochs: int) -> tf.keras
     return tf.keras.optimizers.AdamW(learning_rate=schedule, weight_decay=tcfg.weight_decay)
 
 
+def jitter(f: tf.Tensor, scale: float, noise: tf.random.Generator) -> tf.Tensor:
+    """f (B, H, W, C) plus Gaussian noise of std scale * ||f_token|| / C per token, as
+    UniAD's add_jitter (models/reconstructions/uniad.py); scale 0 returns f."""
+    if scale <= 0:
+        return f
+    c = tf.cast(tf.shape(f)[-1], f.dtype)
+    std = tf.norm(f, axis=-1, keepdims=True) / c * scale
+    return f + noise.normal(tf.shape(f), dtype=f.dtype) * std
+
+
 def split_heldout(paths: list[Path], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of training and held-out good images (held-out ones set the threshold)."""
     n = len(paths)
@@ -63,11 +73,15 @@ def train(
     steps = int(np.ceil(len(feats) / tcfg.batch))
     opt = _optimizer(tcfg, steps, epochs)
 
+    noise = tf.random.Generator.from_seed(cfg.seed * 1000 + 7)
+
     @tf.function(reduce_retracing=True)
     def step(f: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.square(rec(f, training=True) - f))
+            loss = tf.reduce_mean(tf.square(rec(jitter(f, tcfg.jitter, noise), training=True) - f))
         grads = tape.gradient(loss, rec.trainable_variables)
+        if tcfg.clip_norm > 0:
+            grads, _ = tf.clip_by_global_norm(grads, tcfg.clip_norm)
         opt.apply_gradients(zip(grads, rec.trainable_variables))
         return loss
 

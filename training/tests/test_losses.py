@@ -84,3 +84,18 @@ def test_bootstrap_support_needs_a_real_gain() -> None:
     better = maps.copy()
     better[6:, 0, 0] += 5.0  # anomalies' maps clearly higher where the defects are
     assert train.bootstrap_support(val, maps, better, 4, 0) >= 0.95
+
+
+def test_feature_jitter_is_uniads_add_jitter() -> None:
+    """UniAD's add_jitter: noise of std scale * ||f|| / C per token, on the input only;
+    scale 0 (the default recipe) leaves the features as they are."""
+    rng = np.random.default_rng(0)
+    f = tf.constant(rng.normal(size=(4, 14, 14, 64)).astype(np.float32))
+    noise = tf.random.Generator.from_seed(1)
+    assert train.jitter(f, 0.0, noise) is f
+    out = train.jitter(f, 20.0, noise).numpy()
+    d = out - f.numpy()
+    want = np.linalg.norm(f.numpy(), axis=-1) / 64 * 20.0  # per token
+    got = d.std(axis=-1)
+    assert np.allclose(got / want, 1.0, atol=0.3), (got / want).mean()
+    assert abs(float((got / want).mean()) - 1.0) < 0.05

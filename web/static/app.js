@@ -154,6 +154,8 @@
     setText('model-sha', m.sha256 ? String(m.sha256).slice(0, 12) : '–');
     $('model-sha').title = m.sha256 || '';
     setText('model-path', m.path || '');
+    setText('engine', m.engine || '–');
+    setText('placement', m.placement || '');
     setText('generation', s.generation);
     setText('threshold', fmtScore(s.threshold));
     setText('last-score', fmtScore(s.last_score));

@@ -1,6 +1,8 @@
 //go:build linux
 
-package tflite
+// Package cstderr catches what C libraries print on the process's standard error
+// (fd 2) around a call, so their words reach the caller's errors and logger.
+package cstderr
 
 import (
 	"io"
@@ -10,12 +12,12 @@ import (
 	"syscall"
 )
 
-// TFLite 2.9's C API prints some of what it has to say on the process's standard
-// error itself (TfLiteModelCreate's "The model is not a valid Flatbuffer buffer" has no
-// error reporter yet; XNNPACK's "Created TensorFlow Lite XNNPACK delegate" is its
-// logging). So the calls that may print run with file descriptor 2 pointed into a
-// pipe, and what they wrote comes back to the caller as lines, into its errors or its
-// logger: nothing bypasses a JSON log.
+// C runtimes print some of what they have to say on fd 2 themselves: TFLite 2.9's
+// TfLiteModelCreate says "The model is not a valid Flatbuffer buffer" before it has an
+// error reporter, XNNPACK logs "Created TensorFlow Lite XNNPACK delegate", and LiteRT
+// says how many ops its GPU accelerator took only there. So the calls that may print
+// run with fd 2 pointed into a pipe, and what they wrote comes back to the caller as
+// lines, into its errors or its logger: nothing bypasses a JSON log.
 
 var (
 	stderrOnce sync.Once
@@ -24,8 +26,8 @@ var (
 )
 
 // Stderr is the process's standard error as it was before any capture. Loggers and
-// error messages should write here: while a TFLite call runs, fd 2 is the capture's
-// pipe, and a record written to it then would be taken for TFLite's.
+// error messages should write here: while a captured call runs, fd 2 is the capture's
+// pipe, and a record written to it then would be taken for the library's.
 func Stderr() *os.File {
 	stderrOnce.Do(func() {
 		stderrFile = os.Stderr
@@ -41,10 +43,10 @@ func Stderr() *os.File {
 // dropped so the C side never blocks on a full pipe.
 const maxCaptured = 64 << 10
 
-// captureStderr runs fn with fd 2 redirected and returns the non-empty lines written
+// Capture runs fn with fd 2 redirected and returns the non-empty lines written
 // to it. If the redirection cannot be set up, fn runs anyway and its output goes where
 // fd 2 went.
-func captureStderr(fn func()) []string {
+func Capture(fn func()) []string {
 	captureMu.Lock()
 	defer captureMu.Unlock()
 	Stderr()
