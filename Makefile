@@ -39,11 +39,13 @@ $(VENV)/.stamp: training/requirements.txt
 	$(VPY) -m pip install --quiet --disable-pip-version-check -r training/requirements.txt
 	touch $@
 
-# The binary finds libtensorflowlite_c.so beside itself (its default search).
+# The binary finds libtensorflowlite_c.so, libLiteRt.so and libonnxruntime.so.1 beside itself (their default search).
 build: deps
 	mkdir -p build
 	$(GO) build -ldflags "-X main.version=$$(scripts/version.sh)" -o build/adtrd ./cmd/adtrd
 	cp $(TFLITE)/linux_$(GOARCH)/libtensorflowlite_c.so $(TFLITE)/linux_$(GOARCH)/libexternal_delegate_obj.so build/
+	cp $(LITERT)/linux_$(GOARCH)/libLiteRt.so $(LITERT)/linux_$(GOARCH)/libLiteRtWebGpuAccelerator.so build/
+	cp $(ORT)/linux_$(GOARCH)/libonnxruntime.so.1 build/
 
 # The demo: models/demo's frames once through the demo model onto the simulated output.
 run: build

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds adtrd for linux/amd64 and linux/arm64 (cgo; arm64 with Debian's
 # gcc-aarch64-linux-gnu) and a .deb for each, into dist/:
-#   dist/<arch>/adtrd, dist/<arch>/lib*.so        the binary and its TFLite runtime
+#   dist/<arch>/adtrd, dist/<arch>/lib*.so        the binary, its TFLite runtime and LiteRT
+#                                                 (libLiteRt.so + its GPU accelerator; engine: litert)
 #   dist/adtrd_<version>_<arch>.deb               binary, unit, /etc/adtrd config,
 #                                                 /usr/lib/adtrd runtime, demo model
 # The version comes from git (scripts/version.sh): <last tag or 0.1.0>+git<commits>.<hash>[.dirty].
@@ -28,6 +29,7 @@ for arch in $ARCHES; do
 	CGO_ENABLED=1 GOOS=linux GOARCH=$arch CC=$cc "$GO" build -trimpath \
 		-ldflags "-s -w -X main.version=$VERSION" -o "$out/adtrd" ./cmd/adtrd
 	cp third_party/tflite/linux_$arch/libtensorflowlite_c.so third_party/tflite/linux_$arch/libexternal_delegate_obj.so "$out/"
+	cp third_party/litert/linux_$arch/libLiteRt.so third_party/litert/linux_$arch/libLiteRtWebGpuAccelerator.so "$out/"
 
 	root=dist/deb-$arch
 	install -d -m 0755 "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/etc/adtrd" \
@@ -37,6 +39,9 @@ for arch in $ARCHES; do
 	install -m 0644 systemd/adtrd.service "$root/lib/systemd/system/adtrd.service"
 	install -m 0644 packaging/adtrd.yaml "$root/etc/adtrd/adtrd.yaml"
 	install -m 0644 "$out/libtensorflowlite_c.so" "$out/libexternal_delegate_obj.so" "$root/usr/lib/adtrd/"
+	# LiteRT for engine: litert (arm64: glibc 2.34, JetPack 6); its GPU accelerator needs a
+	# Vulkan driver (JetPack's NVIDIA driver, or Mesa), which it loads at run time.
+	install -m 0644 "$out/libLiteRt.so" "$out/libLiteRtWebGpuAccelerator.so" "$root/usr/lib/adtrd/"
 	install -m 0644 models/demo/adtr.tflite models/demo/adtr.tflite.json models/demo/adtr.onnx models/demo/adtr.onnx.json \
 		models/demo/golden.json "$root/usr/share/adtrd/models/demo/"
 	install -m 0644 models/demo/frames/*.png "$root/usr/share/adtrd/models/demo/frames/"

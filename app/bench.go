@@ -2,9 +2,12 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,6 +49,12 @@ type BenchReport struct {
 	Stages       map[string]Latency `json:"stages_ms"`
 	Dropped      uint64             `json:"dropped"`
 	LateDecision uint64             `json:"late_decisions"`
+	// Engine is model.engine, with its accelerator or placement where it says one.
+	Engine string `json:"engine"`
+	// CPUPerFrame is the process's CPU time (user + system, all threads) per frame of
+	// the bare Invoke loop, in ms: a GPU engine should spend little; on lavapipe the
+	// "GPU" is the CPU, and this says so.
+	CPUPerFrame float64 `json:"bare_cpu_ms_per_frame"`
 }
 
 // BenchStages are the stages a BenchReport times, in the order of the pipeline.
@@ -141,8 +150,13 @@ func Bench(cfg config.Config, engines engine.Factories, n int) (BenchReport, err
 	}
 	// recs[warm] was decided at first; n-1 more decisions followed until last.
 	rep.PipelineFPS = float64(n-1) / last.Sub(first).Seconds()
+	rep.Engine = cfg.Model.Engine
+	if pl, ok := gen.Engine.(engine.Placer); ok {
+		rep.Engine += " (" + pl.Placement() + ")"
+	}
 	bare := make([]time.Duration, n)
 	in := gen.Engine.Input()
+	cpu0 := cpuTime()
 	start := time.Now()
 	for i := range bare {
 		t0 := time.Now()
@@ -153,9 +167,47 @@ func Bench(cfg config.Config, engines engine.Factories, n int) (BenchReport, err
 		bare[i] = time.Since(t0)
 	}
 	rep.BareFPS = float64(n) / time.Since(start).Seconds()
+	rep.CPUPerFrame = float64(cpuTime()-cpu0) / float64(time.Millisecond) / float64(n)
 	rep.Ratio = rep.PipelineFPS / rep.BareFPS
 	for i, d := range [][]time.Duration{wait, inf, score, e2e, bare} {
 		rep.Stages[BenchStages[i]] = latency(d)
 	}
 	return rep, nil
+}
+
+// ErrVariant: an --engines item that names no engine variant this build can set up.
+var ErrVariant = errors.New("engine variant")
+
+// EngineVariant is cfg with its model run on another engine, for benches side by
+// side: "tflite", "onnxruntime" (the ONNX graph the toolkit exports beside
+// model.path, <name>.onnx), "litert" or "litert:gpu" (model.litert.accelerator).
+func EngineVariant(cfg config.Config, spec string) (config.Config, error) {
+	name, acc, _ := strings.Cut(spec, ":")
+	out := cfg
+	out.Model.Engine, out.Model.Metadata = name, ""
+	base := strings.TrimSuffix(strings.TrimSuffix(cfg.Model.Path, ".onnx"), ".tflite")
+	switch name {
+	case "tflite", "litert":
+		out.Model.Path = base + ".tflite"
+	case "onnxruntime":
+		out.Model.Path = base + ".onnx"
+	default:
+		return cfg, fmt.Errorf("%w: %q: want tflite, onnxruntime, litert or litert:gpu", ErrVariant, spec)
+	}
+	switch {
+	case name == "litert" && (acc == "" || acc == "cpu"):
+		out.Model.LiteRT.Accelerator = config.AcceleratorCPU
+	case name == "litert" && acc == "gpu":
+		out.Model.LiteRT.Accelerator = config.AcceleratorGPU
+		out.Model.LiteRT.OnFailure = config.OnFailureRefuse // a bench of the CPU under the GPU's name would lie
+	case acc != "":
+		return cfg, fmt.Errorf("%w: %q: only litert takes an accelerator (litert:gpu)", ErrVariant, spec)
+	}
+	if out.Model.Path != cfg.Model.Path {
+		out.Model.SHA256 = "" // the pin is the configured graph's
+	}
+	if _, err := os.Stat(out.Model.Path); err != nil {
+		return cfg, fmt.Errorf("%w: %q: %s: not found (the toolkit exports .tflite and .onnx side by side)", ErrVariant, spec, out.Model.Path)
+	}
+	return out, nil
 }

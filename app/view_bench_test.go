@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -114,11 +113,4 @@ func browse(b *testing.B, url string) (stop func()) {
 	go every(500*time.Millisecond, "/api/live.png")
 	go every(time.Second, "/metrics")
 	return func() { cancel(); wg.Wait() }
-}
-
-// cpuTime is the CPU time this process has used, user and system.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -6,21 +6,24 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 
 	"github.com/adtrd/adtrd/app"
 	"github.com/adtrd/adtrd/config"
+	"github.com/adtrd/adtrd/engine"
 )
 
 // benchCmd runs the config's model and frame source through the whole pipeline onto
 // simulated outputs (never the real reject valve) for n frames, then the bare Invoke
 // loop on the same engine, and reports both.
 func benchCmd(args []string, stdout, stderr io.Writer) int {
-	const synopsis = "adtrd bench -c FILE [-n N] [--fps F] [--json]"
+	const synopsis = "adtrd bench -c FILE [-n N] [--fps F] [--engines LIST] [--json]"
 	fs := flag.NewFlagSet("adtrd bench", flag.ContinueOnError)
 	cfgPath := fs.String("c", "", "config file (YAML): its model, threads, delegate and frame source (a replay, or a camera at its own rate)")
 	n := fs.Int("n", 200, "frames to measure (after 5 of warm-up), 10..1000000")
 	fps := fs.Float64("fps", -1, "pace the replay at this rate; 0: unpaced; default: the config's capture.replay.fps")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	variants := fs.String("engines", "", "bench these engines side by side on the same frames, e.g. tflite,litert,litert:gpu,onnxruntime (onnxruntime runs the .onnx beside model.path)")
 	if code, ok := parseFlags(fs, synopsis, args, stdout, stderr); !ok {
 		return code
 	}
@@ -53,6 +56,9 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "adtrd bench: %v\n", err)
 		return 1
 	}
+	if *variants != "" {
+		return benchSideBySide(cfg, f, *n, strings.Split(*variants, ","), *asJSON, stdout, stderr)
+	}
 	rep, err := app.Bench(cfg, f, *n)
 	if err != nil {
 		fmt.Fprintf(stderr, "adtrd bench: %v\n", err)
@@ -77,6 +83,53 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	for _, s := range app.BenchStages {
 		l := rep.Stages[s]
 		fmt.Fprintf(stdout, "%-40s %9.3f %9.3f %9.3f %9.3f\n", s, l.P50, l.P90, l.P99, l.Max)
+	}
+	return 0
+}
+
+// benchSideBySide benches each engine variant on cfg's frames in turn and prints one
+// row each; a variant that cannot run is said in its row and the rest still run.
+func benchSideBySide(cfg config.Config, f engine.Factories, n int, specs []string, asJSON bool, stdout, stderr io.Writer) int {
+	type row struct {
+		Variant string           `json:"variant"`
+		Report  *app.BenchReport `json:"report,omitempty"`
+		Error   string           `json:"error,omitempty"`
+	}
+	var rows []row
+	failed := 0
+	for _, spec := range specs {
+		spec = strings.TrimSpace(spec)
+		vc, err := app.EngineVariant(cfg, spec)
+		var rep app.BenchReport
+		if err == nil {
+			rep, err = app.Bench(vc, f, n)
+		}
+		if err != nil {
+			failed++
+			rows = append(rows, row{Variant: spec, Error: strings.ReplaceAll(err.Error(), "\n", "; ")})
+			continue
+		}
+		rows = append(rows, row{Variant: spec, Report: &rep})
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", " ")
+		enc.Encode(rows)
+	} else {
+		fmt.Fprintf(stdout, "%d frames each, same source; inference ms from the pipeline, CPU ms per frame of the bare loop\n", n)
+		fmt.Fprintf(stdout, "%-14s %10s %10s %8s %8s %8s %8s  %s\n", "engine", "pipeline/s", "bare/s", "p50 ms", "p90 ms", "p99 ms", "CPU ms", "where")
+		for _, r := range rows {
+			if r.Report == nil {
+				fmt.Fprintf(stdout, "%-14s cannot run: %s\n", r.Variant, r.Error)
+				continue
+			}
+			l := r.Report.Stages["inference"]
+			fmt.Fprintf(stdout, "%-14s %10.1f %10.1f %8.2f %8.2f %8.2f %8.2f  %s\n", r.Variant, r.Report.PipelineFPS, r.Report.BareFPS, l.P50, l.P90, l.P99, r.Report.CPUPerFrame, r.Report.Engine)
+		}
+	}
+	if failed == len(specs) {
+		fmt.Fprintln(stderr, "adtrd bench: no engine could run")
+		return 1
 	}
 	return 0
 }

@@ -370,6 +370,11 @@ func Opener(b *model.Bundle, c config.Model, log *slog.Logger) (_ engine.Engine,
 	if st != C.kLiteRtStatusOk {
 		return nil, fmt.Errorf("%w: %s: LiteRT cannot run it: %s", model.ErrModel, c.Path, e.status(st, printed))
 	}
+	if e.accelerator == config.AcceleratorGPU && e.placement.CPU > 0 {
+		// Said at Warn so that `adtrd check` shows it too: the GPU's speed is not the
+		// graph's, and the maps are computed partly in float, partly in int8.
+		log.Warn("litert: the GPU accelerator takes part of the graph: "+e.placement.String(), "model", c.Path)
+	}
 	log.Info("model loaded", "model", c.Path, "version", b.Meta.ModelVersion, "sha256", b.SHA256[:12], "engine", Name,
 		"accelerator", e.accelerator.String(), "placement", e.placement.String(), "threads", c.Threads)
 	return e, nil

@@ -58,6 +58,8 @@ func TestDebs(t *testing.T) {
 				{"etc/adtrd/adtrd.yaml", 0o644},
 				{"usr/lib/adtrd/libtensorflowlite_c.so", 0o644},
 				{"usr/lib/adtrd/libexternal_delegate_obj.so", 0o644},
+				{"usr/lib/adtrd/libLiteRt.so", 0o644},
+				{"usr/lib/adtrd/libLiteRtWebGpuAccelerator.so", 0o644},
 				{"usr/share/adtrd/models/demo/adtr.tflite", 0o644},
 				{"usr/share/adtrd/models/demo/adtr.tflite.json", 0o644},
 				{"usr/share/adtrd/models/demo/frames/000_good.png", 0o644},
@@ -76,7 +78,7 @@ func TestDebs(t *testing.T) {
 			}
 			// The binary and the runtime are this architecture's.
 			want := map[string]string{"amd64": "x86-64", "arm64": "ARM aarch64"}[arch]
-			for _, f := range []string{"usr/bin/adtrd", "usr/lib/adtrd/libtensorflowlite_c.so"} {
+			for _, f := range []string{"usr/bin/adtrd", "usr/lib/adtrd/libtensorflowlite_c.so", "usr/lib/adtrd/libLiteRt.so"} {
 				if out := run(t, "file", "-b", filepath.Join(root, f)); !strings.Contains(out, want) {
 					t.Errorf("%s is %s", f, out)
 				}
