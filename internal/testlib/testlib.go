@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -79,7 +80,8 @@ func Lavapipe(t testing.TB) {
 	}
 }
 
-// WithDemoMetadata copies the graph file into dir beside the demo model's metadata,
+// WithDemoMetadata copies the graph file into dir beside the demo model's metadata
+// (the .onnx's for an .onnx graph),
 // its sha256 replaced by the graph's and its engines' reference scores dropped (they
 // are the demo graph's): a graph that passes every check made before a runtime runs
 // it, such as engine/vet/testdata's crash.tflite. It returns the copy's path.
@@ -89,7 +91,11 @@ func WithDemoMetadata(t testing.TB, graph, dir string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mb, err := os.ReadFile(Demo("adtr.tflite.json"))
+	demoMeta := "adtr.tflite.json"
+	if strings.HasSuffix(graph, ".onnx") {
+		demoMeta = "adtr.onnx.json" // float input and map
+	}
+	mb, err := os.ReadFile(Demo(demoMeta))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -154,8 +154,8 @@ def cmd_export(a: argparse.Namespace) -> None:
     from . import checkpoint, export
     from .data import Dataset
 
-    if not a.tflite and not a.onnx:
-        raise UsageError("nothing to export: give --tflite PATH and/or --onnx PATH")
+    if not a.tflite and not a.onnx and not a.onnx_int8:
+        raise UsageError("nothing to export: give --tflite PATH, --onnx PATH and/or --onnx-int8 PATH")
     if a.calibration < 1:
         # A slice [:0] or [:-n] would calibrate on nothing or silently on all but n.
         raise UsageError(f"--calibration {a.calibration}: want at least 1 image")
@@ -169,6 +169,10 @@ def cmd_export(a: argparse.Namespace) -> None:
     if a.onnx:
         meta = export.export_onnx(ck, Path(a.onnx), version, decoder)
         print(f"{a.onnx}: threshold {meta['threshold']:.4f}, normal mean {meta['normal_scores']['mean']:.4f}")
+    if a.onnx_int8:
+        calib = Dataset(a.data, decoder).train(ck.cfg.input_size)[: a.calibration]
+        meta = export.export_onnx(ck, Path(a.onnx_int8), version, decoder, good=calib)
+        print(f"{a.onnx_int8}: QDQ int8, threshold {meta['threshold']:.4f}, normal mean {meta['normal_scores']['mean']:.4f}")
 
 
 def cmd_reference(a: argparse.Namespace) -> None:
@@ -285,7 +289,8 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--checkpoint", required=True)
     x.add_argument("--data", required=True, help="category folder; its train/good calibrates the int8 ranges")
     x.add_argument("--tflite")
-    x.add_argument("--onnx")
+    x.add_argument("--onnx", help="the float ONNX graph (ONNX Runtime's CPU, CUDA, TensorRT fp16)")
+    x.add_argument("--onnx-int8", help="the QDQ int8 ONNX graph (TensorRT int8), calibrated as the TFLite graph is")
     x.add_argument("--calibration", type=int, default=64, help="calibration images")
     x.add_argument("--version", help="model version string (default: the checkpoint's name)")
     x.add_argument("--adtrd", metavar="BINARY", help="read images through this adtrd binary's decoding (`adtrd preprocess`) instead of Pillow's, so "

@@ -99,6 +99,41 @@ def convert_onnx(ck: Checkpoint, opset: int = 13) -> bytes:
     return proto.SerializeToString()
 
 
+# The QDQ int8 ONNX graph (TensorRT's int8 and ONNX Runtime's int8 kernels take QDQ):
+# ONNX Runtime's static quantisation of the float export, MinMax ranges from the same
+# calibration images as the TFLite graph's (good images plus synthetic anomalies),
+# int8 weights per output channel (symmetric) and int8 activations per tensor.
+QDQ_RECIPE = ("onnxruntime.quantization.quantize_static, QDQ format, MinMax calibration on the TFLite graph's "
+              "calibration set (good + synthetic anomalies), weights int8 per channel symmetric, activations int8 per tensor")
+
+
+def convert_onnx_qdq(float_graph: bytes, calibration: np.ndarray) -> bytes:
+    """The float ONNX graph quantised to QDQ int8 (QDQ_RECIPE); calibration are uint8
+    images (N, S, S, 3), fed as the float32 0..255 input the graph takes."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    name = onnx.load_from_string(float_graph).graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            im = next(self.it, None)
+            return None if im is None else {name: im[None].astype(np.float32)}
+
+    with tempfile.TemporaryDirectory() as d:
+        src, pre, out = Path(d) / "float.onnx", Path(d) / "pre.onnx", Path(d) / "qdq.onnx"
+        src.write_bytes(float_graph)
+        quant_pre_process(str(src), str(pre))
+        quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
+                        weight_type=QuantType.QInt8, per_channel=True, calibrate_method=CalibrationMethod.MinMax,
+                        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+        return out.read_bytes()
+
+
 def _normal_stats(scores: np.ndarray) -> dict[str, float]:
     return {
         "count": int(len(scores)),
@@ -189,21 +224,33 @@ def export_tflite(ck: Checkpoint, out: Path, good: np.ndarray, version: str, dec
     return meta
 
 
-def export_onnx(ck: Checkpoint, out: Path, version: str, decoder: DaemonDecoder | None = None) -> dict[str, Any]:
+def export_onnx(ck: Checkpoint, out: Path, version: str, decoder: DaemonDecoder | None = None,
+                good: np.ndarray | None = None) -> dict[str, Any]:
+    """Write out (.onnx) and out.json: the float graph, or, when good images are given,
+    the QDQ int8 graph calibrated on them (QDQ_RECIPE), for TensorRT's int8."""
     from .evaluate import ONNXRunner
 
     meta_out = metadata_path(out)
     refuse_existing(out)
     refuse_existing(meta_out)
     graph = convert_onnx(ck)
+    calibration = None
+    if good is not None:
+        calibration = calibration_set(good, ck.cfg.seed)
+        graph = convert_onnx_qdq(graph, calibration)
     with tempfile.TemporaryDirectory() as d:
         scratch = Path(d) / out.name
         scratch.write_bytes(graph)
         runner = ONNXRunner(scratch)
         output = {"shape": [1, ck.cfg.grid, ck.cfg.grid], "dtype": "float32", "meaning": "anomaly map s(u) = ||f - f^||_2"}
         meta = build_metadata(ck, out, graph, runner, load_heldout(ck, decoder), output, version)
-        meta["engines"] = {"onnxruntime": reference.engine_entry(reference.reference_score(runner, ck.cfg.input_size, ck.cfg.pool_kernel), reference.ONNX_TOLERANCE)}
-    meta["quantisation"] = {"kind": "none (float32)"}
+        tol = reference.ONNX_TOLERANCE if calibration is None else reference.QDQ_TOLERANCE
+        meta["engines"] = {"onnxruntime": reference.engine_entry(reference.reference_score(runner, ck.cfg.input_size, ck.cfg.pool_kernel), tol)}
+    if calibration is None:
+        meta["quantisation"] = {"kind": "none (float32)"}
+    else:
+        meta["quantisation"] = {"kind": "int8 QDQ", "recipe": QDQ_RECIPE,
+                                "calibration_images": {"good": int(len(good)), "synthetic_anomalies": int(len(calibration) - len(good))}}
     _write_atomic(out, graph)
     _write_atomic(meta_out, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
     return meta

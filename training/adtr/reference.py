@@ -42,6 +42,12 @@ def engine_entry(score: float, tolerance: float) -> dict[str, Any]:
 # daemon) sums in another order; the map moves by float rounding, far under a step.
 ONNX_TOLERANCE = 0.01
 
+# QDQ int8 graphs on ONNX Runtime: its int8 kernels (MLAS) requantise with float
+# scales, which builds and CPUs may round a step apart; a step of the map moves the
+# score by up to about its scale. Wide enough for that, narrow enough to catch
+# another graph.
+QDQ_TOLERANCE = 0.1
+
 
 def refresh(graph: Path) -> dict[str, Any]:
     """Record the engine's reference score in graph's metadata (GRAPH.json), rewriting
@@ -62,7 +68,8 @@ def refresh(graph: Path) -> dict[str, Any]:
         raise ValueError(f"{meta_path}: describes sha256 {str(meta.get('sha256'))[:12]}.., {graph} is {sha[:12]}..: not this graph's metadata")
     size, kernel = int(meta["input"]["width"]), int(meta["pool_kernel"])
     if graph.suffix == ".onnx":
-        name, runner, tolerance = "onnxruntime", ONNXRunner(graph), ONNX_TOLERANCE
+        qdq = str(meta.get("quantisation", {}).get("kind", "")).startswith("int8")
+        name, runner, tolerance = "onnxruntime", ONNXRunner(graph), QDQ_TOLERANCE if qdq else ONNX_TOLERANCE
     else:
         # Exact int8 graphs give the same map on every CPU path (exact.py): no tolerance
         # beyond the scorer's float rounding, which the daemon allows for itself.

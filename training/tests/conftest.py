@@ -70,4 +70,5 @@ def exported(trained: Path, dataset: Dataset, tmp_path_factory: pytest.TempPathF
     out = tmp_path_factory.mktemp("export")
     export.export_tflite(ck, out / "m.tflite", dataset.train(ck.cfg.input_size)[:64], "test")
     export.export_onnx(ck, out / "m.onnx", "test")
-    return {"tflite": out / "m.tflite", "onnx": out / "m.onnx"}
+    export.export_onnx(ck, out / "m.int8.onnx", "test", good=dataset.train(ck.cfg.input_size)[:64])
+    return {"tflite": out / "m.tflite", "onnx": out / "m.onnx", "onnx_int8": out / "m.int8.onnx"}
