@@ -144,6 +144,10 @@ type LiteRT struct {
 	// OnFailure: a GPU accelerator that cannot start (no Vulkan device, library
 	// missing): fallback (warn, run on the CPU) or refuse (the model does not load).
 	OnFailure OnFailure `yaml:"on_failure"`
+	// Cache is a folder where the GPU accelerator keeps its compiled programs, one
+	// file per graph (keyed by its sha256), so a board compiles its shaders once per
+	// graph instead of at every start; "": none. Under the unit, /var/lib/adtrd/litert.
+	Cache string `yaml:"cache"`
 }
 
 // ONNXRuntime is the ONNX Runtime engine's library and execution providers.
@@ -718,6 +722,7 @@ func (c *Config) resolve(base string) {
 	abs(&c.Model.ONNXRuntime.Library)
 	abs(&c.Model.ONNXRuntime.TensorRT.Cache)
 	abs(&c.Model.LiteRT.Library)
+	abs(&c.Model.LiteRT.Cache)
 	abs(&c.Capture.Replay.Path)
 	abs(&c.Output.SimCSV)
 	abs(&c.HTTP.TokenFile)
@@ -766,6 +771,10 @@ func (c *Config) validate(lines map[string]int, errs *Errors, files bool) {
 	}
 	if c.Model.LiteRT.Library != "" {
 		missing("model.litert.library", c.Model.LiteRT.Library, "LiteRT library")
+	}
+	if strings.ContainsAny(c.Model.LiteRT.Cache, "\"\\\n\r") {
+		// The accelerator reads it from a TOML string of its options.
+		bad("model.litert.cache", "%q: a folder path without quotes, backslashes or line breaks", c.Model.LiteRT.Cache)
 	}
 	if h := c.Model.SHA256; h != "" && !isHex64(h) {
 		bad("model.sha256", "want 64 hex digits, got %q", h)

@@ -192,6 +192,10 @@ func TestEveryKindOfErrorNamesKeyAndLine(t *testing.T) {
 		{"mapping for a name", "model:\n  path: m.tflite\nfail_safe: {a: b}\n", []string{"line 3: fail_safe: want a name, got a mapping"}},
 		// a list for a string: no stray quotes
 		{"list for a string", "model:\n  path: m.tflite\n  engine: [tflite]\n", []string{"line 3: model.engine: want a string, got a list"}},
+		// LiteRT's keys: an unknown accelerator or precision, a cache path the accelerator's TOML cannot carry
+		{"litert accelerator", "model:\n  path: m.tflite\n  litert:\n    accelerator: npu\n", []string{`line 4: model.litert.accelerator: "npu" is not one of cpu, gpu`}},
+		{"litert precision", "model:\n  path: m.tflite\n  litert:\n    precision: int8\n", []string{`line 4: model.litert.precision: "int8" is not one of fp32, fp16`}},
+		{"litert cache quote", "model:\n  path: m.tflite\n  litert:\n    cache: '/var/a\"b'\n", []string{`line 4: model.litert.cache: "/var/a\"b": a folder path without quotes`}},
 		// broken YAML
 		{"syntax", "model: [\n", []string{"(syntax)"}},
 		// several problems: all of them, not only the first

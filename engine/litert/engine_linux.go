@@ -216,6 +216,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -328,7 +329,16 @@ func Opener(b *model.Bundle, c config.Model, log *slog.Logger) (_ engine.Engine,
 	none := C.CString("")
 	defer C.free(unsafe.Pointer(none))
 	if o.Accelerator == config.AcceleratorGPU {
-		gpu := C.CString(gpuOptions(o.Precision))
+		opts := gpuOptions(o.Precision)
+		if o.Cache != "" {
+			if err := os.MkdirAll(o.Cache, 0o750); err != nil {
+				log.Warn("litert: model.litert.cache unusable: the GPU programs are compiled at every start", "err", err)
+			} else {
+				// One file per graph: <key>_mldrift_program_cache.bin.
+				opts += fmt.Sprintf("serialization_dir = %q\nmodel_cache_key = %q\nserialize_program_cache = true\n", o.Cache, b.SHA256[:16])
+			}
+		}
+		gpu := C.CString(opts)
 		defer C.free(unsafe.Pointer(gpu))
 		printed = cstderr.Capture(func() {
 			st = C.adtr_lrt_compile(e.m, C.kLiteRtHwAcceleratorGpu|C.kLiteRtHwAcceleratorCpu, gpu, cpu)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -121,6 +122,7 @@ func TestDemoOnTheGPU(t *testing.T) {
 
 	m := demoModel(t, config.AcceleratorGPU)
 	m.LiteRT.OnFailure = config.OnFailureRefuse // a GPU that cannot run it fails the test
+	m.LiteRT.Cache = filepath.Join(t.TempDir(), "cache") // made by the engine
 	var logs strings.Builder
 	o, err := engine.Load(litert.Name, litert.Opener, m, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
@@ -135,6 +137,15 @@ func TestDemoOnTheGPU(t *testing.T) {
 	if !strings.Contains(logs.String(), "accelerator=gpu") || !strings.Contains(e.Placement(), "L2_NORMALIZATION") {
 		t.Fatalf("placement %q; log:\n%s", e.Placement(), logs.String())
 	}
+	// The compiled programs are kept, one file per graph, and a second load reads them.
+	if cached, _ := filepath.Glob(filepath.Join(m.LiteRT.Cache, o.SHA256[:16]+"_*")); len(cached) != 1 {
+		t.Fatalf("model.litert.cache holds %v, want one file for this graph", cached)
+	}
+	again, err := engine.Load(litert.Name, litert.Opener, m, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("second load from the cache: %v", err)
+	}
+	again.Close()
 	g := testlib.LoadGolden(t)
 	maps, scores := run(t, o)
 	worst, flips := 0, 0
