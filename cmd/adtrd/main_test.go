@@ -877,20 +877,38 @@ func TestCameraRunAndKillLeavesNoChild(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer cmd.Process.Kill()
-			sc := bufio.NewScanner(stderr)
-			scored := 0
-			for scored < tc.scored && sc.Scan() {
-				if l := sc.Text(); strings.Contains(l, "msg=frame") && strings.Contains(l, "reason=score") && strings.Contains(l, "frame=camera") {
-					scored++
-				}
-			}
-			if scored < tc.scored {
-				t.Fatalf("%d camera frames scored before the daemon's log ended", scored)
-			}
+			// The daemon's log, read to the end in the background; the test waits for
+			// its scored frames at most two minutes (a loaded machine with -race), and
+			// says what the daemon logged if they do not come.
+			lines := make(chan string, 64)
 			go func() {
+				defer close(lines)
+				sc := bufio.NewScanner(stderr)
 				for sc.Scan() {
+					select {
+					case lines <- sc.Text():
+					default: // nobody reads any more: drain
+					}
 				}
 			}()
+			scored, seen := 0, []string{}
+			timeout := time.After(2 * time.Minute)
+			for scored < tc.scored {
+				select {
+				case l, ok := <-lines:
+					if !ok {
+						t.Fatalf("%d camera frames scored before the daemon's log ended:\n%s", scored, strings.Join(seen, "\n"))
+					}
+					if len(seen) < 40 {
+						seen = append(seen, l)
+					}
+					if strings.Contains(l, "msg=frame") && strings.Contains(l, "reason=score") && strings.Contains(l, "frame=camera") {
+						scored++
+					}
+				case <-timeout:
+					t.Fatalf("%d camera frames scored in 2 minutes; the daemon logged:\n%s", scored, strings.Join(seen, "\n"))
+				}
+			}
 			var kids []int
 			for deadline := time.Now().Add(10 * time.Second); len(kids) == 0 && time.Now().Before(deadline); {
 				time.Sleep(20 * time.Millisecond)
