@@ -4,7 +4,6 @@ package litert
 
 import (
 	"fmt"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -28,18 +27,7 @@ const (
 func LibrarySearch() []string { return libpath.Search(LibraryName) }
 
 // library is the configured path, or the first of LibrarySearch that exists.
-func library(configured string) string {
-	if configured != "" {
-		return configured
-	}
-	search := LibrarySearch()
-	for _, p := range search[:len(search)-1] {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return LibraryName
-}
+func library(configured string) string { return libpath.Find(configured, LibraryName) }
 
 // Placement is where a compiled graph's ops run: LiteRT's GPU accelerator takes the
 // ops it supports and leaves the rest (Unsupported says which kinds, and why) to the

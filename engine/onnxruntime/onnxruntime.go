@@ -4,8 +4,6 @@
 package onnxruntime
 
 import (
-	"os"
-
 	"github.com/adtrd/adtrd/internal/libpath"
 )
 
@@ -21,15 +19,4 @@ const LibraryName = "libonnxruntime.so.1"
 func LibrarySearch() []string { return libpath.Search(LibraryName) }
 
 // library is the configured path, or the first of LibrarySearch that exists.
-func library(configured string) string {
-	if configured != "" {
-		return configured
-	}
-	search := LibrarySearch()
-	for _, p := range search[:len(search)-1] {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return LibraryName
-}
+func library(configured string) string { return libpath.Find(configured, LibraryName) }

@@ -45,13 +45,31 @@ func TestDemoOnTheCPUProvider(t *testing.T) {
 	if !strings.Contains(logs.String(), "reference frame scored as at export") {
 		t.Fatalf("the reference frame was not scored as at export:\n%s", logs.String())
 	}
+	r := runDemo(t, o, o.Meta.Threshold)
+	t.Logf("16 demo frames: largest score difference from the int8 TFLite graph %.4f; decisions that differ: %d at the TFLite threshold, %d at each graph's own", r.worst, r.flipsTFLite, r.flipsOwn)
+	if !(r.minDefect > r.maxGood) {
+		t.Fatalf("the defects are not all above the good frames: lowest defect %.4f, highest good %.4f", r.minDefect, r.maxGood)
+	}
+}
+
+// demoRun scores the 16 demo frames on o and compares them with the int8 TFLite
+// graph's (golden.json): the largest score difference, the decisions that differ at
+// the TFLite threshold and at threshold own (0: not compared), and whether every
+// defect scores above every good frame.
+type demoRun struct {
+	worst                 float64
+	flipsTFLite, flipsOwn int
+	maxGood, minDefect    float64
+}
+
+func runDemo(t *testing.T, o engine.Opened, own float64) demoRun {
+	t.Helper()
 	sc, err := score.New(o.Meta.ScoreParams())
 	if err != nil {
 		t.Fatal(err)
 	}
 	g := testlib.LoadGolden(t)
-	worst, flipsTFLite, flipsOwn := 0.0, 0, 0
-	maxGood, minDefect := math.Inf(-1), math.Inf(1)
+	r := demoRun{maxGood: math.Inf(-1), minDefect: math.Inf(1)}
 	for _, f := range g.Frames {
 		px, err := capture.LoadRGB(testlib.Demo("frames", f.File), capture.Size{W: 224, H: 224}, capture.FitResize)
 		if err != nil {
@@ -65,24 +83,22 @@ func TestDemoOnTheCPUProvider(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		worst = math.Max(worst, math.Abs(s-f.Score))
+		r.worst = math.Max(r.worst, math.Abs(s-f.Score))
 		if f.Defective {
-			minDefect = math.Min(minDefect, s)
+			r.minDefect = math.Min(r.minDefect, s)
 		} else {
-			maxGood = math.Max(maxGood, s)
+			r.maxGood = math.Max(r.maxGood, s)
 		}
 		if (s > g.Threshold) != f.Reject {
-			flipsTFLite++
+			r.flipsTFLite++
+			t.Logf("%s: %.4f here, int8 TFLite %.4f, its threshold %.4f", f.File, s, f.Score, g.Threshold)
 		}
-		if (s > o.Meta.Threshold) != f.Reject {
-			flipsOwn++
-			t.Logf("%s: onnxruntime %.4f over its threshold %.4f; tflite int8 %.4f, threshold %.4f", f.File, s, o.Meta.Threshold, f.Score, g.Threshold)
+		if own > 0 && (s > own) != f.Reject {
+			r.flipsOwn++
+			t.Logf("%s: %.4f here over this graph's threshold %.4f", f.File, s, own)
 		}
 	}
-	t.Logf("16 demo frames: largest score difference from the int8 TFLite graph %.4f; decisions that differ: %d at the TFLite threshold, %d at each graph's own", worst, flipsTFLite, flipsOwn)
-	if !(minDefect > maxGood) {
-		t.Fatalf("the defects are not all above the good frames: lowest defect %.4f, highest good %.4f", minDefect, maxGood)
-	}
+	return r
 }
 
 // GPU providers this machine lacks (no CUDA, no TensorRT): skipped with one warning
@@ -198,39 +214,9 @@ func TestQDQDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer o.Close()
-	sc, err := score.New(o.Meta.ScoreParams())
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := testlib.LoadGolden(t)
-	worst, flips := 0.0, 0
-	maxGood, minDefect := math.Inf(-1), math.Inf(1)
-	for _, f := range g.Frames {
-		px, err := capture.LoadRGB(testlib.Demo("frames", f.File), capture.Size{W: 224, H: 224}, capture.FitResize)
-		if err != nil {
-			t.Fatal(err)
-		}
-		copy(o.Input(), px)
-		if err := o.Invoke(); err != nil {
-			t.Fatal(err)
-		}
-		s, err := sc.ScoreFloat(o.Output().Float32)
-		if err != nil {
-			t.Fatal(err)
-		}
-		worst = math.Max(worst, math.Abs(s-f.Score))
-		if f.Defective {
-			minDefect = math.Min(minDefect, s)
-		} else {
-			maxGood = math.Max(maxGood, s)
-		}
-		if (s > g.Threshold) != f.Reject {
-			flips++
-			t.Logf("%s: QDQ %.4f, int8 TFLite %.4f, threshold %.4f", f.File, s, f.Score, g.Threshold)
-		}
-	}
-	t.Logf("16 demo frames, QDQ int8 on ONNX Runtime: largest score difference from the int8 TFLite graph %.4f; %d decisions differ at its threshold", worst, flips)
-	if worst > 4 || flips > 2 || !(minDefect > maxGood) {
-		t.Fatalf("QDQ graph: worst difference %.4f (want <= 4), %d flips (want <= 2), lowest defect %.4f, highest good %.4f", worst, flips, minDefect, maxGood)
+	r := runDemo(t, o, 0)
+	t.Logf("16 demo frames, QDQ int8 on ONNX Runtime: largest score difference from the int8 TFLite graph %.4f; %d decisions differ at its threshold", r.worst, r.flipsTFLite)
+	if r.worst > 4 || r.flipsTFLite > 2 || !(r.minDefect > r.maxGood) {
+		t.Fatalf("QDQ graph: worst difference %.4f (want <= 4), %d flips (want <= 2), lowest defect %.4f, highest good %.4f", r.worst, r.flipsTFLite, r.minDefect, r.maxGood)
 	}
 }

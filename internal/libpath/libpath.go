@@ -18,3 +18,18 @@ func Search(name string) []string {
 	}
 	return append(out, filepath.Join("/usr/lib/adtrd", name), name)
 }
+
+// Find is the configured path when there is one, else the first of Search(name) that
+// exists, else the bare name for the loader to look up.
+func Find(configured, name string) string {
+	if configured != "" {
+		return configured
+	}
+	search := Search(name)
+	for _, p := range search[:len(search)-1] {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return name
+}
