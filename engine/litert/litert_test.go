@@ -121,7 +121,7 @@ func TestDemoOnTheGPU(t *testing.T) {
 	cpu.Close()
 
 	m := demoModel(t, config.AcceleratorGPU)
-	m.LiteRT.OnFailure = config.OnFailureRefuse // a GPU that cannot run it fails the test
+	m.LiteRT.OnFailure = config.OnFailureRefuse          // a GPU that cannot run it fails the test
 	m.LiteRT.Cache = filepath.Join(t.TempDir(), "cache") // made by the engine
 	var logs strings.Builder
 	o, err := engine.Load(litert.Name, litert.Opener, m, slog.New(slog.NewTextHandler(&logs, nil)))
