@@ -57,7 +57,7 @@ func TestSignalLeavesOutputsInactive(t *testing.T) {
 				"\ncapture:\n  replay:\n    path: "+testlib.Demo("frames")+"\n    loop: true\n    fps: 20\n"+
 				"output:\n  sim_csv: "+edges+"\n  reject:\n    pulse: 30ms\n    delay: 40ms\n  heartbeat:\n    period: 25ms\n"+
 				"fail_safe: reject\nlog:\n  level: info\n"), 0o644)
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd := testDaemon()
 			cmd.Env = append(os.Environ(), "ADTRD_TEST_MAIN=1", "ADTRD_TEST_ARGS=run -c "+cfg)
 			stderr, _ := cmd.StderrPipe()
 			var stdout bytes.Buffer
@@ -162,7 +162,7 @@ func TestReloadWhileRunning(t *testing.T) {
 // fails the test naming what.
 func runDaemon(t *testing.T, cfg string) (*exec.Cmd, func(what string, d time.Duration, subs ...string) string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd := testDaemon()
 	cmd.Env = append(os.Environ(), "ADTRD_TEST_MAIN=1", "ADTRD_TEST_ARGS=run -c "+cfg)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
@@ -217,7 +217,7 @@ func TestSystemdNotifications(t *testing.T) {
 	cfg := filepath.Join(dir, "adtrd.yaml")
 	os.WriteFile(cfg, []byte("model:\n  path: "+testlib.Demo("adtr.tflite")+"\n  library: "+lib+
 		"\ncapture:\n  replay:\n    path: "+testlib.Demo("frames")+"\n    loop: true\n    fps: 20\n"), 0o644)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd := testDaemon()
 	cmd.Env = append(os.Environ(), "ADTRD_TEST_MAIN=1", "ADTRD_TEST_ARGS=run -c "+cfg,
 		"NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=200000", "JOURNAL_STREAM=8:1234")
 	var stderr bytes.Buffer
@@ -305,6 +305,16 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// testDaemon is this test binary run as adtrd (TestMain, ADTRD_TEST_MAIN): a daemon
+// process. A test that dies takes it along (Pdeathsig): a timeout's panic runs no
+// defers, and an orphaned daemon would hold 127.0.0.1:8080, a camera and a core for
+// the tests after it (seen: a -race run's orphan failed TestCheckFindsGPIOLines).
+func testDaemon() *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
+
 // The built-in demo, as `make run` runs it, from the repository root.
 func TestRunDemo(t *testing.T) {
 	lib := testlib.TFLiteLibrary(t)
@@ -326,7 +336,7 @@ func TestCheckFindsGPIOLines(t *testing.T) {
 	}
 	cfg := filepath.Join(t.TempDir(), "line.yaml")
 	os.WriteFile(cfg, []byte("model:\n  path: "+testlib.Demo("adtr.tflite")+"\ncapture:\n  replay:\n    path: "+testlib.Demo("frames")+
-		"\noutput:\n  backend: gpiochip\n  reject:\n    line: PQ.05\n"), 0o644)
+		"\noutput:\n  backend: gpiochip\n  reject:\n    line: PQ.05\nhttp:\n  address: \"\"\n"), 0o644)
 	var out, errb bytes.Buffer
 	if code := realMain(context.Background(), []string{"check", "-c", cfg}, &out, &errb); code != 2 {
 		t.Fatalf("exit %d", code)
@@ -471,7 +481,7 @@ func TestTFLiteLinesGoThroughTheLogger(t *testing.T) {
 			cfg := filepath.Join(dir, tc.name+".yaml")
 			os.WriteFile(cfg, []byte("model:\n  path: "+tc.model+"\n  library: "+lib+"\ncapture:\n  replay:\n    path: "+testlib.Demo("frames")+
 				"\n    fps: 0\nlog:\n  format: json\n"), 0o644)
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd := testDaemon()
 			cmd.Env = append(os.Environ(), "ADTRD_TEST_MAIN=1", "ADTRD_TEST_ARGS=run -c "+cfg)
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -869,8 +879,8 @@ func TestCameraRunAndKillLeavesNoChild(t *testing.T) {
 			cfg := filepath.Join(dir, "adtrd.yaml")
 			os.WriteFile(cfg, []byte("model:\n  path: "+testlib.Demo("adtr.tflite")+"\n  library: "+lib+
 				"\ncapture:\n  source: camera\n  camera:\n    uri: \"gst://"+tc.head+"\"\n"+
-				"    width: 320\n    height: 240\n    first_frame: 1m\n"), 0o644)
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
+				"    width: 320\n    height: 240\n    first_frame: 1m\nhttp:\n  address: \"\"\n"), 0o644)
+			cmd := testDaemon()
 			cmd.Env = append(os.Environ(), "ADTRD_TEST_MAIN=1", "ADTRD_TEST_ARGS=run -c "+cfg)
 			stderr, _ := cmd.StderrPipe()
 			if err := cmd.Start(); err != nil {

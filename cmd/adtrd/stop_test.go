@@ -7,7 +7,6 @@ import (
 	"encoding/csv"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -73,7 +72,7 @@ func TestStopFitsTimeoutStopSec(t *testing.T) {
 			os.WriteFile(cfg, []byte(fmt.Sprintf("model:\n  path: %s\n  library: %s\n  threads: %d\ncapture:\n  queue: %d\n  replay:\n    path: %s\n    fps: %d\n    loop: true\n"+
 				"output:\n  sim_csv: %s\n  reject:\n    delay: %s\n    pulse: %s\ntracking:\n  in_flight: 4096\nhttp:\n  address: ''\nlog:\n  level: info\n",
 				testlib.Demo("adtr.tflite"), lib, tc.threads, tc.queue, testlib.Demo("frames"), tc.fps, edges, tc.delay, tc.pulse)), 0o644)
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd := testDaemon()
 			cmd.Env = append(os.Environ(), "ADTRD_TEST_MAIN=1", "ADTRD_TEST_ARGS=run -c "+cfg)
 			testlib.DiesWithTest(cmd)
 			stderr, _ := cmd.StderrPipe()

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -35,7 +34,7 @@ func TestFeedbackRoundTrip(t *testing.T) {
 		"\ncapture:\n  replay:\n    path: "+testlib.Demo("frames")+"\n    loop: true\n    fps: 10\n"+
 		"http:\n  address: 127.0.0.1:0\n  token_file: token\n"+
 		"recordings:\n  dir: rec\n  dataset: dataset\n  near: 0.5\n  rate: 20\n"), 0o644)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd := testDaemon()
 	cmd.Env = append(os.Environ(), "ADTRD_TEST_MAIN=1", "ADTRD_TEST_ARGS=run -c "+cfg)
 	testlib.DiesWithTest(cmd)
 	stderr, _ := cmd.StderrPipe()
