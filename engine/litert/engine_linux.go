@@ -167,6 +167,8 @@ static LiteRtStatus adtr_lrt_load(adtr_model* m, const char* libdir, const void*
 // buffers. gpu_toml is the GPU accelerator's options ("" for none); cpu_toml XNNPACK's.
 static LiteRtStatus adtr_lrt_compile(adtr_model* m, int accel, const char* gpu_toml, const char* cpu_toml) {
 	adtr_lrt* t = m->t;
+	if (m->inb) { t->DestroyTensorBuffer(m->inb); m->inb = NULL; }
+	if (m->outb) { t->DestroyTensorBuffer(m->outb); m->outb = NULL; }
 	if (m->compiled) { t->DestroyCompiledModel(m->compiled); m->compiled = NULL; }
 	if (m->opts) { t->DestroyOptions(m->opts); m->opts = NULL; }
 	ADTR_TRY(t->CreateOptions(&m->opts));
@@ -331,7 +333,7 @@ func Opener(b *model.Bundle, c config.Model, log *slog.Logger) (_ engine.Engine,
 	if o.Accelerator == config.AcceleratorGPU {
 		opts := gpuOptions(o.Precision)
 		if o.Cache != "" {
-			if err := os.MkdirAll(o.Cache, 0o750); err != nil {
+			if err := writableDir(o.Cache); err != nil {
 				log.Warn("litert: model.litert.cache unusable: the GPU programs are compiled at every start", "err", err)
 			} else {
 				// One file per graph: <key>_mldrift_program_cache.bin.
@@ -390,6 +392,21 @@ func Opener(b *model.Bundle, c config.Model, log *slog.Logger) (_ engine.Engine,
 	return e, nil
 }
 
+// writableDir makes dir if needed and checks that a file can be created in it: the
+// accelerator would otherwise fail its compile on an unwritable cache, and a cache
+// problem must not cost the GPU.
+func writableDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".adtrd-probe-*")
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
 // gpuOptions is the GPU accelerator's options payload (LiteRT's
 // litert/c/options/litert_gpu_options.cc writes "precision = N"; N is
 // LiteRtDelegatePrecision: 1 fp16, 2 fp32).
@@ -429,7 +446,12 @@ func (e *Engine) Close() error {
 // status is a failed call's one line: the call, LiteRT's status name, and the last
 // error line LiteRT printed.
 func (e *Engine) status(st C.LiteRtStatus, printed []string) string {
-	s := fmt.Sprintf("%s: %s", C.GoString(&e.m.where[0]), statusName(int(st)))
+	where := C.GoString(&e.m.where[0])
+	if call, ok := strings.CutPrefix(where, "t->"); ok { // "t->RunCompiledModel(m->compiled, ...)"
+		where, _, _ = strings.Cut(call, "(")
+		where = "LiteRt" + where
+	}
+	s := fmt.Sprintf("%s: %s", where, statusName(int(st)))
 	for i := len(printed) - 1; i >= 0; i-- {
 		if l := printed[i]; strings.Contains(l, "ERROR") || strings.HasPrefix(l, "E0") {
 			return s + " (" + l + ")"
