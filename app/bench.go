@@ -62,10 +62,11 @@ var BenchStages = []string{"capture hand-off (frame to inference)", "inference",
 
 // Bench runs cfg's model and frame source through the whole pipeline onto simulated
 // outputs (never the real reject valve) for n frames after 5 of warm-up, then the
-// bare Invoke loop on the same engine for n more, and reports both.
-func Bench(cfg config.Config, engines engine.Factories, n int) (BenchReport, error) {
+// bare Invoke loop on the same engine for n more, and reports both. build makes the
+// generation (the daemon's vets the model in a child first, as check and run do).
+func Bench(cfg config.Config, build daemon.Builder, n int) (BenchReport, error) {
 	quiet := slog.New(slog.DiscardHandler)
-	gen, err := Build(engines)(1, cfg, quiet)
+	gen, err := build(1, cfg, quiet)
 	if err != nil {
 		return BenchReport{}, err
 	}
@@ -182,7 +183,7 @@ var ErrVariant = errors.New("engine variant")
 // side: "tflite", "onnxruntime" (the ONNX graph the toolkit exports beside
 // model.path, <name>.onnx), "litert" or "litert:gpu" (model.litert.accelerator).
 func EngineVariant(cfg config.Config, spec string) (config.Config, error) {
-	name, acc, _ := strings.Cut(spec, ":")
+	name, acc, hasAcc := strings.Cut(spec, ":")
 	out := cfg
 	out.Model.Engine, out.Model.Metadata = name, ""
 	base := strings.TrimSuffix(strings.TrimSuffix(cfg.Model.Path, ".onnx"), ".tflite")
@@ -192,16 +193,18 @@ func EngineVariant(cfg config.Config, spec string) (config.Config, error) {
 	case "onnxruntime":
 		out.Model.Path = base + ".onnx"
 	default:
-		return cfg, fmt.Errorf("%w: %q: want tflite, onnxruntime, litert or litert:gpu", ErrVariant, spec)
+		return cfg, fmt.Errorf("%w: %q: want tflite, onnxruntime, litert, litert:cpu or litert:gpu", ErrVariant, spec)
 	}
 	switch {
-	case name == "litert" && (acc == "" || acc == "cpu"):
+	case hasAcc && name != "litert":
+		return cfg, fmt.Errorf("%w: %q: only litert takes an accelerator (litert:cpu, litert:gpu)", ErrVariant, spec)
+	case name == "litert" && ((!hasAcc && acc == "") || acc == "cpu"):
 		out.Model.LiteRT.Accelerator = config.AcceleratorCPU
 	case name == "litert" && acc == "gpu":
 		out.Model.LiteRT.Accelerator = config.AcceleratorGPU
 		out.Model.LiteRT.OnFailure = config.OnFailureRefuse // a bench of the CPU under the GPU's name would lie
-	case acc != "":
-		return cfg, fmt.Errorf("%w: %q: only litert takes an accelerator (litert:gpu)", ErrVariant, spec)
+	case name == "litert":
+		return cfg, fmt.Errorf("%w: %q: unknown accelerator %q (want litert:cpu or litert:gpu)", ErrVariant, spec, acc)
 	}
 	if out.Model.Path != cfg.Model.Path {
 		out.Model.SHA256 = "" // the pin is the configured graph's

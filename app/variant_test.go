@@ -30,6 +30,14 @@ func TestEngineVariant(t *testing.T) {
 		{"tensorflow", "", "", 0, true},
 		// only litert has accelerators
 		{"tflite:gpu", "", "", 0, true},
+		// litert's CPU said explicitly
+		{"litert:cpu", "litert", "adtr.tflite", config.AcceleratorCPU, false},
+		// an accelerator litert has not, in any case, or none after the colon
+		{"litert:npu", "", "", 0, true},
+		{"litert:GPU", "", "", 0, true},
+		{"litert:", "", "", 0, true},
+		// an empty item
+		{"", "", "", 0, true},
 	} {
 		got, err := app.EngineVariant(cfg, tc.spec)
 		if tc.err {

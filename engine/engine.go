@@ -173,6 +173,9 @@ func One(name string, open Opener) Factories {
 }
 
 // Names are the engines, sorted.
+// Has says whether the factories have an engine called name.
+func (f Factories) Has(name string) bool { return f.byName[name] != nil }
+
 func (f Factories) Names() []string {
 	names := make([]string, 0, len(f.byName))
 	for n := range f.byName {

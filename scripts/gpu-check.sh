@@ -48,11 +48,12 @@ run() { # name, then the model section's YAML lines
 
 run tflite-xnnpack "engine: tflite" "path: $PWD/models/demo/adtr.tflite"
 run litert-cpu "engine: litert" "path: $PWD/models/demo/adtr.tflite" "litert:" "  library: $PWD/$litert_lib" "  accelerator: cpu"
-# The Vulkan adapter LiteRT's GPU accelerator selects, from its own log (debug level).
-printf 'model:\n  engine: litert\n  path: %s\n  litert: {library: %s, accelerator: gpu}\nlog:\n  level: debug\nhttp:\n  address: ""\n' \
-	"$PWD/models/demo/adtr.tflite" "$PWD/$litert_lib" > "$work/adapter.yaml"
+# The Vulkan adapter LiteRT's GPU accelerator selects, from its own log: `run` logs
+# LiteRT's lines at debug level (check shows warnings only).
+printf 'model:\n  engine: litert\n  path: %s\n  litert: {library: %s, accelerator: gpu}\ncapture:\n  replay: {path: %s, fps: 0}\nlog:\n  level: debug\nhttp:\n  address: ""\n' \
+	"$PWD/models/demo/adtr.tflite" "$PWD/$litert_lib" "$PWD/models/demo/frames" > "$work/adapter.yaml"
 echo "== litert-gpu adapter"
-"$bin" check -c "$work/adapter.yaml" 2>&1 | grep -o -E 'Selected adapter: [^"]*|placement=[^ ]*( [^=]*)?' | head -3
+timeout 600 "$bin" run -c "$work/adapter.yaml" 2>&1 | grep -o -E 'Selected adapter: [^"\\]*|placement="[^"]*"' | sort -u | head -3
 run litert-gpu "engine: litert" "path: $PWD/models/demo/adtr.tflite" "litert:" "  library: $PWD/$litert_lib" "  accelerator: gpu" "  on_failure: refuse"
 run onnxruntime-cpu "engine: onnxruntime" "path: $PWD/models/demo/adtr.onnx" "onnxruntime:" "  library: $PWD/$cpu_lib" "  providers: [cpu]"
 if [ -n "$gpu_lib" ]; then

@@ -42,6 +42,9 @@ func builder() (daemon.Builder, error) {
 		return build, nil // nowhere to vet from: loaded as run loads its first model
 	}
 	return func(n uint64, cfg config.Config, log *slog.Logger) (*daemon.Generation, error) {
+		if !f.Has(cfg.Model.Engine) {
+			return build(n, cfg, log) // the factories' own error, with the key's line: no child for that
+		}
 		v := &vet.Vetter{Exe: exe, Limits: vet.DefaultLimits, Log: log}
 		if err := v.Vet(context.Background(), cfg.Model); err != nil {
 			return nil, err

@@ -215,6 +215,8 @@ static int adtr_alloc_io(adtr_model* m, size_t in, size_t out) {
 import "C"
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -313,7 +315,7 @@ func Opener(b *model.Bundle, c config.Model, log *slog.Logger) (_ engine.Engine,
 	graph := C.CBytes(b.Graph)
 	defer C.free(graph)
 	var st C.LiteRtStatus
-	printed := cstderr.Capture(func() { st = C.adtr_lrt_load(e.m, libdir, graph, C.size_t(len(b.Graph))) })
+	printed := capture(func() { st = C.adtr_lrt_load(e.m, libdir, graph, C.size_t(len(b.Graph))) })
 	if st != C.kLiteRtStatusOk {
 		return nil, fmt.Errorf("%w: %s: LiteRT cannot read it: %s", model.ErrModel, c.Path, e.status(st, printed))
 	}
@@ -330,31 +332,43 @@ func Opener(b *model.Bundle, c config.Model, log *slog.Logger) (_ engine.Engine,
 	defer C.free(unsafe.Pointer(cpu))
 	none := C.CString("")
 	defer C.free(unsafe.Pointer(none))
+	cacheFile := "" // the GPU's program cache for this graph, when model.litert.cache is usable
 	if o.Accelerator == config.AcceleratorGPU {
 		opts := gpuOptions(o.Precision)
 		if o.Cache != "" {
 			if err := writableDir(o.Cache); err != nil {
 				log.Warn("litert: model.litert.cache unusable: the GPU programs are compiled at every start", "err", err)
 			} else {
-				// One file per graph: <key>_mldrift_program_cache.bin.
+				cacheFile = filepath.Join(o.Cache, b.SHA256[:16]+cacheSuffix)
+				if why := checkCache(cacheFile); why != "" {
+					log.Warn("litert: cached GPU programs discarded ("+why+"): compiling afresh", "file", cacheFile)
+				}
 				opts += fmt.Sprintf("serialization_dir = %q\nmodel_cache_key = %q\nserialize_program_cache = true\n", o.Cache, b.SHA256[:16])
 			}
 		}
 		gpu := C.CString(opts)
 		defer C.free(unsafe.Pointer(gpu))
-		printed = cstderr.Capture(func() {
-			st = C.adtr_lrt_compile(e.m, C.kLiteRtHwAcceleratorGpu|C.kLiteRtHwAcceleratorCpu, gpu, cpu)
-		})
+		// LiteRT looks for its accelerator beside itself and, not finding it, compiles
+		// for the CPU without a word: name the file instead of guessing at Vulkan.
+		accLib := filepath.Join(filepath.Dir(path), AcceleratorName)
+		if fi, statErr := os.Stat(accLib); libdir != nil && (statErr != nil || !fi.Mode().IsRegular()) {
+			err = fmt.Errorf("its library %s is missing", accLib)
+		} else {
+			printed = capture(func() {
+				st = C.adtr_lrt_compile(e.m, C.kLiteRtHwAcceleratorGpu|C.kLiteRtHwAcceleratorCpu, gpu, cpu)
+			})
+		}
 		logPrinted(log, printed)
 		p, ok := parsePlacement(printed)
 		switch {
+		case err != nil:
 		case st == C.kLiteRtStatusOk && ok:
 			e.placement = p
 		case st == C.kLiteRtStatusOk && bool(e.m.fully):
 			e.placement = Placement{GPU: int(e.m.ops)}
 		case st == C.kLiteRtStatusOk:
 			// Compiled, but the accelerator said nothing: it did not take the graph.
-			err = errors.New("the GPU accelerator took no ops (no Vulkan device it accepts?)")
+			err = fmt.Errorf("it took no ops (is %s a LiteRT GPU accelerator, and is there a Vulkan device?)", accLib)
 		default:
 			err = errors.New(e.status(st, printed))
 		}
@@ -367,7 +381,7 @@ func Opener(b *model.Bundle, c config.Model, log *slog.Logger) (_ engine.Engine,
 		}
 	}
 	if e.accelerator == config.AcceleratorCPU {
-		printed = cstderr.Capture(func() { st = C.adtr_lrt_compile(e.m, C.kLiteRtHwAcceleratorCpu, none, cpu) })
+		printed = capture(func() { st = C.adtr_lrt_compile(e.m, C.kLiteRtHwAcceleratorCpu, none, cpu) })
 		logPrinted(log, printed)
 		if st != C.kLiteRtStatusOk {
 			return nil, fmt.Errorf("%w: %s: LiteRT cannot compile it for the CPU: %s", model.ErrModel, c.Path, e.status(st, printed))
@@ -377,10 +391,15 @@ func Opener(b *model.Bundle, c config.Model, log *slog.Logger) (_ engine.Engine,
 	// The first run initialises what compiling left for later (the GPU accelerator
 	// looks for OpenCL, uploads its weights) and says so on stderr: run it here,
 	// captured, so those lines reach the logger and not the journal bare.
-	printed = cstderr.Capture(func() { st = C.adtr_lrt_run(e.m) })
+	printed = capture(func() { st = C.adtr_lrt_run(e.m) })
 	logPrinted(log, printed)
 	if st != C.kLiteRtStatusOk {
 		return nil, fmt.Errorf("%w: %s: LiteRT cannot run it: %s", model.ErrModel, c.Path, e.status(st, printed))
+	}
+	if e.accelerator == config.AcceleratorGPU && cacheFile != "" {
+		if err := sealCache(cacheFile); err != nil {
+			log.Warn("litert: the GPU program cache's checksum not written: it will be compiled afresh next time", "file", cacheFile, "err", err)
+		}
 	}
 	if e.accelerator == config.AcceleratorGPU && e.placement.CPU > 0 {
 		// Said at Warn so that `adtrd check` shows it too: the GPU's speed is not the
@@ -390,6 +409,61 @@ func Opener(b *model.Bundle, c config.Model, log *slog.Logger) (_ engine.Engine,
 	log.Info("model loaded", "model", c.Path, "version", b.Meta.ModelVersion, "sha256", b.SHA256[:12], "engine", Name,
 		"accelerator", e.accelerator.String(), "placement", e.placement.String(), "threads", c.Threads)
 	return e, nil
+}
+
+// capture runs fn with what LiteRT prints caught (cstderr.Capture), C's stdio
+// buffers flushed before the capture ends: stdout into a pipe is fully buffered.
+func capture(fn func()) []string {
+	return cstderr.Capture(func() {
+		fn()
+		C.fflush(nil)
+	})
+}
+
+// cacheSuffix is how LiteRT's GPU accelerator names its program cache after the
+// model_cache_key (observed: <key>_mldrift_program_cache.bin).
+const cacheSuffix = "_mldrift_program_cache.bin"
+
+// checkCache removes a program cache adtrd did not seal after a good load, or that
+// changed since (a disk fault, a power cut mid-write, another writer): LiteRT reads a
+// corrupted cache without complaint and the GPU then computes a constant map (seen:
+// every frame scored 18.6049). It says why it removed one, or "".
+func checkCache(file string) string {
+	data, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		os.Remove(file + ".sha256")
+		return ""
+	}
+	why := ""
+	if err != nil {
+		why = err.Error()
+	} else if want, err := os.ReadFile(file + ".sha256"); err != nil {
+		why = "no checksum recorded after a good load"
+	} else if sum := sha256.Sum256(data); strings.TrimSpace(string(want)) != hex.EncodeToString(sum[:]) {
+		why = "it changed since its last good load"
+	}
+	if why != "" {
+		os.Remove(file)
+		os.Remove(file + ".sha256")
+	}
+	return why
+}
+
+// sealCache records the program cache's checksum once a load from it (or one that
+// wrote it) compiled and ran.
+func sealCache(file string) error {
+	data, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // the accelerator wrote none
+	} else if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(data)
+	tmp := file + ".sha256.tmp"
+	if err := os.WriteFile(tmp, []byte(hex.EncodeToString(sum[:])+"\n"), 0o640); err != nil {
+		return err
+	}
+	return os.Rename(tmp, file+".sha256")
 }
 
 // writableDir makes dir if needed and checks that a file can be created in it: the
@@ -436,7 +510,7 @@ func (e *Engine) Invoke() error {
 // half-done Opener. The process's library stays loaded.
 func (e *Engine) Close() error {
 	if e.m != nil {
-		logPrinted(e.log, cstderr.Capture(func() { C.adtr_lrt_close(e.m) }))
+		logPrinted(e.log, capture(func() { C.adtr_lrt_close(e.m) }))
 		e.m = nil
 	}
 	e.in, e.out = nil, nil

@@ -138,7 +138,7 @@ func TestDemoOnTheGPU(t *testing.T) {
 		t.Fatalf("placement %q; log:\n%s", e.Placement(), logs.String())
 	}
 	// The compiled programs are kept, one file per graph, and a second load reads them.
-	if cached, _ := filepath.Glob(filepath.Join(m.LiteRT.Cache, o.SHA256[:16]+"_*")); len(cached) != 1 {
+	if cached, _ := filepath.Glob(filepath.Join(m.LiteRT.Cache, o.SHA256[:16]+"_*.bin")); len(cached) != 1 {
 		t.Fatalf("model.litert.cache holds %v, want one file for this graph", cached)
 	}
 	again, err := engine.Load(litert.Name, litert.Opener, m, slog.New(slog.DiscardHandler))
@@ -146,6 +146,25 @@ func TestDemoOnTheGPU(t *testing.T) {
 		t.Fatalf("second load from the cache: %v", err)
 	}
 	again.Close()
+	// A cache that changed since (one byte flipped, as a disk fault leaves) is thrown
+	// away and compiled afresh: LiteRT itself would read it and compute garbage.
+	cached, _ := filepath.Glob(filepath.Join(m.LiteRT.Cache, o.SHA256[:16]+"_*.bin"))
+	blob, err := os.ReadFile(cached[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob[len(blob)/2] ^= 0xff
+	os.WriteFile(cached[0], blob, 0o644)
+	var relog strings.Builder
+	fresh, err := engine.Load(litert.Name, litert.Opener, m, slog.New(slog.NewTextHandler(&relog, nil)))
+	if err != nil {
+		t.Fatalf("load over a corrupted cache: %v", err)
+	}
+	if !strings.Contains(relog.String(), "cached GPU programs discarded (it changed since its last good load)") {
+		t.Fatalf("no discard warning:\n%s", relog.String())
+	}
+	freshMaps, _ := run(t, fresh)
+	fresh.Close()
 	g := testlib.LoadGolden(t)
 	maps, scores := run(t, o)
 	worst, flips := 0, 0
@@ -155,6 +174,9 @@ func TestDemoOnTheGPU(t *testing.T) {
 			flips++
 			t.Logf("%s: gpu %.4f, cpu %.4f, threshold %.4f (%v)", f.File, scores[i], cpuScores[i], g.Threshold, f.Defective)
 		}
+	}
+	if d := maxSteps(freshMaps[0], maps[0]); d > 1 {
+		t.Fatalf("after a corrupted cache: frame 0's map %d steps from the first load's", d)
 	}
 	t.Logf("16 demo frames on the GPU (%s): maps up to %d steps from LiteRT's CPU maps; %d of 16 decisions differ at the demo threshold", e.Placement(), worst, flips)
 	if worst > gpuSteps {
@@ -180,6 +202,8 @@ func TestGPUFailure(t *testing.T) {
 		{"fallback", "fallback ok"},
 		// refuse: the model does not load, in one line naming the key
 		{"refuse", "refused: litert gpu accelerator: "},
+		// the accelerator's library missing beside libLiteRt.so: named, not blamed on Vulkan
+		{"noaccelerator", "LiteRtWebGpuAccelerator.so is missing, and model.litert.on_failure is refuse"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestGPUFailureChild$", "-test.v")
@@ -199,12 +223,20 @@ func TestGPUFailureChild(t *testing.T) {
 		t.Skip("run by TestGPUFailure")
 	}
 	m := demoModel(t, config.AcceleratorGPU)
-	if mode == "refuse" {
+	if mode != "fallback" {
 		m.LiteRT.OnFailure = config.OnFailureRefuse
+	}
+	if mode == "noaccelerator" {
+		lib, err := os.ReadFile(m.LiteRT.Library)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.LiteRT.Library = filepath.Join(t.TempDir(), "libLiteRt.so")
+		os.WriteFile(m.LiteRT.Library, lib, 0o755)
 	}
 	var logs strings.Builder
 	o, err := engine.Load(litert.Name, litert.Opener, m, slog.New(slog.NewTextHandler(&logs, nil)))
-	if mode == "refuse" {
+	if mode != "fallback" {
 		if !errors.Is(err, litert.ErrAccelerator) || !strings.Contains(err.Error(), "model.litert.on_failure is refuse") || strings.Contains(err.Error(), "\n") {
 			t.Fatalf("Load: %v; want one ErrAccelerator line naming model.litert.on_failure", err)
 		}

@@ -43,9 +43,9 @@ func Stderr() *os.File {
 // dropped so the C side never blocks on a full pipe.
 const maxCaptured = 64 << 10
 
-// Capture runs fn with fd 2 redirected and returns the non-empty lines written
-// to it. If the redirection cannot be set up, fn runs anyway and its output goes where
-// fd 2 went.
+// Capture runs fn with fds 1 and 2 redirected and returns the non-empty lines
+// written to them. If the redirection cannot be set up, fn runs anyway and its
+// output goes where it went.
 func Capture(fn func()) []string {
 	captureMu.Lock()
 	defer captureMu.Unlock()
@@ -56,17 +56,21 @@ func Capture(fn func()) []string {
 		return nil
 	}
 	defer r.Close()
-	saved, err := syscall.Dup(2)
-	if err != nil {
-		w.Close()
-		fn()
-		return nil
-	}
-	if err := syscall.Dup3(int(w.Fd()), 2, 0); err != nil {
-		syscall.Close(saved)
-		w.Close()
-		fn()
-		return nil
+	// fds 1 and 2 both: LiteRT prints some of its INFO lines on stdout, which would
+	// land in a report (`adtrd bench --json`). The caller flushes C's stdio buffers
+	// inside fn, so nothing printed during the call comes out after it.
+	var saved []int
+	for _, fd := range []int{2, 1} {
+		old, err := syscall.Dup(fd)
+		if err == nil {
+			if err = syscall.Dup3(int(w.Fd()), fd, 0); err != nil {
+				syscall.Close(old)
+			}
+		}
+		if err != nil {
+			break
+		}
+		saved = append(saved, old)
 	}
 	read := make(chan []byte, 1)
 	go func() {
@@ -75,8 +79,10 @@ func Capture(fn func()) []string {
 		read <- b
 	}()
 	fn()
-	syscall.Dup3(saved, 2, 0)
-	syscall.Close(saved)
+	for i, old := range saved {
+		syscall.Dup3(old, []int{2, 1}[i], 0)
+		syscall.Close(old)
+	}
 	w.Close() // the pipe's last writer: the reader sees EOF
 	return splitLines(<-read)
 }
