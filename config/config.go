@@ -772,9 +772,9 @@ func (c *Config) validate(lines map[string]int, errs *Errors, files bool) {
 	if c.Model.LiteRT.Library != "" {
 		missing("model.litert.library", c.Model.LiteRT.Library, "LiteRT library")
 	}
-	if strings.ContainsAny(c.Model.LiteRT.Cache, "\"\\\n\r") {
+	if strings.ContainsFunc(c.Model.LiteRT.Cache, func(r rune) bool { return r == '"' || r == '\\' || r < ' ' || r == 0x7f }) {
 		// The accelerator reads it from a TOML string of its options.
-		bad("model.litert.cache", "%q: a folder path without quotes, backslashes or line breaks", c.Model.LiteRT.Cache)
+		bad("model.litert.cache", "%q: a folder path without double quotes, backslashes or control characters", c.Model.LiteRT.Cache)
 	}
 	if h := c.Model.SHA256; h != "" && !isHex64(h) {
 		bad("model.sha256", "want 64 hex digits, got %q", h)

@@ -195,7 +195,8 @@ func TestEveryKindOfErrorNamesKeyAndLine(t *testing.T) {
 		// LiteRT's keys: an unknown accelerator or precision, a cache path the accelerator's TOML cannot carry
 		{"litert accelerator", "model:\n  path: m.tflite\n  litert:\n    accelerator: npu\n", []string{`line 4: model.litert.accelerator: "npu" is not one of cpu, gpu`}},
 		{"litert precision", "model:\n  path: m.tflite\n  litert:\n    precision: int8\n", []string{`line 4: model.litert.precision: "int8" is not one of fp32, fp16`}},
-		{"litert cache quote", "model:\n  path: m.tflite\n  litert:\n    cache: '/var/a\"b'\n", []string{`line 4: model.litert.cache: "/var/a\"b": a folder path without quotes`}},
+		{"litert cache quote", "model:\n  path: m.tflite\n  litert:\n    cache: '/var/a\"b'\n", []string{`line 4: model.litert.cache: "/var/a\"b": a folder path without double quotes`}},
+		{"litert cache nul", "model:\n  path: m.tflite\n  litert:\n    cache: \"/var/a\\0b\"\n", []string{`line 4: model.litert.cache: "/var/a\x00b": a folder path without double quotes`}},
 		// broken YAML
 		{"syntax", "model: [\n", []string{"(syntax)"}},
 		// several problems: all of them, not only the first
