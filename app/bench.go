@@ -16,7 +16,6 @@ import (
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
 	"github.com/adtrd/adtrd/daemon"
-	"github.com/adtrd/adtrd/engine"
 	"github.com/adtrd/adtrd/events"
 )
 
@@ -152,8 +151,8 @@ func Bench(cfg config.Config, build daemon.Builder, n int) (BenchReport, error) 
 	// recs[warm] was decided at first; n-1 more decisions followed until last.
 	rep.PipelineFPS = float64(n-1) / last.Sub(first).Seconds()
 	rep.Engine = cfg.Model.Engine
-	if pl, ok := gen.Engine.(engine.Placer); ok {
-		rep.Engine += " (" + pl.Placement() + ")"
+	if gen.Placement != "" {
+		rep.Engine += " (" + gen.Placement + ")"
 	}
 	bare := make([]time.Duration, n)
 	in := gen.Engine.Input()

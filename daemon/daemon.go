@@ -17,7 +17,6 @@ import (
 
 	"github.com/adtrd/adtrd/capture"
 	"github.com/adtrd/adtrd/config"
-	"github.com/adtrd/adtrd/engine"
 	"github.com/adtrd/adtrd/events"
 	"github.com/adtrd/adtrd/gpio"
 )
@@ -508,10 +507,7 @@ func (p *Pipeline) Generation() *Generation {
 // Running is what consumers of the pipeline show of the generation in use.
 func (p *Pipeline) Running() events.GenInfo {
 	g := p.Generation()
-	info := events.GenInfo{N: g.N, ModelSHA: g.ModelSHA, Threshold: g.Threshold, ModelPath: g.Config.Model.Path, Engine: g.Config.Model.Engine}
-	if pl, ok := g.Engine.(engine.Placer); ok {
-		info.Placement = pl.Placement()
-	}
+	info := events.GenInfo{N: g.N, ModelSHA: g.ModelSHA, Threshold: g.Threshold, ModelPath: g.Config.Model.Path, Engine: g.Config.Model.Engine, Placement: g.Placement}
 	if g.Meta != nil {
 		info.ModelVersion = g.Meta.ModelVersion
 	}

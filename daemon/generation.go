@@ -28,6 +28,9 @@ type Generation struct {
 	Threshold float64
 	FailSafe  gpio.FailSafe
 	ModelSHA  string // of the model bytes the engine runs
+	// Placement is where the engine said it runs the graph's ops (engine.Placer), read
+	// once at build: consumers read it while a reload may be closing this generation.
+	Placement string
 }
 
 // Builder builds generation n from cfg; the Reloader calls it for every reload.
@@ -55,7 +58,11 @@ func NewGeneration(n uint64, cfg config.Config, eng engine.Engine, meta *model.M
 	if !(thr > 0) || math.IsInf(thr, 0) {
 		return nil, errors.Join(fmt.Errorf("%w: threshold %v: want a positive finite score", ErrThreshold, thr), eng.Close())
 	}
-	return &Generation{N: n, Config: cfg, Engine: eng, Meta: meta, Scorer: sc, Threshold: thr, FailSafe: FailSafe(cfg.FailSafe), ModelSHA: sha}, nil
+	g := &Generation{N: n, Config: cfg, Engine: eng, Meta: meta, Scorer: sc, Threshold: thr, FailSafe: FailSafe(cfg.FailSafe), ModelSHA: sha}
+	if pl, ok := eng.(engine.Placer); ok {
+		g.Placement = pl.Placement()
+	}
+	return g, nil
 }
 
 // CheckThreshold is what the threshold does with this model (model.CheckThreshold),
