@@ -48,6 +48,17 @@ class ModelConfig:
     # positional; normal ones are distinct from the start (README, "Backbones").
     embed_init: str = "uniform"
     conv_layers: int = 0  # only for reconstructor == "conv"; 0 means "match the transformer's budget"
+    # Which of the backbone's four stages (strides 2, 4, 8, 16; 1-based) feed the
+    # reconstructor. Leaving the last out also drops its blocks from the graph.
+    stages: tuple[int, ...] = (1, 2, 3, 4)
+    # UniAD's layer-wise query: each decoder layer starts from its own learned query
+    # table, attends to the encoder's memory, then to the previous layer's output
+    # (UniAD models/reconstructions/uniad.py, TransformerDecoderLayer). False is
+    # ADTR's single query table fed through the layers (needs query_embedding).
+    layerwise_query: bool = False
+    # UniAD's neighbour-masked attention: a token attends only to the n x n tokens
+    # around it (7 in UniAD), in the encoder and both decoder attentions. 0 is off.
+    neighbor_mask: int = 0
     pool_kernel: int = 16
     seed: int = 0
 
@@ -76,6 +87,12 @@ class ModelConfig:
             raise ConfigError(f"embed_init {self.embed_init!r} unknown (choose from {', '.join(EMBED_INITS)})")
         if self.feature_clip <= 0:
             raise ConfigError(f"feature_clip {self.feature_clip}: must be positive")
+        if not self.stages or list(self.stages) != sorted(set(self.stages)) or not set(self.stages) <= {1, 2, 3, 4}:
+            raise ConfigError(f"stages {list(self.stages)}: choose distinct stages from 1..4, in increasing order")
+        if self.layerwise_query and not self.query_embedding:
+            raise ConfigError("layerwise_query needs query_embedding")
+        if self.neighbor_mask < 0 or (self.neighbor_mask and (self.neighbor_mask % 2 == 0 or self.neighbor_mask > self.grid)):
+            raise ConfigError(f"neighbor_mask {self.neighbor_mask}: 0 (off) or an odd size up to the grid's {self.grid}, such as 7")
         if self.backbone == "random-cnn" and len(self.cnn_channels) != 4:
             raise ConfigError("cnn_channels: the random-cnn backbone has exactly 4 stages")
         return self
@@ -86,6 +103,7 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["cnn_channels"] = list(self.cnn_channels)
+        d["stages"] = list(self.stages)
         return d
 
     @classmethod
@@ -95,8 +113,9 @@ class ModelConfig:
         if unknown:
             raise ConfigError(f"unknown model config keys: {', '.join(unknown)}")
         d = dict(d)
-        if "cnn_channels" in d:
-            d["cnn_channels"] = tuple(d["cnn_channels"])
+        for key in ("cnn_channels", "stages"):
+            if key in d:
+                d[key] = tuple(d[key])
         return cls(**d).validate()
 
     def fingerprint(self) -> str:

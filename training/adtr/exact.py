@@ -39,7 +39,7 @@ ROUNDING_RULE = ("power-of-two scales; per-tensor weights even with odd biases; 
 INT8, INT32 = 9, 2
 # Int8 kernels that move or compare bytes without requantising: their inputs (the data
 # inputs) and outputs must share one scale and zero point.
-SAME_SCALE_OPS = {"RESHAPE": 1, "TRANSPOSE": 1, "SQUEEZE": 1, "EXPAND_DIMS": 1,
+SAME_SCALE_OPS = {"RESHAPE": 1, "TRANSPOSE": 1, "SQUEEZE": 1, "EXPAND_DIMS": 1, "GATHER": 1,
                   "CONCATENATION": None, "MAXIMUM": 2, "MINIMUM": 2, "AVERAGE_POOL_2D": 1, "MAX_POOL_2D": 1}
 # Ops whose int8 output parameters TFLite fixes (a group holding one of these takes its parameters).
 FIXED_OUTPUT_OPS = {"SOFTMAX", "L2_NORMALIZATION", "LOGISTIC", "TANH"}

@@ -162,8 +162,10 @@ def build_backbone(cfg: ModelConfig, weights: str | Path | None = None) -> keras
         x = Normalise(lite0.MEAN, lite0.STD, name="normalise")(inp)
         # Residual sums lowered like the transformer's (see _signed_sum): int8 ADD rounds
         # differently in TFLite 2.9 and 2.15.
-        outs = lite0.build(x, state, add=lambda a, b: Residual()([a, b]), upto="block5")
-        stages = [outs[n] for n in LITE0_STAGES]
+        # Only the blocks the last chosen stage needs: leaving stage 4 out drops blocks 4-5.
+        last = LITE0_STAGES[max(cfg.stages) - 1][: len("blockN")]
+        outs = lite0.build(x, state, add=lambda a, b: Residual()([a, b]), upto=last)
+        stages = [outs.get(n) for n in LITE0_STAGES]  # None past `last`: not chosen
     else:
         if weights is not None and not Path(weights).is_file():
             raise ConfigError(f"{weights}: backbone weights file not found")
@@ -177,6 +179,8 @@ def build_backbone(cfg: ModelConfig, weights: str | Path | None = None) -> keras
     g = cfg.grid
     resized = []
     for i, t in enumerate(stages):
+        if i + 1 not in cfg.stages:
+            continue
         h = int(t.shape[1])
         if h > g:
             # UniAD resizes bilinearly; average pooling is the anti-aliased form of the
@@ -349,13 +353,34 @@ class LayerNorm(layers.Layer):
         return tf.matmul(n, tf.linalg.diag(self.gamma * self.root_d)) + self.beta
 
 
+def neighbour_windows(grid: int, size: int) -> np.ndarray:
+    """(grid^2, size^2) int32: for each token of a grid x grid map (row-major), the tokens
+    of the size x size window around it, the window moved inwards at the borders so
+    that every token attends to size^2 others (UniAD's 7x7 neighbour mask clips the
+    window there instead, so its border tokens see fewer)."""
+    if not 0 < size <= grid or size % 2 == 0:
+        raise ConfigError(f"neighbour window {size}: an odd size up to the grid's {grid}")
+    starts = np.clip(np.arange(grid) - size // 2, 0, grid - size)
+    span = np.arange(size)
+    rows = starts[:, None] + span[None]  # (grid, size)
+    idx = (rows[:, None, :, None] * grid + rows[None, :, None, :])  # (r, c, wr, wc)
+    return idx.reshape(grid * grid, size * size).astype(np.int32)
+
+
 class Attention(layers.Layer):
     """Multi-head attention from Dense and matmul only (no einsum), so it lowers to
-    FULLY_CONNECTED / BATCH_MATMUL / SOFTMAX, which TFLite 2.9 runs in int8."""
+    FULLY_CONNECTED / BATCH_MATMUL / SOFTMAX, which TFLite 2.9 runs in int8.
 
-    def __init__(self, dim: int, heads: int, dropout: float, **kw: object) -> None:
+    With `window` ((n, w) token indices, neighbour_windows) each query attends to its
+    w neighbours only: the keys and values are gathered per query (GATHER copies int8
+    bytes, so it rounds nothing), which is UniAD's neighbour mask without a mask
+    tensor, and w/n of the full attention's work.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float, window: np.ndarray | None = None, **kw: object) -> None:
         super().__init__(**kw)
         self.dim, self.heads = dim, heads
+        self.window = window
         self.q = layers.Dense(dim, name="q")
         self.k = layers.Dense(dim, name="k")
         self.v = layers.Dense(dim, name="v")
@@ -375,9 +400,20 @@ class Attention(layers.Layer):
         kh = self._split(self.k(k))
         vv = self.v(v)
         vh = self._split(vv * _matmul_fold() if _INT8_LOWERING.get() else vv)
-        att = tf.nn.softmax(_matmul(qh, kh, transpose_b=True), axis=-1)
-        att = self.drop(att, training=training)
-        out = tf.transpose(_matmul(att, vh), (0, 2, 1, 3))
+        if self.window is None:
+            att = tf.nn.softmax(_matmul(qh, kh, transpose_b=True), axis=-1)
+            att = self.drop(att, training=training)
+            out = _matmul(att, vh)
+        else:
+            dh, w = self.dim // self.heads, int(self.window.shape[1])
+            idx = tf.constant(self.window)
+            # (B*heads, n, dh) -> (B*heads, n, w, dh): each query's own keys and values.
+            kn = tf.gather(tf.reshape(kh, (-1, n, dh)), idx, axis=1)
+            vn = tf.gather(tf.reshape(vh, (-1, n, dh)), idx, axis=1)
+            att = tf.nn.softmax(_matmul(tf.reshape(qh, (-1, n, 1, dh)), kn, transpose_b=True), axis=-1)
+            att = self.drop(att, training=training)
+            out = tf.reshape(_matmul(att, vn), (-1, self.heads, n, dh))
+        out = tf.transpose(out, (0, 2, 1, 3))
         return self.o(tf.reshape(out, (-1, n, self.dim)))
 
 
@@ -397,7 +433,7 @@ class EncoderLayer(layers.Layer):
 
     def __init__(self, cfg: ModelConfig, **kw: object) -> None:
         super().__init__(**kw)
-        self.attn = Attention(cfg.hidden, cfg.heads, cfg.dropout, name="self_attn")
+        self.attn = Attention(cfg.hidden, cfg.heads, cfg.dropout, _windows(cfg), name="self_attn")
         self.ffn = _FFN(cfg.hidden, cfg.ffn, cfg.dropout, name="ffn")
         self.n1 = LayerNorm(name="norm1")
         self.n2 = LayerNorm(name="norm2")
@@ -410,13 +446,17 @@ class EncoderLayer(layers.Layer):
         return self.n2(_add(x, self.d2(self.ffn(x, training=training), training=training)))
 
 
+def _windows(cfg: ModelConfig) -> np.ndarray | None:
+    return neighbour_windows(cfg.grid, cfg.neighbor_mask) if cfg.neighbor_mask else None
+
+
 class DecoderLayer(layers.Layer):
     """DETR/UniAD post-norm decoder layer: self-attention, cross-attention to the encoder's memory, FFN."""
 
     def __init__(self, cfg: ModelConfig, **kw: object) -> None:
         super().__init__(**kw)
-        self.self_attn = Attention(cfg.hidden, cfg.heads, cfg.dropout, name="self_attn")
-        self.cross_attn = Attention(cfg.hidden, cfg.heads, cfg.dropout, name="cross_attn")
+        self.self_attn = Attention(cfg.hidden, cfg.heads, cfg.dropout, _windows(cfg), name="self_attn")
+        self.cross_attn = Attention(cfg.hidden, cfg.heads, cfg.dropout, _windows(cfg), name="cross_attn")
         self.ffn = _FFN(cfg.hidden, cfg.ffn, cfg.dropout, name="ffn")
         self.n1 = LayerNorm(name="norm1")
         self.n2 = LayerNorm(name="norm2")
@@ -428,6 +468,24 @@ class DecoderLayer(layers.Layer):
         t = self.self_attn(q, q, tgt, training=training)
         tgt = self.n1(_add(tgt, self.drops[0](t, training=training)))
         t = self.cross_attn(_add(_own_scale(tgt), pos), _add(_own_scale(memory), pos), memory, training=training)
+        tgt = self.n2(_add(tgt, self.drops[1](t, training=training)))
+        return self.n3(_add(tgt, self.drops[2](self.ffn(tgt, training=training), training=training)))
+
+
+class LayerwiseDecoderLayer(DecoderLayer):
+    """UniAD's decoder layer (layer-wise query): its own learned query table attends to
+    the encoder's memory, then to the previous layer's output `out`, then the FFN; all
+    post-norm. The first layer's `out` is the memory."""
+
+    def __init__(self, cfg: ModelConfig, seed: int, **kw: object) -> None:
+        super().__init__(cfg, **kw)
+        self.query = Embedding(cfg.grid**2, cfg.hidden, seed, cfg.embed_init, name="query_embed")
+
+    def call(self, out: tf.Tensor, memory: tf.Tensor, pos: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        tgt = self.query(memory)
+        t = self.self_attn(_add(_own_scale(tgt), pos), _add(_own_scale(memory), pos), memory, training=training)
+        tgt = self.n1(_add(tgt, self.drops[0](t, training=training)))
+        t = self.cross_attn(_add(_own_scale(tgt), pos), _add(_own_scale(out), pos), out, training=training)
         tgt = self.n2(_add(tgt, self.drops[1](t, training=training)))
         return self.n3(_add(tgt, self.drops[2](self.ffn(tgt, training=training), training=training)))
 
@@ -479,12 +537,17 @@ def build_reconstructor(cfg: ModelConfig, channels: int) -> keras.Model:
     memory = x
     for i in range(cfg.enc_layers):
         memory = EncoderLayer(cfg, name=f"enc{i + 1}")(memory, pos)
-    if cfg.query_embedding:
-        tgt = Embedding(k, cfg.hidden, cfg.seed * 1000 + 102, cfg.embed_init, name="query_embed")(x)
-    else:
+    if cfg.layerwise_query:
         tgt = memory
-    for i in range(cfg.dec_layers):
-        tgt = DecoderLayer(cfg, name=f"dec{i + 1}")(tgt, memory, pos)
+        for i in range(cfg.dec_layers):
+            tgt = LayerwiseDecoderLayer(cfg, cfg.seed * 1000 + 110 + i, name=f"dec{i + 1}")(tgt, memory, pos)
+    else:
+        if cfg.query_embedding:
+            tgt = Embedding(k, cfg.hidden, cfg.seed * 1000 + 102, cfg.embed_init, name="query_embed")(x)
+        else:
+            tgt = memory
+        for i in range(cfg.dec_layers):
+            tgt = DecoderLayer(cfg, name=f"dec{i + 1}")(tgt, memory, pos)
     out = layers.Dense(channels, name="output_proj")(tgt)
     out = layers.Reshape((g, g, channels), name="reconstruction")(out)
     return keras.Model(inp, out, name="adtr_reconstructor")

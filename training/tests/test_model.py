@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from adtr.config import ConfigError, ModelConfig, preset
-from adtr.model import ADTR, build_reconstructor
+from adtr.model import ADTR, Attention, build_reconstructor, neighbour_windows
 
 
 def test_paper_preset_is_the_papers_model() -> None:
@@ -63,6 +63,14 @@ def test_maps_are_the_l2_norm_of_the_feature_difference() -> None:
         ({"reconstructor": "mlp"}, "reconstructor 'mlp' unknown"),  # unknown reconstructor
         ({"dropout": 1.0}, "dropout"),  # out of range
         ({"embed_init": "zeros"}, "embed_init 'zeros' unknown"),  # neither UniAD's nor DETR's
+        ({"stages": ()}, "stages"),  # no features at all
+        ({"stages": (3, 2)}, "increasing order"),  # the graph's channel order is fixed
+        ({"stages": (2, 2)}, "distinct"),  # a stage twice
+        ({"stages": (0, 5)}, "1..4"),  # no such stage
+        ({"neighbor_mask": 6}, "odd size"),  # a window has a centre
+        ({"neighbor_mask": 15}, "up to the grid's 14"),  # wider than the 14x14 grid
+        ({"neighbor_mask": -1}, "0 \\(off\\)"),  # negative
+        ({"layerwise_query": True, "query_embedding": False}, "needs query_embedding"),  # contradictory ablation
     ],
 )
 def test_config_validation(change: dict, message: str) -> None:
@@ -202,3 +210,67 @@ def test_embedding_init(init: str, mean: float) -> None:
         assert abs(float(t.mean()) - mean) < 0.05
         assert (t.min() >= 0) == (init == "uniform")
     assert preset("lite0").model.embed_init == "normal"
+
+
+def test_neighbour_windows_are_the_tokens_around_each_token() -> None:
+    w = neighbour_windows(14, 7)
+    assert w.shape == (196, 49)
+    rows, cols = np.divmod(w, 14)
+    r0, c0 = np.divmod(np.arange(196), 14)
+    assert (w == np.arange(196)[:, None]).any(1).all()  # every token sees itself
+    assert all(len(set(row)) == 49 for row in w)  # 49 distinct tokens each
+    # inside the grid, a 7x7 block: at most 3 rows and columns away from the centre
+    # token, moved inwards at the borders so every window stays 7x7 (6 away at most)
+    assert (np.ptp(rows, 1) == 6).all() and (np.ptp(cols, 1) == 6).all()
+    inner = (r0 >= 3) & (r0 <= 10) & (c0 >= 3) & (c0 <= 10)
+    assert (np.abs(rows - r0[:, None])[inner] <= 3).all() and (np.abs(cols - c0[:, None])[inner] <= 3).all()
+    assert set(w[0]) == {r * 14 + c for r in range(7) for c in range(7)}  # corner: the corner block
+    with pytest.raises(ConfigError):
+        neighbour_windows(14, 4)
+
+
+def test_windowed_attention_is_attention_masked_to_the_window() -> None:
+    """The gathered form (what the int8 graph runs) equals full attention with every
+    logit outside the window at -inf, UniAD's neighbour mask, in float and lowered."""
+    from adtr.model import int8_lowering
+
+    g, dim, heads = 6, 16, 2
+    win = neighbour_windows(g, 3)
+    x = tf.constant(np.random.default_rng(1).standard_normal((2, g * g, dim)).astype(np.float32))
+    att = Attention(dim, heads, 0.0, win)
+    got = att(x, x, x).numpy()
+    # the reference: the same weights, the mask as a -inf logit bias
+    q = att.q(x) / np.sqrt(dim // heads)
+    k, v = att.k(x), att.v(x)
+    split = lambda t: np.transpose(np.reshape(t, (2, g * g, heads, dim // heads)), (0, 2, 1, 3))  # noqa: E731
+    logits = split(q) @ np.swapaxes(split(k), -1, -2)
+    mask = np.full((g * g, g * g), -np.inf)
+    np.put_along_axis(mask, win.astype(np.int64), 0.0, axis=1)
+    p = tf.nn.softmax(logits + mask, axis=-1).numpy()
+    ref = att.o(np.reshape(np.transpose(p @ split(v), (0, 2, 1, 3)), (2, g * g, dim))).numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+    with int8_lowering():
+        np.testing.assert_allclose(att(x, x, x).numpy(), ref, rtol=1e-4, atol=1e-5)
+    # and it is not full attention: the mask matters
+    full = Attention(dim, heads, 0.0)
+    full(x, x, x)
+    full.set_weights(att.get_weights())
+    assert np.abs(full(x, x, x).numpy() - ref).max() > 1e-3
+
+
+def test_layerwise_queries_give_each_decoder_layer_its_own_table() -> None:
+    cfg = preset("tiny").model.replace(layerwise_query=True, dec_layers=3)
+    rec = build_reconstructor(cfg, 32)
+    tables = [w for w in rec.weights if "query_embed" in w.name]
+    assert len(tables) == 3 and len({w.name for w in tables}) == 3
+    assert all(w.shape == (1, cfg.grid**2, cfg.hidden) for w in tables)
+
+
+def test_stages_choose_the_features_and_shrink_the_backbone() -> None:
+    full = ADTR(preset("lite0").model)
+    part = ADTR(preset("lite0").model.replace(stages=(2, 3)))
+    assert full.channels == 16 + 24 + 40 + 112 and part.channels == 24 + 40
+    names = {layer.name for layer in part.backbone.layers}
+    assert not any(n.startswith(("lite0_block4", "lite0_block5")) for n in names)  # stops after block 3b
+    assert any(n.startswith("lite0_block3b") for n in names)
+    assert ModelConfig.from_dict(part.cfg.to_dict()) == part.cfg
