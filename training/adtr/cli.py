@@ -219,6 +219,8 @@ def cmd_compare(a: argparse.Namespace) -> None:
         data = compare.make_data(Path(d), a.categories, a.seed, a.train)
         cells = compare.run(data, a.presets, a.int8, a.seed, jobs=a.jobs)
     print(compare.table(cells, a.presets, a.categories))
+    print()
+    print(compare.kinds_table(cells, a.presets, a.categories))
 
 
 def cmd_demo(a: argparse.Namespace) -> None:

@@ -2,8 +2,11 @@
 
 Each preset trains on each category as shipped (its own epochs); the float model is
 evaluated, and with --int8 its exported int8 graph too (TF 2.15's interpreter, which
-gives the daemon's maps: tests/test_real_textures.py). Prints a Markdown table, the
-one in the README's "Backbones on real surfaces" section.
+gives the daemon's maps: tests/test_real_textures.py). The simple baselines ADTR must
+beat, PaDiM and a nearest-neighbour memory (baselines.py), are fitted on the same
+preset's features of the same training images. Prints Markdown tables (image / pixel
+AUROC, and image AUROC per defect kind so that thin defects show), the README's in
+"Backbones on real surfaces".
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from . import checkpoint, evaluate, export, synth, textures, train
+from . import baselines, checkpoint, evaluate, export, synth, textures, train
 from .config import preset
 from .data import Dataset
 
@@ -29,6 +32,14 @@ class Cell:
     float_: evaluate.Result
     int8: evaluate.Result | None
     seconds: float
+    # The baselines on this preset's features (float): PaDiM and the nearest-neighbour memory.
+    padim: evaluate.Result | None = None
+    nn: evaluate.Result | None = None
+
+    def results(self) -> dict[str, evaluate.Result]:
+        """The cell's results by row name (those measured)."""
+        named = {"float": self.float_, "int8": self.int8, "PaDiM": self.padim, "nearest neighbour": self.nn}
+        return {k: v for k, v in named.items() if v is not None}
 
 
 def make_data(root: Path, categories: Sequence[str], seed: int, n_train: int) -> dict[str, Dataset]:
@@ -56,7 +67,13 @@ def measure(root: Path, name: str, seed: int, int8: bool, epochs: int | None = N
     ck = train.train(p.model.replace(seed=seed), p.train, ds, epochs=epochs)
     secs = time.monotonic() - t0
     split = ds.test(ck.cfg.input_size)
-    fl = evaluate.evaluate_maps(ck.model.maps(split.images), split, ck.cfg.pool_kernel)
+    test_feats = ck.model.features(split.images)
+    fl = evaluate.evaluate_maps(ck.model.maps_from_features(test_feats), split, ck.cfg.pool_kernel)
+    # The baselines on the images the reconstructor trained on (not the held-out ones).
+    held = set(ck.heldout)
+    good = ck.model.features(ds.train(ck.cfg.input_size)[[str(q) not in held for q in ds.train_paths()]])
+    base = {name: evaluate.evaluate_maps(det.fit(good).maps(test_feats), split, ck.cfg.pool_kernel)
+            for name, det in (("padim", baselines.PaDiM()), ("nn", baselines.NearestNeighbour(seed=seed)))}
     q = None
     if int8:
         with tempfile.TemporaryDirectory() as d:
@@ -66,7 +83,7 @@ def measure(root: Path, name: str, seed: int, int8: bool, epochs: int | None = N
             q = evaluate.evaluate_maps(maps, split, ck.cfg.pool_kernel)
     if keep is not None:
         checkpoint.save(ck, keep / f"{name}-{root.name}")
-    return Cell(fl, q, secs)
+    return Cell(fl, q, secs, base["padim"], base["nn"])
 
 
 def run(data: dict[str, Dataset], presets: Sequence[str], int8: bool | Sequence[str], seed: int,
@@ -86,32 +103,50 @@ def run(data: dict[str, Dataset], presets: Sequence[str], int8: bool | Sequence[
             cells[key] = cell = futures[key].result()
             name, c = key
             log.info("%s", cell.float_.line(f"{name} {c} float ({cell.seconds:.0f} s)"))
-            if cell.int8 is not None:
-                log.info("%s", cell.int8.line(f"{name} {c} int8"))
+            for row, r in cell.results().items():
+                if row != "float":
+                    log.info("%s", r.line(f"{name} {c} {row}"))
     return cells
 
 
+ROWS: tuple[str, ...] = ("float", "int8", "PaDiM", "nearest neighbour")
+
+
 def table(cells: dict[tuple[str, str], Cell], presets: Sequence[str], categories: Sequence[str]) -> str:
+    """Image / pixel AUROC: each preset's float model and int8 graph, and the baselines
+    on its features, per category and as means over real and generated categories."""
     def fmt(r: evaluate.Result | None) -> str:
         return "-" if r is None else f"{r.image_auroc:.3f} / {r.pixel_auroc:.3f}"
 
-    lines = ["| category | " + " | ".join(f"{p} float | {p} int8" for p in presets) + " |",
-             "|---|" + "---|---|" * len(presets)]
+    cols = [(p, row) for p in presets for row in ROWS]
+    lines = ["| category | " + " | ".join(f"{p} {row}" if row in ("float", "int8") else f"{row} ({p} features)" for p, row in cols) + " |",
+             "|---|" + "---|" * len(cols)]
     for c in categories:
-        lines.append(f"| {c} | " + " | ".join(f"{fmt(cells[p, c].float_)} | {fmt(cells[p, c].int8)}" for p in presets) + " |")
+        lines.append(f"| {c} | " + " | ".join(fmt(cells[p, c].results().get(row)) for p, row in cols) + " |")
     for group, members in (("real textures", textures.CATEGORIES), ("generated", tuple(synth.CATEGORIES))):
         got = [c for c in categories if c in members]
         if not got:
             continue
-        row = []
-        for p in presets:
-            for attr in ("float_", "int8"):
-                rs = [getattr(cells[p, c], attr) for c in got]
-                if any(r is None for r in rs):
-                    row.append("-")
-                else:
-                    row.append(f"{sum(r.image_auroc for r in rs) / len(rs):.3f} / {sum(r.pixel_auroc for r in rs) / len(rs):.3f}")
-        lines.append(f"| mean, {group} | " + " | ".join(row) + " |")
+        row_cells = []
+        for p, row in cols:
+            rs = [cells[p, c].results().get(row) for c in got]
+            if any(r is None for r in rs):
+                row_cells.append("-")
+            else:
+                row_cells.append(f"{sum(r.image_auroc for r in rs) / len(rs):.3f} / {sum(r.pixel_auroc for r in rs) / len(rs):.3f}")  # type: ignore[union-attr]
+        lines.append(f"| mean, {group} | " + " | ".join(row_cells) + " |")
     secs = ", ".join(f"{p} {sum(cells[p, c].seconds for c in categories) / len(categories):.0f} s" for p in presets)
     lines.append(f"\nImage / pixel AUROC. Training time per category: {secs}.")
+    return "\n".join(lines)
+
+
+def kinds_table(cells: dict[tuple[str, str], Cell], presets: Sequence[str], categories: Sequence[str]) -> str:
+    """Image AUROC of each defect kind against the good images, per category and row."""
+    kinds = sorted({k for cell in cells.values() for k in cell.float_.per_kind})
+    lines = ["| category | detector | " + " | ".join(kinds) + " |", "|---|---|" + "---|" * len(kinds)]
+    for c in categories:
+        for p in presets:
+            for row, r in cells[p, c].results().items():
+                name = f"{p} {row}" if row in ("float", "int8") else f"{row} ({p} features)"
+                lines.append(f"| {c} | {name} | " + " | ".join(f"{r.per_kind[k]:.3f}" if k in r.per_kind else "-" for k in kinds) + " |")
     return "\n".join(lines)

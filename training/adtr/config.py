@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 BACKBONES: tuple[str, ...] = ("random-cnn", "efficientnet-lite0", "efficientnet-b0", "efficientnet-b4")
-RECONSTRUCTORS: tuple[str, ...] = ("transformer", "conv")
+RECONSTRUCTORS: tuple[str, ...] = ("transformer", "conv", "memory")
 EMBED_INITS: tuple[str, ...] = ("uniform", "normal")
 
 
@@ -48,6 +48,11 @@ class ModelConfig:
     # positional; normal ones are distinct from the start (README, "Backbones").
     embed_init: str = "uniform"
     conv_layers: int = 0  # only for reconstructor == "conv"; 0 means "match the transformer's budget"
+    # Only for reconstructor == "memory" (the nearest-neighbour head, PatchCore-style):
+    # tokens kept from the good images' features by greedy coreset selection. Each
+    # token is reconstructed as its nearest memory token, so the map is its distance
+    # to the memory.
+    memory_size: int = 1024
     # Which of the backbone's four stages (strides 2, 4, 8, 16; 1-based) feed the
     # reconstructor. Leaving the last out also drops its blocks from the graph.
     stages: tuple[int, ...] = (1, 2, 3, 4)
@@ -93,6 +98,8 @@ class ModelConfig:
             raise ConfigError("layerwise_query needs query_embedding")
         if self.neighbor_mask < 0 or (self.neighbor_mask and (self.neighbor_mask % 2 == 0 or self.neighbor_mask > self.grid)):
             raise ConfigError(f"neighbor_mask {self.neighbor_mask}: 0 (off) or an odd size up to the grid's {self.grid}, such as 7")
+        if self.memory_size <= 0:
+            raise ConfigError(f"memory_size {self.memory_size}: must be positive")
         if self.backbone == "random-cnn" and len(self.cnn_channels) != 4:
             raise ConfigError("cnn_channels: the random-cnn backbone has exactly 4 stages")
         return self

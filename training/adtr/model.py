@@ -520,10 +520,53 @@ def _conv_budget(cfg: ModelConfig, channels: int) -> int:
     return max(1, round(total / (9 * d * d)))
 
 
+class Memory(layers.Layer):
+    """The nearest-neighbour head: each token f is reconstructed as its nearest memory
+    token m* = argmin_m ||f - m||^2 = argmin_m (||m||^2 - 2 f.m), so the anomaly map
+    ||f - f^|| is the token's distance to the memory of good tokens (PatchCore, Roth et
+    al., CVPR 2022, without its image-score reweighting).
+
+    It lowers to FULLY_CONNECTED (weights -2M, bias ||m||^2), ARG_MIN and GATHER: the
+    argmin only chooses, on int8 scores, and the distance itself is then computed from
+    f and the gathered m* by AnomalyMap, as for ADTR, so int8 keeps its precision where
+    ||f||^2 and ||m||^2 would cancel. Filled by fit_memory (baselines.coreset), not by
+    gradient descent.
+    """
+
+    def __init__(self, size: int, **kw: object) -> None:
+        super().__init__(**kw)
+        self.size = size
+
+    def build(self, input_shape: tf.TensorShape) -> None:
+        c = int(input_shape[-1])
+        self.memory = self.add_weight(name="memory", shape=(self.size, c), initializer="zeros", trainable=False)
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        c = int(x.shape[-1])
+        tokens = tf.reshape(x, (-1, c))
+        m = self.memory
+        scores = tf.matmul(tokens, -2.0 * tf.transpose(m)) + tf.reduce_sum(tf.square(m), axis=-1)
+        nearest = tf.gather(m, tf.argmin(scores, axis=-1, output_type=tf.int32))
+        return tf.reshape(nearest, tf.shape(x))
+
+    def fit(self, features: np.ndarray, seed: int) -> None:
+        """Keeps `size` tokens of features (N, g, g, C) by greedy k-centre coreset; with
+        fewer tokens than that, all of them, repeated to fill the table."""
+        from .baselines import coreset
+
+        tokens = features.reshape(-1, features.shape[-1]).astype(np.float32)
+        if len(tokens) == 0:
+            raise ValueError("memory: no good tokens to keep")
+        idx = coreset(tokens, self.size, seed) if len(tokens) > self.size else np.resize(np.arange(len(tokens)), self.size)
+        self.memory.assign(tokens[idx])
+
+
 def build_reconstructor(cfg: ModelConfig, channels: int) -> keras.Model:
     """Features (B, g, g, C) -> reconstructed features f^ of the same shape."""
     g = cfg.grid
     inp = keras.Input((g, g, channels), name="features")
+    if cfg.reconstructor == "memory":
+        return keras.Model(inp, Memory(cfg.memory_size, name="memory")(inp), name="memory_reconstructor")
     if cfg.reconstructor == "conv":
         x = layers.Conv2D(cfg.hidden, 1, name="input_proj")(inp)
         for i in range(_conv_budget(cfg, channels)):

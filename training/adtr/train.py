@@ -70,6 +70,14 @@ def train(
     feats = model.features(images[tr])
     log.info("features %s in %.1fs", feats.shape, time.monotonic() - t0)
     rec = model.reconstructor
+    data = dataset.summary(cfg.input_size, n_train=len(tr), n_heldout=len(ho))
+    if cfg.reconstructor == "memory":
+        # The nearest-neighbour head learns nothing by gradient: its memory is the coreset.
+        memory = rec.get_layer("memory")
+        memory.fit(feats, cfg.seed)
+        history = [{"stage": "memory", "tokens": int(feats.shape[0] * feats.shape[1] * feats.shape[2]),
+                    "kept": cfg.memory_size, "seconds": round(time.monotonic() - t0, 1)}]
+        return Checkpoint(model, tcfg, data, [str(paths[i]) for i in ho], history, backbone_weights)
     steps = int(np.ceil(len(feats) / tcfg.batch))
     opt = _optimizer(tcfg, steps, epochs)
 
@@ -95,7 +103,6 @@ def train(
         losses.append(total / steps)
         if epoch % 10 == 0 or epoch == epochs - 1:
             log.info("epoch %d/%d mse %.5f (%.0fs)", epoch + 1, epochs, losses[-1], time.monotonic() - t0)
-    data = dataset.summary(cfg.input_size, n_train=len(tr), n_heldout=len(ho))
     history = [{"stage": "adtr", "epochs": epochs, "final_mse": losses[-1], "seconds": round(time.monotonic() - t0, 1)}]
     return Checkpoint(model, tcfg, data, [str(paths[i]) for i in ho], history, backbone_weights)
 
@@ -242,6 +249,8 @@ def finetune_plus(
     competes, and a fine-tuned epoch must beat it on images that did not pick it.
     """
     cfg, tcfg, model = ck.cfg, ck.train, ck.model
+    if cfg.reconstructor == "memory":
+        raise ValueError("ADTR+ fine-tunes a trained reconstructor; the memory (nearest-neighbour) head has nothing to fine-tune")
     epochs = epochs or tcfg.plus_epochs
     held = set(ck.heldout)
     paths = dataset.train_paths()
