@@ -3,9 +3,10 @@
 Debian's `gimp-data` package (installed by `make sysdeps`) holds seamless texture
 photographs in GIMP's .pat format. Each category here is one of them, tiled, scaled to
 a fixed grain size, placed at a random offset and seen through synth's camera (lighting,
-blur, sensor noise). Defects are of kinds synth does not make: cracks, burns, smears
+blur, sensor noise). Defects are of kinds synth does not make: cracks, scratches, burns, smears
 and stray fibres, each painted on the surface before the camera sees it, so a defect
-carries the same noise and blur as the texture around it.
+carries the same noise and blur as the texture around it. Cracks (1.6-2.6 px) and
+scratches (0.7-1.6 px) are the thin kinds, the ones a coarse anomaly map misses.
 
 Every image is a pure function of (seed, category, split, index), as in synth.
 """
@@ -43,7 +44,7 @@ CATEGORIES: tuple[str, ...] = tuple(TEXTURES)
 # distance would see. Each image jitters it by a few percent.
 SCALE: dict[str, float] = {"leather": 2.5, "burlap": 1.6, "granite": 1.6, "marble": 1.5, "wood": 2.0}
 
-DEFECTS: tuple[str, ...] = ("crack", "burn", "smear", "fibre")
+DEFECTS: tuple[str, ...] = ("crack", "burn", "smear", "fibre", "scratch")
 
 # Defects land with their centre in the middle 70% of the frame.
 DEFECT_REGION: Box = (0.15, 0.15, 0.85, 0.85)
@@ -367,12 +368,42 @@ def _fibre(rng: np.random.Generator, img: np.ndarray, box: Box, category: str) -
     return out, _dilate((alpha > 0.3) | (shadow > 0.2), 3)
 
 
+# Scratch widths in pixels at 224 (scaled with the image): a hairline under a pixel,
+# whose coverage only dims a pixel, a fine one and a medium one. Each image draws one,
+# so the scratch kind's AUROC is over all three widths.
+SCRATCH_WIDTHS: tuple[float, ...] = (0.7, 1.1, 1.6)
+
+
+def _scratch(rng: np.random.Generator, img: np.ndarray, box: Box, category: str) -> tuple[np.ndarray, np.ndarray]:
+    """A tool scratch: a long, almost straight groove SCRATCH_WIDTHS wide, lighter where
+    the surface layer is cut away, with a faint shadow along one lip."""
+    size = img.shape[0]
+    px = size / 224
+    length = rng.uniform(0.35, 0.6) * size
+    heading = rng.uniform(0, 2 * np.pi)
+    cx, cy = synth._centre(rng, size, box)
+    start = (cx - math.cos(heading) * length / 2, cy - math.sin(heading) * length / 2)
+    path = _walk(rng, start, heading, length, 3.0 * px, jitter=0.01, drift=0.01)
+    width = float(rng.choice(SCRATCH_WIDTHS)) * px
+
+    def draw(d: ImageDraw.ImageDraw, ss: float) -> None:
+        _tapered(d, ss, path, width, 0.6 * width)  # the tool lifting off at the end
+
+    alpha = _coverage(size, draw)
+    shadow = _blur(_shifted(alpha, 1, 1), 0.7 * px) * (1 - alpha)
+    cut = img + rng.uniform(0.25, 0.45) * (255 - img)  # the paler material under the surface
+    out = img * (1 - 0.3 * shadow[..., None])
+    out = out * (1 - alpha[..., None]) + cut * alpha[..., None]
+    return out, _dilate(alpha > 0.15, 3)
+
+
 # Each paints its defect on a surface (float RGB) and returns it with a bool mask of where it is.
 DEFECT_MAKERS: dict[str, Callable[[np.random.Generator, np.ndarray, Box, str], tuple[np.ndarray, np.ndarray]]] = {
     "crack": _crack,
     "burn": _burn,
     "smear": _smear,
     "fibre": _fibre,
+    "scratch": _scratch,
 }
 
 

@@ -181,7 +181,7 @@ def test_missing_gimp_data_says_how_to_install_it(tmp_path: Path, monkeypatch: p
 
 @pytest.mark.parametrize("call, problem", [
     (lambda: textures.good_image("brick", 32, 0, "train", 0), "unknown category 'brick'"),  # skimage's, not ours
-    (lambda: textures.defect_image("wood", "scratch", 32, 0, 0), "unknown defect 'scratch'"),  # synth's kind, not ours
+    (lambda: textures.defect_image("wood", "cut_paste", 32, 0, 0), "unknown defect 'cut_paste'"),  # synth's kind, not ours
 ])
 def test_unknown_category_and_defect(call, problem: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match=problem):
