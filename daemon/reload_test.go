@@ -311,13 +311,15 @@ func TestReloadSoak(t *testing.T) {
 	if skipped := p.Stats.Skipped.Load(); gaps > skipped {
 		t.Fatalf("%d frames missing between decisions, %d skipped and counted: frames were lost", gaps, skipped)
 	}
-	// A frame decided by each generation soon after it was applied (frames are 100 ms apart).
+	// A frame decided by each generation soon after it was applied (frames are 100 ms
+	// apart). "Soon" is generous: a -race run on a loaded 2-core machine took 1.12 s
+	// once; what this guards against is a change that never reaches the frame loop.
 	for i, g := range gens {
 		at, seen := first[g.gen]
 		if !seen {
 			continue // superseded before a frame came (two changes within one frame interval)
 		}
-		if d := at.Sub(valids[i].written); d > time.Second {
+		if d := at.Sub(valids[i].written); d > 10*time.Second {
 			t.Errorf("generation %d decided its first frame %v after its change", g.gen, d)
 		}
 	}

@@ -11,7 +11,11 @@ defects of kinds synth.py never makes.
 (d) on every category, the daemon's TFLite 2.9 C library gives the Python
     interpreter's int8 map, 0 steps apart, on every test image.
 
-Both presets train with the lite0 preset's epochs (60; tiny's own 150 would add five
+Since issue 27 the default `lite0` preset is the nearest-neighbour head (nothing to
+train; config.py says why), and the test also holds it against PaDiM and the plain
+nearest-neighbour memory (test_the_shipped_recipe_beats_the_baselines).
+
+Both presets train with the lite0-v1 (ADTR) preset's epochs (60; tiny's own 150 would add five
 minutes to `make test`, and `python -m adtr compare` gives tiny as shipped); the table
 printed is the README's.
 """
@@ -36,7 +40,7 @@ N_TRAIN = 60  # good images per category (10 % of them held out for the threshol
 # int8 scored 0.027 above float on marble, granite and burlap, a shift that stayed on
 # larger test sets, not noise.
 N_TEST_GOOD = 60
-N_TEST_DEFECT = 15  # per defect kind: crack, burn, smear, fibre
+N_TEST_DEFECT = 15  # per defect kind: crack, burn, smear, fibre, scratch
 D_EVERY = 3  # (d) compares C and Python on every third test image: 40 per category
 # Trainings at a time: one keeps about one core busy. On this project's 2-core machines
 # two at a time took 22 minutes for the 10 trainings and 5 exports, where one after the
@@ -63,7 +67,7 @@ def measured(texture_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Me
     process: one keeps about one core busy); lite0's int8 graphs exported and kept."""
     data = {c: Dataset(texture_root / c) for c in textures.CATEGORIES}
     keep = tmp_path_factory.mktemp("graphs")
-    cells = compare.run(data, ("lite0", "tiny"), ("lite0",), SEED, jobs=JOBS, epochs=preset("lite0").train.epochs, keep=keep)
+    cells = compare.run(data, ("lite0", "tiny"), ("lite0",), SEED, jobs=JOBS, epochs=preset("lite0-v1").train.epochs, keep=keep)
     for (name, c), cell in cells.items():
         print(cell.float_.line(f"{name} {c} float ({cell.seconds:.0f} s)"))
         if cell.int8 is not None:
@@ -94,6 +98,27 @@ def test_b_pretrained_features_detect_defects_on_real_textures(measured: Measure
     assert img["lite0"].mean() >= 0.9
     assert img["lite0"].min() >= 0.8, dict(zip(cats, img["lite0"]))
     assert img["lite0"].mean() >= img["tiny"].mean() + 0.15
+
+
+def test_the_shipped_recipe_beats_the_baselines(measured: Measured) -> None:
+    """Issue 27: the default preset's int8 graph against PaDiM and the nearest-neighbour
+    memory on all four stages of the same backbone (compare.measure). On average it
+    must be above both; per category it may trail by at most 0.01 (one measured run had
+    wood at 0.980 against PaDiM's 0.984, both near the ceiling). Thin defects: the
+    mean crack and scratch AUROC at least 0.85 (measured 0.93-0.95 and 0.90-0.93)."""
+    cats = textures.CATEGORIES
+    q = {c: measured.cells["lite0", c].int8 for c in cats}
+    base = {c: measured.cells["lite0", c] for c in cats}
+    for c in cats:
+        r = q[c]
+        assert r is not None
+        print(f"{c}: int8 {r.image_auroc:.3f}, PaDiM {base[c].padim.image_auroc:.3f}, NN {base[c].nn.image_auroc:.3f}")  # type: ignore[union-attr]
+        assert r.image_auroc >= base[c].padim.image_auroc - 0.01 and r.image_auroc >= base[c].nn.image_auroc - 0.01  # type: ignore[union-attr]
+    mean = float(np.mean([q[c].image_auroc for c in cats]))  # type: ignore[union-attr]
+    assert mean > float(np.mean([base[c].padim.image_auroc for c in cats]))  # type: ignore[union-attr]
+    assert mean > float(np.mean([base[c].nn.image_auroc for c in cats]))  # type: ignore[union-attr]
+    for kind in ("crack", "scratch"):
+        assert float(np.mean([q[c].per_kind[kind] for c in cats])) >= 0.85, kind  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("category", textures.CATEGORIES)
