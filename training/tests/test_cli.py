@@ -60,7 +60,7 @@ def test_unreadable_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 def test_unknown_preset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = small_set(tmp_path)
     code, err = run(capsys, "train", "--data", str(root), "--out", str(tmp_path / "ck"), "--preset", "huge")
-    assert code == 2 and one_line(err) == "adtr train: unknown preset 'huge' (choose from lite0, paper, tiny)"
+    assert code == 2 and one_line(err) == "adtr train: unknown preset 'huge' (choose from lite0, lite0-v1, lite0-adtr, paper, tiny)"
 
 
 def test_unknown_category(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
