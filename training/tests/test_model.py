@@ -267,8 +267,8 @@ def test_layerwise_queries_give_each_decoder_layer_its_own_table() -> None:
 
 
 def test_stages_choose_the_features_and_shrink_the_backbone() -> None:
-    full = ADTR(preset("lite0").model)
-    part = ADTR(preset("lite0").model.replace(stages=(2, 3)))
+    full = ADTR(preset("lite0-v1").model)
+    part = ADTR(preset("lite0-v1").model.replace(stages=(2, 3)))
     assert full.channels == 16 + 24 + 40 + 112 and part.channels == 24 + 40
     names = {layer.name for layer in part.backbone.layers}
     assert not any(n.startswith(("lite0_block4", "lite0_block5")) for n in names)  # stops after block 3b
