@@ -106,3 +106,12 @@ def test_neighbour_mask_and_layerwise_queries_export_exactly(dataset: Dataset, s
     rel = float(np.abs(q - fl).mean() / fl.mean())
     print(f"neighbour mask + layer-wise queries: mean |int8 - float| = {rel:.3%} of the mean map")
     assert rel < 0.03  # measured 1.0 % on a 3-epoch tiny model
+
+
+def test_memory_head_exports_to_onnx(memory_graph, split, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The float ONNX graph (ONNX Runtime engine) computes the float model's map: ArgMin
+    and Gather convert as they are."""
+    ck, _ = memory_graph
+    export.export_onnx(ck, tmp_path / "m.onnx", "test-memory")
+    got = evaluate.graph_maps(evaluate.ONNXRunner(tmp_path / "m.onnx"), split.images[:6])
+    np.testing.assert_allclose(got, ck.model.maps(split.images[:6]), rtol=1e-3, atol=1e-3)
