@@ -9,23 +9,8 @@ as it does ADTR's maps and the numbers compare like for like.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
-
-# Lite0 stage channels as model.LITE0_STAGES concatenates them (blocks 1a, 2b, 3b, 5c).
-LITE0_STAGE_CHANNELS: tuple[int, ...] = (16, 24, 40, 112)
-
-
-def stage_slice(features: np.ndarray, stages: Sequence[int], channels: Sequence[int] = LITE0_STAGE_CHANNELS) -> np.ndarray:
-    """The channels of the given stages (1-based) of concatenated features (..., sum(channels))."""
-    if features.shape[-1] != sum(channels):
-        raise ValueError(f"features have {features.shape[-1]} channels, stages {tuple(channels)} sum to {sum(channels)}")
-    edges = np.concatenate([[0], np.cumsum(channels)])
-    bad = [s for s in stages if not 1 <= s <= len(channels)]
-    if bad or not stages:
-        raise ValueError(f"stages {tuple(stages)}: choose from 1..{len(channels)}")
-    return np.concatenate([features[..., edges[s - 1]:edges[s]] for s in stages], axis=-1)
 
 
 @dataclass

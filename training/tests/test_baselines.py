@@ -55,13 +55,7 @@ def test_nearest_neighbour_distance_to_the_memory() -> None:
     assert nn.maps(good[:1]).max() == pytest.approx(0.0, abs=1e-2)
 
 
-def test_stage_slice_and_bad_input() -> None:
-    f = np.arange(192, dtype=np.float32)[None, None, None]
-    assert list(baselines.stage_slice(f, (2, 3))[0, 0, 0, [0, -1]]) == [16, 79]
-    with pytest.raises(ValueError, match="stages"):
-        baselines.stage_slice(f, (5,))
-    with pytest.raises(ValueError, match="channels"):
-        baselines.stage_slice(f[..., :10], (1,))
+def test_bad_input() -> None:
     with pytest.raises(ValueError, match="fraction"):
         baselines.NearestNeighbour(0.0).fit(_good())
     with pytest.raises(ValueError, match="at least 2"):
