@@ -59,6 +59,9 @@ def test_maps_are_the_l2_norm_of_the_feature_difference() -> None:
     [
         ({"backbone": "resnet9"}, "backbone 'resnet9' unknown"),  # unknown backbone
         ({"input_size": 200}, "multiple of stride"),  # not a multiple of 16
+        ({"stride": 12}, "stride 12"),  # the backbone's stages sit at powers of two
+        ({"stride": 8}, "stages 1-3 only"),  # stage 4 (stride 16) would need upsampling
+        ({"stride": 8, "stages": (2, 3), "input_size": 220}, "multiple of stride 8"),  # 220 = 27.5 x 8
         ({"hidden": 30, "heads": 4}, "not divisible"),  # heads must split hidden
         ({"reconstructor": "mlp"}, "reconstructor 'mlp' unknown"),  # unknown reconstructor
         ({"dropout": 1.0}, "dropout"),  # out of range
@@ -274,3 +277,15 @@ def test_stages_choose_the_features_and_shrink_the_backbone() -> None:
     assert not any(n.startswith(("lite0_block4", "lite0_block5")) for n in names)  # stops after block 3b
     assert any(n.startswith("lite0_block3b") for n in names)
     assert ModelConfig.from_dict(part.cfg.to_dict()) == part.cfg
+
+
+def test_stride_8_gives_a_28x28_grid_without_pooling_block_3b() -> None:
+    """The default preset's grid (config.py: the finer grid is what finds thin defects):
+    block 2b (stride 4) is pooled 2x2, block 3b is taken as it is, and the features of a
+    224 image are 28x28 tokens of 24 + 40 channels."""
+    m = ADTR(preset("lite0").model)
+    assert m.cfg.stride == 8 and m.cfg.grid == 28
+    names = {layer.name for layer in m.backbone.layers}
+    assert "stage2_pool" in names and "stage3_pool" not in names
+    f = m.features(np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3)).astype(np.uint8))
+    assert f.shape == (2, 28, 28, 64)
