@@ -103,9 +103,10 @@ def test_b_pretrained_features_detect_defects_on_real_textures(measured: Measure
 def test_the_shipped_recipe_beats_the_baselines(measured: Measured) -> None:
     """Issue 27: the default preset's int8 graph against PaDiM and the nearest-neighbour
     memory on all four stages of the same backbone (compare.measure). On average it
-    must be above both; per category it may trail by at most 0.01 (one measured run had
-    wood at 0.980 against PaDiM's 0.984, both near the ceiling). Thin defects: the
-    mean crack and scratch AUROC at least 0.85 (measured 0.93-0.95 and 0.90-0.93)."""
+    must be above both; per category it may trail by at most 0.01 (wood, near the
+    ceiling: 0.980-0.981 against PaDiM's 0.984 in every run at stride 8). Thin defects,
+    the issue's bar: mean crack and scratch AUROC at least 0.9 (measured at stride 8:
+    0.978 and 0.956; 0.95 and 0.93 at stride 16)."""
     cats = textures.CATEGORIES
     q = {c: measured.cells["lite0", c].int8 for c in cats}
     base = {c: measured.cells["lite0", c] for c in cats}
@@ -118,7 +119,7 @@ def test_the_shipped_recipe_beats_the_baselines(measured: Measured) -> None:
     assert mean > float(np.mean([base[c].padim.image_auroc for c in cats]))  # type: ignore[union-attr]
     assert mean > float(np.mean([base[c].nn.image_auroc for c in cats]))  # type: ignore[union-attr]
     for kind in ("crack", "scratch"):
-        assert float(np.mean([q[c].per_kind[kind] for c in cats])) >= 0.85, kind  # type: ignore[union-attr]
+        assert float(np.mean([q[c].per_kind[kind] for c in cats])) >= 0.9, kind  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("category", textures.CATEGORIES)
