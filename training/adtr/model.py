@@ -1,8 +1,9 @@
 """The ADTR network (You et al., ICONIP 2022) in Keras, built from a ModelConfig.
 
-Frozen backbone -> features at stride 16 -> 1x1 projection -> transformer encoder and a
-decoder fed by a learnable query embedding -> back-projection -> anomaly map
-s(u) = ||f(:,u) - f^(:,u)||_2. Ops are kept to those TFLite 2.9 runs in int8.
+Frozen backbone -> features at stride 16 (or 8) -> 1x1 projection -> transformer encoder
+and a decoder fed by a learnable query embedding -> back-projection -> anomaly map
+s(u) = ||f(:,u) - f^(:,u)||_2; or, instead of the transformer, the nearest-neighbour
+head (Memory). Ops are kept to those TFLite 2.9 runs in int8.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class Normalise(layers.Layer):
 
 
 class StagePool(layers.Layer):
-    """k x k average pooling with stride k (no padding): a stage's features at stride 16.
+    """k x k average pooling with stride k (no padding): a stage's features at the model's stride.
 
     Under int8_lowering it is a depthwise convolution with every weight 1/k^2 (2^-6 for
     k = 8: exact in int8), the same function. TFLite's int8 AVERAGE_POOL_2D must keep its
@@ -147,7 +148,7 @@ def _random_cnn(cfg: ModelConfig, x: tf.Tensor) -> list[tf.Tensor]:
 
 
 def build_backbone(cfg: ModelConfig, weights: str | Path | None = None) -> keras.Model:
-    """Image (float RGB in [0, 255]) -> concatenated stride-16 features, frozen."""
+    """Image (float RGB in [0, 255]) -> the chosen stages' features at cfg.stride, concatenated, frozen."""
     size = cfg.input_size
     inp = keras.Input((size, size, 3), name="image")
     if cfg.backbone == "random-cnn":
