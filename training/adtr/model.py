@@ -527,7 +527,7 @@ class Memory(layers.Layer):
     ||f - f^|| is the token's distance to the memory of good tokens (PatchCore, Roth et
     al., CVPR 2022, without its image-score reweighting).
 
-    It lowers to FULLY_CONNECTED (weights -2M, bias ||m||^2), ARG_MIN and GATHER: the
+    It lowers to a 1x1 CONV_2D (weights -2M, bias ||m||^2), ARG_MIN and GATHER: the
     argmin only chooses, on int8 scores, and the distance itself is then computed from
     f and the gathered m* by AnomalyMap, as for ADTR, so int8 keeps its precision where
     ||f||^2 and ||m||^2 would cancel. Filled by fit_memory (baselines.coreset), not by
@@ -544,11 +544,14 @@ class Memory(layers.Layer):
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
         c = int(x.shape[-1])
-        tokens = tf.reshape(x, (-1, c))
         m = self.memory
-        scores = tf.matmul(tokens, -2.0 * tf.transpose(m)) + tf.reduce_sum(tf.square(m), axis=-1)
-        nearest = tf.gather(m, tf.argmin(scores, axis=-1, output_type=tf.int32))
-        return tf.reshape(nearest, tf.shape(x))
+        # A 1x1 convolution over the grid rather than a matmul over the tokens flattened
+        # to (B*g*g, C): LiteRT's GPU accelerator cannot place a FULLY_CONNECTED whose
+        # batch is the grid ("Unable to parse bc coord for BATCH axis", and the whole
+        # graph fell back to the CPU), while CONV_2D runs there.
+        kernel = tf.reshape(-2.0 * tf.transpose(m), (1, 1, c, self.size))
+        scores = tf.nn.conv2d(x, kernel, 1, "VALID") + tf.reduce_sum(tf.square(m), axis=-1)
+        return tf.gather(m, tf.argmin(scores, axis=-1, output_type=tf.int32))
 
     def fit(self, features: np.ndarray, seed: int) -> None:
         """Keeps `size` tokens of features (N, g, g, C) by greedy k-centre coreset; with
