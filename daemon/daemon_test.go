@@ -304,7 +304,10 @@ func TestBadModelFilesAreClearErrors(t *testing.T) {
 	}
 	var m map[string]any
 	json.Unmarshal(meta, &m)
+	// A metadata consistent in itself (stride 32, output 1x7x7) that is another graph's.
 	m["grid"] = []int{7, 7}
+	m["stride"] = 32
+	m["output"].(map[string]any)["shape"] = []int{1, 7, 7}
 	wrongGrid, _ := json.Marshal(m)
 	tests := []struct {
 		name, model, meta string

@@ -167,6 +167,13 @@ func Parse(path string, b []byte) (*Metadata, error) {
 		return nil, bad("input has %d channels, want 3 (RGB)", m.Input.Channels)
 	case len(m.Grid) != 2 || m.Grid[0] != m.Grid[1] || m.Grid[0] <= 0:
 		return nil, bad("grid %v: want a positive square grid", m.Grid)
+	case m.Stride < 0 || (m.Stride > 0 && m.Grid[0]*m.Stride != m.Input.Width):
+		// The scorer upsamples the grid to the input: a grid that is not the input over
+		// the stride means the metadata describes another graph. (0: older metadata
+		// without a stride.)
+		return nil, bad("stride %d with grid %v: the grid times the stride must be the input width %d", m.Stride, m.Grid, m.Input.Width)
+	case len(m.Output.Shape) != 0 && !slices.Equal(m.Output.Shape, []int{1, m.Grid[0], m.Grid[1]}):
+		return nil, bad("output shape %v disagrees with grid %v (want [1 %d %d])", m.Output.Shape, m.Grid, m.Grid[0], m.Grid[1])
 	case m.Upsample != Upsample:
 		return nil, bad("upsample %q: this daemon implements %q", m.Upsample, Upsample)
 	case m.PoolKernel <= 0 || m.PoolKernel > m.Input.Width:

@@ -48,11 +48,16 @@ func TestBadMetadata(t *testing.T) {
 		change func(m map[string]any)
 		want   string
 	}{
-		{"format", func(m map[string]any) { m["format"] = "other/9" }, `format "other/9"`},                           // another file kind
-		{"upsample", func(m map[string]any) { m["upsample"] = "nearest" }, `upsample "nearest"`},                     // a rule the scorer lacks
-		{"threshold", func(m map[string]any) { m["threshold"] = 0 }, "threshold 0"},                                  // no threshold
-		{"kernel", func(m map[string]any) { m["pool_kernel"] = 999 }, "pool_kernel 999"},                             // kernel larger than the image
-		{"grid", func(m map[string]any) { m["grid"] = []int{14} }, "grid [14]"},                                      // not a square grid
+		{"format", func(m map[string]any) { m["format"] = "other/9" }, `format "other/9"`},       // another file kind
+		{"upsample", func(m map[string]any) { m["upsample"] = "nearest" }, `upsample "nearest"`}, // a rule the scorer lacks
+		{"threshold", func(m map[string]any) { m["threshold"] = 0 }, "threshold 0"},              // no threshold
+		{"kernel", func(m map[string]any) { m["pool_kernel"] = 999 }, "pool_kernel 999"},         // kernel larger than the image
+		{"grid", func(m map[string]any) { m["grid"] = []int{14} }, "grid [14]"},                  // not a square grid
+		// a stride that does not take the input to the grid: metadata of another graph
+		{"stride", func(m map[string]any) { m["stride"] = 12 }, "stride 12 with grid [14 14]: the grid times the stride must be the input width 224"},
+		{"negative stride", func(m map[string]any) { m["stride"] = -16 }, "stride -16"},
+		// an output shape that is not the grid's: one of the two was edited
+		{"output shape", func(m map[string]any) { m["output"].(map[string]any)["shape"] = []int{1, 28, 28} }, "output shape [1 28 28] disagrees with grid [14 14]"},
 		{"channels", func(m map[string]any) { m["input"].(map[string]any)["channels"] = 1 }, "input has 1 channels"}, // grey input
 		{"sha", func(m map[string]any) { m["sha256"] = "abc" }, `sha256 "abc"`},                                      // not a hash
 		// a zero point no int8 tensor has: the score range derived from it would be wrong

@@ -5,6 +5,7 @@ Written under a temporary name and renamed, so a crash never leaves half a check
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -37,6 +38,10 @@ class Checkpoint:
         return self.model.cfg
 
 
+def _config_hash(cfg: ModelConfig) -> str:
+    return hashlib.sha256(cfg.fingerprint().encode()).hexdigest()
+
+
 def refuse_existing(path: Path) -> None:
     if path.exists():
         raise FileExistsError(f"{path}: already exists (refusing to overwrite; pick another path or remove it)")
@@ -56,6 +61,10 @@ def save(ck: Checkpoint, path: str | Path) -> Path:
             "heldout": ck.heldout,
             "history": ck.history,
             "backbone_weights": ck.backbone_weights,
+            # The configuration the weights were trained (or the memory fitted) with: an
+            # edited "model" section that the weights still fit by shape (a memory fitted
+            # at stride 8, loaded at 16) would export a graph that computes something else.
+            "model_sha256": _config_hash(ck.cfg),
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         ck.model.backbone.save_weights(str(tmp / "backbone.h5"))
@@ -84,6 +93,10 @@ def load(path: str | Path, expect: ModelConfig | None = None) -> Checkpoint:
         tcfg = TrainConfig(**meta["train"])
     except (KeyError, TypeError, ConfigError) as e:
         raise CheckpointError(f"{meta_path}: bad configuration ({e})") from None
+    saved = meta.get("model_sha256")
+    if saved is not None and saved != _config_hash(cfg):
+        raise CheckpointError(f"{meta_path}: the model configuration was edited after training (model_sha256 does not match); "
+                              "the weights belong to the configuration they were trained with: train again instead")
     if expect is not None and expect.fingerprint() != cfg.fingerprint():
         diff = sorted(k for k, v in expect.to_dict().items() if cfg.to_dict().get(k) != v)
         raise CheckpointError(f"{path}: checkpoint is for another configuration (differs in {', '.join(diff)})")

@@ -93,6 +93,9 @@ def cmd_train(a: argparse.Namespace) -> None:
             raise UsageError("--plus needs --from CHECKPOINT (an ADTR model to fine-tune)")
         expect = _preset_config(a)[0] if a.preset_given else None
         ck = checkpoint.load(a.init, expect)
+        if ck.cfg.reconstructor == "memory":
+            raise UsageError(f"{a.init}: a nearest-neighbour (memory) head has no trained weights to fine-tune; ADTR+ needs an "
+                             "ADTR checkpoint (train one with --preset lite0-adtr or lite0-v1)")
         defects = Dataset(a.defects, ds.decoder) if a.defects else None
         if defects is None and not a.synthetic:
             raise UsageError("--plus needs labelled anomalies: --defects DIR (MVTec layout) or --synthetic N")
@@ -102,6 +105,8 @@ def cmd_train(a: argparse.Namespace) -> None:
                                  val_fraction=a.val_fraction)
     else:
         cfg, tcfg = _preset_config(a)
+        if cfg.reconstructor == "memory" and a.epochs is not None:
+            raise UsageError(f"--epochs {a.epochs}: preset {a.preset} is the nearest-neighbour head, fitted in one pass; it has no epochs")
         ck = train.train(cfg, tcfg, ds, backbone_weights=a.backbone_weights, epochs=a.epochs)
     print(checkpoint.save(ck, out))
 
@@ -250,17 +255,18 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--size", type=int, default=224)
     r.add_argument("--train", type=int, default=60, help="good training images per category")
     r.add_argument("--test-good", type=int, default=20)
-    r.add_argument("--test-defect", type=int, default=6, help="test images per defect kind (crack, burn, smear, fibre)")
+    r.add_argument("--test-defect", type=int, default=6, help="test images per defect kind (crack, burn, smear, fibre, scratch)")
     r.add_argument("--seed", type=int, default=0)
     r.set_defaults(fn=cmd_textures)
 
     def model_args(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--preset", default=None, help="lite0 (default: ImageNet EfficientNet-Lite0, CPU, minutes), "
+        q.add_argument("--preset", default=None, help="lite0 (default: the nearest-neighbour head on ImageNet EfficientNet-Lite0, "
+                       "fitted in seconds), lite0-v1 (ADTR, the demo's), lite0-adtr (ADTR with UniAD's switches), "
                        "tiny (random-feature control) or paper (EfficientNet-B4, 4+4 layers)")
         q.add_argument("--seed", type=int, default=None)
         q.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
 
-    t = sub.add_parser("train", help="train ADTR on good images, or fine-tune ADTR+ with --plus")
+    t = sub.add_parser("train", help="fit the preset's head on good images (train ADTR, or fit the nearest-neighbour memory), or fine-tune ADTR+ with --plus")
     t.add_argument("--data", required=True, help="category folder in MVTec-AD layout")
     t.add_argument("--out", required=True, help="checkpoint folder to create")
     model_args(t)

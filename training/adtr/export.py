@@ -160,6 +160,11 @@ def build_metadata(
     """Metadata for one exported graph; normal-score statistics come from the graph itself."""
     cfg = ck.cfg
     maps = np.stack([runner(im) for im in heldout])
+    if not np.isfinite(maps).all() or np.ptp(maps) == 0:
+        # A graph that maps every image to one constant (or to NaN) decides nothing; the
+        # export must fail rather than write it with a threshold of that constant.
+        raise ValueError(f"{graph_path}: the exported graph gives {'non-finite' if not np.isfinite(maps).all() else 'a constant'} "
+                         f"anomaly map on the {len(heldout)} held-out good images: broken export, not written")
     _, scores = scoring.score_maps(maps, cfg.input_size, cfg.pool_kernel)
     stats = _normal_stats(scores)
     return {
@@ -235,6 +240,10 @@ def export_onnx(ck: Checkpoint, out: Path, version: str, decoder: DaemonDecoder 
     refuse_existing(meta_out)
     graph = convert_onnx(ck)
     calibration = None
+    if good is not None and ck.cfg.reconstructor == "memory":
+        # ONNX Runtime's static quantisation of ArgMin and Gather gave an all-zero map.
+        raise ValueError(f"{out}: the QDQ int8 ONNX export does not take the nearest-neighbour (memory) head yet; "
+                         "export --tflite (int8) or --onnx (float) for it")
     if good is not None:
         calibration = calibration_set(good, ck.cfg.seed)
         graph = convert_onnx_qdq(graph, calibration)

@@ -44,7 +44,7 @@ def test_malformed_dataset_names_what_is_missing(tmp_path: Path, capsys: pytest.
 def test_mixed_image_sizes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = small_set(tmp_path)
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(root / "train" / "good" / "999.png")
-    code, err = run(capsys, "train", "--data", str(root), "--out", str(tmp_path / "ck"), "--epochs", "1")
+    code, err = run(capsys, "train", "--data", str(root), "--out", str(tmp_path / "ck"), "--preset", "tiny", "--epochs", "1")
     line = one_line(err)
     assert code == 2 and "999.png: image is 40x40, the others are 32x32" in line
     assert not (tmp_path / "ck").exists()
@@ -53,7 +53,7 @@ def test_mixed_image_sizes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 def test_unreadable_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = small_set(tmp_path)
     (root / "train" / "good" / "000.png").write_bytes(b"\x89PNG truncated")
-    code, err = run(capsys, "train", "--data", str(root), "--out", str(tmp_path / "ck"), "--epochs", "1")
+    code, err = run(capsys, "train", "--data", str(root), "--out", str(tmp_path / "ck"), "--preset", "tiny", "--epochs", "1")
     assert code == 2 and "000.png: not a readable image" in one_line(err)
 
 
@@ -125,3 +125,11 @@ def test_out_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     f.write_text("x")
     code, err = run(capsys, "synth", "--out", str(f))
     assert code == 2 and one_line(err) == f"adtr synth: --out {f}: exists and is not a folder"
+
+
+def test_epochs_with_the_nearest_neighbour_head(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The default preset is fitted in one pass: --epochs was silently ignored."""
+    root = small_set(tmp_path)
+    code, err = run(capsys, "train", "--data", str(root), "--out", str(tmp_path / "ck"), "--epochs", "3")
+    assert code == 2 and one_line(err) == "adtr train: --epochs 3: preset lite0 is the nearest-neighbour head, fitted in one pass; it has no epochs"
+    assert not (tmp_path / "ck").exists()

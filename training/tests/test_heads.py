@@ -115,3 +115,58 @@ def test_memory_head_exports_to_onnx(memory_graph, split, tmp_path: Path) -> Non
     export.export_onnx(ck, tmp_path / "m.onnx", "test-memory")
     got = evaluate.graph_maps(evaluate.ONNXRunner(tmp_path / "m.onnx"), split.images[:6])
     np.testing.assert_allclose(got, ck.model.maps(split.images[:6]), rtol=1e-3, atol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def memory_checkpoint(memory_graph, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    return checkpoint.save(memory_graph[0], tmp_path_factory.mktemp("memck") / "mem")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"pool_kernel": 8},  # the weights fit, the image score would be another one
+        {"feature_clip": 2.0},  # the memory was fitted on features clipped at 4
+        {"memory_size": 256},  # shape mismatch too, but the edit is named first
+    ],
+)
+def test_an_edited_configuration_is_refused(memory_checkpoint: Path, change: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    """A checkpoint's weights belong to the configuration they were fitted with: an
+    edited "model" section the weights still fit by shape (a memory fitted at stride 8
+    loaded at 16, found by a new user's trial) must not load and export silently."""
+    import shutil
+
+    ck = tmp_path / "ck"
+    shutil.copytree(memory_checkpoint, ck)
+    meta = json.loads((ck / "meta.json").read_text())
+    meta["model"].update(change)
+    (ck / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(checkpoint.CheckpointError, match="edited after training"):
+        checkpoint.load(ck)
+    checkpoint.load(memory_checkpoint)  # the unedited one loads
+
+
+def test_qdq_export_refuses_the_memory_head(memory_graph, dataset: Dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """ONNX Runtime's static quantisation of ArgMin and Gather gave an all-zero map,
+    written with exit 0; now it is one clear error and nothing is written."""
+    ck = memory_graph[0]
+    out = tmp_path / "m.int8.onnx"
+    with pytest.raises(ValueError, match="does not take the nearest-neighbour"):
+        export.export_onnx(ck, out, "v", good=dataset.train(ck.cfg.input_size)[:4])
+    assert not out.exists() and not export.metadata_path(out).exists()
+
+
+@pytest.mark.parametrize(
+    "value, word",
+    [
+        (0.0, "constant"),  # the broken QDQ graph's all-zero map
+        (3.5, "constant"),  # any constant decides nothing
+        (np.nan, "non-finite"),  # a NaN map would give a NaN threshold
+    ],
+)
+def test_a_graph_whose_map_decides_nothing_is_not_exported(memory_graph, value: float, word: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ck = memory_graph[0]
+    g = ck.cfg.grid
+    heldout = np.zeros((3, ck.cfg.input_size, ck.cfg.input_size, 3), np.uint8)
+    with pytest.raises(ValueError, match=word):
+        export.build_metadata(ck, tmp_path / "x.tflite", b"", lambda im: np.full((g, g), value, np.float32), heldout, {}, "v")
