@@ -308,6 +308,7 @@ func TestBadModelFilesAreClearErrors(t *testing.T) {
 	m["grid"] = []int{7, 7}
 	m["stride"] = 32
 	m["output"].(map[string]any)["shape"] = []int{1, 7, 7}
+	m["model"].(map[string]any)["stride"] = 32
 	wrongGrid, _ := json.Marshal(m)
 	tests := []struct {
 		name, model, meta string

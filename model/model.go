@@ -143,6 +143,14 @@ func Parse(path string, b []byte) (*Metadata, error) {
 		NormalScores *struct {
 			Min, Mean, Max, Std *float64
 		} `json:"normal_scores"`
+		Stride json.RawMessage `json:"stride"`
+		// The configuration the export wrote beside the top-level fields it derived
+		// from it: the threshold and normal scores were computed with these.
+		Model *struct {
+			InputSize  *int `json:"input_size"`
+			Stride     *int `json:"stride"`
+			PoolKernel *int `json:"pool_kernel"`
+		} `json:"model"`
 	}
 	if json.Unmarshal(b, &present) == nil && present.NormalScores != nil && m.NormalScores.Count != 0 {
 		n := present.NormalScores
@@ -194,6 +202,28 @@ func Parse(path string, b []byte) (*Metadata, error) {
 		return nil, bad("normal_scores: count %d: want the number of held-out good images scored (0: not known)", m.NormalScores.Count)
 	case len(m.SHA256) != 64:
 		return nil, bad("sha256 %q is not a SHA-256", m.SHA256)
+	}
+	// A stride of 0 or null is no stride; metadata older than the key simply lacks it.
+	if len(present.Stride) > 0 && m.Stride <= 0 {
+		return nil, bad("stride %s: want a positive number (or no stride key)", present.Stride)
+	}
+	if c := present.Model; c != nil {
+		for _, f := range []struct {
+			key       string
+			saved     *int
+			top       int
+			topKey    string
+			checkable bool
+		}{
+			{"input_size", c.InputSize, m.Input.Width, "input.width", true},
+			{"stride", c.Stride, m.Stride, "stride", m.Stride > 0},
+			{"pool_kernel", c.PoolKernel, m.PoolKernel, "pool_kernel", true},
+		} {
+			if f.saved != nil && f.checkable && *f.saved != f.top {
+				return nil, bad("%s %d disagrees with model.%s %d, the value the export computed the threshold and normal scores with: an edited metadata; export again instead",
+					f.topKey, f.top, f.key, *f.saved)
+			}
+		}
 	}
 	for name, e := range m.Engines {
 		lo, hi, why := m.ScoreRange()

@@ -56,6 +56,11 @@ func TestBadMetadata(t *testing.T) {
 		// a stride that does not take the input to the grid: metadata of another graph
 		{"stride", func(m map[string]any) { m["stride"] = 12 }, "stride 12 with grid [14 14]: the grid times the stride must be the input width 224"},
 		{"negative stride", func(m map[string]any) { m["stride"] = -16 }, "stride -16"},
+		{"zero stride", func(m map[string]any) { m["stride"] = 0 }, "stride 0: want a positive number"},      // 0 is no stride
+		{"null stride", func(m map[string]any) { m["stride"] = nil }, "stride null: want a positive number"}, // null reads as 0
+		// the top level edited, the configuration it came from not: the threshold was
+		// computed with the other kernel
+		{"pool kernel edited", func(m map[string]any) { m["pool_kernel"] = 8 }, "pool_kernel 8 disagrees with model.pool_kernel 16"},
 		// an output shape that is not the grid's: one of the two was edited
 		{"output shape", func(m map[string]any) { m["output"].(map[string]any)["shape"] = []int{1, 28, 28} }, "output shape [1 28 28] disagrees with grid [14 14]"},
 		{"channels", func(m map[string]any) { m["input"].(map[string]any)["channels"] = 1 }, "input has 1 channels"}, // grey input

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .config import ConfigError, ModelConfig, TrainConfig
 from .model import ADTR
 
@@ -39,7 +41,18 @@ class Checkpoint:
 
 
 def _config_hash(cfg: ModelConfig) -> str:
-    return hashlib.sha256(cfg.fingerprint().encode()).hexdigest()
+    # Numbers as floats: a JSON tool that re-saves meta.json may write 4.0 as 4, which
+    # is no edit of the configuration.
+    def norm(v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, (int, float, list, tuple, dict)):
+            return v
+        if isinstance(v, dict):
+            return {k: norm(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [norm(x) for x in v]
+        return float(v)
+
+    return hashlib.sha256(json.dumps(norm(cfg.to_dict()), sort_keys=True).encode()).hexdigest()
 
 
 def refuse_existing(path: Path) -> None:
@@ -109,6 +122,9 @@ def load(path: str | Path, expect: ModelConfig | None = None) -> Checkpoint:
             getattr(model, part).load_weights(str(wpath))
         except (ValueError, OSError) as e:
             raise CheckpointError(f"{wpath}: weights do not fit the configuration ({str(e).splitlines()[0]})") from None
+        for w in getattr(model, part).weights:
+            if not np.isfinite(w.numpy()).all():
+                raise CheckpointError(f"{wpath}: {w.name} holds values that are not finite (NaN or infinite): a broken checkpoint")
     return Checkpoint(
         model, tcfg, meta.get("data", {}), meta.get("heldout", []), meta.get("history", []), meta.get("backbone_weights")
     )

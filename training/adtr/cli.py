@@ -87,6 +87,8 @@ def cmd_train(a: argparse.Namespace) -> None:
 
     out = Path(a.out)
     refuse_existing(out)
+    if a.epochs is not None and a.epochs < 1:
+        raise UsageError(f"--epochs {a.epochs}: want at least 1")
     ds = Dataset(a.data, _decoder(a))
     if a.plus:
         if not a.init:
@@ -165,6 +167,10 @@ def cmd_export(a: argparse.Namespace) -> None:
         # A slice [:0] or [:-n] would calibrate on nothing or silently on all but n.
         raise UsageError(f"--calibration {a.calibration}: want at least 1 image")
     ck = checkpoint.load(a.checkpoint)
+    if a.onnx_int8 and ck.cfg.reconstructor == "memory":
+        # Before anything is written: one refused output must not leave the others half done.
+        raise UsageError(f"--onnx-int8 {a.onnx_int8}: the QDQ int8 ONNX export does not take the nearest-neighbour (memory) "
+                         "head yet; export --tflite (int8) or --onnx (float) for it")
     version = a.version or f"{Path(a.checkpoint).name}"
     decoder = _decoder(a)
     if a.tflite:

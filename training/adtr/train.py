@@ -76,8 +76,9 @@ def train(
         memory = rec.get_layer("memory")
         n_tokens = int(feats.shape[0] * feats.shape[1] * feats.shape[2])
         if n_tokens < cfg.memory_size:
-            log.warning("memory: %d good images give %d tokens for %d memory slots: every token is kept, repeated; "
-                        "more good images make a better memory and threshold", feats.shape[0], n_tokens, cfg.memory_size)
+            log.warning("warning: memory: the %d good images trained on (the held-out ones set the threshold) give %d tokens "
+                        "for %d memory slots: every token is kept, repeated; more good images make a better memory and "
+                        "threshold", feats.shape[0], n_tokens, cfg.memory_size)
         memory.fit(feats, cfg.seed)
         history = [{"stage": "memory", "tokens": int(feats.shape[0] * feats.shape[1] * feats.shape[2]),
                     "kept": cfg.memory_size, "seconds": round(time.monotonic() - t0, 1)}]

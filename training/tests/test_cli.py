@@ -133,3 +133,10 @@ def test_epochs_with_the_nearest_neighbour_head(tmp_path: Path, capsys: pytest.C
     code, err = run(capsys, "train", "--data", str(root), "--out", str(tmp_path / "ck"), "--epochs", "3")
     assert code == 2 and one_line(err) == "adtr train: --epochs 3: preset lite0 is the nearest-neighbour head, fitted in one pass; it has no epochs"
     assert not (tmp_path / "ck").exists()
+
+
+@pytest.mark.parametrize("epochs", ["0", "-1"])  # 0 ran the preset's epochs silently; -1 was a traceback
+def test_epochs_below_one(epochs: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = small_set(tmp_path)
+    code, err = run(capsys, "train", "--data", str(root), "--out", str(tmp_path / "ck"), "--preset", "tiny", "--epochs", epochs)
+    assert code == 2 and one_line(err) == f"adtr train: --epochs {epochs}: want at least 1"

@@ -128,6 +128,7 @@ def memory_checkpoint(memory_graph, tmp_path_factory: pytest.TempPathFactory) ->
         {"pool_kernel": 8},  # the weights fit, the image score would be another one
         {"feature_clip": 2.0},  # the memory was fitted on features clipped at 4
         {"memory_size": 256},  # shape mismatch too, but the edit is named first
+        {"feature_clip": 4},  # not an edit: a JSON tool re-saving 4.0 as 4 (loads)
     ],
 )
 def test_an_edited_configuration_is_refused(memory_checkpoint: Path, change: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
@@ -139,8 +140,12 @@ def test_an_edited_configuration_is_refused(memory_checkpoint: Path, change: dic
     ck = tmp_path / "ck"
     shutil.copytree(memory_checkpoint, ck)
     meta = json.loads((ck / "meta.json").read_text())
+    same = all(meta["model"][k] == v for k, v in change.items())
     meta["model"].update(change)
     (ck / "meta.json").write_text(json.dumps(meta))
+    if same:
+        assert checkpoint.load(ck).cfg == checkpoint.load(memory_checkpoint).cfg
+        return
     with pytest.raises(checkpoint.CheckpointError, match="edited after training"):
         checkpoint.load(ck)
     checkpoint.load(memory_checkpoint)  # the unedited one loads
@@ -170,3 +175,30 @@ def test_a_graph_whose_map_decides_nothing_is_not_exported(memory_graph, value: 
     heldout = np.zeros((3, ck.cfg.input_size, ck.cfg.input_size, 3), np.uint8)
     with pytest.raises(ValueError, match=word):
         export.build_metadata(ck, tmp_path / "x.tflite", b"", lambda im: np.full((g, g), value, np.float32), heldout, {}, "v")
+
+
+def test_weights_that_are_not_finite_are_refused(memory_graph, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """One NaN in the memory exported silently with another threshold; a wholly NaN
+    memory crashed the converter with a traceback. Both are now refused at load."""
+    ck = memory_graph[0]
+    mem = ck.model.reconstructor.get_layer("memory")
+    kept = mem.memory.numpy()
+    bad = kept.copy()
+    bad[3, 5] = np.nan
+    mem.memory.assign(bad)
+    try:
+        path = checkpoint.save(ck, tmp_path / "nan")
+    finally:
+        mem.memory.assign(kept)
+    with pytest.raises(checkpoint.CheckpointError, match="reconstructor.h5: .*not finite"):
+        checkpoint.load(path)
+
+
+def test_a_refused_output_writes_nothing(memory_checkpoint: Path, dataset: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--tflite X --onnx-int8 Y on the memory head wrote X, then refused Y."""
+    from adtr import cli
+
+    x, y = tmp_path / "m.tflite", tmp_path / "m.int8.onnx"
+    code = cli.main(["export", "--checkpoint", str(memory_checkpoint), "--data", str(dataset.root), "--tflite", str(x), "--onnx-int8", str(y)])
+    assert code == 2 and "--onnx-int8" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
