@@ -167,10 +167,9 @@ def cmd_export(a: argparse.Namespace) -> None:
         # A slice [:0] or [:-n] would calibrate on nothing or silently on all but n.
         raise UsageError(f"--calibration {a.calibration}: want at least 1 image")
     ck = checkpoint.load(a.checkpoint)
-    if a.onnx_int8 and ck.cfg.reconstructor == "memory":
+    if a.onnx_int8:
         # Before anything is written: one refused output must not leave the others half done.
-        raise UsageError(f"--onnx-int8 {a.onnx_int8}: the QDQ int8 ONNX export does not take the nearest-neighbour (memory) "
-                         "head yet; export --tflite (int8) or --onnx (float) for it")
+        export.refuse_qdq(ck, Path(a.onnx_int8))
     version = a.version or f"{Path(a.checkpoint).name}"
     decoder = _decoder(a)
     if a.tflite:

@@ -107,6 +107,14 @@ QDQ_RECIPE = ("onnxruntime.quantization.quantize_static, QDQ format, MinMax cali
               "calibration set (good + synthetic anomalies), weights int8 per channel symmetric, activations int8 per tensor")
 
 
+def refuse_qdq(ck: Checkpoint, out: Path) -> None:
+    """ValueError when the QDQ export cannot take this checkpoint's head: ONNX Runtime's
+    static quantisation of the memory head's ArgMin and Gather gave an all-zero map."""
+    if ck.cfg.reconstructor == "memory":
+        raise ValueError(f"{out}: the QDQ int8 ONNX export does not take the nearest-neighbour (memory) head yet; "
+                         "export --tflite (int8) or --onnx (float) for it")
+
+
 def convert_onnx_qdq(float_graph: bytes, calibration: np.ndarray) -> bytes:
     """The float ONNX graph quantised to QDQ int8 (QDQ_RECIPE); calibration are uint8
     images (N, S, S, 3), fed as the float32 0..255 input the graph takes."""
@@ -160,10 +168,11 @@ def build_metadata(
     """Metadata for one exported graph; normal-score statistics come from the graph itself."""
     cfg = ck.cfg
     maps = np.stack([runner(im) for im in heldout])
-    if not np.isfinite(maps).all() or np.ptp(maps) == 0:
+    finite = bool(np.isfinite(maps).all())
+    if not finite or np.ptp(maps) == 0:
         # A graph that maps every image to one constant (or to NaN) decides nothing; the
         # export must fail rather than write it with a threshold of that constant.
-        raise ValueError(f"{graph_path}: the exported graph gives {'non-finite' if not np.isfinite(maps).all() else 'a constant'} "
+        raise ValueError(f"{graph_path}: the exported graph gives {'a constant' if finite else 'non-finite'} "
                          f"anomaly map on the {len(heldout)} held-out good images: broken export, not written")
     _, scores = scoring.score_maps(maps, cfg.input_size, cfg.pool_kernel)
     stats = _normal_stats(scores)
@@ -240,11 +249,8 @@ def export_onnx(ck: Checkpoint, out: Path, version: str, decoder: DaemonDecoder 
     refuse_existing(meta_out)
     graph = convert_onnx(ck)
     calibration = None
-    if good is not None and ck.cfg.reconstructor == "memory":
-        # ONNX Runtime's static quantisation of ArgMin and Gather gave an all-zero map.
-        raise ValueError(f"{out}: the QDQ int8 ONNX export does not take the nearest-neighbour (memory) head yet; "
-                         "export --tflite (int8) or --onnx (float) for it")
     if good is not None:
+        refuse_qdq(ck, out)
         calibration = calibration_set(good, ck.cfg.seed)
         graph = convert_onnx_qdq(graph, calibration)
     with tempfile.TemporaryDirectory() as d:

@@ -80,7 +80,7 @@ def train(
                         "for %d memory slots: every token is kept, repeated; more good images make a better memory and "
                         "threshold", feats.shape[0], n_tokens, cfg.memory_size)
         memory.fit(feats, cfg.seed)
-        history = [{"stage": "memory", "tokens": int(feats.shape[0] * feats.shape[1] * feats.shape[2]),
+        history = [{"stage": "memory", "tokens": n_tokens,
                     "kept": cfg.memory_size, "seconds": round(time.monotonic() - t0, 1)}]
         return Checkpoint(model, tcfg, data, [str(paths[i]) for i in ho], history, backbone_weights)
     steps = int(np.ceil(len(feats) / tcfg.batch))
