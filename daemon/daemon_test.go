@@ -324,7 +324,7 @@ func TestBadModelFilesAreClearErrors(t *testing.T) {
 		// metadata that is not JSON
 		{"bad json", put("j.tflite", graph), put("j.tflite.json", []byte("{")), "malformed JSON", ""},
 		// metadata that disagrees with the tensors
-		{"grid mismatch", put("g.tflite", graph), put("g.tflite.json", wrongGrid), "output tensor is int8[1 14 14], metadata says int8[1 7 7]", ""},
+		{"grid mismatch", put("g.tflite", graph), put("g.tflite.json", wrongGrid), "output tensor is int8[1 14 14], its metadata " + filepath.Join(dir, "g.tflite.json") + " says int8[1 7 7]", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -42,7 +42,7 @@ type Builder func(n uint64, cfg config.Config, log *slog.Logger) (*Generation, e
 // error the engine is closed.
 func NewGeneration(n uint64, cfg config.Config, eng engine.Engine, meta *model.Metadata, sha string) (*Generation, error) {
 	in, out := eng.Tensors()
-	if err := meta.CheckTensors(cfg.Model.Path, in, out); err != nil {
+	if err := meta.CheckTensors(cfg.Model.Path, cfg.Model.MetadataPath(), in, out); err != nil {
 		return nil, errors.Join(err, eng.Close())
 	}
 	sc, err := score.New(meta.ScoreParams())

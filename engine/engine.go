@@ -79,7 +79,7 @@ func Load(name string, open Opener, c config.Model, log *slog.Logger) (_ Opened,
 		}
 	}()
 	in, out := eng.Tensors()
-	if err := b.Meta.CheckTensors(c.Path, in, out); err != nil {
+	if err := b.Meta.CheckTensors(c.Path, c.MetadataPath(), in, out); err != nil {
 		return Opened{}, err
 	}
 	m := b.Meta

@@ -456,18 +456,20 @@ type TensorInfo struct {
 	ZeroPoint int32
 }
 
-// CheckTensors compares the interpreter's tensors with the metadata.
-func (m *Metadata) CheckTensors(graph string, in, out TensorInfo) error {
+// CheckTensors compares the interpreter's tensors with the metadata. Errors
+// (ErrMetadata) name the graph and the metadata file: which of the two is wrong is the
+// operator's call (a graph swapped under old metadata, or an edited metadata).
+func (m *Metadata) CheckTensors(graph, metaPath string, in, out TensorInfo) error {
 	wantIn := []int{1, m.Input.Height, m.Input.Width, m.Input.Channels}
 	if in.Type != m.Input.DType || !slices.Equal(in.Shape, wantIn) {
-		return fmt.Errorf("%w: %s: input tensor is %s%v, metadata says %s%v", ErrMetadata, graph, in.Type, in.Shape, m.Input.DType, wantIn)
+		return fmt.Errorf("%w: %s: input tensor is %s%v, its metadata %s says %s%v", ErrMetadata, graph, in.Type, in.Shape, metaPath, m.Input.DType, wantIn)
 	}
 	wantOut := []int{1, m.Grid[0], m.Grid[1]}
 	if out.Type != m.Output.DType || !slices.Equal(out.Shape, wantOut) {
-		return fmt.Errorf("%w: %s: output tensor is %s%v, metadata says %s%v", ErrMetadata, graph, out.Type, out.Shape, m.Output.DType, wantOut)
+		return fmt.Errorf("%w: %s: output tensor is %s%v, its metadata %s says %s%v", ErrMetadata, graph, out.Type, out.Shape, metaPath, m.Output.DType, wantOut)
 	}
 	if out.Type == "int8" && (math.Abs(out.Scale-m.Output.Scale) > 1e-6*math.Abs(m.Output.Scale) || out.ZeroPoint != m.Output.ZeroPoint) {
-		return fmt.Errorf("%w: %s: output quantisation is (%g, %d), metadata says (%g, %d)", ErrMetadata, graph, out.Scale, out.ZeroPoint, m.Output.Scale, m.Output.ZeroPoint)
+		return fmt.Errorf("%w: %s: output quantisation is (%g, %d), its metadata %s says (%g, %d)", ErrMetadata, graph, out.Scale, out.ZeroPoint, metaPath, m.Output.Scale, m.Output.ZeroPoint)
 	}
 	return nil
 }

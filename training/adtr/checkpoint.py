@@ -19,7 +19,10 @@ import numpy as np
 from .config import ConfigError, ModelConfig, TrainConfig
 from .model import ADTR
 
-FORMAT = "adtr-checkpoint/1"
+# /2 carries model_sha256 and must; /1 (before 2026-12) has none and loads unchecked,
+# so deleting the hash from a /2 checkpoint does not switch the check off.
+FORMAT = "adtr-checkpoint/2"
+FORMAT_V1 = "adtr-checkpoint/1"
 
 
 class CheckpointError(ValueError):
@@ -99,20 +102,34 @@ def load(path: str | Path, expect: ModelConfig | None = None) -> Checkpoint:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{meta_path}: malformed JSON ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{meta_path}: format is not {FORMAT}")
+    if not isinstance(meta, dict) or meta.get("format") not in (FORMAT, FORMAT_V1):
+        raise CheckpointError(f"{meta_path}: format is not {FORMAT} (or {FORMAT_V1})")
     try:
         cfg = ModelConfig.from_dict(meta["model"])
         tcfg = TrainConfig(**meta["train"])
     except (KeyError, TypeError, ConfigError) as e:
         raise CheckpointError(f"{meta_path}: bad configuration ({e})") from None
     saved = meta.get("model_sha256")
+    if saved is None and meta["format"] == FORMAT:
+        raise CheckpointError(f"{meta_path}: model_sha256 missing ({FORMAT} checkpoints carry the hash of the configuration "
+                              "they were trained with); train again instead of editing meta.json")
     if saved is not None and saved != _config_hash(cfg):
         raise CheckpointError(f"{meta_path}: the model configuration was edited after training (model_sha256 does not match); "
                               "the weights belong to the configuration they were trained with: train again instead")
     if expect is not None and expect.fingerprint() != cfg.fingerprint():
         diff = sorted(k for k, v in expect.to_dict().items() if cfg.to_dict().get(k) != v)
         raise CheckpointError(f"{path}: checkpoint is for another configuration (differs in {', '.join(diff)})")
+    # What export and ADTR+ read later: refused here, with the key, rather than failing
+    # there with a bare TypeError.
+    heldout = meta.get("heldout", [])
+    if not isinstance(heldout, list) or not all(isinstance(p, str) and p for p in heldout):
+        raise CheckpointError(f"{meta_path}: heldout: want a list of image paths")
+    for key, kind in (("data", dict), ("history", list)):
+        if not isinstance(meta.get(key, kind()), kind):
+            raise CheckpointError(f"{meta_path}: {key}: want a JSON {'object' if kind is dict else 'list'}")
+    bw = meta.get("backbone_weights")
+    if bw is not None and not isinstance(bw, str):
+        raise CheckpointError(f"{meta_path}: backbone_weights: want a path or null")
     model = ADTR(cfg)
     for part in ("backbone", "reconstructor"):
         wpath = path / f"{part}.h5"

@@ -129,7 +129,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
         return
     graph = Path(a.graph)
     meta = _read_metadata(graph)
-    split = ds.test(int(meta["input"]["width"]))
+    split = ds.test(meta["input"]["width"])
     if a.c_library:
         from .tflite_c import CInterpreter
 
@@ -138,23 +138,15 @@ def cmd_eval(a: argparse.Namespace) -> None:
             maps = np.stack([(it.run(im)[0].astype(np.float32) - zero) * scale for im in split.images])
     else:
         maps = evaluate.graph_maps(evaluate.runner_for(graph), split.images)
-    print(evaluate.evaluate_maps(maps, split, int(meta["pool_kernel"])).line(str(graph)))
+    print(evaluate.evaluate_maps(maps, split, meta["pool_kernel"]).line(str(graph)))
 
 
 def _read_metadata(graph: Path) -> dict:  # type: ignore[type-arg]
-    import json
-
-    from .export import metadata_path
+    from .export import read_metadata
 
     if not graph.is_file():
         raise UsageError(f"{graph}: graph file not found")
-    mp = metadata_path(graph)
-    try:
-        return json.loads(mp.read_text())
-    except FileNotFoundError:
-        raise UsageError(f"{mp}: metadata missing beside the graph") from None
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{mp}: malformed JSON ({e})") from None
+    return read_metadata(graph)
 
 
 def cmd_export(a: argparse.Namespace) -> None:

@@ -75,7 +75,7 @@ def measure(root: Path, name: str, seed: int, int8: bool, epochs: int | None = N
     # best measured input here (PaDiM 0.921 mean image AUROC against 0.895 on blocks 2b+3b:
     # README), whatever the preset's own stages and grid.
     held = set(ck.heldout)
-    good_images = ds.train(ck.cfg.input_size)[[str(q) not in held for q in ds.train_paths()]]
+    good_images = ds.train(ck.cfg.input_size)[[str(q.resolve()) not in held and str(q) not in held for q in ds.train_paths()]]
     four = ADTR(ck.cfg.replace(stages=(1, 2, 3, 4), stride=16, reconstructor="memory", memory_size=1), ck.backbone_weights)
     four.fit_feature_norms(good_images)
     good, test4 = four.features(good_images), four.features(split.images)

@@ -50,6 +50,48 @@ def metadata_path(graph: Path) -> Path:
     return graph.with_suffix(graph.suffix + ".json")
 
 
+class MetadataError(ValueError):
+    """A graph's metadata (GRAPH.json) that the toolkit cannot use; the message names the file and the key."""
+
+
+def read_metadata(graph: Path) -> dict[str, Any]:
+    """GRAPH.json beside graph, parsed and checked for what the toolkit reads from it
+    before it runs the graph: input.width and input.height (equal, 16..4096 px),
+    pool_kernel (1..width, as the daemon's model.Parse allows), and the optional
+    quantisation and engines objects. An edited or foreign file is refused here with
+    MetadataError rather than failing later with a bare KeyError."""
+    mp = metadata_path(graph)
+    try:
+        meta = json.loads(mp.read_text())
+    except FileNotFoundError:
+        raise MetadataError(f"{mp}: metadata missing beside the graph") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise MetadataError(f"{mp}: cannot read ({e})") from None
+    except json.JSONDecodeError as e:
+        raise MetadataError(f"{mp}: malformed JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise MetadataError(f"{mp}: want a JSON object, got {type(meta).__name__}")
+
+    def whole(v: object) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    inp = meta.get("input")
+    if not isinstance(inp, dict):
+        raise MetadataError(f"{mp}: input: missing or not an object")
+    w, h = inp.get("width"), inp.get("height")
+    if not whole(w) or not 16 <= w <= 4096:
+        raise MetadataError(f"{mp}: input.width {w!r}: want a whole number of pixels in 16..4096")
+    if h != w:
+        raise MetadataError(f"{mp}: input.height {h!r}: want the width, {w} (the graphs take square frames)")
+    k = meta.get("pool_kernel")
+    if not whole(k) or not 1 <= k <= w:
+        raise MetadataError(f"{mp}: pool_kernel {k!r}: want a whole number in 1..{w}")
+    for key in ("quantisation", "engines"):
+        if key in meta and not isinstance(meta[key], dict):
+            raise MetadataError(f"{mp}: {key}: want an object, got {type(meta[key]).__name__}")
+    return meta
+
+
 def calibration_set(good: np.ndarray, seed: int) -> np.ndarray:
     """Good images plus a third as many synthetic anomalies.
 

@@ -56,17 +56,17 @@ def refresh(graph: Path) -> dict[str, Any]:
     import json
 
     from .evaluate import ONNXRunner, TFLiteRunner
-    from .export import _write_atomic, metadata_path
+    from .export import _write_atomic, metadata_path, read_metadata
 
     import hashlib
 
     meta_path = metadata_path(graph)
-    meta = json.loads(meta_path.read_text())
+    meta = read_metadata(graph)
     sha = hashlib.sha256(graph.read_bytes()).hexdigest()
     if meta.get("sha256") != sha:
         # A score written into another graph's metadata would be believed by the daemon.
         raise ValueError(f"{meta_path}: describes sha256 {str(meta.get('sha256'))[:12]}.., {graph} is {sha[:12]}..: not this graph's metadata")
-    size, kernel = int(meta["input"]["width"]), int(meta["pool_kernel"])
+    size, kernel = meta["input"]["width"], meta["pool_kernel"]
     if graph.suffix == ".onnx":
         qdq = str(meta.get("quantisation", {}).get("kind", "")).startswith("int8")
         name, runner, tolerance = "onnxruntime", ONNXRunner(graph), QDQ_TOLERANCE if qdq else ONNX_TOLERANCE

@@ -40,6 +40,11 @@ def jitter(f: tf.Tensor, scale: float, noise: tf.random.Generator) -> tf.Tensor:
     return f + noise.normal(tf.shape(f), dtype=f.dtype) * std
 
 
+def _heldout_paths(paths: list[Path], ho: np.ndarray) -> list[str]:
+    # Absolute, so that export finds them from any working directory.
+    return [str(Path(paths[i]).resolve()) for i in ho]
+
+
 def split_heldout(paths: list[Path], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of training and held-out good images (held-out ones set the threshold)."""
     n = len(paths)
@@ -82,7 +87,7 @@ def train(
         memory.fit(feats, cfg.seed)
         history = [{"stage": "memory", "tokens": n_tokens,
                     "kept": cfg.memory_size, "seconds": round(time.monotonic() - t0, 1)}]
-        return Checkpoint(model, tcfg, data, [str(paths[i]) for i in ho], history, backbone_weights)
+        return Checkpoint(model, tcfg, data, _heldout_paths(paths, ho), history, backbone_weights)
     steps = int(np.ceil(len(feats) / tcfg.batch))
     opt = _optimizer(tcfg, steps, epochs)
 
@@ -109,7 +114,7 @@ def train(
         if epoch % 10 == 0 or epoch == epochs - 1:
             log.info("epoch %d/%d mse %.5f (%.0fs)", epoch + 1, epochs, losses[-1], time.monotonic() - t0)
     history = [{"stage": "adtr", "epochs": epochs, "final_mse": losses[-1], "seconds": round(time.monotonic() - t0, 1)}]
-    return Checkpoint(model, tcfg, data, [str(paths[i]) for i in ho], history, backbone_weights)
+    return Checkpoint(model, tcfg, data, _heldout_paths(paths, ho), history, backbone_weights)
 
 
 def _phi(d: tf.Tensor) -> tf.Tensor:

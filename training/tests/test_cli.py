@@ -140,3 +140,46 @@ def test_epochs_below_one(epochs: str, tmp_path: Path, capsys: pytest.CaptureFix
     root = small_set(tmp_path)
     code, err = run(capsys, "train", "--data", str(root), "--out", str(tmp_path / "ck"), "--preset", "tiny", "--epochs", epochs)
     assert code == 2 and one_line(err) == f"adtr train: --epochs {epochs}: want at least 1"
+
+
+@pytest.mark.parametrize(
+    "meta, problem",
+    [
+        # not a JSON object
+        ("[1, 2]", "want a JSON object, got list"),
+        # input missing: a KeyError traceback before
+        ('{"pool_kernel": 3}', "input: missing or not an object"),
+        # an edited size
+        ('{"input": {"width": "224", "height": 224}, "pool_kernel": 3}', "input.width '224'"),
+        ('{"input": {"width": 224, "height": 112}, "pool_kernel": 3}', "input.height 112"),
+        ('{"input": {"width": 8, "height": 8}, "pool_kernel": 3}', "input.width 8"),
+        # pool_kernel missing, a fraction, zero, a boolean
+        ('{"input": {"width": 224, "height": 224}}', "pool_kernel None"),
+        ('{"input": {"width": 224, "height": 224}, "pool_kernel": 2.5}', "pool_kernel 2.5"),
+        ('{"input": {"width": 224, "height": 224}, "pool_kernel": 0}', "pool_kernel 0"),
+        ('{"input": {"width": 224, "height": 224}, "pool_kernel": true}', "pool_kernel True"),
+        # a section another tool flattened
+        ('{"input": {"width": 224, "height": 224}, "pool_kernel": 3, "engines": []}', "engines: want an object"),
+        # not JSON at all
+        ("{", "malformed JSON"),
+    ],
+)
+@pytest.mark.parametrize("cmd", ["eval", "reference"])
+def test_graph_metadata_is_checked_before_use(cmd: str, meta: str, problem: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`eval --graph` and `reference` read the metadata beside a graph before running
+    it; an edited or foreign one is one line naming the file and the key."""
+    import hashlib
+    import json
+
+    graph = tmp_path / "m.tflite"
+    graph.write_bytes(b"not run: the metadata is refused first")
+    if meta.startswith("{") and meta != "{":
+        # reference checks that the metadata describes this graph before anything else
+        d = json.loads(meta)
+        d["sha256"] = hashlib.sha256(graph.read_bytes()).hexdigest()
+        meta = json.dumps(d)
+    (tmp_path / "m.tflite.json").write_text(meta)
+    argv = ["eval", "--graph", str(graph), "--data", str(small_set(tmp_path / "d"))] if cmd == "eval" else ["reference", str(graph)]
+    code, err = run(capsys, *argv)
+    line = one_line(err)
+    assert code == 2 and line.startswith(f"adtr {cmd}: {tmp_path / 'm.tflite.json'}: ") and problem in line, line

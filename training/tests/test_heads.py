@@ -151,6 +151,47 @@ def test_an_edited_configuration_is_refused(memory_checkpoint: Path, change: dic
     checkpoint.load(memory_checkpoint)  # the unedited one loads
 
 
+@pytest.mark.parametrize(
+    "edit, problem",
+    [
+        # the hash deleted: it no longer switches the check off (format /2 must carry it)
+        (lambda m: m.pop("model_sha256"), "model_sha256 missing"),
+        # a checkpoint written before the hash (format /1) still loads, unchecked
+        (lambda m: (m.pop("model_sha256"), m.update(format="adtr-checkpoint/1")), None),
+        # export reads these later; each was a bare TypeError there
+        (lambda m: m.update(heldout="good/000.png"), "heldout: want a list of image paths"),
+        (lambda m: m.update(heldout=[1, 2]), "heldout: want a list of image paths"),
+        (lambda m: m.update(heldout=[""]), "heldout: want a list of image paths"),
+        (lambda m: m.update(data=[]), "data: want a JSON object"),
+        (lambda m: m.update(history={}), "history: want a JSON list"),
+        (lambda m: m.update(backbone_weights=3), "backbone_weights: want a path or null"),
+        # another tool's file
+        (lambda m: m.update(format="adtr-checkpoint/9"), "format is not adtr-checkpoint/2"),
+    ],
+)
+def test_checkpoint_fields_are_checked_at_load(memory_checkpoint: Path, edit, problem: str | None, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    ck = tmp_path / "ck"
+    shutil.copytree(memory_checkpoint, ck)
+    meta = json.loads((ck / "meta.json").read_text())
+    edit(meta)
+    (ck / "meta.json").write_text(json.dumps(meta))
+    if problem is None:
+        assert checkpoint.load(ck).cfg == checkpoint.load(memory_checkpoint).cfg
+        return
+    with pytest.raises(checkpoint.CheckpointError) as e:
+        checkpoint.load(ck)
+    assert str(e.value).startswith(f"{ck / 'meta.json'}: ") and problem in str(e.value) and "\n" not in str(e.value)
+
+
+def test_heldout_paths_are_absolute(memory_checkpoint: Path) -> None:
+    """Export reads the held-out images to set the threshold, from whatever folder it is
+    run in: relative paths stored at training found nothing from another folder."""
+    held = checkpoint.load(memory_checkpoint).heldout
+    assert held and all(Path(p).is_absolute() and Path(p).is_file() for p in held)
+
+
 def test_qdq_export_refuses_the_memory_head(memory_graph, dataset: Dataset, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """ONNX Runtime's static quantisation of ArgMin and Gather gave an all-zero map,
     written with exit 0; now it is one clear error and nothing is written."""

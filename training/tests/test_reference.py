@@ -38,4 +38,7 @@ def test_demo_onnx_metadata_records_the_onnxruntime_score() -> None:
 
     score = reference.reference_score(ONNXRunner(DEMO / "adtr.onnx"), 224, int(meta["pool_kernel"]))
     entry = meta["engines"]["onnxruntime"]
-    assert abs(entry["reference_score"] - score) < 1e-6 and entry["tolerance"] == reference.ONNX_TOLERANCE
+    # Float ONNX on another CPU sums in another order (AVX-512 against AVX2): measured
+    # 4.6e-6 apart on an AMD EPYC, 0 on the machine that recorded it. A tenth of the
+    # tolerance the daemon allows still catches another graph or another frame.
+    assert abs(entry["reference_score"] - score) < reference.ONNX_TOLERANCE / 10 and entry["tolerance"] == reference.ONNX_TOLERANCE
