@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from . import strictjson
 from .config import ConfigError, ModelConfig, TrainConfig
 from .model import ADTR
 
@@ -82,7 +83,7 @@ def save(ck: Checkpoint, path: str | Path) -> Path:
             # at stride 8, loaded at 16) would export a graph that computes something else.
             "model_sha256": _config_hash(ck.cfg),
         }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n")
         ck.model.backbone.save_weights(str(tmp / "backbone.h5"))
         ck.model.reconstructor.save_weights(str(tmp / "reconstructor.h5"))
         os.replace(tmp, path)
@@ -98,10 +99,7 @@ def load(path: str | Path, expect: ModelConfig | None = None) -> Checkpoint:
     meta_path = path / "meta.json"
     if not meta_path.is_file():
         raise CheckpointError(f"{path}: not a checkpoint (no meta.json)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{meta_path}: malformed JSON ({e})") from None
+    meta = strictjson.load(meta_path, CheckpointError)
     if not isinstance(meta, dict) or meta.get("format") not in (FORMAT, FORMAT_V1):
         raise CheckpointError(f"{meta_path}: format is not {FORMAT} (or {FORMAT_V1})")
     try:

@@ -137,7 +137,11 @@ def cmd_eval(a: argparse.Namespace) -> None:
             scale, zero = it.output_quant
             maps = np.stack([(it.run(im)[0].astype(np.float32) - zero) * scale for im in split.images])
     else:
-        maps = evaluate.graph_maps(evaluate.runner_for(graph), split.images)
+        from .export import check_graph_input
+
+        runner = evaluate.runner_for(graph)
+        check_graph_input(graph, meta, runner.input_shape)
+        maps = evaluate.graph_maps(runner, split.images)
     print(evaluate.evaluate_maps(maps, split, meta["pool_kernel"]).line(str(graph)))
 
 
@@ -159,6 +163,10 @@ def cmd_export(a: argparse.Namespace) -> None:
         # A slice [:0] or [:-n] would calibrate on nothing or silently on all but n.
         raise UsageError(f"--calibration {a.calibration}: want at least 1 image")
     ck = checkpoint.load(a.checkpoint)
+    if not ck.heldout:
+        # Before the minutes of conversion: the threshold comes from these images.
+        raise UsageError(f"{Path(a.checkpoint) / 'meta.json'}: heldout: no held-out good images to set the threshold with "
+                         "(train keeps 10 % of train/good for it)")
     if a.onnx_int8:
         # Before anything is written: one refused output must not leave the others half done.
         export.refuse_qdq(ck, Path(a.onnx_int8))

@@ -124,9 +124,24 @@ class ModelConfig:
         if unknown:
             raise ConfigError(f"unknown model config keys: {', '.join(unknown)}")
         d = dict(d)
+        ints = {f.name for f in dataclasses.fields(cls) if type(f.default) is int}
+
+        def whole(key: str, v: Any) -> Any:
+            # A JSON tool may re-save 8 as 8.0: the same configuration (the checkpoint
+            # hash reads them alike), which TF's shapes need as an int again.
+            if isinstance(v, float) and v.is_integer():
+                return int(v)
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise ConfigError(f"{key} {v!r}: want a whole number")
+            return v
+
+        for key in ints & set(d):
+            d[key] = whole(key, d[key])
         for key in ("cnn_channels", "stages"):
             if key in d:
-                d[key] = tuple(d[key])
+                if not isinstance(d[key], (list, tuple)):
+                    raise ConfigError(f"{key} {d[key]!r}: want a list of whole numbers")
+                d[key] = tuple(whole(key, v) for v in d[key])
         return cls(**d).validate()
 
     def fingerprint(self) -> str:

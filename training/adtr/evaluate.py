@@ -56,6 +56,7 @@ class TFLiteRunner:
         self.it.allocate_tensors()
         self.inp = self.it.get_input_details()[0]
         self.out = self.it.get_output_details()[0]
+        self.input_shape = [int(d) for d in self.inp["shape"]]
 
     def raw(self, image: np.ndarray) -> np.ndarray:
         self.it.set_tensor(self.inp["index"], image.reshape(self.inp["shape"]).astype(self.inp["dtype"]))
@@ -80,6 +81,7 @@ class ONNXRunner:
         opts.intra_op_num_threads = threads
         self.sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.name = self.sess.get_inputs()[0].name
+        self.input_shape = list(self.sess.get_inputs()[0].shape)  # NHWC; a named batch axis is a str
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         return self.sess.run(None, {self.name: image[None].astype(np.float32)})[0][0]
@@ -89,7 +91,7 @@ def graph_maps(run: Callable[[np.ndarray], np.ndarray], images: Iterable[np.ndar
     return np.stack([run(im) for im in images])
 
 
-def runner_for(path: str | Path) -> Callable[[np.ndarray], np.ndarray]:
+def runner_for(path: str | Path) -> "TFLiteRunner | ONNXRunner":
     suffix = Path(path).suffix.lower()
     if suffix == ".tflite":
         return TFLiteRunner(path)

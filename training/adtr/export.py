@@ -13,12 +13,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from . import anomalies, reference, scoring
+from . import anomalies, reference, scoring, strictjson
 from .checkpoint import Checkpoint, refuse_existing
 from .data import load_image
 from .preprocess import DaemonDecoder
@@ -62,13 +62,9 @@ def read_metadata(graph: Path) -> dict[str, Any]:
     MetadataError rather than failing later with a bare KeyError."""
     mp = metadata_path(graph)
     try:
-        meta = json.loads(mp.read_text())
+        meta = strictjson.load(mp, MetadataError)
     except FileNotFoundError:
         raise MetadataError(f"{mp}: metadata missing beside the graph") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise MetadataError(f"{mp}: cannot read ({e})") from None
-    except json.JSONDecodeError as e:
-        raise MetadataError(f"{mp}: malformed JSON ({e})") from None
     if not isinstance(meta, dict):
         raise MetadataError(f"{mp}: want a JSON object, got {type(meta).__name__}")
 
@@ -81,15 +77,39 @@ def read_metadata(graph: Path) -> dict[str, Any]:
     w, h = inp.get("width"), inp.get("height")
     if not whole(w) or not 16 <= w <= 4096:
         raise MetadataError(f"{mp}: input.width {w!r}: want a whole number of pixels in 16..4096")
-    if h != w:
+    if not whole(h) or h != w:
         raise MetadataError(f"{mp}: input.height {h!r}: want the width, {w} (the graphs take square frames)")
     k = meta.get("pool_kernel")
     if not whole(k) or not 1 <= k <= w:
         raise MetadataError(f"{mp}: pool_kernel {k!r}: want a whole number in 1..{w}")
+    # The threshold and normal scores were computed with the model section's values, as
+    # the daemon's model.Parse checks too: an edit of the top level alone scores otherwise.
+    model = meta.get("model")
+    if model is not None and not isinstance(model, dict):
+        raise MetadataError(f"{mp}: model: want an object, got {type(model).__name__}")
+    for top, key, mine in (("input.width", "input_size", w), ("pool_kernel", "pool_kernel", k)):
+        if isinstance(model, dict) and key in model and model[key] != mine:
+            raise MetadataError(f"{mp}: {top} {mine} disagrees with model.{key} {model[key]!r} (the threshold was set with the latter)")
     for key in ("quantisation", "engines"):
         if key in meta and not isinstance(meta[key], dict):
             raise MetadataError(f"{mp}: {key}: want an object, got {type(meta[key]).__name__}")
+    for name, e in meta.get("engines", {}).items():
+        if not isinstance(e, dict):
+            raise MetadataError(f"{mp}: engines.{name}: want an object, got {type(e).__name__}")
+        for field in ("reference_score", "tolerance"):
+            v = e.get(field)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or (field == "tolerance" and v < 0):
+                raise MetadataError(f"{mp}: engines.{name}.{field} {v!r}: want a {'non-negative ' if field == 'tolerance' else ''}number")
     return meta
+
+
+def check_graph_input(graph: Path, meta: dict[str, Any], shape: Sequence[Any]) -> None:
+    """Refuse metadata whose input size is not the graph's input tensor (NHWC; ONNX
+    may name its batch axis): MetadataError naming both files."""
+    w = meta["input"]["width"]
+    dims = [d for d in shape[1:3]]
+    if dims != [w, w]:
+        raise MetadataError(f"{graph}: input tensor is {list(shape)}, its metadata {metadata_path(graph)} says {w}x{w}")
 
 
 def calibration_set(good: np.ndarray, seed: int) -> np.ndarray:
@@ -276,7 +296,7 @@ def export_tflite(ck: Checkpoint, out: Path, good: np.ndarray, version: str, dec
                             # The daemon warns about graphs without it (exported before exact.py).
                             "rounding": exact.ROUNDING, "rounding_rule": exact.ROUNDING_RULE}
     _write_atomic(out, graph)
-    _write_atomic(meta_out, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    _write_atomic(meta_out, (json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n").encode())
     return meta
 
 
@@ -309,5 +329,5 @@ def export_onnx(ck: Checkpoint, out: Path, version: str, decoder: DaemonDecoder 
         meta["quantisation"] = {"kind": "int8 QDQ", "recipe": QDQ_RECIPE,
                                 "calibration_images": {"good": int(len(good)), "synthetic_anomalies": int(len(calibration) - len(good))}}
     _write_atomic(out, graph)
-    _write_atomic(meta_out, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    _write_atomic(meta_out, (json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n").encode())
     return meta

@@ -56,7 +56,7 @@ def refresh(graph: Path) -> dict[str, Any]:
     import json
 
     from .evaluate import ONNXRunner, TFLiteRunner
-    from .export import _write_atomic, metadata_path, read_metadata
+    from .export import _write_atomic, check_graph_input, metadata_path, read_metadata
 
     import hashlib
 
@@ -74,6 +74,7 @@ def refresh(graph: Path) -> dict[str, Any]:
         # Exact int8 graphs give the same map on every CPU path (exact.py): no tolerance
         # beyond the scorer's float rounding, which the daemon allows for itself.
         name, runner, tolerance = "tflite", TFLiteRunner(graph), 0.0
+    check_graph_input(graph, meta, runner.input_shape)
     meta.setdefault("engines", {})[name] = engine_entry(reference_score(runner, size, kernel), tolerance)
-    _write_atomic(meta_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    _write_atomic(meta_path, (json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n").encode())
     return meta

@@ -162,24 +162,76 @@ def test_epochs_below_one(epochs: str, tmp_path: Path, capsys: pytest.CaptureFix
         ('{"input": {"width": 224, "height": 224}, "pool_kernel": 3, "engines": []}', "engines: want an object"),
         # not JSON at all
         ("{", "malformed JSON"),
+        # JSON the daemon's decoder refuses, or Python's json cannot read: NaN, a nesting
+        # deeper than Python recurses (a traceback), a number past Python's 4300 digits
+        # (a message naming no file)
+        ('{"input": {"width": NaN, "height": 224}, "pool_kernel": 3}', "malformed JSON (NaN is not JSON"),
+        ("[" * 100000 + "]" * 100000, "nested too deeply"),
+        ('{"input": {"width": ' + "9" * 5000 + ', "height": 224}, "pool_kernel": 3}', "malformed JSON (Exceeds the limit"),
+        # a float height passed as equal to the width
+        ('{"input": {"width": 224, "height": 224.0}, "pool_kernel": 3}', "input.height 224.0"),
+        # an edit of the top level alone: the threshold was set with the model section's
+        ('{"input": {"width": 224, "height": 224}, "pool_kernel": 8, "model": {"pool_kernel": 16}}',
+         "pool_kernel 8 disagrees with model.pool_kernel 16"),
+        ('{"input": {"width": 256, "height": 256}, "pool_kernel": 8, "model": {"input_size": 224}}',
+         "input.width 256 disagrees with model.input_size 224"),
+        # another engine's entry broken: reference rewrote the file, then raised TypeError
+        ('{"input": {"width": 224, "height": 224}, "pool_kernel": 3, "engines": {"onnxruntime": 5}}', "engines.onnxruntime: want an object"),
+        ('{"input": {"width": 224, "height": 224}, "pool_kernel": 3, "engines": {"onnxruntime": {}}}', "engines.onnxruntime.reference_score None"),
+        ('{"input": {"width": 224, "height": 224}, "pool_kernel": 3, "engines": {"x": {"reference_score": "x", "tolerance": 0}}}',
+         "engines.x.reference_score 'x'"),
+        ('{"input": {"width": 224, "height": 224}, "pool_kernel": 3, "engines": {"x": {"reference_score": 1, "tolerance": -1}}}',
+         "engines.x.tolerance -1"),
     ],
+    ids=lambda v: v[:48] if isinstance(v, str) else None,
 )
 @pytest.mark.parametrize("cmd", ["eval", "reference"])
 def test_graph_metadata_is_checked_before_use(cmd: str, meta: str, problem: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`eval --graph` and `reference` read the metadata beside a graph before running
     it; an edited or foreign one is one line naming the file and the key."""
     import hashlib
-    import json
 
     graph = tmp_path / "m.tflite"
     graph.write_bytes(b"not run: the metadata is refused first")
-    if meta.startswith("{") and meta != "{":
-        # reference checks that the metadata describes this graph before anything else
-        d = json.loads(meta)
-        d["sha256"] = hashlib.sha256(graph.read_bytes()).hexdigest()
-        meta = json.dumps(d)
+    if meta.startswith('{"'):
+        # reference checks that the metadata describes this graph (after reading it)
+        meta = '{"sha256": "' + hashlib.sha256(graph.read_bytes()).hexdigest() + '", ' + meta[1:]
     (tmp_path / "m.tflite.json").write_text(meta)
+    before = (tmp_path / "m.tflite.json").read_bytes()
     argv = ["eval", "--graph", str(graph), "--data", str(small_set(tmp_path / "d"))] if cmd == "eval" else ["reference", str(graph)]
     code, err = run(capsys, *argv)
     line = one_line(err)
     assert code == 2 and line.startswith(f"adtr {cmd}: {tmp_path / 'm.tflite.json'}: ") and problem in line, line
+    assert (tmp_path / "m.tflite.json").read_bytes() == before  # reference rewrote nothing
+
+
+@pytest.mark.parametrize("suffix", [".tflite", ".onnx"])
+@pytest.mark.parametrize("cmd", ["eval", "reference"])
+def test_metadata_whose_input_size_is_not_the_graphs(cmd: str, suffix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A consistent metadata edit (every size 256) on the demo graph that takes 224:
+    a reshape error naming nothing (.tflite) or an ONNX Runtime traceback (.onnx) before."""
+    import json
+    import shutil
+
+    demo = Path(__file__).resolve().parents[2] / "models" / "demo"
+    graph = tmp_path / f"adtr{suffix}"
+    shutil.copy(demo / f"adtr{suffix}", graph)
+    meta = json.loads((demo / f"adtr{suffix}.json").read_text())
+    meta["input"].update(width=256, height=256)
+    meta["model"]["input_size"] = 256
+    (tmp_path / f"adtr{suffix}.json").write_text(json.dumps(meta))
+    argv = ["eval", "--graph", str(graph), "--data", str(small_set(tmp_path / "d"))] if cmd == "eval" else ["reference", str(graph)]
+    code, err = run(capsys, *argv)
+    line = one_line(err)
+    assert code == 2 and line == f"adtr {cmd}: {graph}: input tensor is [1, 224, 224, 3], its metadata {graph}.json says 256x256", line
+
+
+def test_metadata_that_is_not_a_regular_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A FIFO in the metadata's place made `reference` block for ever."""
+    import os
+
+    graph = tmp_path / "m.tflite"
+    graph.write_bytes(b"x")
+    os.mkfifo(tmp_path / "m.tflite.json")
+    code, err = run(capsys, "reference", str(graph))
+    assert code == 2 and one_line(err) == f"adtr reference: {tmp_path / 'm.tflite.json'}: not a regular file"

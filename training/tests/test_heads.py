@@ -167,6 +167,14 @@ def test_an_edited_configuration_is_refused(memory_checkpoint: Path, change: dic
         (lambda m: m.update(backbone_weights=3), "backbone_weights: want a path or null"),
         # another tool's file
         (lambda m: m.update(format="adtr-checkpoint/9"), "format is not adtr-checkpoint/2"),
+        # a JSON tool re-saving whole numbers as floats: the same configuration (the hash
+        # reads them alike); TF's shapes had raised a TypeError traceback
+        (lambda m: m["model"].update({k: float(m["model"][k]) for k in ("stride", "input_size", "memory_size")},
+                                      stages=[float(v) for v in m["model"]["stages"]]), None),
+        (lambda m: m["model"].update(stride=8.5), "stride 8.5: want a whole number"),
+        # NaN is not JSON (the daemon's decoder refuses it): it reached the graph's metadata
+        (lambda m: m["data"].update(n_train=float("nan")), "malformed JSON (NaN is not JSON"),
+        (lambda m: m["history"].append({"seconds": float("inf")}), "malformed JSON (Infinity is not JSON"),
     ],
 )
 def test_checkpoint_fields_are_checked_at_load(memory_checkpoint: Path, edit, problem: str | None, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -183,6 +191,25 @@ def test_checkpoint_fields_are_checked_at_load(memory_checkpoint: Path, edit, pr
     with pytest.raises(checkpoint.CheckpointError) as e:
         checkpoint.load(ck)
     assert str(e.value).startswith(f"{ck / 'meta.json'}: ") and problem in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_checkpoint_without_heldout_images_is_refused_before_converting(memory_checkpoint: Path, dataset: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The threshold comes from the held-out images: an empty list was refused only after
+    the int8 conversion, naming neither the file nor the key."""
+    import shutil
+
+    from adtr import cli
+
+    ck = tmp_path / "ck"
+    shutil.copytree(memory_checkpoint, ck)
+    meta = json.loads((ck / "meta.json").read_text())
+    meta["heldout"] = []
+    (ck / "meta.json").write_text(json.dumps(meta))
+    out = tmp_path / "out" / "m.tflite"
+    code = cli.main(["export", "--checkpoint", str(ck), "--data", str(dataset.root), "--tflite", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == f"adtr export: {ck / 'meta.json'}: heldout: no held-out good images to set the threshold with (train keeps 10 % of train/good for it)"
+    assert not (tmp_path / "out").exists()
 
 
 def test_heldout_paths_are_absolute(memory_checkpoint: Path) -> None:
