@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import os
 import shutil
 import tempfile
@@ -102,12 +103,16 @@ def load(path: str | Path, expect: ModelConfig | None = None) -> Checkpoint:
     meta = strictjson.load(meta_path, CheckpointError)
     if not isinstance(meta, dict) or meta.get("format") not in (FORMAT, FORMAT_V1):
         raise CheckpointError(f"{meta_path}: format is not {FORMAT} (or {FORMAT_V1})")
+    if not isinstance(meta.get("model"), dict):
+        raise CheckpointError(f"{meta_path}: model: want the model configuration object, got {type(meta.get('model')).__name__}")
     try:
         cfg = ModelConfig.from_dict(meta["model"])
-        tcfg = TrainConfig(**meta["train"])
+        tcfg = TrainConfig.from_dict(meta.get("train"))
     except (KeyError, TypeError, ConfigError) as e:
         raise CheckpointError(f"{meta_path}: bad configuration ({e})") from None
     saved = meta.get("model_sha256")
+    if saved is not None and not (isinstance(saved, str) and re.fullmatch(r"[0-9a-f]{64}", saved)):
+        raise CheckpointError(f"{meta_path}: model_sha256 {str(saved)[:20]!r}: want 64 lowercase hex digits")
     if saved is None and meta["format"] == FORMAT:
         raise CheckpointError(f"{meta_path}: model_sha256 missing ({FORMAT} checkpoints carry the hash of the configuration "
                               "they were trained with); train again instead of editing meta.json")
@@ -120,7 +125,7 @@ def load(path: str | Path, expect: ModelConfig | None = None) -> Checkpoint:
     # What export and ADTR+ read later: refused here, with the key, rather than failing
     # there with a bare TypeError.
     heldout = meta.get("heldout", [])
-    if not isinstance(heldout, list) or not all(isinstance(p, str) and p for p in heldout):
+    if not isinstance(heldout, list) or not all(isinstance(p, str) and p and p.isprintable() for p in heldout):
         raise CheckpointError(f"{meta_path}: heldout: want a list of image paths")
     for key, kind in (("data", dict), ("history", list)):
         if not isinstance(meta.get(key, kind()), kind):

@@ -130,15 +130,16 @@ def cmd_eval(a: argparse.Namespace) -> None:
     graph = Path(a.graph)
     meta = _read_metadata(graph)
     split = ds.test(meta["input"]["width"])
+    from .export import check_graph_input
+
     if a.c_library:
         from .tflite_c import CInterpreter
 
+        check_graph_input(graph, meta, evaluate.TFLiteRunner(graph).input_shape)
         with CInterpreter(graph, a.c_library) as it:
             scale, zero = it.output_quant
             maps = np.stack([(it.run(im)[0].astype(np.float32) - zero) * scale for im in split.images])
     else:
-        from .export import check_graph_input
-
         runner = evaluate.runner_for(graph)
         check_graph_input(graph, meta, runner.input_shape)
         maps = evaluate.graph_maps(runner, split.images)

@@ -20,6 +20,36 @@ class ConfigError(ValueError):
     """A configuration that cannot be built."""
 
 
+def _whole(key: str, v: Any) -> int:
+    # A JSON tool may re-save 8 as 8.0: the same configuration (the checkpoint hash
+    # reads them alike), which TF's shapes need as an int again.
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise ConfigError(f"{key} {v!r}: want a whole number")
+    return v
+
+
+def _numbers(cls: type, d: dict[str, Any]) -> dict[str, Any]:
+    """d with each int field a whole number and each float field a float (a JSON tool
+    may write 4.0 as 4: the same value); anything else for a number is a ConfigError."""
+    d = dict(d)
+    for f in dataclasses.fields(cls):
+        if f.name not in d:
+            continue
+        v = d[f.name]
+        if isinstance(f.default, bool):
+            if not isinstance(v, bool):
+                raise ConfigError(f"{f.name} {v!r}: want true or false")
+        elif type(f.default) is int:
+            d[f.name] = _whole(f.name, v)
+        elif type(f.default) is float:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ConfigError(f"{f.name} {v!r}: want a number")
+            d[f.name] = float(v)
+    return d
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything that fixes the shape and meaning of an ADTR model."""
@@ -123,25 +153,12 @@ class ModelConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ConfigError(f"unknown model config keys: {', '.join(unknown)}")
-        d = dict(d)
-        ints = {f.name for f in dataclasses.fields(cls) if type(f.default) is int}
-
-        def whole(key: str, v: Any) -> Any:
-            # A JSON tool may re-save 8 as 8.0: the same configuration (the checkpoint
-            # hash reads them alike), which TF's shapes need as an int again.
-            if isinstance(v, float) and v.is_integer():
-                return int(v)
-            if not isinstance(v, int) or isinstance(v, bool):
-                raise ConfigError(f"{key} {v!r}: want a whole number")
-            return v
-
-        for key in ints & set(d):
-            d[key] = whole(key, d[key])
+        d = _numbers(cls, d)
         for key in ("cnn_channels", "stages"):
             if key in d:
                 if not isinstance(d[key], (list, tuple)):
                     raise ConfigError(f"{key} {d[key]!r}: want a list of whole numbers")
-                d[key] = tuple(whole(key, v) for v in d[key])
+                d[key] = tuple(_whole(key, v) for v in d[key])
         return cls(**d).validate()
 
     def fingerprint(self) -> str:
@@ -168,6 +185,23 @@ class TrainConfig:
     jitter: float = 0.0
     # Gradient-norm clip (UniAD: clip_max_norm 0.1); 0 turns it off.
     clip_norm: float = 0.0
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "TrainConfig":
+        """A checkpoint's "train" section, checked: ConfigError names the key."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"train: want an object, got {type(d).__name__}")
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown train config keys: {', '.join(unknown)}")
+        t = cls(**_numbers(cls, d))
+        for key, low, strict in (("epochs", 1, False), ("batch", 1, False), ("lr_drop_epoch", 0, False), ("plus_topk", 1, False),
+                                 ("plus_epochs", 1, False), ("lr", 0, True), ("weight_decay", 0, False), ("plus_alpha", 0, False),
+                                 ("jitter", 0, False), ("clip_norm", 0, False)):
+            v = getattr(t, key)
+            if v < low or (strict and v == low):
+                raise ConfigError(f"{key} {v!r}: want {'more than' if strict else 'at least'} {low}")
+        return t
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -46,12 +47,25 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def _write_pair(out: Path, graph: bytes, meta_out: Path, meta: dict[str, Any]) -> None:
+    # Serialised first: metadata that cannot be written (a value JSON cannot carry)
+    # must not leave a graph without its metadata behind.
+    text = (json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
+    _write_atomic(out, graph)
+    _write_atomic(meta_out, text)
+
+
 def metadata_path(graph: Path) -> Path:
     return graph.with_suffix(graph.suffix + ".json")
 
 
 class MetadataError(ValueError):
     """A graph's metadata (GRAPH.json) that the toolkit cannot use; the message names the file and the key."""
+
+
+def _short(v: object) -> str:
+    r = repr(v)
+    return r if len(r) <= 40 else r[:40] + "..."
 
 
 def read_metadata(graph: Path) -> dict[str, Any]:
@@ -67,6 +81,11 @@ def read_metadata(graph: Path) -> dict[str, Any]:
         raise MetadataError(f"{mp}: metadata missing beside the graph") from None
     if not isinstance(meta, dict):
         raise MetadataError(f"{mp}: want a JSON object, got {type(meta).__name__}")
+    sha = hashlib.sha256(graph.read_bytes()).hexdigest()
+    if meta.get("sha256") != sha:
+        # Another graph's metadata: its sizes and threshold are not this graph's (the
+        # daemon refuses it too).
+        raise MetadataError(f"{mp}: describes sha256 {str(meta.get('sha256'))[:12]}.., {graph} is {sha[:12]}..: not this graph's metadata")
 
     def whole(v: object) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
@@ -94,12 +113,16 @@ def read_metadata(graph: Path) -> dict[str, Any]:
         if key in meta and not isinstance(meta[key], dict):
             raise MetadataError(f"{mp}: {key}: want an object, got {type(meta[key]).__name__}")
     for name, e in meta.get("engines", {}).items():
+        if not re.fullmatch(r"[a-z0-9_]+", name):
+            # The daemon's rule for model.engine names; repr keeps a newline or a lone
+            # surrogate in the name from breaking the one-line message.
+            raise MetadataError(f"{mp}: engines: {name[:40]!r} is not an engine's name (lowercase letters, digits, _)")
         if not isinstance(e, dict):
             raise MetadataError(f"{mp}: engines.{name}: want an object, got {type(e).__name__}")
         for field in ("reference_score", "tolerance"):
             v = e.get(field)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or (field == "tolerance" and v < 0):
-                raise MetadataError(f"{mp}: engines.{name}.{field} {v!r}: want a {'non-negative ' if field == 'tolerance' else ''}number")
+                raise MetadataError(f"{mp}: engines.{name}.{field} {_short(v)}: want a {'non-negative ' if field == 'tolerance' else ''}number")
     return meta
 
 
@@ -277,6 +300,7 @@ def export_tflite(ck: Checkpoint, out: Path, good: np.ndarray, version: str, dec
     meta_out = metadata_path(out)
     refuse_existing(out)
     refuse_existing(meta_out)
+    heldout = load_heldout(ck, decoder)  # before the conversion: a missing image fails in seconds, not minutes
     calibration = calibration_set(good, ck.cfg.seed)
     graph = convert_int8(ck, calibration)
     # Scored through a scratch copy so nothing lands at `out` unless both files are good.
@@ -289,14 +313,13 @@ def export_tflite(ck: Checkpoint, out: Path, good: np.ndarray, version: str, dec
             "shape": [int(v) for v in runner.out["shape"]], "dtype": "int8",
             "scale": float(scale), "zero_point": int(zero), "meaning": "anomaly map s(u) = ||f - f^||_2",
         }
-        meta = build_metadata(ck, out, graph, runner, load_heldout(ck, decoder), output, version)
+        meta = build_metadata(ck, out, graph, runner, heldout, output, version)
         meta["engines"] = {"tflite": reference.engine_entry(reference.reference_score(runner, ck.cfg.input_size, ck.cfg.pool_kernel), 0.0)}
     meta["quantisation"] = {"kind": "full-integer int8", "calibration_images": {"good": int(len(good)), "synthetic_anomalies": int(len(calibration) - len(good))},
                             "converter": f"tensorflow {tf.__version__}", "runs_on": "TFLite >= 2.9",
                             # The daemon warns about graphs without it (exported before exact.py).
                             "rounding": exact.ROUNDING, "rounding_rule": exact.ROUNDING_RULE}
-    _write_atomic(out, graph)
-    _write_atomic(meta_out, (json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n").encode())
+    _write_pair(out, graph, meta_out, meta)
     return meta
 
 
@@ -309,6 +332,7 @@ def export_onnx(ck: Checkpoint, out: Path, version: str, decoder: DaemonDecoder 
     meta_out = metadata_path(out)
     refuse_existing(out)
     refuse_existing(meta_out)
+    heldout = load_heldout(ck, decoder)
     graph = convert_onnx(ck)
     calibration = None
     if good is not None:
@@ -320,7 +344,7 @@ def export_onnx(ck: Checkpoint, out: Path, version: str, decoder: DaemonDecoder 
         scratch.write_bytes(graph)
         runner = ONNXRunner(scratch)
         output = {"shape": [1, ck.cfg.grid, ck.cfg.grid], "dtype": "float32", "meaning": "anomaly map s(u) = ||f - f^||_2"}
-        meta = build_metadata(ck, out, graph, runner, load_heldout(ck, decoder), output, version)
+        meta = build_metadata(ck, out, graph, runner, heldout, output, version)
         tol = reference.ONNX_TOLERANCE if calibration is None else reference.QDQ_TOLERANCE
         meta["engines"] = {"onnxruntime": reference.engine_entry(reference.reference_score(runner, ck.cfg.input_size, ck.cfg.pool_kernel), tol)}
     if calibration is None:
@@ -328,6 +352,5 @@ def export_onnx(ck: Checkpoint, out: Path, version: str, decoder: DaemonDecoder 
     else:
         meta["quantisation"] = {"kind": "int8 QDQ", "recipe": QDQ_RECIPE,
                                 "calibration_images": {"good": int(len(good)), "synthetic_anomalies": int(len(calibration) - len(good))}}
-    _write_atomic(out, graph)
-    _write_atomic(meta_out, (json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n").encode())
+    _write_pair(out, graph, meta_out, meta)
     return meta

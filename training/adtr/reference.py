@@ -6,6 +6,7 @@ run by an engine that computes it differently (another runtime, a delegate that
 rounds otherwise) is said at load, before its threshold decides parts.
 """
 
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -58,14 +59,9 @@ def refresh(graph: Path) -> dict[str, Any]:
     from .evaluate import ONNXRunner, TFLiteRunner
     from .export import _write_atomic, check_graph_input, metadata_path, read_metadata
 
-    import hashlib
-
-    meta_path = metadata_path(graph)
-    meta = read_metadata(graph)
-    sha = hashlib.sha256(graph.read_bytes()).hexdigest()
-    if meta.get("sha256") != sha:
-        # A score written into another graph's metadata would be believed by the daemon.
-        raise ValueError(f"{meta_path}: describes sha256 {str(meta.get('sha256'))[:12]}.., {graph} is {sha[:12]}..: not this graph's metadata")
+    # A symlinked metadata file is rewritten where it points, not replaced by a copy.
+    meta_path = Path(os.path.realpath(metadata_path(graph)))
+    meta = read_metadata(graph)  # also refuses another graph's metadata (sha256)
     size, kernel = meta["input"]["width"], meta["pool_kernel"]
     if graph.suffix == ".onnx":
         qdq = str(meta.get("quantisation", {}).get("kind", "")).startswith("int8")

@@ -167,7 +167,7 @@ def test_epochs_below_one(epochs: str, tmp_path: Path, capsys: pytest.CaptureFix
         # (a message naming no file)
         ('{"input": {"width": NaN, "height": 224}, "pool_kernel": 3}', "malformed JSON (NaN is not JSON"),
         ("[" * 100000 + "]" * 100000, "nested too deeply"),
-        ('{"input": {"width": ' + "9" * 5000 + ', "height": 224}, "pool_kernel": 3}', "malformed JSON (Exceeds the limit"),
+        ('{"input": {"width": ' + "9" * 5000 + ', "height": 224}, "pool_kernel": 3}', "is out of a 64-bit integer's range"),
         # a float height passed as equal to the width
         ('{"input": {"width": 224, "height": 224.0}, "pool_kernel": 3}', "input.height 224.0"),
         # an edit of the top level alone: the threshold was set with the model section's
@@ -182,6 +182,17 @@ def test_epochs_below_one(epochs: str, tmp_path: Path, capsys: pytest.CaptureFix
          "engines.x.reference_score 'x'"),
         ('{"input": {"width": 224, "height": 224}, "pool_kernel": 3, "engines": {"x": {"reference_score": 1, "tolerance": -1}}}',
          "engines.x.tolerance -1"),
+        # numbers past what the daemon reads: 1e400 was read as inf and written back
+        ('{"input": {"width": 224, "height": 224}, "pool_kernel": 3, "threshold": 1e400}', "1e400 is out of a float64's range"),
+        ('{"input": {"width": 224, "height": 224}, "pool_kernel": 3, "engines": {"x": {"reference_score": 1' + "0" * 400 + ', "tolerance": 0}}}',
+         "out of a 64-bit integer's range"),
+        # engine names the daemon refuses; a newline in one had cut the message
+        ('{"input": {"width": 224, "height": 224}, "pool_kernel": 3, "engines": {"TFLite": {"reference_score": 1, "tolerance": 0}}}',
+         "engines: 'TFLite' is not an engine's name"),
+        ('{"input": {"width": 224, "height": 224}, "pool_kernel": 3, "engines": {"a\\nb": {"reference_score": 1, "tolerance": 0}}}',
+         "engines: 'a\\nb' is not an engine's name"),
+        # another graph's metadata: eval had scored with its sizes silently
+        ('{"input": {"width": 224, "height": 224}, "pool_kernel": 3, "sha256": "' + "0" * 64 + '"}', "not this graph's metadata"),
     ],
     ids=lambda v: v[:48] if isinstance(v, str) else None,
 )
@@ -235,3 +246,23 @@ def test_metadata_that_is_not_a_regular_file(tmp_path: Path, capsys: pytest.Capt
     os.mkfifo(tmp_path / "m.tflite.json")
     code, err = run(capsys, "reference", str(graph))
     assert code == 2 and one_line(err) == f"adtr reference: {tmp_path / 'm.tflite.json'}: not a regular file"
+
+
+
+def test_reference_rewrites_a_symlinked_metadata_where_it_points(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The link was replaced by a regular file and its target left as it was."""
+    import json
+    import shutil
+
+    demo = Path(__file__).resolve().parents[2] / "models" / "demo"
+    graph = tmp_path / "adtr.tflite"
+    shutil.copy(demo / "adtr.tflite", graph)
+    target = tmp_path / "meta" / "real.json"
+    target.parent.mkdir()
+    meta = json.loads((demo / "adtr.tflite.json").read_text())
+    del meta["engines"]
+    target.write_text(json.dumps(meta))
+    (tmp_path / "adtr.tflite.json").symlink_to(target)
+    code, _ = run(capsys, "reference", str(graph))
+    assert code == 0 and (tmp_path / "adtr.tflite.json").is_symlink()
+    assert "tflite" in json.loads(target.read_text())["engines"]

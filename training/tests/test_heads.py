@@ -175,6 +175,20 @@ def test_an_edited_configuration_is_refused(memory_checkpoint: Path, change: dic
         # NaN is not JSON (the daemon's decoder refuses it): it reached the graph's metadata
         (lambda m: m["data"].update(n_train=float("nan")), "malformed JSON (NaN is not JSON"),
         (lambda m: m["history"].append({"seconds": float("inf")}), "malformed JSON (Infinity is not JSON"),
+        # the mirror: floats re-saved as ints (JavaScript writes 4.0 as 4); --plus had
+        # called it "another configuration (differs in )"
+        (lambda m: m["model"].update(feature_clip=int(m["model"]["feature_clip"]), dropout=int(m["model"]["dropout"])), None),
+        (lambda m: m["train"].update(batch=float(m["train"]["batch"])), None),
+        # the train section: a traceback or a silent acceptance in --plus before
+        (lambda m: m["train"].update(batch=0), "batch 0: want at least 1"),
+        (lambda m: m["train"].update(lr="0.002"), "lr '0.002': want a number"),
+        (lambda m: m["train"].update(plus_topk=True), "plus_topk True: want a whole number"),
+        (lambda m: m.update(train=[]), "train: want an object"),
+        # the wrong cause named before
+        (lambda m: m.update(model=[]), "model: want the model configuration object, got list"),
+        (lambda m: m.update(model_sha256=m["model_sha256"].upper()), "want 64 lowercase hex digits"),
+        # a NUL in a path was "embedded null byte" after the conversion
+        (lambda m: m["heldout"].append("good/000.png\x00x"), "heldout: want a list of image paths"),
     ],
 )
 def test_checkpoint_fields_are_checked_at_load(memory_checkpoint: Path, edit, problem: str | None, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -186,7 +200,8 @@ def test_checkpoint_fields_are_checked_at_load(memory_checkpoint: Path, edit, pr
     edit(meta)
     (ck / "meta.json").write_text(json.dumps(meta))
     if problem is None:
-        assert checkpoint.load(ck).cfg == checkpoint.load(memory_checkpoint).cfg
+        a, b = checkpoint.load(ck), checkpoint.load(memory_checkpoint)
+        assert a.cfg.fingerprint() == b.cfg.fingerprint() and a.train == b.train
         return
     with pytest.raises(checkpoint.CheckpointError) as e:
         checkpoint.load(ck)
