@@ -145,6 +145,4 @@ def load(path: str | Path, expect: ModelConfig | None = None) -> Checkpoint:
         for w in getattr(model, part).weights:
             if not np.isfinite(w.numpy()).all():
                 raise CheckpointError(f"{wpath}: {w.name} holds values that are not finite (NaN or infinite): a broken checkpoint")
-    return Checkpoint(
-        model, tcfg, meta.get("data", {}), meta.get("heldout", []), meta.get("history", []), meta.get("backbone_weights")
-    )
+    return Checkpoint(model, tcfg, meta.get("data", {}), heldout, meta.get("history", []), bw)

@@ -135,8 +135,8 @@ def cmd_eval(a: argparse.Namespace) -> None:
     if a.c_library:
         from .tflite_c import CInterpreter
 
-        check_graph_input(graph, meta, evaluate.TFLiteRunner(graph).input_shape)
         with CInterpreter(graph, a.c_library) as it:
+            check_graph_input(graph, meta, it.input_shape)
             scale, zero = it.output_quant
             maps = np.stack([(it.run(im)[0].astype(np.float32) - zero) * scale for im in split.images])
     else:

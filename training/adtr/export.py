@@ -130,8 +130,7 @@ def check_graph_input(graph: Path, meta: dict[str, Any], shape: Sequence[Any]) -
     """Refuse metadata whose input size is not the graph's input tensor (NHWC; ONNX
     may name its batch axis): MetadataError naming both files."""
     w = meta["input"]["width"]
-    dims = [d for d in shape[1:3]]
-    if dims != [w, w]:
+    if list(shape[1:3]) != [w, w]:
         raise MetadataError(f"{graph}: input tensor is {list(shape)}, its metadata {metadata_path(graph)} says {w}x{w}")
 
 

@@ -119,6 +119,11 @@ class CInterpreter:
         return _TYPES[code]
 
     @property
+    def input_shape(self) -> list[int]:
+        """The input tensor's shape (NHWC), as the Python runners' input_shape."""
+        return list(self._shape(self.input))
+
+    @property
     def output_quant(self) -> tuple[float, int]:
         q = self.lib.TfLiteTensorQuantizationParams(self.output)
         return float(q.scale), int(q.zero_point)

@@ -237,6 +237,25 @@ def test_metadata_whose_input_size_is_not_the_graphs(cmd: str, suffix: str, tmp_
     assert code == 2 and line == f"adtr {cmd}: {graph}: input tensor is [1, 224, 224, 3], its metadata {graph}.json says 256x256", line
 
 
+def test_metadata_whose_input_size_is_not_the_graphs_on_the_c_library(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`eval --c-library` checks the size against the C interpreter's own input tensor."""
+    import json
+    import shutil
+
+    from adtr.tflite_c import default_library
+
+    demo = Path(__file__).resolve().parents[2] / "models" / "demo"
+    graph = tmp_path / "adtr.tflite"
+    shutil.copy(demo / "adtr.tflite", graph)
+    meta = json.loads((demo / "adtr.tflite.json").read_text())
+    meta["input"].update(width=256, height=256)
+    meta["model"]["input_size"] = 256
+    (tmp_path / "adtr.tflite.json").write_text(json.dumps(meta))
+    code, err = run(capsys, "eval", "--graph", str(graph), "--data", str(small_set(tmp_path / "d")), "--c-library", str(default_library()))
+    line = one_line(err)
+    assert code == 2 and line == f"adtr eval: {graph}: input tensor is [1, 224, 224, 3], its metadata {graph}.json says 256x256", line
+
+
 def test_metadata_that_is_not_a_regular_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A FIFO in the metadata's place made `reference` block for ever."""
     import os
