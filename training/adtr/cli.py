@@ -168,9 +168,6 @@ def cmd_export(a: argparse.Namespace) -> None:
         # Before the minutes of conversion: the threshold comes from these images.
         raise UsageError(f"{Path(a.checkpoint) / 'meta.json'}: heldout: no held-out good images to set the threshold with "
                          "(train keeps 10 % of train/good for it)")
-    if a.onnx_int8:
-        # Before anything is written: one refused output must not leave the others half done.
-        export.refuse_qdq(ck, Path(a.onnx_int8))
     version = a.version or f"{Path(a.checkpoint).name}"
     decoder = _decoder(a)
     if a.tflite:

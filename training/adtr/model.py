@@ -530,17 +530,24 @@ class Memory(layers.Layer):
     It lowers to a 1x1 CONV_2D (weights -2M, bias ||m||^2), ARG_MIN and GATHER: the
     argmin only chooses, on int8 scores, and the distance itself is then computed from
     f and the gathered m* by AnomalyMap, as for ADTR, so int8 keeps its precision where
-    ||f||^2 and ||m||^2 would cancel. Filled by fit_memory (baselines.coreset), not by
+    ||f||^2 and ||m||^2 would cancel. Filled by fit (baselines.coreset), not by
     gradient descent.
+
+    With density_k > 0 the layer returns [m*, w*]: w* (B, g, g, 1) is the chosen memory
+    token's density weight (baselines.density_weights), a GATHER from a second table, and
+    AnomalyMap multiplies the distance by it.
     """
 
-    def __init__(self, size: int, **kw: object) -> None:
+    def __init__(self, size: int, density_k: int = 0, **kw: object) -> None:
         super().__init__(**kw)
         self.size = size
+        self.density_k = density_k
 
     def build(self, input_shape: tf.TensorShape) -> None:
         c = int(input_shape[-1])
         self.memory = self.add_weight(name="memory", shape=(self.size, c), initializer="zeros", trainable=False)
+        if self.density_k:
+            self.density = self.add_weight(name="density", shape=(self.size, 1), initializer="ones", trainable=False)
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
         c = int(x.shape[-1])
@@ -551,18 +558,23 @@ class Memory(layers.Layer):
         # graph fell back to the CPU), while CONV_2D runs there.
         kernel = tf.reshape(-2.0 * tf.transpose(m), (1, 1, c, self.size))
         scores = tf.nn.conv2d(x, kernel, 1, "VALID") + tf.reduce_sum(tf.square(m), axis=-1)
-        return tf.gather(m, tf.argmin(scores, axis=-1, output_type=tf.int32))
+        nearest = tf.argmin(scores, axis=-1, output_type=tf.int32)
+        if not self.density_k:
+            return tf.gather(m, nearest)
+        return [tf.gather(m, nearest), tf.gather(self.density, nearest)]
 
     def fit(self, features: np.ndarray, seed: int) -> None:
         """Keeps `size` tokens of features (N, g, g, C) by greedy k-centre coreset; with
         fewer tokens than that, all of them, repeated to fill the table."""
-        from .baselines import coreset
+        from .baselines import coreset, density_weights
 
         tokens = features.reshape(-1, features.shape[-1]).astype(np.float32)
         if len(tokens) == 0:
             raise ValueError("memory: no good tokens to keep")
         idx = coreset(tokens, self.size, seed) if len(tokens) > self.size else np.resize(np.arange(len(tokens)), self.size)
         self.memory.assign(tokens[idx])
+        if self.density_k:
+            self.density.assign(density_weights(tokens[idx], self.density_k)[:, None])
 
 
 def build_reconstructor(cfg: ModelConfig, channels: int) -> keras.Model:
@@ -570,7 +582,7 @@ def build_reconstructor(cfg: ModelConfig, channels: int) -> keras.Model:
     g = cfg.grid
     inp = keras.Input((g, g, channels), name="features")
     if cfg.reconstructor == "memory":
-        return keras.Model(inp, Memory(cfg.memory_size, name="memory")(inp), name="memory_reconstructor")
+        return keras.Model(inp, Memory(cfg.memory_size, cfg.memory_density_k, name="memory")(inp), name="memory_reconstructor")
     if cfg.reconstructor == "conv":
         x = layers.Conv2D(cfg.hidden, 1, name="input_proj")(inp)
         for i in range(_conv_budget(cfg, channels)):
@@ -640,8 +652,11 @@ class ADTR:
         out = []
         for i in range(0, len(feats), batch):
             f = feats[i : i + batch]
-            r = self.reconstructor(f, training=False).numpy()
-            out.append(np.sqrt(((f - r) ** 2).sum(-1)))
+            r = self.reconstructor(f, training=False)
+            if isinstance(r, (list, tuple)):  # the memory head's [m*, density weight]
+                out.append(np.sqrt(((f - r[0].numpy()) ** 2).sum(-1)) * r[1].numpy()[..., 0])
+            else:
+                out.append(np.sqrt(((f - r.numpy()) ** 2).sum(-1)))
         return np.concatenate(out) if out else np.zeros((0, self.cfg.grid, self.cfg.grid), np.float32)
 
     def maps(self, images: np.ndarray) -> np.ndarray:
@@ -654,17 +669,20 @@ class ADTR:
         inp = keras.Input((size, size, 3), batch_size=1, name="image")
         f = self.backbone(inp, training=False)
         r = self.reconstructor(f, training=False)
-        s = AnomalyMap(name="anomaly_map")([f, r])
+        s = AnomalyMap(name="anomaly_map")([f, *r] if isinstance(r, (list, tuple)) else [f, r])
         return keras.Model(inp, s, name="adtr")
 
 
 class AnomalyMap(layers.Layer):
-    """s(u) = ||f(:, u) - f^(:, u)||_2 over channels (eq. 3), from [f, f^]."""
+    """s(u) = ||f(:, u) - f^(:, u)||_2 over channels (eq. 3), from [f, f^]; from
+    [f, f^, w] (the memory head's density weight, (B, g, g, 1)), w(u) s(u)."""
 
     def call(self, fr: list[tf.Tensor]) -> tf.Tensor:
-        # d = f - f^ as a lowered sum (see _signed_sum), with _matmul's 1/2 folded in.
-        h = _matmul_fold()
-        d = _signed_sum(list(fr), [h, -h])
+        weighted = len(fr) == 3
+        # d = f - f^ as a lowered sum (see _signed_sum), with _matmul's 1/2 folded in
+        # (twice with a weight: its product is a second _matmul).
+        h = _matmul_fold() ** (2 if weighted else 1)
+        d = _signed_sum(list(fr[:2]), [h, -h])
         # ||d|| = d . (d / ||d||): TFLite has no int8 SQRT, int8 RSQRT differs between
         # releases, and squaring in int8 loses every small difference.
         # The dot product per location is a BATCH_MATMUL of (1, C) by (C, 1): int8 MUL
@@ -672,4 +690,7 @@ class AnomalyMap(layers.Layer):
         c, g1, g2 = int(d.shape[-1]), int(d.shape[1]), int(d.shape[2])
         n = _l2_normalize(d)
         s = _matmul(tf.reshape(d, (-1, 1, c)), tf.reshape(n, (-1, c, 1)))
+        if weighted:
+            # w s as a BATCH_MATMUL of (1, 1) by (1, 1): int8 MUL is not exact (above).
+            s = _matmul(s, tf.reshape(fr[2], (-1, 1, 1)))
         return tf.reshape(s, (-1, g1, g2))

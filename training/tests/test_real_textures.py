@@ -103,10 +103,12 @@ def test_b_pretrained_features_detect_defects_on_real_textures(measured: Measure
 def test_the_shipped_recipe_beats_the_baselines(measured: Measured) -> None:
     """Issue 27: the default preset's int8 graph against PaDiM and the nearest-neighbour
     memory on all four stages of the same backbone (compare.measure). On average it
-    must be above both; per category it may trail by at most 0.01 (wood, near the
-    ceiling: 0.979-0.981 against PaDiM's 0.984 in every run at stride 8). Thin defects,
-    the issue's bar: mean crack and scratch AUROC at least 0.9 (measured at stride 8:
-    0.978 and 0.956; 0.95 and 0.93 at stride 16)."""
+    must be above both, and on every category above both less 0.003 (about 13 of the
+    4500 good/defective pairs: another CPU's float rounding in the features moves the
+    int8 graph that much; measured with the density weight, wood's int8 0.985 against
+    PaDiM's 0.984 is the closest, and without it wood trailed at 0.979). Thin defects,
+    the issue's bar: mean crack and scratch AUROC at least 0.9 (measured: 0.989 and
+    0.971 int8)."""
     cats = textures.CATEGORIES
     q = {c: measured.cells["lite0", c].int8 for c in cats}
     base = {c: measured.cells["lite0", c] for c in cats}
@@ -114,7 +116,7 @@ def test_the_shipped_recipe_beats_the_baselines(measured: Measured) -> None:
         r = q[c]
         assert r is not None
         print(f"{c}: int8 {r.image_auroc:.3f}, PaDiM {base[c].padim.image_auroc:.3f}, NN {base[c].nn.image_auroc:.3f}")  # type: ignore[union-attr]
-        assert r.image_auroc >= base[c].padim.image_auroc - 0.01 and r.image_auroc >= base[c].nn.image_auroc - 0.01  # type: ignore[union-attr]
+        assert r.image_auroc >= base[c].padim.image_auroc - 0.003 and r.image_auroc >= base[c].nn.image_auroc - 0.003  # type: ignore[union-attr]
     mean = float(np.mean([q[c].image_auroc for c in cats]))  # type: ignore[union-attr]
     assert mean > float(np.mean([base[c].padim.image_auroc for c in cats]))  # type: ignore[union-attr]
     assert mean > float(np.mean([base[c].nn.image_auroc for c in cats]))  # type: ignore[union-attr]
