@@ -15,6 +15,10 @@ from . import evaluate, train
 from .config import ModelConfig, TrainConfig
 from .data import Dataset
 
+# The preset ablated when none is given: the default preset (lite0) is the
+# nearest-neighbour head, which has no reconstructor to ablate.
+DEFAULT_PRESET = "lite0-v1"
+
 VARIANTS: tuple[tuple[str, dict[str, object]], ...] = (
     ("ADTR", {}),
     ("ADTR w/o query embedding", {"query_embedding": False}),

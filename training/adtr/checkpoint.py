@@ -69,6 +69,24 @@ def _config_hash(cfg: ModelConfig) -> str:
 _ADDED_LATER: dict[str, Any] = {"memory_density_k": 0}
 
 
+def _check_density(model: ADTR, wpath: Path) -> None:
+    """The memory head's density weights are a function of its memory (fit computes
+    them): weights that are not that function, edited or damaged, would scale the map
+    silently (a zero weight hides every defect near its token), so they are refused.
+    Recomputing takes about 2 s for 8192 tokens on 2 cores."""
+    from .baselines import density_weights
+
+    cfg = model.cfg
+    if cfg.reconstructor != "memory" or not cfg.memory_density_k:
+        return
+    mem = model.reconstructor.get_layer("memory")
+    got = mem.density.numpy()[:, 0]
+    want = density_weights(mem.memory.numpy(), cfg.memory_density_k)
+    if not np.allclose(got, want, rtol=1e-4, atol=1e-5):
+        raise CheckpointError(f"{wpath}: the memory's density weights are not the ones its memory gives (held {got.min():.4g}..{got.max():.4g}, "
+                              f"the memory gives {want.min():.4g}..{want.max():.4g}): edited or damaged; fit the head again")
+
+
 def refuse_existing(path: Path) -> None:
     if path.exists():
         raise FileExistsError(f"{path}: already exists (refusing to overwrite; pick another path or remove it)")
@@ -149,9 +167,11 @@ def load(path: str | Path, expect: ModelConfig | None = None) -> Checkpoint:
             raise CheckpointError(f"{wpath}: missing")
         try:
             getattr(model, part).load_weights(str(wpath))
-        except (ValueError, OSError) as e:
-            raise CheckpointError(f"{wpath}: weights do not fit the configuration ({str(e).splitlines()[0]})") from None
+        except Exception as e:  # h5py and Keras raise ValueError, OSError, KeyError (a missing dataset), ...
+            first = (str(e).splitlines() or [e.__class__.__name__])[0]
+            raise CheckpointError(f"{wpath}: weights do not fit the configuration or the file is damaged ({first})") from None
         for w in getattr(model, part).weights:
             if not np.isfinite(w.numpy()).all():
                 raise CheckpointError(f"{wpath}: {w.name} holds values that are not finite (NaN or infinite): a broken checkpoint")
+    _check_density(model, path / "reconstructor.h5")
     return Checkpoint(model, tcfg, meta.get("data", {}), heldout, meta.get("history", []), bw)

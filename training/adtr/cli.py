@@ -205,7 +205,12 @@ def cmd_ablate(a: argparse.Namespace) -> None:
     from . import ablate
     from .data import Dataset
 
+    if not a.preset_given:
+        a.preset = ablate.DEFAULT_PRESET  # the default preset's head has no reconstructor to ablate
     cfg, tcfg = _preset_config(a)
+    if cfg.reconstructor != "transformer":
+        raise UsageError(f"--preset {a.preset}: ablate compares ADTR's reconstructors, and this preset's head is "
+                         f"{cfg.reconstructor!r}; choose an ADTR preset (lite0-v1, lite0-adtr, tiny)")
     rows = ablate.run(cfg, tcfg, Dataset(a.data), epochs=a.epochs)
     print(ablate.table(rows))
 
@@ -312,7 +317,7 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("graph", help="exported .tflite or .onnx (metadata JSON beside it, rewritten in place)")
     f.set_defaults(fn=cmd_reference)
 
-    b = sub.add_parser("ablate", help="ADTR vs no query embedding vs conv reconstruction (seed section 3.2)")
+    b = sub.add_parser("ablate", help="ADTR vs no query embedding vs conv reconstruction (seed section 3.2; preset lite0-v1 unless given)")
     b.add_argument("--data", required=True)
     model_args(b)
     b.set_defaults(fn=cmd_ablate)

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from . import anomalies, reference, scoring, strictjson
 from .checkpoint import Checkpoint, refuse_existing
+from .config import ModelConfig
 from .data import load_image
 from .preprocess import DaemonDecoder
 from . import exact
@@ -196,6 +197,14 @@ QDQ_RECIPE = ("onnxruntime.quantization.quantize_static, QDQ format, MinMax cali
               "a nearest-neighbour head stays float")
 
 
+def map_meaning(cfg: ModelConfig) -> str:
+    """The metadata's output.meaning: what the map's values are, for a person reading it."""
+    if cfg.reconstructor == "memory" and cfg.memory_density_k:
+        return (f"anomaly map s(u) = w(m*) ||f - m*||_2: the distance to the nearest memory token m*, weighted by "
+                f"m*'s density (its {cfg.memory_density_k} nearest memory tokens)")
+    return "anomaly map s(u) = ||f - f^||_2"
+
+
 def head_nodes(graph: Any) -> list[str]:
     """Names of the nodes of an ONNX graph (onnx.ModelProto) that belong to a
     nearest-neighbour head: every node downstream of the features that the head's
@@ -328,7 +337,7 @@ def export_tflite(ck: Checkpoint, out: Path, good: np.ndarray, version: str, dec
         scale, zero = runner.out["quantization"]
         output = {
             "shape": [int(v) for v in runner.out["shape"]], "dtype": "int8",
-            "scale": float(scale), "zero_point": int(zero), "meaning": "anomaly map s(u) = ||f - f^||_2",
+            "scale": float(scale), "zero_point": int(zero), "meaning": map_meaning(ck.cfg),
         }
         meta = build_metadata(ck, out, graph, runner, heldout, output, version)
         meta["engines"] = {"tflite": reference.engine_entry(reference.reference_score(runner, ck.cfg.input_size, ck.cfg.pool_kernel), 0.0)}
@@ -359,7 +368,7 @@ def export_onnx(ck: Checkpoint, out: Path, version: str, decoder: DaemonDecoder 
         scratch = Path(d) / out.name
         scratch.write_bytes(graph)
         runner = ONNXRunner(scratch)
-        output = {"shape": [1, ck.cfg.grid, ck.cfg.grid], "dtype": "float32", "meaning": "anomaly map s(u) = ||f - f^||_2"}
+        output = {"shape": [1, ck.cfg.grid, ck.cfg.grid], "dtype": "float32", "meaning": map_meaning(ck.cfg)}
         meta = build_metadata(ck, out, graph, runner, heldout, output, version)
         tol = reference.ONNX_TOLERANCE if calibration is None else reference.QDQ_TOLERANCE
         meta["engines"] = {"onnxruntime": reference.engine_entry(reference.reference_score(runner, ck.cfg.input_size, ck.cfg.pool_kernel), tol)}

@@ -85,6 +85,18 @@ def train(
                         "for %d memory slots: every token is kept, repeated; more good images make a better memory and "
                         "threshold", feats.shape[0], n_tokens, cfg.memory_size)
         memory.fit(feats, cfg.seed)
+        if cfg.memory_density_k:
+            from .baselines import DENSITY_BOUNDS
+
+            w = memory.density.numpy()[:, 0]
+            clipped = int(np.isin(w, np.float32(DENSITY_BOUNDS)).sum())
+            if clipped > 0.01 * len(w):
+                # Measured on 10 flat grey images: 7520 of 8192 at the top bound, and a
+                # threshold far from the float graph's (README).
+                log.warning("warning: memory: %d of %d density weights sit at their bounds %s: the good images' tokens are "
+                            "nearly alike (a featureless surface, or too few images), so their densities say little and the "
+                            "threshold is unreliable; more, and more varied, good images do better",
+                            clipped, len(w), DENSITY_BOUNDS)
         history = [{"stage": "memory", "tokens": n_tokens,
                     "kept": cfg.memory_size, "seconds": round(time.monotonic() - t0, 1)}]
         return Checkpoint(model, tcfg, data, _heldout_paths(paths, ho), history, backbone_weights)

@@ -63,6 +63,19 @@ def test_unknown_preset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert code == 2 and one_line(err) == "adtr train: unknown preset 'huge' (choose from lite0, lite0-v1, lite0-adtr, paper, tiny)"
 
 
+def test_ablate_takes_an_adtr_preset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The default preset became the nearest-neighbour head: `ablate` without --preset
+    ablates lite0-v1 (ADTR), and a memory preset is one line, not a KeyError traceback."""
+    from adtr import ablate
+    from adtr.config import preset
+
+    root = small_set(tmp_path)
+    code, err = run(capsys, "ablate", "--data", str(root), "--preset", "lite0")
+    assert code == 2 and one_line(err) == ("adtr ablate: --preset lite0: ablate compares ADTR's reconstructors, and this preset's head is "
+                                           "'memory'; choose an ADTR preset (lite0-v1, lite0-adtr, tiny)")
+    assert preset(ablate.DEFAULT_PRESET).model.reconstructor == "transformer"
+
+
 def test_unknown_category(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, err = run(capsys, "synth", "--out", str(tmp_path), "--categories", "wood")
     assert code == 2 and "unknown category 'wood'" in one_line(err)

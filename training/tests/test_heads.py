@@ -202,6 +202,65 @@ def test_an_edited_configuration_is_refused(memory_checkpoint: Path, change: dic
     checkpoint.load(memory_checkpoint)  # the unedited one loads
 
 
+@pytest.mark.parametrize(
+    "edit, problem",
+    [
+        # every weight zero: the map would be all zero
+        (lambda w: np.zeros_like(w), "density weights are not the ones its memory gives"),
+        # every second token's weight zero: defects near them would vanish (eval 0.93 image, 0.64 pixel, silently)
+        (lambda w: np.where(np.arange(len(w))[:, None] % 2 == 0, 0, w), "density weights are not the ones its memory gives"),
+        # negative: the toolkit exported a negative threshold that the daemon refused
+        (lambda w: -w, "density weights are not the ones its memory gives"),
+        # huge, and within the bounds but not the memory's
+        (lambda w: np.full_like(w, 1e30), "density weights are not the ones its memory gives"),
+        (lambda w: np.full_like(w, 2.0), "density weights are not the ones its memory gives"),
+    ],
+)
+def test_density_weights_that_are_not_the_memorys_are_refused(memory_graph, tmp_path: Path, edit, problem: str) -> None:  # type: ignore[no-untyped-def]
+    ck = memory_graph[0]
+    mem = ck.model.reconstructor.get_layer("memory")
+    kept = mem.density.numpy()
+    mem.density.assign(edit(kept))
+    try:
+        path = checkpoint.save(ck, tmp_path / "ck")
+    finally:
+        mem.density.assign(kept)
+    with pytest.raises(checkpoint.CheckpointError, match=f"reconstructor.h5: the memory's {problem}") as e:
+        checkpoint.load(path)
+    assert "\n" not in str(e.value)
+
+
+def test_a_weight_missing_from_the_file_is_one_line(memory_checkpoint: Path, tmp_path: Path) -> None:
+    """h5py's KeyError for a deleted dataset was a 27-line traceback."""
+    import shutil
+
+    import h5py
+
+    ck = tmp_path / "ck"
+    shutil.copytree(memory_checkpoint, ck)
+    with h5py.File(ck / "reconstructor.h5", "r+") as f:
+        names: list[str] = []
+        f.visit(names.append)
+        del f[next(n for n in names if n.endswith("density:0"))]
+    with pytest.raises(checkpoint.CheckpointError, match="reconstructor.h5: weights do not fit the configuration or the file is damaged") as e:
+        checkpoint.load(ck)
+    assert "\n" not in str(e.value)
+
+
+def test_density_weights_at_their_bounds_are_warned_of(dataset: Dataset, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Nearly alike good tokens (a new user's 10 flat grey images on lite0: 7520 of 8192
+    weights at the top bound, and a threshold far from the float graph's) say little
+    about density: train says so instead of fitting silently."""
+    from adtr import baselines
+
+    real = baselines.density_weights
+    monkeypatch.setattr(baselines, "density_weights", lambda m, k: np.where(np.arange(len(m)) % 2 == 0, 4.0, real(m, k)).astype(np.float32))
+    p = preset("tiny")
+    with caplog.at_level("WARNING", logger="adtr.train"):
+        train.train(p.model.replace(reconstructor="memory", memory_size=64, memory_density_k=9, seed=1), p.train, dataset)
+    assert "32 of 64 density weights sit at their bounds (0.25, 4.0)" in caplog.text
+
+
 def test_a_checkpoint_written_before_the_density_weight_still_loads(dataset: Dataset, tmp_path: Path) -> None:
     """memory_density_k came after format /2: a memory head saved before it has no such
     key and its hash was taken without it. It loads as density off, unedited."""
