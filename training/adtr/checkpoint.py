@@ -21,10 +21,22 @@ from . import strictjson
 from .config import ConfigError, ModelConfig, TrainConfig
 from .model import ADTR
 
-# /2 carries model_sha256 and must; /1 (before 2026-12) has none and loads unchecked,
-# so deleting the hash from a /2 checkpoint does not switch the check off.
-FORMAT = "adtr-checkpoint/2"
+# /3 carries model_sha256 and weights_sha256 (the two .h5 files) and must; /2 (before
+# 2026-12-07) carries model_sha256 only and loads with the weights unchecked; /1 (before
+# 2026-12) has neither. So deleting a hash from a /3 checkpoint does not switch its
+# check off.
+FORMAT = "adtr-checkpoint/3"
+FORMAT_V2 = "adtr-checkpoint/2"
 FORMAT_V1 = "adtr-checkpoint/1"
+WEIGHT_FILES = ("backbone.h5", "reconstructor.h5")
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 class CheckpointError(ValueError):
@@ -82,9 +94,12 @@ def _check_density(model: ADTR, wpath: Path) -> None:
     mem = model.reconstructor.get_layer("memory")
     got = mem.density.numpy()[:, 0]
     want = density_weights(mem.memory.numpy(), cfg.memory_density_k)
-    if not np.allclose(got, want, rtol=1e-4, atol=1e-5):
-        raise CheckpointError(f"{wpath}: the memory's density weights are not the ones its memory gives (held {got.min():.4g}..{got.max():.4g}, "
-                              f"the memory gives {want.min():.4g}..{want.max():.4g}): edited or damaged; fit the head again")
+    off = ~np.isclose(got, want, rtol=1e-4, atol=1e-5)
+    if off.any():
+        worst = int(np.argmax(np.abs(got - want)))
+        raise CheckpointError(f"{wpath}: the memory's density weights are not the ones its memory gives ({int(off.sum())} of {len(got)} "
+                              f"differ; token {worst} holds {got[worst]:.6g}, its memory gives {want[worst]:.6g}): edited or damaged; "
+                              "fit the head again")
 
 
 def refuse_existing(path: Path) -> None:
@@ -111,9 +126,12 @@ def save(ck: Checkpoint, path: str | Path) -> Path:
             # at stride 8, loaded at 16) would export a graph that computes something else.
             "model_sha256": _config_hash(ck.cfg),
         }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n")
         ck.model.backbone.save_weights(str(tmp / "backbone.h5"))
         ck.model.reconstructor.save_weights(str(tmp / "reconstructor.h5"))
+        # The weights belong to this meta.json: an edited table (a memory scaled by 2
+        # loaded and scored 0.81 instead of 1.0) or another checkpoint's file is refused.
+        meta["weights_sha256"] = {name: _file_sha256(tmp / name) for name in WEIGHT_FILES}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n")
         os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -128,8 +146,8 @@ def load(path: str | Path, expect: ModelConfig | None = None) -> Checkpoint:
     if not meta_path.is_file():
         raise CheckpointError(f"{path}: not a checkpoint (no meta.json)")
     meta = strictjson.load(meta_path, CheckpointError)
-    if not isinstance(meta, dict) or meta.get("format") not in (FORMAT, FORMAT_V1):
-        raise CheckpointError(f"{meta_path}: format is not {FORMAT} (or {FORMAT_V1})")
+    if not isinstance(meta, dict) or meta.get("format") not in (FORMAT, FORMAT_V2, FORMAT_V1):
+        raise CheckpointError(f"{meta_path}: format is not {FORMAT} (or {FORMAT_V2}, {FORMAT_V1})")
     if not isinstance(meta.get("model"), dict):
         raise CheckpointError(f"{meta_path}: model: want the model configuration object, got {type(meta.get('model')).__name__}")
     try:
@@ -140,9 +158,15 @@ def load(path: str | Path, expect: ModelConfig | None = None) -> Checkpoint:
     saved = meta.get("model_sha256")
     if saved is not None and not (isinstance(saved, str) and re.fullmatch(r"[0-9a-f]{64}", saved)):
         raise CheckpointError(f"{meta_path}: model_sha256 {str(saved)[:20]!r}: want 64 lowercase hex digits")
-    if saved is None and meta["format"] == FORMAT:
+    if saved is None and meta["format"] in (FORMAT, FORMAT_V2):
         raise CheckpointError(f"{meta_path}: model_sha256 missing ({FORMAT} checkpoints carry the hash of the configuration "
                               "they were trained with); train again instead of editing meta.json")
+    weights_sha = meta.get("weights_sha256")
+    if meta["format"] == FORMAT or weights_sha is not None:
+        if not (isinstance(weights_sha, dict) and set(weights_sha) == set(WEIGHT_FILES)
+                and all(isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) for v in weights_sha.values())):
+            raise CheckpointError(f"{meta_path}: weights_sha256: want the sha256 (64 lowercase hex digits) of "
+                                  f"{' and '.join(WEIGHT_FILES)} ({FORMAT} checkpoints carry them); train again instead of editing meta.json")
     if saved is not None and saved != _config_hash(cfg):
         raise CheckpointError(f"{meta_path}: the model configuration was edited after training (model_sha256 does not match); "
                               "the weights belong to the configuration they were trained with: train again instead")
@@ -164,7 +188,11 @@ def load(path: str | Path, expect: ModelConfig | None = None) -> Checkpoint:
     for part in ("backbone", "reconstructor"):
         wpath = path / f"{part}.h5"
         if not wpath.is_file():
-            raise CheckpointError(f"{wpath}: missing")
+            gone = not wpath.exists() and not wpath.is_symlink()
+            raise CheckpointError(f"{wpath}: missing" if gone else f"{wpath}: not a regular file (a directory, device, FIFO or broken link)")
+        if weights_sha is not None and _file_sha256(wpath) != weights_sha[wpath.name]:
+            raise CheckpointError(f"{wpath}: not the weights this checkpoint was saved with (its sha256 is not meta.json's "
+                                  "weights_sha256): edited, damaged or from another checkpoint; train again")
         try:
             getattr(model, part).load_weights(str(wpath))
         except Exception as e:  # h5py and Keras raise ValueError, OSError, KeyError (a missing dataset), ...

@@ -205,6 +205,8 @@ def cmd_ablate(a: argparse.Namespace) -> None:
     from . import ablate
     from .data import Dataset
 
+    if a.epochs is not None and a.epochs < 1:
+        raise UsageError(f"--epochs {a.epochs}: want at least 1")
     if not a.preset_given:
         a.preset = ablate.DEFAULT_PRESET  # the default preset's head has no reconstructor to ablate
     cfg, tcfg = _preset_config(a)

@@ -74,6 +74,9 @@ def test_ablate_takes_an_adtr_preset(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert code == 2 and one_line(err) == ("adtr ablate: --preset lite0: ablate compares ADTR's reconstructors, and this preset's head is "
                                            "'memory'; choose an ADTR preset (lite0-v1, lite0-adtr, tiny)")
     assert preset(ablate.DEFAULT_PRESET).model.reconstructor == "transformer"
+    for epochs in ("0", "-1"):  # 0 trained the preset's 60 epochs silently; -1 was an IndexError traceback
+        code, err = run(capsys, "ablate", "--data", str(root), "--epochs", epochs)
+        assert code == 2 and one_line(err) == f"adtr ablate: --epochs {epochs}: want at least 1"
 
 
 def test_unknown_category(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

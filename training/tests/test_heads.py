@@ -230,19 +230,76 @@ def test_density_weights_that_are_not_the_memorys_are_refused(memory_graph, tmp_
     assert "\n" not in str(e.value)
 
 
-def test_a_weight_missing_from_the_file_is_one_line(memory_checkpoint: Path, tmp_path: Path) -> None:
-    """h5py's KeyError for a deleted dataset was a 27-line traceback."""
-    import shutil
-
+def _edit_h5(path: Path, edit) -> None:  # type: ignore[no-untyped-def]
     import h5py
+
+    with h5py.File(path, "r+") as f:
+        names: list[str] = []
+        f.visit(names.append)
+        edit(f, names)
+
+
+@pytest.mark.parametrize(
+    "edit, problem",
+    [
+        # the memory table scaled by 2: the density weights do not change, and it loaded
+        # and scored 0.81 instead of 1.0 (a new user's trial)
+        ("scale the memory", "not the weights this checkpoint was saved with"),
+        # a missing dataset (an h5py KeyError traceback before)
+        ("delete the density table", "not the weights this checkpoint was saved with"),
+        # another checkpoint's reconstructor.h5 of the same preset: it loaded (0.74)
+        ("another checkpoint's file", "not the weights this checkpoint was saved with"),
+        # a directory (or FIFO, device) was called "missing"
+        ("a directory in its place", "not a regular file"),
+        # deleting the hash does not switch the check off
+        ("the hash deleted", "weights_sha256: want the sha256"),
+        # a checkpoint written before the hashes: the loader's own error, in one line
+        ("an older checkpoint (format /2) with a table deleted", "weights do not fit the configuration or the file is damaged"),
+    ],
+)
+def test_weight_files_belong_to_their_checkpoint(memory_checkpoint: Path, memory_graph, tmp_path: Path, edit: str, problem: str) -> None:  # type: ignore[no-untyped-def]
+    """Checkpoints (format /3) carry the sha256 of both weight files: an edited table, a
+    file from another checkpoint or a missing dataset is one line naming the file."""
+    import shutil
 
     ck = tmp_path / "ck"
     shutil.copytree(memory_checkpoint, ck)
-    with h5py.File(ck / "reconstructor.h5", "r+") as f:
-        names: list[str] = []
-        f.visit(names.append)
-        del f[next(n for n in names if n.endswith("density:0"))]
-    with pytest.raises(checkpoint.CheckpointError, match="reconstructor.h5: weights do not fit the configuration or the file is damaged") as e:
+    rec = ck / "reconstructor.h5"
+    meta = json.loads((ck / "meta.json").read_text())
+    assert meta["format"] == "adtr-checkpoint/3"
+
+    def scale(f, names):  # type: ignore[no-untyped-def]
+        d = f[next(x for x in names if x.endswith("memory:0"))]
+        d[...] = d[...] * 2
+
+    def delete(f, names):  # type: ignore[no-untyped-def]
+        del f[next(x for x in names if x.endswith("density:0"))]
+
+    if edit == "scale the memory":
+        _edit_h5(rec, scale)
+    elif edit == "delete the density table":
+        _edit_h5(rec, delete)
+    elif edit == "another checkpoint's file":
+        mem = memory_graph[0].model.reconstructor.get_layer("memory")
+        kept = [w.numpy() for w in mem.weights]
+        mem.memory.assign(kept[0] + 0.5)
+        try:
+            other = checkpoint.save(memory_graph[0], tmp_path / "other")
+        finally:
+            for w, v in zip(mem.weights, kept):
+                w.assign(v)
+        shutil.copy(other / "reconstructor.h5", rec)
+    elif edit == "a directory in its place":
+        rec.unlink()
+        rec.mkdir()
+    elif edit == "the hash deleted":
+        meta.pop("weights_sha256")
+    else:
+        _edit_h5(rec, delete)
+        meta.pop("weights_sha256")
+        meta["format"] = "adtr-checkpoint/2"
+    (ck / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(checkpoint.CheckpointError, match=problem) as e:
         checkpoint.load(ck)
     assert "\n" not in str(e.value)
 
@@ -289,7 +346,7 @@ def test_a_checkpoint_written_before_the_density_weight_still_loads(dataset: Dat
         (lambda m: m.update(history={}), "history: want a JSON list"),
         (lambda m: m.update(backbone_weights=3), "backbone_weights: want a path or null"),
         # another tool's file
-        (lambda m: m.update(format="adtr-checkpoint/9"), "format is not adtr-checkpoint/2"),
+        (lambda m: m.update(format="adtr-checkpoint/9"), "format is not adtr-checkpoint/3"),
         # a JSON tool re-saving whole numbers as floats: the same configuration (the hash
         # reads them alike); TF's shapes had raised a TypeError traceback
         (lambda m: m["model"].update({k: float(m["model"][k]) for k in ("stride", "input_size", "memory_size")},
