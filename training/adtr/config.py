@@ -254,7 +254,7 @@ PRESETS: dict[str, Preset] = {
     # after 60 epochs: it has not learnt the normal features, and UniAD's 1000 epochs
     # are hours per category here). Block 5c (112 of the 192 channels) carries ImageNet
     # semantics that textures do not need and dilutes thin defects; without it the
-    # graph also drops blocks 4a-5c (bare Invoke 1.8x faster than lite0-v1's: README).
+    # graph also drops blocks 4a-5c (bare Invoke 2.0-2.3x faster than lite0-v1's: README).
     # It fits in about 30 s: there is nothing to train.
     "lite0": Preset(
         replace(_LITE0_V1.model, stages=(2, 3), stride=8, reconstructor="memory", memory_size=8192, memory_density_k=9),
