@@ -89,8 +89,8 @@ def density_weights(memory: np.ndarray, k: int, batch: int = 2048) -> np.ndarray
         d[d <= 1e-6 * (1 + np.sqrt(sq[i : i + batch, None]))] = np.inf  # the token itself and its copies
         near = np.partition(d, kk - 1, axis=1)[:, :kk]
         finite = np.isfinite(near)
-        r[i : i + batch] = np.where(finite, near, 0).sum(1) / np.maximum(finite.sum(1), 1)
-        r[i : i + batch][~finite.any(1)] = np.nan
+        n = finite.sum(1)
+        r[i : i + batch] = np.where(n > 0, np.where(finite, near, 0).sum(1) / np.maximum(n, 1), np.nan)
     if np.isnan(r).all():
         return np.ones(m, np.float32)  # one distinct token: no density to compare
     r = np.where(np.isnan(r), np.nanmean(r), r)

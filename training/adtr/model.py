@@ -572,9 +572,10 @@ class Memory(layers.Layer):
         if len(tokens) == 0:
             raise ValueError("memory: no good tokens to keep")
         idx = coreset(tokens, self.size, seed) if len(tokens) > self.size else np.resize(np.arange(len(tokens)), self.size)
-        self.memory.assign(tokens[idx])
+        kept = tokens[idx]
+        self.memory.assign(kept)
         if self.density_k:
-            self.density.assign(density_weights(tokens[idx], self.density_k)[:, None])
+            self.density.assign(density_weights(kept, self.density_k)[:, None])
 
 
 def build_reconstructor(cfg: ModelConfig, channels: int) -> keras.Model:
@@ -653,10 +654,9 @@ class ADTR:
         for i in range(0, len(feats), batch):
             f = feats[i : i + batch]
             r = self.reconstructor(f, training=False)
-            if isinstance(r, (list, tuple)):  # the memory head's [m*, density weight]
-                out.append(np.sqrt(((f - r[0].numpy()) ** 2).sum(-1)) * r[1].numpy()[..., 0])
-            else:
-                out.append(np.sqrt(((f - r.numpy()) ** 2).sum(-1)))
+            # the memory head with density weights gives [m*, w]; every other head f^ alone
+            rec, w = (r[0].numpy(), r[1].numpy()[..., 0]) if isinstance(r, (list, tuple)) else (r.numpy(), 1.0)
+            out.append(np.sqrt(((f - rec) ** 2).sum(-1)) * w)
         return np.concatenate(out) if out else np.zeros((0, self.cfg.grid, self.cfg.grid), np.float32)
 
     def maps(self, images: np.ndarray) -> np.ndarray:
